@@ -1,0 +1,99 @@
+"""Every exception leadqual raises.
+
+The hierarchy::
+
+    LeadqualError
+      + ModelError          a qualification model is invalid (holds every Problem found)
+      + FactError           an input fact is invalid (one Problem: file, row, column, reason)
+      + InputFileError      an input file is missing, unreadable or of the wrong shape
+      + UnsupportedError    an executor cannot express a model construct
+      + NotFoundError       a lead, account or model version does not exist
+      + ConflictError       the same fact id arrived with a different payload
+
+Each error renders as one compiler-style line (``file:line:col: path: message``)
+so that the CLI can print it as is and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One fault, located as precisely as the source allows."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    col: int | None = None
+    path: str | None = None
+    row: int | None = None
+    column: str | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.file is not None:
+            where.append(self.file)
+            if self.line is not None:
+                where.append(str(self.line))
+                if self.col is not None:
+                    where.append(str(self.col))
+        prefix = ":".join(where)
+        parts = [prefix] if prefix else []
+        if self.row is not None:
+            parts.append(f"row {self.row}")
+        if self.column is not None:
+            parts.append(f"column '{self.column}'")
+        if self.path:
+            parts.append(self.path)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class LeadqualError(Exception):
+    """The root of every error leadqual raises on purpose."""
+
+
+class ModelError(LeadqualError):
+    """A qualification model is invalid; ``problems`` lists every fault found."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class FactError(LeadqualError):
+    """One input fact is invalid."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        super().__init__(str(problem))
+
+
+class InputFileError(LeadqualError):
+    """An input file is missing, unreadable or lacks a required column."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        super().__init__(str(problem))
+
+
+class UnsupportedError(LeadqualError):
+    """An executor cannot express a construct of the model."""
+
+
+class NotFoundError(LeadqualError):
+    """A lead, account or model version does not exist."""
+
+
+class ConflictError(LeadqualError):
+    """The same fact id arrived with a different payload."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest candidate, or an empty string."""
+    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{matches[0]}'?" if matches else ""
