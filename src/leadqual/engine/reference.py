@@ -1,0 +1,772 @@
+"""The reference evaluator: what a model means.
+
+``evaluate(model, facts, as_of)`` is a pure function. Only facts at or before
+``as_of`` count; the clock is never read. Every other executor must return the
+same result. The order of evaluation, and so what each section may test:
+
+1. attributes: the lead's and account's profile facts merged in time order;
+2. fit points (attributes only) and the grade;
+3. engagement: per-rule points of matching events, decayed by half-life,
+   capped by count and points, summed per score group, then limited;
+4. account status: engaged leads (MQA) and buying-committee roles;
+5. frameworks: each criterion met / not met / unknown, a sales answer
+   overriding what is inferred; the framework met when ``require`` are met;
+6. stage: the furthest automatic stage whose entry holds, raised by accept /
+   opportunity / won decisions, held by reject / lost / disqualify until a
+   reopen, then recycled for inactivity;
+7. routing: the first rule that holds.
+
+Conditions are three-valued: a test of a missing attribute is *unknown*;
+``all``, ``any`` and ``not`` follow Kleene logic; a rule fires, a stage is
+entered and a route is taken only when its condition is *true*.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from leadqual.engine.decay import age_days, decayed
+from leadqual.engine.explain import (
+    describe,
+    describe_filter,
+    format_points,
+    format_value,
+    tested_paths,
+)
+from leadqual.engine.result import (
+    AccountStatus,
+    CriterionResult,
+    FrameworkResult,
+    Qualification,
+    Reason,
+    Routing,
+)
+from leadqual.facts.dataset import AccountFacts, Facts, FactSet, LeadFacts
+from leadqual.facts.freemail import email_domain, is_free_mail
+from leadqual.facts.types import AccountProfile, Event, LeadProfile, Value, Verdict
+from leadqual.model.conditions import (
+    All,
+    AnyOf,
+    Check,
+    Condition,
+    EventFilter,
+    EventPredicate,
+    Not,
+    PropertyTest,
+    Sequence,
+    Test,
+)
+from leadqual.model.schema import EngagementRule, Model
+
+Tri = bool | None
+"""Three-valued truth: True, False or None (unknown)."""
+
+
+def evaluate(model: Model, facts: Facts, as_of: datetime) -> Qualification:
+    """Qualify one lead (and its account) as of ``as_of``."""
+    _require_aware(as_of)
+    return _Evaluator(model, as_of).qualify(facts)
+
+
+def evaluate_all(model: Model, facts: FactSet, as_of: datetime) -> list[Qualification]:
+    """Qualify every lead of a fact set, sharing the work per account."""
+    _require_aware(as_of)
+    evaluator = _Evaluator(model, as_of)
+    return [evaluator.qualify(lead_facts) for lead_facts in facts.group()]
+
+
+def _require_aware(as_of: datetime) -> None:
+    if as_of.tzinfo is None or as_of.utcoffset() is None:
+        raise ValueError("as_of must be timezone-aware")
+
+
+# three-valued operators --------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _equal(value: Value, operand: Any) -> Tri:
+    if isinstance(operand, bool) or isinstance(value, bool):
+        return value == operand if isinstance(value, bool) else _text(value).lower() == _text(operand).lower()
+    if isinstance(operand, int | float):
+        number = _number(value)
+        return None if number is None else number == float(operand)
+    return _text(value).casefold() == str(operand).casefold()
+
+
+@lru_cache(maxsize=1024)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _compare(number: float | None, op: str, operand: Any) -> Tri:
+    if number is None:
+        return None
+    if op == "between":
+        return float(operand[0]) <= number <= float(operand[1])
+    bound = float(operand)
+    return {
+        "gt": number > bound,
+        "gte": number >= bound,
+        "lt": number < bound,
+        "lte": number <= bound,
+    }[op]
+
+
+def apply_check(value: Value, check: Check) -> Tri:
+    """One operator on one value; a missing value makes every test but ``exists`` unknown."""
+    op, operand = check.op, check.value
+    if op == "exists":
+        return (value is not None) == operand
+    if value is None:
+        return None
+    match op:
+        case "eq":
+            return _equal(value, operand)
+        case "ne":
+            equal = _equal(value, operand)
+            return None if equal is None else not equal
+        case "in":
+            return _any_equal(value, operand)
+        case "not_in":
+            found = _any_equal(value, operand)
+            return None if found is None else not found
+        case "contains":
+            return str(operand).casefold() in _text(value).casefold()
+        case "starts_with":
+            return _text(value).casefold().startswith(str(operand).casefold())
+        case "regex":
+            return _regex(str(operand)).search(_text(value)) is not None
+    return _compare(_number(value), op, operand)
+
+
+def _any_equal(value: Value, operands: Iterable[Any]) -> Tri:
+    results = [_equal(value, o) for o in operands]
+    if any(r is True for r in results):
+        return True
+    return None if any(r is None for r in results) else False
+
+
+def apply_checks(value: Value, checks: Iterable[Check]) -> Tri:
+    return _kleene_all(apply_check(value, c) for c in checks)
+
+
+def _kleene_all(values: Iterable[Tri]) -> Tri:
+    unknown = False
+    for value in values:
+        if value is False:
+            return False
+        if value is None:
+            unknown = True
+    return None if unknown else True
+
+
+def _kleene_any(values: Iterable[Tri]) -> Tri:
+    unknown = False
+    for value in values:
+        if value is True:
+            return True
+        if value is None:
+            unknown = True
+    return None if unknown else False
+
+
+def event_matches(event: Event, flt: EventFilter) -> bool:
+    """Whether an event passes a filter; a missing property fails its test."""
+    if flt.types and event.type not in flt.types:
+        return False
+    return all(_property_holds(event, test) for test in flt.where)
+
+
+def _property_holds(event: Event, test: PropertyTest) -> bool:
+    return apply_checks(event.properties.get(test.prop), test.checks) is True
+
+
+# per-lead state ----------------------------------------------------------------
+
+
+def merge_profiles(
+    profiles: Iterable[LeadProfile] | Iterable[AccountProfile], as_of: datetime
+) -> dict[str, Value]:
+    """Attributes known at ``as_of``: profile facts applied in time order, later wins."""
+    known = [p for p in profiles if p.at is None or p.at <= as_of]
+    known.sort(key=lambda p: (p.at is not None, p.at.timestamp() if p.at else 0.0))
+    merged: dict[str, Value] = {}
+    for profile in known:
+        for name, value in profile.attributes.items():
+            if value is not None:
+                merged[name] = value
+        if isinstance(profile, LeadProfile):
+            if profile.email:
+                merged["email"] = profile.email.strip().lower()
+        elif profile.domain:
+            merged["domain"] = profile.domain.strip().lower()
+    return merged
+
+
+def lead_attributes(lead: LeadFacts, as_of: datetime) -> dict[str, Value]:
+    attributes = merge_profiles(lead.profiles, as_of)
+    email = attributes.get("email")
+    domain = email_domain(email if isinstance(email, str) else None)
+    if domain is not None:
+        attributes["email_domain"] = domain
+    attributes["is_free_mail"] = is_free_mail(domain)
+    return attributes
+
+
+@dataclass(frozen=True)
+class RuleScore:
+    rule: EngagementRule
+    points: float
+    undecayed: float
+    events: tuple[Event, ...]
+    capped: bool
+
+
+@dataclass(frozen=True)
+class Engagement:
+    total: float
+    groups: dict[str, float]
+    rules: tuple[RuleScore, ...]
+    reasons: tuple[Reason, ...]
+
+
+def _known_events(lead: LeadFacts, as_of: datetime) -> list[Event]:
+    events = [e for e in lead.events if e.at <= as_of]
+    events.sort(key=lambda e: (e.at, e.event_id))
+    return events
+
+
+def score_rule(rule: EngagementRule, events: list[Event], as_of: datetime, model: Model) -> RuleScore:
+    """One engagement rule's points: the latest ``max_count`` matching events, decayed, capped."""
+    flt = EventFilter(rule.event_types, rule.where)
+    matched = [e for e in events if event_matches(e, flt)]
+    if rule.within_days is not None:
+        matched = [e for e in matched if age_days(e.at, as_of) <= rule.within_days]
+    matched.sort(key=lambda e: (e.at, e.event_id), reverse=True)
+    if rule.max_count is not None:
+        matched = matched[: rule.max_count]
+    half_life = (rule.half_life_days or model.engagement.half_life_days) if rule.decay else None
+    points = sum(decayed(rule.points, age_days(e.at, as_of), half_life) for e in matched)
+    capped = False
+    if rule.max_points is not None and abs(points) > rule.max_points:
+        points = rule.max_points if points > 0 else -rule.max_points
+        capped = True
+    return RuleScore(rule, points, rule.points * len(matched), tuple(matched), capped)
+
+
+def score_engagement(model: Model, events: list[Event], as_of: datetime) -> Engagement:
+    spec = model.engagement
+    rules = [score_rule(rule, events, as_of, model) for rule in spec.rules]
+    reasons = [_engagement_reason(r, as_of) for r in rules if r.events]
+    sums: dict[str, float] = dict.fromkeys(spec.groups, 0.0)
+    ungrouped = 0.0
+    for scored in rules:
+        if scored.rule.group is None:
+            ungrouped += scored.points
+        else:
+            sums[scored.rule.group] += scored.points
+    groups: dict[str, float] = {}
+    for name, group in spec.groups.items():
+        value = sums[name]
+        if group.max is not None and value > group.max:
+            reasons.append(
+                Reason("limit", f"group.{name}",
+                       f"Score group {name} limited to {format_value(group.max)} "
+                       f"(earned {format_value(value)})", points=group.max - value)
+            )
+            value = group.max
+        groups[name] = value
+    total = sum(groups.values()) + ungrouped
+    limited = _clamp(total, spec.min_total, spec.max_total)
+    if limited != total:
+        reasons.append(
+            Reason("limit", "engagement",
+                   f"Engagement limited to {format_value(limited)} (earned {format_value(total)})",
+                   points=limited - total)
+        )
+    return Engagement(limited, groups, tuple(rules), tuple(reasons))
+
+
+def _clamp(value: float, low: float | None, high: float | None) -> float:
+    if high is not None and value > high:
+        value = high
+    if low is not None and value < low:
+        value = low
+    return value
+
+
+def _engagement_reason(scored: RuleScore, as_of: datetime) -> Reason:
+    rule = scored.rule
+    flt = EventFilter(rule.event_types, rule.where)
+    count = len(scored.events)
+    latest = scored.events[0].at
+    what = rule.description or describe_filter(flt)
+    text = (f"{format_points(scored.points)} engagement: {rule.id} ({what}): "
+            f"{count} event{'s' if count != 1 else ''}, latest {latest:%Y-%m-%d}")
+    notes = []
+    if abs(scored.points - scored.undecayed) > 1e-9 and not scored.capped:
+        notes.append(f"{format_points(scored.undecayed)} before decay")
+    if rule.max_count is not None and count == rule.max_count:
+        notes.append(f"counts the latest {rule.max_count}")
+    if scored.capped:
+        notes.append(f"capped at {format_value(rule.max_points)} points")
+    if notes:
+        text += f" ({'; '.join(notes)})"
+    return Reason("engagement", rule.id, text, points=scored.points,
+                  facts=tuple(e.event_id for e in scored.events), at=latest)
+
+
+# the evaluator -----------------------------------------------------------------
+
+
+class _Context:
+    """The values conditions test, filled in section by section."""
+
+    def __init__(self, lead: dict[str, Value], account: dict[str, Value], events: list[Event],
+                 as_of: datetime) -> None:
+        self.lead = lead
+        self.account = account
+        self.events = events
+        self.as_of = as_of
+        self.values: dict[str, Value] = {}
+
+    def value(self, path: str) -> Value:
+        head, _, rest = path.partition(".")
+        if head == "lead":
+            return self.lead.get(rest)
+        if head == "account" and path not in self.values:
+            return self.account.get(rest)
+        return self.values.get(path)
+
+
+def holds(condition: Condition, ctx: _Context) -> Tri:
+    """Three-valued truth of a condition in a context."""
+    match condition:
+        case Test(path, checks):
+            return apply_checks(ctx.value(path), checks)
+        case All(items):
+            return _kleene_all(holds(i, ctx) for i in items)
+        case AnyOf(items):
+            return _kleene_any(holds(i, ctx) for i in items)
+        case Not(item):
+            inner = holds(item, ctx)
+            return None if inner is None else not inner
+        case EventPredicate():
+            return _event_predicate(condition, ctx.events, ctx.as_of)
+        case Sequence(steps, within):
+            return _sequence(steps, within, ctx.events)
+    raise TypeError(f"not a condition: {condition!r}")  # pragma: no cover
+
+
+def _event_predicate(pred: EventPredicate, events: list[Event], as_of: datetime) -> bool:
+    matched = [e for e in events if event_matches(e, pred.filter)]
+    if pred.within_days is not None:
+        matched = [e for e in matched if age_days(e.at, as_of) <= pred.within_days]
+    for metric, check in pred.metrics:
+        value: float | None
+        if metric == "count":
+            value = float(len(matched))
+        elif not matched:
+            value = None
+        elif metric == "first_seen_days_ago":
+            value = age_days(matched[0].at, as_of)
+        else:
+            value = age_days(matched[-1].at, as_of)
+        if apply_check(value, check) is not True:
+            return False
+    return True
+
+
+def _sequence(steps: tuple[EventFilter, ...], within: float | None, events: list[Event]) -> bool:
+    """Events matching the steps in strictly increasing time, first to last within the window."""
+    firsts = [i for i, e in enumerate(events) if event_matches(e, steps[0])]
+    for start in firsts:
+        at = events[start].at
+        position = start
+        for step in steps[1:]:
+            nxt = next(
+                (j for j in range(position + 1, len(events))
+                 if events[j].at > at and event_matches(events[j], step)),
+                None,
+            )
+            if nxt is None:
+                return False  # a later start cannot complete either
+            position, at = nxt, events[nxt].at
+        else:
+            if within is None or age_days(events[start].at, at) <= within:
+                return True
+    return False
+
+
+def _observed(condition: Condition, ctx: _Context) -> str:
+    values = [f"{p} = {format_value(ctx.value(p))}" for p in tested_paths(condition)]
+    return f" ({', '.join(values)})" if values else ""
+
+
+class _Evaluator:
+    def __init__(self, model: Model, as_of: datetime) -> None:
+        self.model = model
+        self.as_of = as_of
+        self._member_cache: dict[str, tuple[float, datetime | None, dict[str, Value]]] = {}
+        self._account_cache: dict[str, tuple[AccountStatus, list[Reason]]] = {}
+
+    def qualify(self, facts: Facts) -> Qualification:
+        model, as_of = self.model, self.as_of
+        lead = facts.lead
+        events = _known_events(lead, as_of)
+        account_attrs = merge_profiles(facts.account.profiles, as_of) if facts.account else {}
+        ctx = _Context(lead_attributes(lead, as_of), account_attrs, events, as_of)
+        reasons: list[Reason] = []
+
+        fit = self._fit(ctx, reasons)
+        grade = self._grade(fit, reasons)
+        engagement = score_engagement(model, events, as_of)
+        reasons.extend(engagement.reasons)
+        total = fit + engagement.total
+        ctx.values.update({"score.fit": fit, "score.engagement": engagement.total,
+                           "score.total": total, "grade": grade})
+        ctx.values.update({f"score.{g}": v for g, v in engagement.groups.items()})
+
+        account = self._account(facts.account, reasons)
+        if account is not None:
+            ctx.values.update(_account_values(account))
+
+        frameworks = {name: self._framework(name, lead, ctx, reasons)
+                      for name in model.frameworks}
+        for name, result in frameworks.items():
+            ctx.values[f"framework.{name}"] = result.verdict
+            ctx.values[f"framework.{name}.met_count"] = float(result.met_count)
+            for criterion, c in result.criteria.items():
+                ctx.values[f"framework.{name}.{criterion}"] = c.verdict
+
+        stage = self._stage(lead, ctx, reasons)
+        ctx.values["stage"] = stage
+        routing = self._route(ctx, reasons)
+        return Qualification(
+            lead_id=lead.lead_id,
+            account_id=facts.account.account_id if facts.account else None,
+            as_of=as_of,
+            model=model.name,
+            model_version=model.version,
+            fit=fit,
+            grade=grade,
+            engagement=engagement.total,
+            groups=dict(engagement.groups),
+            total=total,
+            frameworks=frameworks,
+            stage=stage,
+            routing=routing,
+            account=account,
+            reasons=tuple(reasons),
+        )
+
+    # fit and grade
+
+    def _fit(self, ctx: _Context, reasons: list[Reason]) -> float:
+        spec = self.model.fit
+        points = 0.0
+        for rule in spec.rules:
+            if holds(rule.when, ctx) is True:
+                points += rule.points
+                reasons.append(Reason(
+                    "fit", rule.id,
+                    f"{format_points(rule.points)} fit: {rule.id}: "
+                    f"{rule.description or describe(rule.when)}{_observed(rule.when, ctx)}",
+                    points=rule.points,
+                ))
+        limited = _clamp(points, spec.min, spec.max)
+        if limited != points:
+            reasons.append(Reason("limit", "fit", f"Fit limited to {format_value(limited)} "
+                                  f"(earned {format_value(points)})", points=limited - points))
+        return limited
+
+    def _grade(self, fit: float, reasons: list[Reason]) -> str:
+        for letter, threshold in self.model.grade_thresholds:
+            if fit >= threshold:
+                reasons.append(Reason("grade", letter, f"Grade {letter}: fit {format_value(fit)} "
+                                      f"is at least {format_value(threshold)}"))
+                return letter
+        lowest = self.model.grade_thresholds[-1][1] if self.model.fit.grades else 0.0
+        reasons.append(Reason("grade", "F", f"Grade F: fit {format_value(fit)} is under "
+                              f"{format_value(lowest)}"))
+        return "F"
+
+    # accounts
+
+    def _member(self, member: LeadFacts) -> tuple[float, datetime | None, dict[str, Value]]:
+        cached = self._member_cache.get(member.lead_id)
+        if cached is None:
+            events = _known_events(member, self.as_of)
+            engagement = score_engagement(self.model, events, self.as_of).total
+            last = events[-1].at if events else None
+            cached = (engagement, last, lead_attributes(member, self.as_of))
+            self._member_cache[member.lead_id] = cached
+        return cached
+
+    def _account(self, account: AccountFacts | None, reasons: list[Reason]) -> AccountStatus | None:
+        rules = self.model.accounts
+        if account is None or (rules.mqa is None and rules.committee is None):
+            return None
+        cached = self._account_cache.get(account.account_id)
+        if cached is None:
+            cached = self._account_status(account)
+            self._account_cache[account.account_id] = cached
+        reasons.extend(cached[1])
+        return cached[0]
+
+    def _account_status(self, account: AccountFacts) -> tuple[AccountStatus, list[Reason]]:
+        rules = self.model.accounts
+        reasons: list[Reason] = []
+        members = {m.lead_id: self._member(m) for m in account.members}
+        engaged: list[str] = []
+        mqa: bool | None = None
+        if rules.mqa is not None:
+            spec = rules.mqa
+            for lead_id, (engagement, last, _) in sorted(members.items()):
+                recent = spec.within_days is None or (
+                    last is not None and age_days(last, self.as_of) <= spec.within_days)
+                if engagement >= spec.min_engagement and recent:
+                    engaged.append(lead_id)
+            mqa = apply_checks(float(len(engaged)), spec.engaged_leads) is True
+            window = f" active in the last {format_value(spec.within_days)} days" if spec.within_days else ""
+            reasons.append(Reason(
+                "account", "mqa",
+                f"Account {account.account_id} {'is' if mqa else 'is not'} an MQA: "
+                f"{len(engaged)} engaged lead{'s' if len(engaged) != 1 else ''} "
+                f"(engagement at least {format_value(spec.min_engagement)}{window})",
+                facts=tuple(engaged),
+            ))
+        roles: dict[str, bool] = {}
+        covered_by: dict[str, list[str]] = {}
+        committee_covered: bool | None = None
+        if rules.committee is not None:
+            for role, spec_role in rules.committee.roles.items():
+                who = [lead_id for lead_id, (_, _, attrs) in sorted(members.items())
+                       if holds(spec_role.when, _Context(attrs, {}, [], self.as_of)) is True]
+                roles[role] = bool(who)
+                covered_by[role] = who
+            need = rules.committee.require or len(roles)
+            committee_covered = sum(roles.values()) >= need
+            listing = ", ".join(f"{r} ({', '.join(w)})" for r, w in covered_by.items() if w) or "none"
+            reasons.append(Reason(
+                "account", "committee",
+                f"Buying committee {'covered' if committee_covered else 'not covered'}: "
+                f"{sum(roles.values())} of {len(roles)} roles (need {need}): {listing}",
+            ))
+        status = AccountStatus(
+            account_id=account.account_id,
+            engaged_leads=len(engaged),
+            mqa=mqa,
+            roles=roles,
+            roles_covered=sum(roles.values()),
+            committee_covered=committee_covered,
+        )
+        return status, reasons
+
+    # frameworks
+
+    def _framework(self, name: str, lead: LeadFacts, ctx: _Context,
+                   reasons: list[Reason]) -> FrameworkResult:
+        spec = self.model.frameworks[name]
+        answers = sorted((a for a in lead.answers if a.at <= self.as_of and a.framework == name),
+                         key=lambda a: (a.at, a.answer_id))
+        latest = {a.criterion: a for a in answers}
+        criteria: dict[str, CriterionResult] = {}
+        parts: list[str] = []
+        facts: list[str] = []
+        for criterion, c in spec.criteria.items():
+            answer = latest.get(criterion)
+            if answer is not None:
+                result = CriterionResult(answer.value, "answer", answer.answer_id, answer.at)
+                by = f" by {answer.by}" if answer.by else ""
+                parts.append(f"{criterion} {answer.value} (sales answer{by} on {answer.at:%Y-%m-%d})")
+                facts.append(answer.answer_id)
+            elif c.when is None:
+                result = CriterionResult("unknown", "no_rule")
+                parts.append(f"{criterion} unknown (ask: {c.question})" if c.question
+                             else f"{criterion} unknown (no answer yet)")
+            else:
+                truth = holds(c.when, ctx)
+                verdict: Verdict = "met" if truth is True else (
+                    "unknown" if truth is None else c.if_false)
+                result = CriterionResult(verdict, "inferred")
+                parts.append(f"{criterion} {verdict} ({describe(c.when)}{_observed(c.when, ctx)})")
+            criteria[criterion] = result
+        met = sum(r.verdict == "met" for r in criteria.values())
+        unknown = sum(r.verdict == "unknown" for r in criteria.values())
+        required = spec.required
+        overall: Verdict = "met" if met >= required else (
+            "not_met" if met + unknown < required else "unknown")
+        reasons.append(Reason(
+            "framework", name,
+            f"{name.upper()} {overall.replace('_', ' ')}: {met} of {len(criteria)} criteria met "
+            f"(needs {required}): " + "; ".join(parts),
+            facts=tuple(facts),
+        ))
+        return FrameworkResult(overall, met, required, criteria)
+
+    # stages
+
+    def _stage(self, lead: LeadFacts, ctx: _Context, reasons: list[Reason]) -> str:
+        stages = self.model.stages
+        auto = 0
+        for i, stage in enumerate(stages):
+            if stage.automatic and stage.enter is not None and holds(stage.enter, ctx) is True:
+                auto = i
+        auto_stage = stages[auto]
+        auto_text = (f"Stage {auto_stage.title}: {describe(auto_stage.enter)}"
+                     f"{_observed(auto_stage.enter, ctx)}" if auto_stage.enter is not None
+                     else f"Stage {auto_stage.title}: where every lead starts")
+        manual, hold, cause = self._decisions(lead)
+        if hold is not None:
+            reasons.append(cause or Reason("stage", hold, f"Stage {hold}"))
+            return hold
+        if manual is not None and manual > auto:
+            assert cause is not None  # set together with manual
+            reasons.append(cause)
+            current = stages[manual].id
+        else:
+            reasons.append(Reason("stage", auto_stage.id, auto_text))
+            current = auto_stage.id
+        return self._recycle_inactive(current, lead, reasons)
+
+    def _decisions(self, lead: LeadFacts) -> tuple[int | None, str | None, Reason | None]:
+        """Replay decisions and outcomes in time order: (manual stage index, hold stage, why)."""
+        stages = self.model.stages
+        by_decision = {s.decision: i for i, s in enumerate(stages) if s.decision is not None}
+        triggers = {r.trigger: r for r in self.model.recycle if r.trigger is not None}
+        steps: list[tuple[datetime, str, str, str | None, str | None]] = [
+            (d.at, d.decision_id, d.action, d.reason, d.by) for d in lead.decisions
+            if d.at <= self.as_of
+        ]
+        steps += [(o.at, o.outcome_id, o.outcome, None, None) for o in lead.outcomes
+                  if o.at <= self.as_of]
+        steps.sort(key=lambda s: (s[0], s[1]))
+        manual: int | None = None
+        hold: str | None = None
+        cause: Reason | None = None
+        for at, fact_id, action, reason, by in steps:
+            who = f" by {by}" if by else ""
+            why = f" ({reason})" if reason else ""
+            if action in ("accept", "opportunity", "won", "disqualify") and action in by_decision:
+                index = by_decision[action]  # type: ignore[index]
+                stage = stages[index]
+                text = f"Stage {stage.title}: decision '{action}'{why}{who} on {at:%Y-%m-%d}"
+                if stage.hold:
+                    manual, hold = None, stage.id
+                else:
+                    manual, hold = max(manual or 0, index), None
+                cause = Reason("stage", stage.id, text, facts=(fact_id,), at=at)
+            elif action in ("reject", "lost"):
+                rule = triggers.get(action)  # type: ignore[call-overload]
+                target = rule.to if rule is not None else stages[0].id
+                manual, hold = None, target
+                via = f", recycle rule {rule.id or action}" if rule is not None else ""
+                cause = Reason("stage", target,
+                               f"Stage {target}: {action}{why}{who} on {at:%Y-%m-%d}{via}",
+                               facts=(fact_id,), at=at)
+            elif action == "reopen":
+                manual, hold, cause = None, None, None
+        return manual, hold, cause
+
+    def _recycle_inactive(self, current: str, lead: LeadFacts, reasons: list[Reason]) -> str:
+        last = self._last_activity(lead)
+        for rule in self.model.recycle:
+            if rule.inactive_days is None or current not in rule.from_ or last is None:
+                continue
+            idle = age_days(last, self.as_of)
+            if idle >= rule.inactive_days:
+                reasons.append(Reason(
+                    "stage", rule.to,
+                    f"Stage {rule.to}: recycled from {current} by rule {rule.id or 'recycle'}: "
+                    f"no activity for {idle:.0f} days (limit {format_value(rule.inactive_days)}), "
+                    f"last on {last:%Y-%m-%d}",
+                    at=last,
+                ))
+                return rule.to
+        return current
+
+    def _last_activity(self, lead: LeadFacts) -> datetime | None:
+        """The latest event, answer, decision or outcome; else the first dated profile."""
+        times = [f.at for f in (*lead.events, *lead.answers, *lead.decisions, *lead.outcomes)
+                 if f.at <= self.as_of]
+        if times:
+            return max(times)
+        dated = [p.at for p in lead.profiles if p.at is not None and p.at <= self.as_of]
+        return min(dated) if dated else None
+
+    # routing
+
+    def _route(self, ctx: _Context, reasons: list[Reason]) -> Routing | None:
+        for i, rule in enumerate(self.model.routing):
+            if holds(rule.when, ctx) is not True:
+                continue
+            rule_id = rule.id or f"routing[{i}]"
+            assign = rule.assign
+            key_value = ctx.value(assign.key) if assign and assign.key else None
+            routing = Routing(
+                rule=rule_id,
+                team=assign.team if assign else None,
+                method=assign.method if assign else None,
+                key=assign.key if assign else None,
+                key_value=key_value,
+                queue=rule.queue,
+                nurture=rule.nurture,
+            )
+            reasons.append(Reason("routing", rule_id, _routing_text(routing, rule.when, ctx)))
+            return routing
+        reasons.append(Reason("routing", "none", "Not routed: no routing rule holds"))
+        return None
+
+
+def _routing_text(routing: Routing, when: Condition, ctx: _Context) -> str:
+    actions = []
+    if routing.team:
+        how = routing.method.replace("_", " ") if routing.method else ""
+        key = f" on {routing.key} = {format_value(routing.key_value)}" if routing.key else ""
+        actions.append(f"assigned to team {routing.team} by {how}{key}")
+    if routing.queue:
+        actions.append(f"queued in {routing.queue}")
+    if routing.nurture:
+        actions.append(f"nurture track {routing.nurture}")
+    return (f"Routed by rule {routing.rule}: {', '.join(actions)}; because "
+            f"{describe(when)}{_observed(when, ctx)}")
+
+
+def _account_values(status: AccountStatus) -> Mapping[str, Value]:
+    values: dict[str, Value] = {
+        "account.engaged_leads": float(status.engaged_leads),
+        "account.roles_covered": float(status.roles_covered),
+    }
+    if status.mqa is not None:
+        values["account.mqa"] = status.mqa
+    if status.committee_covered is not None:
+        values["account.committee_covered"] = status.committee_covered
+    for role, covered in status.roles.items():
+        values[f"account.committee.{role}"] = covered
+    return values
