@@ -24,7 +24,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, TypeVar
 
@@ -259,11 +259,15 @@ class _RowError(Exception):
         self.column = column
 
 
-_Row: TypeAlias = tuple[int, dict[str, Any], str | None]
-"""A data row: its number, its values by column and a reader error, if any."""
+_Row: TypeAlias = tuple[int, Any, str | None]
+"""A data row: its number, its values and a reader error, if any.
+
+Values are a sequence aligned with the table's columns, or (for a row the
+reader could not split into columns) a dict kept for the rejects file.
+"""
 
 _F = TypeVar("_F")
-_Parser: TypeAlias = Callable[[Mapping[str, Any]], _F]
+_Parser: TypeAlias = Callable[[Sequence[Any]], _F]
 
 
 @dataclass
@@ -286,18 +290,18 @@ class _Reader:
         key: Callable[[_F], tuple[str, str]] | None = None,
     ) -> list[_F]:
         table = _load(path)
-        if not table.columns and all(error for _, _, error in table.rows):
-            # An empty JSON Lines file (or one with only broken lines) has no header to check.
-            parse: _Parser[_F] | None = None
-        else:
+        parse: _Parser[_F] | None = None
+        if table.columns or not all(error for _, _, error in table.rows):
+            # An empty JSON Lines file (or one of broken lines only) has no header to check.
             parse = make_parser(table.columns, path)
         out: list[_F] = []
         seen: dict[str, tuple[_F, int]] = {}
+        progress = self.progress
         count = 0
         for row, values, error in table.rows:
             count += 1
-            if self.progress is not None and count % PROGRESS_EVERY == 0:
-                self.progress(kind, count)
+            if progress is not None and count % PROGRESS_EVERY == 0:
+                progress(kind, count)
             try:
                 if error is not None or parse is None:
                     raise _RowError(error or "bad row")
@@ -319,13 +323,12 @@ class _Reader:
                     raise FactError(
                         Problem(exc.message, file=str(path), row=row, column=exc.column)
                     ) from None
-                self.rejects.append(
-                    Rejected(kind, str(path), row, exc.column, exc.message, _raw(values))
-                )
+                raw = _raw(table.columns, values)
+                self.rejects.append(Rejected(kind, str(path), row, exc.column, exc.message, raw))
                 continue
             out.append(fact)
-        if self.progress is not None:
-            self.progress(kind, count)
+        if progress is not None:
+            progress(kind, count)
         return out
 
 
@@ -337,8 +340,7 @@ def _kind_named(name: str) -> FactKind | None:
 
 
 def _load(path: Path) -> _Table:
-    suffix = path.suffix.lower()
-    fmt = EXTENSIONS.get(suffix)
+    fmt = EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
         shown = f"'{path.suffix}'" if path.suffix else "without an extension"
         raise InputFileError(
@@ -369,45 +371,43 @@ def _load_csv(path: Path) -> _Table:
             names = [name.strip() for name in header]
             _check_unique(names, path)
             width = len(names)
+            named = [i for i, name in enumerate(names) if name]
             unnamed = [i for i, name in enumerate(names) if not name]
             rows: list[_Row] = []
             for number, record in enumerate(reader, 1):
-                line = reader.line_num
                 if not any(record):
                     continue
                 if len(record) != width:
-                    values: dict[str, Any] = dict(zip(names, record, strict=False))
+                    line = reader.line_num
+                    values = dict(zip(names, record, strict=False))
                     values.update({f"#{i + 1}": v for i, v in enumerate(record) if i >= width})
+                    values.pop("", None)
                     message = f"row has {len(record)} values: expected {width}, one per column"
-                    rows.append((number, _named(values), message))
+                    rows.append((number, values, message))
                 elif unnamed:
-                    values = _named(dict(zip(names, record, strict=True)))
                     if any(record[i].strip() for i in unnamed):
+                        values = {names[i]: record[i] for i in named}
                         values.update({f"#{i + 1}": record[i] for i in unnamed})
                         message = "value in a column without a name: expected a header"
                         rows.append((number, values, message))
                     else:
-                        rows.append((number, values, None))
+                        rows.append((number, [record[i] for i in named], None))
                 else:
-                    rows.append((number, dict(zip(names, record, strict=True)), None))
+                    rows.append((number, record, None))
+            line = reader.line_num
     except UnicodeDecodeError:
         raise InputFileError(Problem("not UTF-8 text", file=str(path))) from None
     except csv.Error as exc:
-        message = f"malformed CSV near line {line + 1}: {exc}"
+        message = f"malformed CSV after line {line}: {exc}"
         raise InputFileError(Problem(message, file=str(path))) from None
     except OSError as exc:
         raise InputFileError(Problem(f"cannot read file: {exc.strerror}", file=str(path))) from None
-    return _Table([name for name in names if name], rows)
-
-
-def _named(values: dict[str, Any]) -> dict[str, Any]:
-    values.pop("", None)
-    return values
+    return _Table([names[i] for i in named], rows)
 
 
 def _load_jsonl(path: Path) -> _Table:
     columns: dict[str, None] = {}
-    rows: list[_Row] = []
+    parsed: list[tuple[int, Any, str | None]] = []
     try:
         with path.open(encoding="utf-8-sig") as handle:
             for number, line in enumerate(handle, 1):
@@ -417,21 +417,27 @@ def _load_jsonl(path: Path) -> _Table:
                 try:
                     obj = json.loads(text)
                 except ValueError:
-                    rows.append((number, {"line": text}, "bad JSON: expected one object per line"))
+                    parsed.append(
+                        (number, {"line": text}, "bad JSON: expected one object per line")
+                    )
                     continue
                 if not isinstance(obj, dict):
-                    rows.append(
-                        (number, {"line": text}, "not a JSON object: expected one object per line")
-                    )
+                    message = "not a JSON object: expected one object per line"
+                    parsed.append((number, {"line": text}, message))
                     continue
                 if not obj.keys() <= columns.keys():
                     columns.update(dict.fromkeys(obj))
-                rows.append((number, obj, None))
+                parsed.append((number, obj, None))
     except UnicodeDecodeError:
         raise InputFileError(Problem("not UTF-8 text", file=str(path))) from None
     except OSError as exc:
         raise InputFileError(Problem(f"cannot read file: {exc.strerror}", file=str(path))) from None
-    return _Table(list(columns), rows)
+    names = list(columns)
+    rows: list[_Row] = [
+        (number, obj if error else list(map(obj.get, names)), error)
+        for number, obj, error in parsed
+    ]
+    return _Table(names, rows)
 
 
 def _load_parquet(path: Path) -> _Table:
@@ -444,17 +450,32 @@ def _load_parquet(path: Path) -> _Table:
         raise InputFileError(Problem(f"cannot read parquet file: {exc}", file=str(path))) from None
     names: list[str] = list(table.column_names)
     _check_unique(names, path)
-    columns: list[list[Any]] = []
-    for index in range(table.num_columns):
-        column = table.column(index)
-        if pa.types.is_timestamp(column.type) and column.type.unit == "ns":
-            column = column.cast(pa.timestamp("us", tz=column.type.tz), safe=False)
-        columns.append(column.to_pylist())
+    columns = [_arrow_to_python(pa, table.column(i)) for i in range(table.num_columns)]
     rows: list[_Row] = [
-        (number, dict(zip(names, values, strict=True)), None)
-        for number, values in enumerate(zip(*columns, strict=True), 1)
+        (number, values, None) for number, values in enumerate(zip(*columns, strict=True), 1)
     ]
     return _Table(names, rows)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _arrow_to_python(pa: Any, column: Any) -> list[Any]:
+    """A column's values; timestamps with a time zone become UTC datetimes (quickly)."""
+    kind = column.type
+    if pa.types.is_timestamp(kind) and kind.tz is not None:
+        micros = column.cast(pa.timestamp("us", tz=kind.tz), safe=False).cast(pa.int64())
+        try:
+            return [
+                None if v is None else _EPOCH + timedelta(microseconds=v)
+                for v in micros.to_pylist()
+            ]
+        except OverflowError:
+            pass
+    elif pa.types.is_timestamp(kind) and kind.unit == "ns":
+        column = column.cast(pa.timestamp("us"), safe=False)
+    values: list[Any] = column.to_pylist()
+    return values
 
 
 def _check_unique(names: Sequence[str], path: Path) -> None:
@@ -465,9 +486,10 @@ def _check_unique(names: Sequence[str], path: Path) -> None:
         seen.add(name)
 
 
-def _raw(values: Mapping[str, Any]) -> dict[str, str | None]:
+def _raw(columns: Sequence[str], values: Any) -> dict[str, str | None]:
+    pairs = values.items() if isinstance(values, dict) else zip(columns, values, strict=False)
     raw: dict[str, str | None] = {}
-    for name, value in values.items():
+    for name, value in pairs:
         if value is None or isinstance(value, str):
             raw[name] = value
         elif isinstance(value, date):
@@ -506,6 +528,9 @@ def _check_fixed(columns: Sequence[str], allowed: Sequence[str], path: Path) -> 
             raise InputFileError(Problem(f"unknown column{hint}", file=str(path), column=column))
 
 
+_Converter: TypeAlias = Callable[[Any, str], Value]
+
+
 def _attribute_columns(
     columns: Sequence[str],
     path: Path,
@@ -514,10 +539,10 @@ def _attribute_columns(
     types: Mapping[str, FieldType],
     computed: Mapping[str, str],
     what: str,
-) -> list[tuple[str, Callable[[Any, str], Value]]]:
-    """The attribute columns of a leads or accounts file, with their converters."""
-    out: list[tuple[str, Callable[[Any, str], Value]]] = []
-    for column in columns:
+) -> list[tuple[int, str, _Converter]]:
+    """The attribute columns of a leads or accounts file: index, name and converter."""
+    out: list[tuple[int, str, _Converter]] = []
+    for index, column in enumerate(columns):
         if column in fixed:
             continue
         if column in computed:
@@ -527,14 +552,30 @@ def _attribute_columns(
             hint = did_you_mean(column, [*fixed, *types]) or (
                 ": declare it in the model's fields or remove the column"
             )
-            raise InputFileError(
-                Problem(f"unknown {what} field{hint}", file=str(path), column=column)
-            )
-        out.append((column, _CONVERTERS[field_type]))
+            message = f"unknown {what} field{hint}"
+            raise InputFileError(Problem(message, file=str(path), column=column))
+        out.append((index, column, _CONVERTERS[field_type]))
     return out
 
 
 # -- rows ---------------------------------------------------------------------------------
+
+
+class _Columns:
+    """Where each named column is in a row; an absent column reads as None."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.index = {name: i for i, name in enumerate(columns)}
+
+    def getter(self, name: str) -> Callable[[Sequence[Any]], Any]:
+        index = self.index.get(name)
+        if index is None:
+            return _none
+        return lambda row: row[index]
+
+
+def _none(row: Sequence[Any]) -> None:
+    return None
 
 
 def _lead_parser(
@@ -548,18 +589,17 @@ def _lead_parser(
         columns, path, fixed=LEAD_COLUMNS, types=types, computed=computed, what="lead"
     )
     _require(columns, ("lead_id",), path)
+    where = _Columns(columns)
+    lead_id, email, account_id, updated_at = map(where.getter, LEAD_COLUMNS)
 
-    def parse(values: Mapping[str, Any]) -> LeadProfile:
-        lead_id = _required_text(values, "lead_id")
-        email = _text(values.get("email"), "email")
-        account_id = _text(values.get("account_id"), "account_id")
-        at = _time(values.get("updated_at"), "updated_at")
+    def parse(row: Sequence[Any]) -> LeadProfile:
+        address = _text(email(row), "email")
         return LeadProfile(
-            lead_id=lead_id,
-            email=email.lower() if email is not None else None,
-            account_id=account_id,
-            attributes=_attributes(values, attributes),
-            at=at,
+            lead_id=_required_text(lead_id(row), "lead_id"),
+            email=address.lower() if address is not None else None,
+            account_id=_text(account_id(row), "account_id"),
+            attributes=_attributes(row, attributes),
+            at=_time(updated_at(row), "updated_at"),
         )
 
     return parse
@@ -576,27 +616,27 @@ def _account_parser(
         columns, path, fixed=ACCOUNT_COLUMNS, types=types, computed=computed, what="account"
     )
     _require(columns, ("account_id",), path)
+    where = _Columns(columns)
+    account_id, domain, updated_at = map(where.getter, ACCOUNT_COLUMNS)
 
-    def parse(values: Mapping[str, Any]) -> AccountProfile:
-        account_id = _required_text(values, "account_id")
-        domain = _text(values.get("domain"), "domain")
-        at = _time(values.get("updated_at"), "updated_at")
+    def parse(row: Sequence[Any]) -> AccountProfile:
+        name = _text(domain(row), "domain")
         return AccountProfile(
-            account_id=account_id,
-            domain=domain.lower() if domain is not None else None,
-            attributes=_attributes(values, attributes),
-            at=at,
+            account_id=_required_text(account_id(row), "account_id"),
+            domain=name.lower() if name is not None else None,
+            attributes=_attributes(row, attributes),
+            at=_time(updated_at(row), "updated_at"),
         )
 
     return parse
 
 
 def _attributes(
-    values: Mapping[str, Any], columns: Sequence[tuple[str, Callable[[Any, str], Value]]]
+    row: Sequence[Any], columns: Sequence[tuple[int, str, _Converter]]
 ) -> dict[str, Value]:
     out: dict[str, Value] = {}
-    for column, convert in columns:
-        value = convert(values.get(column), column)
+    for index, column, convert in columns:
+        value = convert(row[index], column)
         if value is not None:
             out[column] = value
     return out
@@ -608,40 +648,45 @@ def _event_parser(columns: list[str], path: Path) -> _Parser[Event]:
         raise InputFileError(
             Problem("missing column: expected 'lead_id' or 'email' (or both)", file=str(path))
         )
-    extras = [column for column in columns if column not in EVENT_COLUMNS]
-    nested = "properties" in columns
+    where = _Columns(columns)
+    event_id, event_type, at, lead_id, email, nested = map(where.getter, EVENT_COLUMNS)
+    has_nested = "properties" in columns
+    extras = [(i, column) for i, column in enumerate(columns) if column not in EVENT_COLUMNS]
 
-    def parse(values: Mapping[str, Any]) -> Event:
-        event_id = _required_text(values, "event_id")
-        event_type = _required_text(values, "type")
-        at = _required_time(values, "at")
-        lead_id = _text(values.get("lead_id"), "lead_id")
-        email = _text(values.get("email"), "email")
-        if lead_id is None and email is None:
+    def parse(row: Sequence[Any]) -> Event:
+        ident = _required_text(event_id(row), "event_id")
+        name = _required_text(event_type(row), "type")
+        moment = _required_time(at(row), "at")
+        lead = _text(lead_id(row), "lead_id")
+        address = _text(email(row), "email")
+        if lead is None and address is None:
             raise _RowError("missing lead_id and email: expected at least one")
         properties: dict[str, Value] = {}
-        for column in extras:
-            value = _property(column, values.get(column), column)
-            if value is not None:
+        for index, column in extras:
+            value = row[index]
+            if type(value) is str:
+                if value:
+                    properties[column] = value
+            elif (value := _property(column, value, column)) is not None:
                 properties[column] = value
-        if nested:
-            for name, raw in _properties(values.get("properties")).items():
-                value = _property(name, raw, "properties")
+        if has_nested:
+            for key, raw in _properties(nested(row)).items():
+                value = _property(key, raw, "properties")
                 if value is None:
                     continue
-                if name in properties:
+                if key in properties:
                     raise _RowError(
-                        f"property '{name}' is both a column and a key of properties: "
+                        f"property '{key}' is both a column and a key of properties: "
                         "expected one of them",
                         "properties",
                     )
-                properties[name] = value
+                properties[key] = value
         return Event(
-            event_id=event_id,
-            type=event_type,
-            at=at,
-            lead_id=lead_id,
-            email=email.lower() if email is not None else None,
+            event_id=ident,
+            type=name,
+            at=moment,
+            lead_id=lead,
+            email=address.lower() if address is not None else None,
             properties=properties,
         )
 
@@ -651,17 +696,21 @@ def _event_parser(columns: list[str], path: Path) -> _Parser[Event]:
 def _answer_parser(columns: list[str], path: Path) -> _Parser[SalesAnswer]:
     _check_fixed(columns, ANSWER_COLUMNS, path)
     _require(columns, ANSWER_COLUMNS[:6], path)
+    where = _Columns(columns)
+    answer_id, lead_id, framework, criterion, value, at, by, note = map(
+        where.getter, ANSWER_COLUMNS
+    )
 
-    def parse(values: Mapping[str, Any]) -> SalesAnswer:
+    def parse(row: Sequence[Any]) -> SalesAnswer:
         return SalesAnswer(
-            answer_id=_required_text(values, "answer_id"),
-            lead_id=_required_text(values, "lead_id"),
-            framework=_required_text(values, "framework"),
-            criterion=_required_text(values, "criterion"),
-            value=_choice(values, "value", VERDICTS),
-            at=_required_time(values, "at"),
-            by=_text(values.get("by"), "by"),
-            note=_text(values.get("note"), "note"),
+            answer_id=_required_text(answer_id(row), "answer_id"),
+            lead_id=_required_text(lead_id(row), "lead_id"),
+            framework=_required_text(framework(row), "framework"),
+            criterion=_required_text(criterion(row), "criterion"),
+            value=_choice(value(row), "value", VERDICTS),
+            at=_required_time(at(row), "at"),
+            by=_text(by(row), "by"),
+            note=_text(note(row), "note"),
         )
 
     return parse
@@ -670,15 +719,17 @@ def _answer_parser(columns: list[str], path: Path) -> _Parser[SalesAnswer]:
 def _decision_parser(columns: list[str], path: Path) -> _Parser[Decision]:
     _check_fixed(columns, DECISION_COLUMNS, path)
     _require(columns, DECISION_COLUMNS[:4], path)
+    where = _Columns(columns)
+    decision_id, lead_id, action, at, reason, by = map(where.getter, DECISION_COLUMNS)
 
-    def parse(values: Mapping[str, Any]) -> Decision:
+    def parse(row: Sequence[Any]) -> Decision:
         return Decision(
-            decision_id=_required_text(values, "decision_id"),
-            lead_id=_required_text(values, "lead_id"),
-            action=_choice(values, "action", DECISION_ACTIONS),
-            at=_required_time(values, "at"),
-            reason=_text(values.get("reason"), "reason"),
-            by=_text(values.get("by"), "by"),
+            decision_id=_required_text(decision_id(row), "decision_id"),
+            lead_id=_required_text(lead_id(row), "lead_id"),
+            action=_choice(action(row), "action", DECISION_ACTIONS),
+            at=_required_time(at(row), "at"),
+            reason=_text(reason(row), "reason"),
+            by=_text(by(row), "by"),
         )
 
     return parse
@@ -687,14 +738,16 @@ def _decision_parser(columns: list[str], path: Path) -> _Parser[Decision]:
 def _outcome_parser(columns: list[str], path: Path) -> _Parser[Outcome]:
     _check_fixed(columns, OUTCOME_COLUMNS, path)
     _require(columns, OUTCOME_COLUMNS[:4], path)
+    where = _Columns(columns)
+    outcome_id, lead_id, outcome, at, amount = map(where.getter, OUTCOME_COLUMNS)
 
-    def parse(values: Mapping[str, Any]) -> Outcome:
+    def parse(row: Sequence[Any]) -> Outcome:
         return Outcome(
-            outcome_id=_required_text(values, "outcome_id"),
-            lead_id=_required_text(values, "lead_id"),
-            outcome=_choice(values, "outcome", OUTCOME_KINDS),
-            at=_required_time(values, "at"),
-            amount=_number(values.get("amount"), "amount"),
+            outcome_id=_required_text(outcome_id(row), "outcome_id"),
+            lead_id=_required_text(lead_id(row), "lead_id"),
+            outcome=_choice(outcome(row), "outcome", OUTCOME_KINDS),
+            at=_required_time(at(row), "at"),
+            amount=_number(amount(row), "amount"),
         )
 
     return parse
@@ -721,6 +774,8 @@ def _is_nan(value: Any) -> bool:
 
 def _text(value: Any, column: str) -> str | None:
     """A stripped string; empty, null or NaN is None; an integer becomes its digits."""
+    if type(value) is str:
+        return value.strip() or None
     if value is None:
         return None
     if isinstance(value, str):
@@ -732,8 +787,8 @@ def _text(value: Any, column: str) -> str | None:
     raise _RowError(f"bad value {_show(value)}: expected text", column)
 
 
-def _required_text(values: Mapping[str, Any], column: str) -> str:
-    text = _text(values.get(column), column)
+def _required_text(value: Any, column: str) -> str:
+    text = _text(value, column)
     if text is None:
         raise _RowError("missing value: this column is required", column)
     return text
@@ -741,32 +796,35 @@ def _required_text(values: Mapping[str, Any], column: str) -> str:
 
 def _time(value: Any, column: str) -> datetime | None:
     """A timezone-aware instant in UTC; empty or null is None; no time zone is an error."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        moment = value
-        shown = value.isoformat()
-    elif isinstance(value, str):
-        shown = value.strip()
-        if not shown:
+    if type(value) is str:
+        text = value.strip()
+        if not text:
             return None
         try:
-            moment = datetime.fromisoformat(shown)
+            moment = datetime.fromisoformat(text)
         except ValueError:
-            raise _RowError(f"bad timestamp '{_clip(shown)}': {_TIME_EXPECTED}", column) from None
+            raise _RowError(f"bad timestamp '{_clip(text)}': {_TIME_EXPECTED}", column) from None
+    elif isinstance(value, datetime):
+        moment = value
+    elif value is None or _is_nan(value):
+        return None
     elif isinstance(value, date):
         raise _RowError(f"bad timestamp '{value.isoformat()}': {_TIME_EXPECTED}", column)
-    elif _is_nan(value):
-        return None
+    elif isinstance(value, str):
+        return _time(str(value), column)
     else:
         raise _RowError(f"bad timestamp {_show(value)}: {_TIME_EXPECTED}", column)
-    if moment.utcoffset() is None:
+    zone = moment.tzinfo
+    if zone is UTC:
+        return moment
+    if zone is None or moment.utcoffset() is None:
+        shown = value.strip() if isinstance(value, str) else moment.isoformat()
         raise _RowError(f"bad timestamp '{_clip(shown)}': {_NO_ZONE}", column)
     return moment.astimezone(UTC)
 
 
-def _required_time(values: Mapping[str, Any], column: str) -> datetime:
-    moment = _time(values.get(column), column)
+def _required_time(value: Any, column: str) -> datetime:
+    moment = _time(value, column)
     if moment is None:
         raise _RowError("missing value: this column is required", column)
     return moment
@@ -775,8 +833,8 @@ def _required_time(values: Mapping[str, Any], column: str) -> datetime:
 _Choice = TypeVar("_Choice", bound=str)
 
 
-def _choice(values: Mapping[str, Any], column: str, choices: tuple[_Choice, ...]) -> _Choice:
-    text = _required_text(values, column)
+def _choice(value: Any, column: str, choices: tuple[_Choice, ...]) -> _Choice:
+    text = _required_text(value, column)
     lowered = text.lower()
     for choice in choices:
         if choice == lowered:
@@ -837,7 +895,7 @@ def _string(value: Any, column: str) -> str | None:
     return _text(value, column)
 
 
-_CONVERTERS: dict[FieldType, Callable[[Any, str], Value]] = {
+_CONVERTERS: dict[FieldType, _Converter] = {
     "string": _string,
     "number": _number,
     "boolean": _boolean,

@@ -1,0 +1,3 @@
+from leadqual.cli import main
+
+main()
