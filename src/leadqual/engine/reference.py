@@ -23,6 +23,7 @@ entered and a route is taken only when its condition is *true*.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -214,7 +215,7 @@ def merge_profiles(
 ) -> dict[str, Value]:
     """Attributes known at ``as_of``: profile facts applied in time order, later wins."""
     known = [p for p in profiles if p.at is None or p.at <= as_of]
-    known.sort(key=lambda p: (p.at is not None, p.at.timestamp() if p.at else 0.0))
+    known.sort(key=_profile_order)
     merged: dict[str, Value] = {}
     for profile in known:
         for name, value in profile.attributes.items():
@@ -226,6 +227,13 @@ def merge_profiles(
         elif profile.domain:
             merged["domain"] = profile.domain.strip().lower()
     return merged
+
+
+def _profile_order(profile: LeadProfile | AccountProfile) -> tuple[bool, float, str]:
+    """Time order; updates at the same instant in a fixed (if arbitrary) order."""
+    at = profile.at.timestamp() if profile.at else 0.0
+    return (profile.at is not None, at, json.dumps(dict(profile.attributes), sort_keys=True,
+                                                   default=str))
 
 
 def lead_attributes(lead: LeadFacts, as_of: datetime) -> dict[str, Value]:

@@ -20,6 +20,7 @@ as a :class:`Rejected` while the good rows are read.
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -193,41 +194,49 @@ def read_facts(
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     reader = _Reader(on_error, progress)
-    facts = FactSet()
-    if sources.leads is not None:
-        lead_types = _attribute_types(fields.LEAD_FIELDS, lead_fields, LEAD_COLUMNS)
-        facts.leads = reader.read(
-            "leads", sources.leads, lambda cols, path: _lead_parser(cols, path, lead_types)
-        )
-    if sources.accounts is not None:
-        account_types = _attribute_types(fields.ACCOUNT_FIELDS, account_fields, ACCOUNT_COLUMNS)
-        facts.accounts = reader.read(
-            "accounts",
-            sources.accounts,
-            lambda cols, path: _account_parser(cols, path, account_types),
-        )
-    if sources.events is not None:
-        facts.events = reader.read(
-            "events", sources.events, _event_parser, key=lambda e: ("event_id", e.event_id)
-        )
-    if sources.answers is not None:
-        facts.answers = reader.read(
-            "answers", sources.answers, _answer_parser, key=lambda a: ("answer_id", a.answer_id)
-        )
-    if sources.decisions is not None:
-        facts.decisions = reader.read(
-            "decisions",
-            sources.decisions,
-            _decision_parser,
-            key=lambda d: ("decision_id", d.decision_id),
-        )
-    if sources.outcomes is not None:
-        facts.outcomes = reader.read(
-            "outcomes",
-            sources.outcomes,
-            _outcome_parser,
-            key=lambda o: ("outcome_id", o.outcome_id),
-        )
+    # Reading makes many small objects that all survive: the cyclic garbage
+    # collector would scan them again and again for nothing.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        facts = FactSet()
+        if sources.leads is not None:
+            lead_types = _attribute_types(fields.LEAD_FIELDS, lead_fields, LEAD_COLUMNS)
+            facts.leads = reader.read(
+                "leads", sources.leads, lambda cols, path: _lead_parser(cols, path, lead_types)
+            )
+        if sources.accounts is not None:
+            account_types = _attribute_types(fields.ACCOUNT_FIELDS, account_fields, ACCOUNT_COLUMNS)
+            facts.accounts = reader.read(
+                "accounts",
+                sources.accounts,
+                lambda cols, path: _account_parser(cols, path, account_types),
+            )
+        if sources.events is not None:
+            facts.events = reader.read(
+                "events", sources.events, _event_parser, key=lambda e: ("event_id", e.event_id)
+            )
+        if sources.answers is not None:
+            facts.answers = reader.read(
+                "answers", sources.answers, _answer_parser, key=lambda a: ("answer_id", a.answer_id)
+            )
+        if sources.decisions is not None:
+            facts.decisions = reader.read(
+                "decisions",
+                sources.decisions,
+                _decision_parser,
+                key=lambda d: ("decision_id", d.decision_id),
+            )
+        if sources.outcomes is not None:
+            facts.outcomes = reader.read(
+                "outcomes",
+                sources.outcomes,
+                _outcome_parser,
+                key=lambda o: ("outcome_id", o.outcome_id),
+            )
+    finally:
+        if collecting:
+            gc.enable()
     return ReadResult(facts=facts, rejects=reader.rejects)
 
 
@@ -361,7 +370,7 @@ def _load(path: Path) -> _Table:
 
 
 def _load_csv(path: Path) -> _Table:
-    line = 0
+    reader: Any = None
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
@@ -378,7 +387,6 @@ def _load_csv(path: Path) -> _Table:
                 if not any(record):
                     continue
                 if len(record) != width:
-                    line = reader.line_num
                     values = dict(zip(names, record, strict=False))
                     values.update({f"#{i + 1}": v for i, v in enumerate(record) if i >= width})
                     values.pop("", None)
@@ -394,11 +402,11 @@ def _load_csv(path: Path) -> _Table:
                         rows.append((number, [record[i] for i in named], None))
                 else:
                     rows.append((number, record, None))
-            line = reader.line_num
     except UnicodeDecodeError:
         raise InputFileError(Problem("not UTF-8 text", file=str(path))) from None
     except csv.Error as exc:
-        message = f"malformed CSV after line {line}: {exc}"
+        line = reader.line_num if reader is not None else 0
+        message = f"malformed CSV at line {line}: {exc}"
         raise InputFileError(Problem(message, file=str(path))) from None
     except OSError as exc:
         raise InputFileError(Problem(f"cannot read file: {exc.strerror}", file=str(path))) from None
@@ -904,6 +912,13 @@ _CONVERTERS: dict[FieldType, _Converter] = {
 
 def _property(name: str, value: Any, column: str) -> Value:
     """An event property value; None means the property is absent."""
+    kind = type(value)
+    if kind is str:
+        return value or None
+    if kind is int or kind is bool:
+        return value  # type: ignore[no-any-return]
+    if kind is float:
+        return None if math.isnan(value) else value
     if value is None or value == "" or _is_nan(value):
         return None
     if isinstance(value, str | bool | int | float):
@@ -961,27 +976,7 @@ def write_facts(facts: FactSet, directory: Path, fmt: FileFormat) -> dict[FactKi
     outs: dict[FactKind, _Out] = {
         "leads": _lead_rows(facts.leads),
         "accounts": _account_rows(facts.accounts),
-        "events": _Out(
-            {
-                "event_id": "text",
-                "type": "text",
-                "at": "time",
-                "lead_id": "text",
-                "email": "text",
-                "properties": "json",
-            },
-            [
-                {
-                    "event_id": e.event_id,
-                    "type": e.type,
-                    "at": e.at,
-                    "lead_id": e.lead_id,
-                    "email": e.email,
-                    "properties": e.properties,
-                }
-                for e in facts.events
-            ],
-        ),
+        "events": _event_rows(facts.events, fmt),
         "answers": _Out(
             {
                 "answer_id": "text",
@@ -1072,6 +1067,58 @@ def write_facts(facts: FactSet, directory: Path, fmt: FileFormat) -> dict[FactKi
             _write_parquet(out, path)
         written[kind] = path
     return written
+
+
+def _event_rows(events: Sequence[Event], fmt: FileFormat) -> _Out:
+    """Events; in CSV and Parquet a property of one type throughout gets its own column.
+
+    CSV reads columns back as text, so only string properties get a column there;
+    any other property goes in the ``properties`` column as JSON, which keeps its type.
+    """
+    columns: dict[str, _ColumnKind] = {
+        "event_id": "text",
+        "type": "text",
+        "at": "time",
+        "lead_id": "text",
+        "email": "text",
+    }
+    types: dict[str, set[type]] = {}
+    for event in events:
+        for name, value in event.properties.items():
+            types.setdefault(name, set()).add(type(value))
+    flat: set[str] = set()
+    if fmt != "jsonl":
+        allowed = {str} if fmt == "csv" else {str, int, float, bool}
+        flat = {
+            name
+            for name, kinds in types.items()
+            if name
+            and name == name.strip()
+            and name not in EVENT_COLUMNS
+            and len(kinds) == 1
+            and kinds <= allowed
+        }
+    columns.update({name: "value" for name in types if name in flat})
+    if len(flat) < len(types):
+        columns["properties"] = "json"
+    rows: list[dict[str, Any]] = []
+    for e in events:
+        row: dict[str, Any] = {
+            "event_id": e.event_id,
+            "type": e.type,
+            "at": e.at,
+            "lead_id": e.lead_id,
+            "email": e.email,
+        }
+        rest: dict[str, Value] = {}
+        for name, value in e.properties.items():
+            if name in flat:
+                row[name] = value
+            else:
+                rest[name] = value
+        row["properties"] = rest
+        rows.append(row)
+    return _Out(columns, rows)
 
 
 def _lead_rows(leads: Sequence[LeadProfile]) -> _Out:

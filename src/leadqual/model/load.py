@@ -75,13 +75,18 @@ def build_model(data: Any, marks: Marks, file: str) -> Model:
         model = Model.model_validate(data)
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, marks, condition_locs))
-        raise ModelError(problems) from None
-    if problems:
-        raise ModelError(problems)
+        raise ModelError(_ordered(problems)) from None
+    # Conditions that failed to parse stand as empty placeholders: check the rest anyway.
     problems.extend(ModelChecker(model, marks).run())
     if problems:
-        raise ModelError(problems)
+        raise ModelError(_ordered(problems))
     return model
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
+    """Problems in file order, each once."""
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=lambda p: (p.file or "", p.line or 0, p.col or 0))
 
 
 def _merge_presets(data: dict[str, Any], marks: Marks, problems: list[Problem]) -> None:
