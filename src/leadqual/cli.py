@@ -34,7 +34,7 @@ model_app = typer.Typer(help="Validate and inspect qualification models.", no_ar
 app.add_typer(model_app, name="model")
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # an error stays one line
 
 
 def _fails_cleanly(fn: Callable[P, R]) -> Callable[P, R]:
@@ -132,7 +132,9 @@ def _read(
             on_error="skip" if on_error == "skip" else "raise",
             lead_fields=model.fields.lead,
             account_fields=model.fields.account,
-            progress=lambda kind, n: progress.update(task, completed=n, description=f"reading {kind}"),
+            progress=lambda kind, n: progress.update(
+                task, completed=n, description=f"reading {kind}"
+            ),
         )
     if result.rejects:
         target = rejects or Path("rejects.csv")
@@ -175,7 +177,8 @@ def score(
         str | None, typer.Option("--format", help="csv, parquet or jsonl (default: by extension).")
     ] = None,
     on_error: Annotated[
-        str, typer.Option("--on-error", help="raise: stop at the first bad row; skip: set it aside.")
+        str,
+        typer.Option("--on-error", help="raise: stop at the first bad row; skip: set it aside."),
     ] = "raise",
     rejects: Annotated[
         Path | None, typer.Option(help="Where skipped rows go (default rejects.csv).")
@@ -188,12 +191,20 @@ def score(
         raise ValueError(f"--on-error takes raise or skip, not '{on_error}'")
     output_format(out_file, fmt)  # fail on a bad extension before any work
     when = _parse_as_of(as_of)
-    files = {"leads": leads, "accounts": accounts, "events": events, "answers": answers,
-             "decisions": decisions, "outcomes": outcomes}
+    files = {
+        "leads": leads,
+        "accounts": accounts,
+        "events": events,
+        "answers": answers,
+        "decisions": decisions,
+        "outcomes": outcomes,
+    }
     spec, facts = _read(data, files, model, on_error, rejects)
     results = _qualify(spec, facts, when)
     write_qualifications(results, spec, out_file, fmt)
-    out.print(f"qualified {len(results)} leads as of {when.isoformat()} -> {out_file}", markup=False)
+    out.print(
+        f"qualified {len(results)} leads as of {when.isoformat()} -> {out_file}", markup=False
+    )
 
 
 @app.command()
@@ -216,8 +227,14 @@ def explain(
     from leadqual.report import print_explanation
 
     when = _parse_as_of(as_of)
-    files = {"leads": leads, "accounts": accounts, "events": events, "answers": answers,
-             "decisions": decisions, "outcomes": outcomes}
+    files = {
+        "leads": leads,
+        "accounts": accounts,
+        "events": events,
+        "answers": answers,
+        "decisions": decisions,
+        "outcomes": outcomes,
+    }
     spec, facts = _read(data, files, model)
     for lead_facts in facts.group():
         if lead_facts.lead.lead_id == lead_id:
@@ -248,8 +265,14 @@ def demo(
     model = load_model(EXAMPLE_MODEL)
     with _progress() as progress:
         task = progress.add_task("generating sample events", total=events)
-        facts = generate_sample(seed=seed, leads=leads, accounts=accounts, events=events, end=end,
-                                progress=lambda n: progress.update(task, completed=n))
+        facts = generate_sample(
+            seed=seed,
+            leads=leads,
+            accounts=accounts,
+            events=events,
+            end=end,
+            progress=lambda n: progress.update(task, completed=n),
+        )
     write_facts(facts, out_dir / "data", "parquet")
     results = _qualify(model, facts, end)
     results_file = out_dir / "qualifications.csv"

@@ -46,10 +46,11 @@ def funnel_table(model: Model, results: Sequence[Qualification]) -> Table:
         if stage.hold:
             reached = ""
         else:
-            at_or_beyond = sum(counts.get(s, 0) for s in funnel[funnel.index(stage.id):])
+            at_or_beyond = sum(counts.get(s, 0) for s in funnel[funnel.index(stage.id) :])
             reached = f"{100 * at_or_beyond / total:.1f}%"
-        table.add_row(stage.title, str(n), reached,
-                      _bar(n, largest, "magenta" if stage.hold else "cyan"))
+        table.add_row(
+            stage.title, str(n), reached, _bar(n, largest, "magenta" if stage.hold else "cyan")
+        )
     del order
     return table
 
@@ -63,7 +64,9 @@ def grade_table(results: Sequence[Qualification]) -> Table:
     largest = max(counts.values(), default=0)
     for grade in "ABCDEF":
         if grade in counts or grade != "E":
-            table.add_row(grade, str(counts.get(grade, 0)), _bar(counts.get(grade, 0), largest, "green"))
+            table.add_row(
+                grade, str(counts.get(grade, 0)), _bar(counts.get(grade, 0), largest, "green")
+            )
     return table
 
 
@@ -79,18 +82,25 @@ def score_histogram(results: Sequence[Qualification], width: float = 10.0) -> Ta
     largest = max(buckets.values())
     for b in range(min(buckets), max(buckets) + 1):
         low = b * width
-        table.add_row(f"{low:.0f} to {low + width:.0f}", str(buckets.get(b, 0)),
-                      _bar(buckets.get(b, 0), largest, "yellow"))
+        table.add_row(
+            f"{low:.0f} to {low + width:.0f}",
+            str(buckets.get(b, 0)),
+            _bar(buckets.get(b, 0), largest, "yellow"),
+        )
     return table
 
 
 def main_reasons(q: Qualification, n: int = 4) -> str:
     """The rules that added the most points, and what the stage rests on."""
-    scored = sorted((r for r in q.reasons if r.points is not None and r.kind != "limit"),
-                    key=lambda r: -(r.points or 0.0))
+    scored = sorted(
+        (r for r in q.reasons if r.points is not None and r.kind != "limit"),
+        key=lambda r: -(r.points or 0.0),
+    )
     points = ", ".join(f"{r.rule} {format_points(r.points or 0.0)}" for r in scored[:n])
-    frameworks = ", ".join(f"{name.upper()} {f.verdict.replace('_', ' ')} ({f.met_count}/"
-                           f"{len(f.criteria)})" for name, f in q.frameworks.items())
+    frameworks = ", ".join(
+        f"{name.upper()} {f.verdict.replace('_', ' ')} ({f.met_count}/{len(f.criteria)})"
+        for name, f in q.frameworks.items()
+    )
     return "; ".join(part for part in (points, frameworks) if part)
 
 
@@ -113,11 +123,13 @@ def top_table(title: str, results: Sequence[Qualification], n: int = 5) -> Table
 def print_summary(
     console: Console, model: Model, results: Sequence[Qualification], facts: FactSet
 ) -> None:
-    console.print(Panel.fit(
-        f"[bold]{model.name}[/] v{model.version}: {len(results)} leads, "
-        f"{len({a.account_id for a in facts.accounts})} accounts, {len(facts.events)} events",
-        title="leadqual demo",
-    ))
+    console.print(
+        Panel.fit(
+            f"[bold]{model.name}[/] v{model.version}: {len(results)} leads, "
+            f"{len({a.account_id for a in facts.accounts})} accounts, {len(facts.events)} events",
+            title="leadqual demo",
+        )
+    )
     console.print(funnel_table(model, results))
     console.print()
     console.print(grade_table(results))
@@ -131,8 +143,11 @@ def print_summary(
     mqa = sorted({q.account_id for q in results if q.account and q.account.mqa and q.account_id})
     if mqa:
         console.print()
-        console.print(f"Marketing-qualified accounts ({len(mqa)}): {', '.join(mqa[:12])}"
-                      + (" ..." if len(mqa) > 12 else ""), markup=False)
+        console.print(
+            f"Marketing-qualified accounts ({len(mqa)}): {', '.join(mqa[:12])}"
+            + (" ..." if len(mqa) > 12 else ""),
+            markup=False,
+        )
 
 
 def _reason_lines(reasons: Sequence[Reason]) -> Text:
@@ -141,7 +156,9 @@ def _reason_lines(reasons: Sequence[Reason]) -> Text:
         text.append("• ")
         text.append(r.text)
         if r.facts:
-            shown = ", ".join(r.facts[:6]) + (f" (+{len(r.facts) - 6} more)" if len(r.facts) > 6 else "")
+            shown = ", ".join(r.facts[:6]) + (
+                f" (+{len(r.facts) - 6} more)" if len(r.facts) > 6 else ""
+            )
             text.append(f"  [{shown}]", style="dim")
         text.append("\n")
     return text
@@ -149,10 +166,12 @@ def _reason_lines(reasons: Sequence[Reason]) -> Text:
 
 def print_explanation(console: Console, q: Qualification) -> None:
     """Every reason of one qualification, grouped by what it explains."""
-    head = (f"[bold]{q.lead_id}[/]  stage [bold]{q.stage}[/]  grade [bold]{q.grade}[/]  "
-            f"fit {format_value(q.fit)}  engagement {format_value(q.engagement)}  "
-            f"total {format_value(q.total)}  (as of {q.as_of.isoformat()}, "
-            f"model {q.model} v{q.model_version})")
+    head = (
+        f"[bold]{q.lead_id}[/]  stage [bold]{q.stage}[/]  grade [bold]{q.grade}[/]  "
+        f"fit {format_value(q.fit)}  engagement {format_value(q.engagement)}  "
+        f"total {format_value(q.total)}  (as of {q.as_of.isoformat()}, "
+        f"model {q.model} v{q.model_version})"
+    )
     console.print(head)
     sections = [
         ("Why this stage", ("stage",)),
@@ -173,8 +192,10 @@ def print_explanation(console: Console, q: Qualification) -> None:
 
 def print_model(console: Console, model: Model) -> None:
     """A readable summary of a model."""
-    console.print(f"[bold]{model.name}[/] v{model.version}"
-                  + (f": {model.description}" if model.description else ""))
+    console.print(
+        f"[bold]{model.name}[/] v{model.version}"
+        + (f": {model.description}" if model.description else "")
+    )
     fit = Table(title="Fit rules", title_justify="left", show_edge=False)
     fit.add_column("rule")
     fit.add_column("points", justify="right")
@@ -196,29 +217,42 @@ def print_model(console: Console, model: Model) -> None:
         if r.within_days:
             limits.append(f"last {format_value(r.within_days)} days")
         half_life = r.half_life_days or model.engagement.half_life_days
-        limits.append(f"half-life {format_value(half_life)} d" if r.decay and half_life else "no decay")
-        eng.add_row(r.id, format_points(r.points),
-                    describe_filter(EventFilter(r.event_types, r.where)), ", ".join(limits),
-                    r.group or "")
+        limits.append(
+            f"half-life {format_value(half_life)} d" if r.decay and half_life else "no decay"
+        )
+        eng.add_row(
+            r.id,
+            format_points(r.points),
+            describe_filter(EventFilter(r.event_types, r.where)),
+            ", ".join(limits),
+            r.group or "",
+        )
     console.print(eng)
     spec = model.engagement
     if spec.groups or spec.max_total is not None:
-        parts = [f"{g} ≤ {format_value(s.max)}" if s.max is not None else g
-                 for g, s in spec.groups.items()]
+        parts = [
+            f"{g} ≤ {format_value(s.max)}" if s.max is not None else g
+            for g, s in spec.groups.items()
+        ]
         total = f"; total ≤ {format_value(spec.max_total)}" if spec.max_total is not None else ""
         console.print(f"Groups: {', '.join(parts) or 'none'}{total}", markup=False)
     for name, framework in model.frameworks.items():
         console.print()
-        table = Table(title=f"Framework {name.upper()} (needs {framework.required} of "
-                      f"{len(framework.criteria)})", title_justify="left", show_edge=False)
+        table = Table(
+            title=f"Framework {name.upper()} (needs {framework.required} of "
+            f"{len(framework.criteria)})",
+            title_justify="left",
+            show_edge=False,
+        )
         table.add_column("criterion")
         table.add_column("inferred when")
         for criterion, c in framework.criteria.items():
             table.add_row(criterion, describe(c.when) if c.when else "only by a sales answer")
         console.print(table)
     console.print()
-    stages = Table(title="Stages (the furthest whose entry holds)", title_justify="left",
-                   show_edge=False)
+    stages = Table(
+        title="Stages (the furthest whose entry holds)", title_justify="left", show_edge=False
+    )
     stages.add_column("stage")
     stages.add_column("entered when")
     for s in model.stages:
@@ -232,15 +266,21 @@ def print_model(console: Console, model: Model) -> None:
             how = "every lead starts here"
         stages.add_row(s.title, how)
     console.print(stages)
-    for rule in model.recycle:
-        if rule.trigger:
-            console.print(f"Recycle {rule.id or ''}: on {rule.trigger} -> {rule.to}", markup=False)
+    for recycle in model.recycle:
+        if recycle.trigger:
+            console.print(
+                f"Recycle {recycle.id or ''}: on {recycle.trigger} -> {recycle.to}", markup=False
+            )
         else:
-            console.print(f"Recycle {rule.id or ''}: {', '.join(rule.from_)} inactive "
-                          f"{format_value(rule.inactive_days)} days -> {rule.to}", markup=False)
+            console.print(
+                f"Recycle {recycle.id or ''}: {', '.join(recycle.from_)} inactive "
+                f"{format_value(recycle.inactive_days)} days -> {recycle.to}",
+                markup=False,
+            )
     console.print()
-    routing = Table(title="Routing (the first rule that holds)", title_justify="left",
-                    show_edge=False)
+    routing = Table(
+        title="Routing (the first rule that holds)", title_justify="left", show_edge=False
+    )
     routing.add_column("rule")
     routing.add_column("when")
     routing.add_column("then")

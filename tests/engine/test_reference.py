@@ -48,7 +48,8 @@ recycle:
   - {id: quiet, from: [mql, sal], inactive_days: 30, to: nurture}
   - {id: rejected, trigger: reject, to: nurture}
 routing:
-  - {id: to_sales, when: {stage: [mql, sal, sql]}, assign: {team: sales, method: territory, key: lead.country}}
+  - {id: to_sales, when: {stage: [mql, sal, sql]},
+     assign: {team: sales, method: territory, key: lead.country}}
   - {id: nurture_all, when: {stage: [cold, warm, nurture]}, nurture: general}
 accounts:
   mqa: {engaged_leads: {gte: 2}, min_engagement: 10, within_days: 30}
@@ -95,13 +96,21 @@ def test_max_points_caps_a_rule(model) -> None:
 
 
 def test_group_limit_then_total_limit(model) -> None:
-    q = score(model, *(event("page_view", 0, url="/pricing") for _ in range(3)),
-              event("demo_request", 1), event("email_open", 1))
+    q = score(
+        model,
+        *(event("page_view", 0, url="/pricing") for _ in range(3)),
+        event("demo_request", 1),
+        event("email_open", 1),
+    )
     assert q.groups["web"] == pytest.approx(15.0)  # 12 + 30 limited to 15
     assert q.engagement == pytest.approx(97.0)  # 15 + 80 + 2
-    more = score(model, *(event("page_view", 0, url="/pricing") for _ in range(3)),
-                 event("demo_request", 1), *(event("email_open", 1) for _ in range(5)),
-                 event("email_click", 1))
+    more = score(
+        model,
+        *(event("page_view", 0, url="/pricing") for _ in range(3)),
+        event("demo_request", 1),
+        *(event("email_open", 1) for _ in range(5)),
+        event("email_click", 1),
+    )
     assert more.engagement == pytest.approx(100.0)
     assert any(r.kind == "limit" and r.rule == "engagement" for r in more.reasons)
 
@@ -155,8 +164,14 @@ def test_framework_verdict_met_unknown_not_met(model) -> None:
 
 
 def test_latest_sales_answer_wins_and_only_as_of(model) -> None:
-    person = lead(answers=[answer("budget", "met", 10), answer("timeline", "met", 10),
-                           answer("authority", "met", 10), answer("budget", "not_met", 2)])
+    person = lead(
+        answers=[
+            answer("budget", "met", 10),
+            answer("timeline", "met", 10),
+            answer("authority", "met", 10),
+            answer("budget", "not_met", 2),
+        ]
+    )
     q = evaluate(model, facts(person), AS_OF)
     assert q.frameworks["bant"].criteria["budget"].verdict == "not_met"
     earlier = evaluate(model, facts(person), AS_OF - timedelta(days=5))
@@ -166,18 +181,25 @@ def test_latest_sales_answer_wins_and_only_as_of(model) -> None:
 
 def test_stage_is_furthest_entry_that_holds(model) -> None:
     assert score(model).stage == "cold"
-    assert score(model, event("page_view", 0, url="/x"), event("page_view", 0, url="/y")).stage == "warm"
+    assert (
+        score(model, event("page_view", 0, url="/x"), event("page_view", 0, url="/y")).stage
+        == "warm"
+    )
     q = score(model, event("demo_request", 1), seniority="vp")
     assert q.stage == "mql"
     assert q.routing is not None and q.routing.team == "sales"
 
 
 def test_accept_raises_to_sal_and_reject_holds_in_nurture(model) -> None:
-    accepted = lead(seniority="vp", events=[event("demo_request", 2)],
-                    decisions=[decision("accept", 1)])
+    accepted = lead(
+        seniority="vp", events=[event("demo_request", 2)], decisions=[decision("accept", 1)]
+    )
     assert evaluate(model, facts(accepted), AS_OF).stage == "sal"
-    rejected = lead(seniority="vp", events=[event("demo_request", 3)],
-                    decisions=[decision("accept", 2), decision("reject", 1, "no_budget")])
+    rejected = lead(
+        seniority="vp",
+        events=[event("demo_request", 3)],
+        decisions=[decision("accept", 2), decision("reject", 1, "no_budget")],
+    )
     q = evaluate(model, facts(rejected), AS_OF)
     assert q.stage == "nurture"
     why = q.reasons_of("stage")[-1]
@@ -185,11 +207,17 @@ def test_accept_raises_to_sal_and_reject_holds_in_nurture(model) -> None:
 
 
 def test_reopen_releases_a_hold(model) -> None:
-    person = lead(seniority="vp", events=[event("demo_request", 5)],
-                  decisions=[decision("disqualify", 3, "spam"), decision("reopen", 1)])
+    person = lead(
+        seniority="vp",
+        events=[event("demo_request", 5)],
+        decisions=[decision("disqualify", 3, "spam"), decision("reopen", 1)],
+    )
     assert evaluate(model, facts(person), AS_OF).stage == "mql"
-    held = lead(seniority="vp", events=[event("demo_request", 5)],
-                decisions=[decision("disqualify", 3, "spam")])
+    held = lead(
+        seniority="vp",
+        events=[event("demo_request", 5)],
+        decisions=[decision("disqualify", 3, "spam")],
+    )
     assert evaluate(model, facts(held), AS_OF).stage == "disqualified"
 
 
@@ -216,13 +244,19 @@ def test_routing_territory_key_and_nurture(model) -> None:
     q = score(model, event("demo_request", 1), seniority="vp", country="DE")
     assert q.routing is not None and q.routing.key_value == "DE"
     cold = score(model)
-    assert cold.routing is not None and cold.routing.nurture == "general" and cold.routing.team is None
+    assert (
+        cold.routing is not None and cold.routing.nurture == "general" and cold.routing.team is None
+    )
 
 
 def test_account_mqa_and_committee(model) -> None:
     a = lead("L1", seniority="vp", events=[event("demo_request", 1, "L1")])
-    b = lead("L2", email="bo@acme.com", department="engineering",
-             events=[event("page_view", 1, "L2", url="/pricing")])
+    b = lead(
+        "L2",
+        email="bo@acme.com",
+        department="engineering",
+        events=[event("page_view", 1, "L2", url="/pricing")],
+    )
     c = lead("L3", email="cy@acme.com", events=[event("email_open", 60, "L3")])
     acct = account(members=(a, b, c), employees=500)
     q = evaluate(model, facts(a, acct), AS_OF)

@@ -41,7 +41,9 @@ def test_example_and_presets_load() -> None:
 
 
 def test_preset_is_adjusted_by_the_model() -> None:
-    model = load_model_text(BASE + textwrap.dedent("""\
+    model = load_model_text(
+        BASE
+        + textwrap.dedent("""\
         frameworks:
           bant:
             preset: bant
@@ -50,7 +52,8 @@ def test_preset_is_adjusted_by_the_model() -> None:
             criteria:
               budget: {when: {lead.budget_usd: {gte: 50000}}}
               fit: {when: {grade: {in: [A, B]}}}
-        """))
+        """)
+    )
     bant = model.frameworks["bant"]
     assert list(bant.criteria) == ["budget", "authority", "need", "fit"]
     assert bant.required == 2
@@ -66,39 +69,59 @@ def test_unknown_path_with_suggestion_and_position() -> None:
 
 
 def test_unknown_model_key_with_suggestion() -> None:
-    found = problems(BASE + "fit:\n  rules:\n    - {id: a, when: {lead.seniority: vp}, pionts: 3}\n")
-    assert any("fit.rules[0].pionts: unknown field 'pionts'; did you mean 'points'?" in f
-               for f in found)
+    found = problems(
+        BASE + "fit:\n  rules:\n    - {id: a, when: {lead.seniority: vp}, pionts: 3}\n"
+    )
+    assert any(
+        "fit.rules[0].pionts: unknown field 'pionts'; did you mean 'points'?" in f for f in found
+    )
     assert any("missing required field 'points'" in f for f in found)
 
 
 def test_unknown_event_type_and_operator() -> None:
-    found = problems(BASE + textwrap.dedent("""\
+    found = problems(
+        BASE
+        + textwrap.dedent("""\
         engagement:
           rules:
             - {id: d, event: demo_requets, points: 5}
         routing:
           - {when: {score.total: {gtee: 3}}, queue: q}
-        """))
-    assert any("engagement.rules[0].event: unknown event type 'demo_requets'; "
-               "did you mean 'demo_request'?" in f for f in found)
-    assert any("routing[0].when.score.total.gtee: unknown operator 'gtee'; did you mean 'gte'?"
-               in f for f in found)
+        """)
+    )
+    assert any(
+        "engagement.rules[0].event: unknown event type 'demo_requets'; "
+        "did you mean 'demo_request'?" in f
+        for f in found
+    )
+    assert any(
+        "routing[0].when.score.total.gtee: unknown operator 'gtee'; did you mean 'gte'?" in f
+        for f in found
+    )
 
 
 @pytest.mark.parametrize(
     ("condition", "expected"),
     [
-        ("{account.employees: {between: [1000, 50]}}", "'between' takes [low, high] with low <= high"),
+        (
+            "{account.employees: {between: [1000, 50]}}",
+            "'between' takes [low, high] with low <= high",
+        ),
         ("{account.employees: {between: 5}}", "'between' takes two numbers [low, high]"),
         ("{lead.title: {regex: '('}}", "'regex' has an invalid regular expression"),
         ("{lead.title: {in: []}}", "'in' takes a non-empty list of values"),
         ("{lead.title: {exists: maybe}}", "'exists' takes true or false"),
         ("{account.employees: {gt: many}}", "'gt' takes a number, not 'many'"),
         ("{lead.title: {contains: ''}}", "'contains' takes a non-empty text"),
-        ("{account.employees: {contains: x}}", "account.employees is a number: 'contains' works on text"),
+        (
+            "{account.employees: {contains: x}}",
+            "account.employees is a number: 'contains' works on text",
+        ),
         ("{lead.title: {gte: 3}}", "lead.title is text: 'gte' compares numbers"),
-        ("{lead.is_free_mail: yes}", "lead.is_free_mail is true or false: 'yes' is not true or false"),
+        (
+            "{lead.is_free_mail: yes}",
+            "lead.is_free_mail is true or false: 'yes' is not true or false",
+        ),
         ("{lead.seniority: {in: [vp, 3]}}", "lead.seniority is text: 3 is not text (quote it)"),
         ("{stage: cold}", "a fit rule cannot test 'stage'"),
         ("{score.total: {gte: 1}}", "a fit rule cannot test 'score.total'"),
@@ -121,29 +144,53 @@ def test_condition_errors(condition: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ("recycle:\n  - {from: [mql], inactive_days: 3, to: nurtur}\n",
-         "recycle[0].to: unknown stage 'nurtur'; did you mean 'nurture'?"),
+        (
+            "recycle:\n  - {from: [mql], inactive_days: 3, to: nurtur}\n",
+            "recycle[0].to: unknown stage 'nurtur'; did you mean 'nurture'?",
+        ),
         ("recycle:\n  - {to: nurture}\n", "either 'inactive_days' (with 'from') or 'trigger'"),
-        ("routing:\n  - {when: {stage: wram}, queue: q}\n", "'wram' is not one of cold, warm, sal, nurture"),
+        (
+            "routing:\n  - {when: {stage: wram}, queue: q}\n",
+            "'wram' is not one of cold, warm, sal, nurture",
+        ),
         ("routing:\n  - {when: {stage: cold}}\n", "a routing rule does something"),
         ("routing:\n  - {when: {grade: G}, queue: q}\n", "'G' is not one of A, B, C, D, E, F"),
-        ("routing:\n  - {when: {stage: cold}, assign: {team: t, method: territory}}\n",
-         "territory assignment needs a 'key' path"),
-        ("routing:\n  - {when: {stage: cold}, assign: {team: t, method: rr}}\n", "expected 'round_robin'"),
+        (
+            "routing:\n  - {when: {stage: cold}, assign: {team: t, method: territory}}\n",
+            "territory assignment needs a 'key' path",
+        ),
+        (
+            "routing:\n  - {when: {stage: cold}, assign: {team: t, method: rr}}\n",
+            "expected 'round_robin'",
+        ),
         ("frameworks:\n  b: {preset: bnat}\n", "unknown preset 'bnat'; did you mean 'bant'?"),
-        ("frameworks:\n  b: {preset: bant, exclude: [budgte]}\n",
-         "preset 'bant' has no criterion 'budgte'; did you mean 'budget'?"),
-        ("frameworks:\n  b: {preset: bant, require: 9}\n", "require is 9 but there are only 4 criteria"),
-        ("engagement:\n  rules:\n    - {id: a, event: page_view, points: 1, group: wbe}\n",
-         "unknown score group 'wbe'"),
-        ("engagement:\n  rules:\n    - {id: a, event: page_view, points: 1, max_count: 0}\n",
-         "engagement.rules[0].max_count: expected greater than 0"),
+        (
+            "frameworks:\n  b: {preset: bant, exclude: [budgte]}\n",
+            "preset 'bant' has no criterion 'budgte'; did you mean 'budget'?",
+        ),
+        (
+            "frameworks:\n  b: {preset: bant, require: 9}\n",
+            "require is 9 but there are only 4 criteria",
+        ),
+        (
+            "engagement:\n  rules:\n    - {id: a, event: page_view, points: 1, group: wbe}\n",
+            "unknown score group 'wbe'",
+        ),
+        (
+            "engagement:\n  rules:\n    - {id: a, event: page_view, points: 1, max_count: 0}\n",
+            "engagement.rules[0].max_count: expected greater than 0",
+        ),
         ("fit:\n  grades: {A: 10, B: 20}\n", "grade thresholds must fall from A to E"),
         ("fit:\n  grades: {Z: 10}\n", "grades are letters A to E, not 'Z'"),
-        ("fit:\n  rules:\n    - {id: a, when: {lead.title: x}, points: 1}\n"
-         "    - {id: a, when: {lead.title: y}, points: 1}\n", "id 'a' is used 2 times"),
-        ("accounts:\n  committee:\n    roles:\n      buyer: {when: {score.total: {gte: 1}}}\n",
-         "a committee role cannot test 'score.total'"),
+        (
+            "fit:\n  rules:\n    - {id: a, when: {lead.title: x}, points: 1}\n"
+            "    - {id: a, when: {lead.title: y}, points: 1}\n",
+            "id 'a' is used 2 times",
+        ),
+        (
+            "accounts:\n  committee:\n    roles:\n      buyer: {when: {score.total: {gte: 1}}}\n",
+            "a committee role cannot test 'score.total'",
+        ),
     ],
 )
 def test_reference_errors(extra: str, expected: str) -> None:
@@ -197,7 +244,9 @@ def test_missing_required_sections() -> None:
 
 
 def test_norway_stays_norway() -> None:
-    model = load_model_text(BASE + "routing:\n  - {when: {lead.country: [NO, SE]}, queue: nordics}\n")
+    model = load_model_text(
+        BASE + "routing:\n  - {when: {lead.country: [NO, SE]}, queue: nordics}\n"
+    )
     condition = model.routing[0].when
     assert condition.checks[0].value == ("NO", "SE")  # type: ignore[union-attr]
 

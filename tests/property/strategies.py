@@ -14,8 +14,14 @@ from leadqual.facts.types import AccountProfile, Decision, Event, LeadProfile, S
 from leadqual.model.schema import Model
 from tests.builders import AS_OF
 
-EVENT_TYPES = ["page_view", "email_open", "demo_request", "content_download",
-               "webinar_register", "case_study_request"]
+EVENT_TYPES = [
+    "page_view",
+    "email_open",
+    "demo_request",
+    "content_download",
+    "webinar_register",
+    "case_study_request",
+]
 URLS = ["/pricing", "/blog/a", "/docs/x", "/pricing/enterprise"]
 ASSETS = ["ebook", "case_study", "whitepaper"]
 SENIORITY = ["intern", "manager", "director", "vp", "c_level"]
@@ -31,12 +37,16 @@ def engagement_rules(draw: st.DrawFn, positive: bool = False) -> list[dict[str, 
         low = 0.5 if positive else -30.0
         rule["points"] = draw(st.floats(low, 40, allow_nan=False).map(lambda x: round(x, 2)))
         if draw(st.booleans()):
-            rule["where"] = draw(st.sampled_from([
-                {"url": {"contains": "/pricing"}},
-                {"url": {"starts_with": "/blog"}},
-                {"asset": ["ebook", "whitepaper"]},
-                {"asset": {"ne": "case_study"}},
-            ]))
+            rule["where"] = draw(
+                st.sampled_from(
+                    [
+                        {"url": {"contains": "/pricing"}},
+                        {"url": {"starts_with": "/blog"}},
+                        {"asset": ["ebook", "whitepaper"]},
+                        {"asset": {"ne": "case_study"}},
+                    ]
+                )
+            )
         if draw(st.booleans()):
             rule["max_count"] = draw(st.integers(1, 3))
         if draw(st.booleans()):
@@ -67,10 +77,16 @@ def models(draw: st.DrawFn, positive: bool = False) -> Model:
         "name": "generated",
         "fit": {
             "rules": [
-                {"id": "senior", "when": {"lead.seniority": {"in": ["director", "vp", "c_level"]}},
-                 "points": draw(st.integers(0, 30))},
-                {"id": "size", "when": {"account.employees": {"between": [50, 1000]}},
-                 "points": draw(st.integers(-10, 30))},
+                {
+                    "id": "senior",
+                    "when": {"lead.seniority": {"in": ["director", "vp", "c_level"]}},
+                    "points": draw(st.integers(0, 30)),
+                },
+                {
+                    "id": "size",
+                    "when": {"account.employees": {"between": [50, 1000]}},
+                    "points": draw(st.integers(-10, 30)),
+                },
                 {"id": "free", "when": {"lead.is_free_mail": True}, "points": -10},
             ],
         },
@@ -79,17 +95,32 @@ def models(draw: st.DrawFn, positive: bool = False) -> Model:
         "stages": [
             {"id": "cold"},
             {"id": "warm", "enter": {"score.engagement": {"gte": draw(st.integers(1, 20))}}},
-            {"id": "mql", "enter": {"all": [
-                {"score.total": {"gte": draw(st.integers(10, 60))}},
-                {"grade": {"in": ["A", "B", "C"]}},
-            ]}},
+            {
+                "id": "mql",
+                "enter": {
+                    "all": [
+                        {"score.total": {"gte": draw(st.integers(10, 60))}},
+                        {"grade": {"in": ["A", "B", "C"]}},
+                    ]
+                },
+            },
             {"id": "sal", "manual": True, "decision": "accept"},
-            {"id": "sql", "enter": {"any": [
-                {"framework.bant": "met"},
-                {"sequence": [first, second], "within_days": draw(st.integers(1, 60))},
-                {"event": {"type": "demo_request", "within_days": 30,
-                           "count": {"gte": draw(st.integers(1, 3))}}},
-            ]}},
+            {
+                "id": "sql",
+                "enter": {
+                    "any": [
+                        {"framework.bant": "met"},
+                        {"sequence": [first, second], "within_days": draw(st.integers(1, 60))},
+                        {
+                            "event": {
+                                "type": "demo_request",
+                                "within_days": 30,
+                                "count": {"gte": draw(st.integers(1, 3))},
+                            }
+                        },
+                    ]
+                },
+            },
             {"id": "nurture", "hold": True},
             {"id": "disqualified", "hold": True, "decision": "disqualify"},
         ],
@@ -99,13 +130,18 @@ def models(draw: st.DrawFn, positive: bool = False) -> Model:
         ],
         "routing": [
             {"when": {"stage": "sql"}, "assign": {"team": "senior", "method": "round_robin"}},
-            {"when": {"stage": ["mql", "sal"]},
-             "assign": {"team": "reps", "method": "territory", "key": "lead.country"}},
+            {
+                "when": {"stage": ["mql", "sal"]},
+                "assign": {"team": "reps", "method": "territory", "key": "lead.country"},
+            },
             {"when": {"not": {"stage": "disqualified"}}, "nurture": "general"},
         ],
         "accounts": {
-            "mqa": {"engaged_leads": {"gte": 2}, "min_engagement": draw(st.integers(0, 20)),
-                    "within_days": 30},
+            "mqa": {
+                "engaged_leads": {"gte": 2},
+                "min_engagement": draw(st.integers(0, 20)),
+                "within_days": 30,
+            },
         },
     }
     return load_model_text(yaml.safe_dump(spec, sort_keys=False), "generated.yaml")
@@ -122,9 +158,15 @@ def events(draw: st.DrawFn, lead_id: str = "L1", prefix: str = "E") -> list[Even
             properties["url"] = draw(st.sampled_from(URLS))
         elif event_type == "content_download":
             properties["asset"] = draw(st.sampled_from(ASSETS))
-        out.append(Event(f"{prefix}{lead_id}-{i}", event_type,
-                         AS_OF - timedelta(days=draw(days)), lead_id=lead_id,
-                         properties=properties))
+        out.append(
+            Event(
+                f"{prefix}{lead_id}-{i}",
+                event_type,
+                AS_OF - timedelta(days=draw(days)),
+                lead_id=lead_id,
+                properties=properties,
+            )
+        )
     return out
 
 
@@ -141,24 +183,38 @@ def lead_facts(draw: st.DrawFn, lead_id: str = "L1") -> LeadFacts:
     email = draw(st.sampled_from([f"{lead_id}@acme.com", f"{lead_id}@gmail.com"]))
     profiles = [LeadProfile(lead_id, email, None, attributes, None)]
     if draw(st.booleans()):
-        profiles.append(LeadProfile(lead_id, email, None,
-                                    {"seniority": draw(st.sampled_from(SENIORITY))},
-                                    AS_OF - timedelta(days=draw(days))))
+        profiles.append(
+            LeadProfile(
+                lead_id,
+                email,
+                None,
+                {"seniority": draw(st.sampled_from(SENIORITY))},
+                AS_OF - timedelta(days=draw(days)),
+            )
+        )
     answers = [
-        SalesAnswer(f"A{lead_id}-{i}", lead_id, "bant",
-                    draw(st.sampled_from(["budget", "authority", "need", "timeline"])),
-                    draw(st.sampled_from(["met", "not_met", "unknown"])),
-                    AS_OF - timedelta(days=draw(days)))
+        SalesAnswer(
+            f"A{lead_id}-{i}",
+            lead_id,
+            "bant",
+            draw(st.sampled_from(["budget", "authority", "need", "timeline"])),
+            draw(st.sampled_from(["met", "not_met", "unknown"])),
+            AS_OF - timedelta(days=draw(days)),
+        )
         for i in range(draw(st.integers(0, 2)))
     ]
     decisions = [
-        Decision(f"D{lead_id}-{i}", lead_id,
-                 draw(st.sampled_from(["accept", "reject", "disqualify", "reopen"])),
-                 AS_OF - timedelta(days=draw(days)))
+        Decision(
+            f"D{lead_id}-{i}",
+            lead_id,
+            draw(st.sampled_from(["accept", "reject", "disqualify", "reopen"])),
+            AS_OF - timedelta(days=draw(days)),
+        )
         for i in range(draw(st.integers(0, 2)))
     ]
-    return LeadFacts(lead_id, tuple(profiles), tuple(draw(events(lead_id))), tuple(answers),
-                     tuple(decisions))
+    return LeadFacts(
+        lead_id, tuple(profiles), tuple(draw(events(lead_id))), tuple(answers), tuple(decisions)
+    )
 
 
 @st.composite
@@ -167,6 +223,7 @@ def fact_bundles(draw: st.DrawFn) -> Facts:
     lead = draw(lead_facts("L1"))
     others = [draw(lead_facts(f"L{i}")) for i in range(2, 2 + draw(st.integers(0, 2)))]
     employees = float(draw(st.integers(1, 5000)))
-    account = AccountFacts("A1", (AccountProfile("A1", "acme.com", {"employees": employees}),),
-                           (lead, *others))
+    account = AccountFacts(
+        "A1", (AccountProfile("A1", "acme.com", {"employees": employees}),), (lead, *others)
+    )
     return Facts(lead, account)

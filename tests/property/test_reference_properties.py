@@ -27,13 +27,19 @@ def _with_lead(facts: Facts, lead: LeadFacts) -> Facts:
     return Facts(lead, account)
 
 
-@given(models(positive=True), fact_bundles(), st.sampled_from(EVENT_TYPES),
-       st.sampled_from(URLS), days)
+@given(
+    models(positive=True), fact_bundles(), st.sampled_from(EVENT_TYPES), st.sampled_from(URLS), days
+)
 def test_a_positive_points_event_never_lowers_a_score(
     model: Model, facts: Facts, event_type: str, url: str, age: float
 ) -> None:
-    extra = Event("extra", event_type, AS_OF - timedelta(days=age), lead_id="L1",
-                  properties={"url": url, "asset": "ebook"})
+    extra = Event(
+        "extra",
+        event_type,
+        AS_OF - timedelta(days=age),
+        lead_id="L1",
+        properties={"url": url, "asset": "ebook"},
+    )
     before = evaluate(model, facts, AS_OF)
     more = dataclasses.replace(facts.lead, events=(*facts.lead.events, extra))
     after = evaluate(model, _with_lead(facts, more), AS_OF)
@@ -75,8 +81,9 @@ def test_facts_after_as_of_are_ignored(model: Model, facts: Facts, cut: float) -
 
 
 @given(st.sampled_from([1.0, 7.0, 30.0, 365.0]), st.floats(0.5, 50), days)
-def test_a_decaying_rule_halves_after_one_half_life(half_life: float, points: float,
-                                                     age: float) -> None:
+def test_a_decaying_rule_halves_after_one_half_life(
+    half_life: float, points: float, age: float
+) -> None:
     from leadqual import load_model_text
 
     model = load_model_text(

@@ -16,4 +16,5 @@ def decayed(points: float, age: float, half_life_days: float | None) -> float:
     """``points`` halved once per half-life of ``age``; unchanged without a half-life."""
     if half_life_days is None:
         return points
-    return points * 0.5 ** (age / half_life_days)
+    factor: float = 0.5 ** (age / half_life_days)
+    return points * factor

@@ -89,12 +89,15 @@ def _event(pred: EventPredicate) -> str:
             if check.op == "gte" and check.value == 1:
                 parts.append(f"a {what}{_window(pred.within_days)}")
             else:
-                parts.append(f"the number of {what}s{_window(pred.within_days)} "
-                             f"{describe_check(check)}")
+                parts.append(
+                    f"the number of {what}s{_window(pred.within_days)} {describe_check(check)}"
+                )
         else:
             which = "first" if metric == "first_seen_days_ago" else "last"
-            parts.append(f"the {which} {what}{_window(pred.within_days)} was "
-                         f"{describe_check(check).removeprefix('is ')} days ago")
+            parts.append(
+                f"the {which} {what}{_window(pred.within_days)} was "
+                f"{describe_check(check).removeprefix('is ')} days ago"
+            )
     return " and ".join(parts)
 
 

@@ -66,14 +66,16 @@ def to_row(q: Qualification, model: Model) -> dict[str, Any]:
         for criterion, c in result.criteria.items():
             row[f"framework_{name}_{criterion}"] = c.verdict
     r = q.routing
-    row.update({
-        "routing_rule": r.rule if r else None,
-        "routing_team": r.team if r else None,
-        "routing_method": r.method if r else None,
-        "routing_key_value": None if r is None or r.key_value is None else str(r.key_value),
-        "routing_queue": r.queue if r else None,
-        "routing_nurture": r.nurture if r else None,
-    })
+    row.update(
+        {
+            "routing_rule": r.rule if r else None,
+            "routing_team": r.team if r else None,
+            "routing_method": r.method if r else None,
+            "routing_key_value": None if r is None or r.key_value is None else str(r.key_value),
+            "routing_queue": r.queue if r else None,
+            "routing_nurture": r.nurture if r else None,
+        }
+    )
     if q.account is not None:
         row["account_mqa"] = q.account.mqa
         row["account_engaged_leads"] = q.account.engaged_leads
@@ -90,10 +92,12 @@ def output_format(path: Path, fmt: str | None = None) -> OutputFormat:
         return fmt  # type: ignore[return-value]
     found = FORMATS.get(path.suffix.lower())
     if found is None:
-        raise InputFileError(Problem(
-            "cannot tell the output format from the extension; use .csv, .parquet or .jsonl",
-            file=str(path),
-        ))
+        raise InputFileError(
+            Problem(
+                "cannot tell the output format from the extension; use .csv, .parquet or .jsonl",
+                file=str(path),
+            )
+        )
     return found
 
 

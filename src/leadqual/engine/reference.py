@@ -49,7 +49,16 @@ from leadqual.engine.result import (
 )
 from leadqual.facts.dataset import AccountFacts, Facts, FactSet, LeadFacts
 from leadqual.facts.freemail import email_domain, is_free_mail
-from leadqual.facts.types import AccountProfile, Event, LeadProfile, Value, Verdict
+from leadqual.facts.types import (
+    AccountProfile,
+    Decision,
+    Event,
+    LeadProfile,
+    Outcome,
+    SalesAnswer,
+    Value,
+    Verdict,
+)
 from leadqual.model.conditions import (
     All,
     AnyOf,
@@ -112,7 +121,11 @@ def _text(value: Any) -> str:
 
 def _equal(value: Value, operand: Any) -> Tri:
     if isinstance(operand, bool) or isinstance(value, bool):
-        return value == operand if isinstance(value, bool) else _text(value).lower() == _text(operand).lower()
+        return (
+            value == operand
+            if isinstance(value, bool)
+            else _text(value).lower() == _text(operand).lower()
+        )
     if isinstance(operand, int | float):
         number = _number(value)
         return None if number is None else number == float(operand)
@@ -142,7 +155,7 @@ def apply_check(value: Value, check: Check) -> Tri:
     """One operator on one value; a missing value makes every test but ``exists`` unknown."""
     op, operand = check.op, check.value
     if op == "exists":
-        return (value is not None) == operand
+        return (value is not None) == bool(operand)
     if value is None:
         return None
     match op:
@@ -232,8 +245,11 @@ def merge_profiles(
 def _profile_order(profile: LeadProfile | AccountProfile) -> tuple[bool, float, str]:
     """Time order; updates at the same instant in a fixed (if arbitrary) order."""
     at = profile.at.timestamp() if profile.at else 0.0
-    return (profile.at is not None, at, json.dumps(dict(profile.attributes), sort_keys=True,
-                                                   default=str))
+    return (
+        profile.at is not None,
+        at,
+        json.dumps(dict(profile.attributes), sort_keys=True, default=str),
+    )
 
 
 def lead_attributes(lead: LeadFacts, as_of: datetime) -> dict[str, Value]:
@@ -269,7 +285,9 @@ def _known_events(lead: LeadFacts, as_of: datetime) -> list[Event]:
     return events
 
 
-def score_rule(rule: EngagementRule, events: list[Event], as_of: datetime, model: Model) -> RuleScore:
+def score_rule(
+    rule: EngagementRule, events: list[Event], as_of: datetime, model: Model
+) -> RuleScore:
     """One engagement rule's points: the latest ``max_count`` matching events, decayed, capped."""
     flt = EventFilter(rule.event_types, rule.where)
     matched = [e for e in events if event_matches(e, flt)]
@@ -303,9 +321,13 @@ def score_engagement(model: Model, events: list[Event], as_of: datetime) -> Enga
         value = sums[name]
         if group.max is not None and value > group.max:
             reasons.append(
-                Reason("limit", f"group.{name}",
-                       f"Score group {name} limited to {format_value(group.max)} "
-                       f"(earned {format_value(value)})", points=group.max - value)
+                Reason(
+                    "limit",
+                    f"group.{name}",
+                    f"Score group {name} limited to {format_value(group.max)} "
+                    f"(earned {format_value(value)})",
+                    points=group.max - value,
+                )
             )
             value = group.max
         groups[name] = value
@@ -313,9 +335,12 @@ def score_engagement(model: Model, events: list[Event], as_of: datetime) -> Enga
     limited = _clamp(total, spec.min_total, spec.max_total)
     if limited != total:
         reasons.append(
-            Reason("limit", "engagement",
-                   f"Engagement limited to {format_value(limited)} (earned {format_value(total)})",
-                   points=limited - total)
+            Reason(
+                "limit",
+                "engagement",
+                f"Engagement limited to {format_value(limited)} (earned {format_value(total)})",
+                points=limited - total,
+            )
         )
     return Engagement(limited, groups, tuple(rules), tuple(reasons))
 
@@ -334,8 +359,10 @@ def _engagement_reason(scored: RuleScore, as_of: datetime) -> Reason:
     count = len(scored.events)
     latest = scored.events[0].at
     what = rule.description or describe_filter(flt)
-    text = (f"{format_points(scored.points)} engagement: {rule.id} ({what}): "
-            f"{count} event{'s' if count != 1 else ''}, latest {latest:%Y-%m-%d}")
+    text = (
+        f"{format_points(scored.points)} engagement: {rule.id} ({what}): "
+        f"{count} event{'s' if count != 1 else ''}, latest {latest:%Y-%m-%d}"
+    )
     notes = []
     if abs(scored.points - scored.undecayed) > 1e-9 and not scored.capped:
         notes.append(f"{format_points(scored.undecayed)} before decay")
@@ -345,8 +372,14 @@ def _engagement_reason(scored: RuleScore, as_of: datetime) -> Reason:
         notes.append(f"capped at {format_value(rule.max_points)} points")
     if notes:
         text += f" ({'; '.join(notes)})"
-    return Reason("engagement", rule.id, text, points=scored.points,
-                  facts=tuple(e.event_id for e in scored.events), at=latest)
+    return Reason(
+        "engagement",
+        rule.id,
+        text,
+        points=scored.points,
+        facts=tuple(e.event_id for e in scored.events),
+        at=latest,
+    )
 
 
 # the evaluator -----------------------------------------------------------------
@@ -355,8 +388,13 @@ def _engagement_reason(scored: RuleScore, as_of: datetime) -> Reason:
 class _Context:
     """The values conditions test, filled in section by section."""
 
-    def __init__(self, lead: dict[str, Value], account: dict[str, Value], events: list[Event],
-                 as_of: datetime) -> None:
+    def __init__(
+        self,
+        lead: dict[str, Value],
+        account: dict[str, Value],
+        events: list[Event],
+        as_of: datetime,
+    ) -> None:
         self.lead = lead
         self.account = account
         self.events = events
@@ -418,8 +456,11 @@ def _sequence(steps: tuple[EventFilter, ...], within: float | None, events: list
         position = start
         for step in steps[1:]:
             nxt = next(
-                (j for j in range(position + 1, len(events))
-                 if events[j].at > at and event_matches(events[j], step)),
+                (
+                    j
+                    for j in range(position + 1, len(events))
+                    if events[j].at > at and event_matches(events[j], step)
+                ),
                 None,
             )
             if nxt is None:
@@ -456,16 +497,21 @@ class _Evaluator:
         engagement = score_engagement(model, events, as_of)
         reasons.extend(engagement.reasons)
         total = fit + engagement.total
-        ctx.values.update({"score.fit": fit, "score.engagement": engagement.total,
-                           "score.total": total, "grade": grade})
+        ctx.values.update(
+            {
+                "score.fit": fit,
+                "score.engagement": engagement.total,
+                "score.total": total,
+                "grade": grade,
+            }
+        )
         ctx.values.update({f"score.{g}": v for g, v in engagement.groups.items()})
 
         account = self._account(facts.account, reasons)
         if account is not None:
             ctx.values.update(_account_values(account))
 
-        frameworks = {name: self._framework(name, lead, ctx, reasons)
-                      for name in model.frameworks}
+        frameworks = {name: self._framework(name, lead, ctx, reasons) for name in model.frameworks}
         for name, result in frameworks.items():
             ctx.values[f"framework.{name}"] = result.verdict
             ctx.values[f"framework.{name}.met_count"] = float(result.met_count)
@@ -501,27 +547,45 @@ class _Evaluator:
         for rule in spec.rules:
             if holds(rule.when, ctx) is True:
                 points += rule.points
-                reasons.append(Reason(
-                    "fit", rule.id,
-                    f"{format_points(rule.points)} fit: {rule.id}: "
-                    f"{rule.description or describe(rule.when)}{_observed(rule.when, ctx)}",
-                    points=rule.points,
-                ))
+                reasons.append(
+                    Reason(
+                        "fit",
+                        rule.id,
+                        f"{format_points(rule.points)} fit: {rule.id}: "
+                        f"{rule.description or describe(rule.when)}{_observed(rule.when, ctx)}",
+                        points=rule.points,
+                    )
+                )
         limited = _clamp(points, spec.min, spec.max)
         if limited != points:
-            reasons.append(Reason("limit", "fit", f"Fit limited to {format_value(limited)} "
-                                  f"(earned {format_value(points)})", points=limited - points))
+            reasons.append(
+                Reason(
+                    "limit",
+                    "fit",
+                    f"Fit limited to {format_value(limited)} (earned {format_value(points)})",
+                    points=limited - points,
+                )
+            )
         return limited
 
     def _grade(self, fit: float, reasons: list[Reason]) -> str:
         for letter, threshold in self.model.grade_thresholds:
             if fit >= threshold:
-                reasons.append(Reason("grade", letter, f"Grade {letter}: fit {format_value(fit)} "
-                                      f"is at least {format_value(threshold)}"))
+                reasons.append(
+                    Reason(
+                        "grade",
+                        letter,
+                        f"Grade {letter}: fit {format_value(fit)} "
+                        f"is at least {format_value(threshold)}",
+                    )
+                )
                 return letter
         lowest = self.model.grade_thresholds[-1][1] if self.model.fit.grades else 0.0
-        reasons.append(Reason("grade", "F", f"Grade F: fit {format_value(fit)} is under "
-                              f"{format_value(lowest)}"))
+        reasons.append(
+            Reason(
+                "grade", "F", f"Grade F: fit {format_value(fit)} is under {format_value(lowest)}"
+            )
+        )
         return "F"
 
     # accounts
@@ -557,35 +621,51 @@ class _Evaluator:
             spec = rules.mqa
             for lead_id, (engagement, last, _) in sorted(members.items()):
                 recent = spec.within_days is None or (
-                    last is not None and age_days(last, self.as_of) <= spec.within_days)
+                    last is not None and age_days(last, self.as_of) <= spec.within_days
+                )
                 if engagement >= spec.min_engagement and recent:
                     engaged.append(lead_id)
             mqa = apply_checks(float(len(engaged)), spec.engaged_leads) is True
-            window = f" active in the last {format_value(spec.within_days)} days" if spec.within_days else ""
-            reasons.append(Reason(
-                "account", "mqa",
-                f"Account {account.account_id} {'is' if mqa else 'is not'} an MQA: "
-                f"{len(engaged)} engaged lead{'s' if len(engaged) != 1 else ''} "
-                f"(engagement at least {format_value(spec.min_engagement)}{window})",
-                facts=tuple(engaged),
-            ))
+            window = (
+                f" active in the last {format_value(spec.within_days)} days"
+                if spec.within_days
+                else ""
+            )
+            reasons.append(
+                Reason(
+                    "account",
+                    "mqa",
+                    f"Account {account.account_id} {'is' if mqa else 'is not'} an MQA: "
+                    f"{len(engaged)} engaged lead{'s' if len(engaged) != 1 else ''} "
+                    f"(engagement at least {format_value(spec.min_engagement)}{window})",
+                    facts=tuple(engaged),
+                )
+            )
         roles: dict[str, bool] = {}
         covered_by: dict[str, list[str]] = {}
         committee_covered: bool | None = None
         if rules.committee is not None:
             for role, spec_role in rules.committee.roles.items():
-                who = [lead_id for lead_id, (_, _, attrs) in sorted(members.items())
-                       if holds(spec_role.when, _Context(attrs, {}, [], self.as_of)) is True]
+                who = [
+                    lead_id
+                    for lead_id, (_, _, attrs) in sorted(members.items())
+                    if holds(spec_role.when, _Context(attrs, {}, [], self.as_of)) is True
+                ]
                 roles[role] = bool(who)
                 covered_by[role] = who
             need = rules.committee.require or len(roles)
             committee_covered = sum(roles.values()) >= need
-            listing = ", ".join(f"{r} ({', '.join(w)})" for r, w in covered_by.items() if w) or "none"
-            reasons.append(Reason(
-                "account", "committee",
-                f"Buying committee {'covered' if committee_covered else 'not covered'}: "
-                f"{sum(roles.values())} of {len(roles)} roles (need {need}): {listing}",
-            ))
+            listing = (
+                ", ".join(f"{r} ({', '.join(w)})" for r, w in covered_by.items() if w) or "none"
+            )
+            reasons.append(
+                Reason(
+                    "account",
+                    "committee",
+                    f"Buying committee {'covered' if committee_covered else 'not covered'}: "
+                    f"{sum(roles.values())} of {len(roles)} roles (need {need}): {listing}",
+                )
+            )
         status = AccountStatus(
             account_id=account.account_id,
             engaged_leads=len(engaged),
@@ -598,11 +678,14 @@ class _Evaluator:
 
     # frameworks
 
-    def _framework(self, name: str, lead: LeadFacts, ctx: _Context,
-                   reasons: list[Reason]) -> FrameworkResult:
+    def _framework(
+        self, name: str, lead: LeadFacts, ctx: _Context, reasons: list[Reason]
+    ) -> FrameworkResult:
         spec = self.model.frameworks[name]
-        answers = sorted((a for a in lead.answers if a.at <= self.as_of and a.framework == name),
-                         key=lambda a: (a.at, a.answer_id))
+        answers = sorted(
+            (a for a in lead.answers if a.at <= self.as_of and a.framework == name),
+            key=lambda a: (a.at, a.answer_id),
+        )
         latest = {a.criterion: a for a in answers}
         criteria: dict[str, CriterionResult] = {}
         parts: list[str] = []
@@ -612,30 +695,40 @@ class _Evaluator:
             if answer is not None:
                 result = CriterionResult(answer.value, "answer", answer.answer_id, answer.at)
                 by = f" by {answer.by}" if answer.by else ""
-                parts.append(f"{criterion} {answer.value} (sales answer{by} on {answer.at:%Y-%m-%d})")
+                parts.append(
+                    f"{criterion} {answer.value} (sales answer{by} on {answer.at:%Y-%m-%d})"
+                )
                 facts.append(answer.answer_id)
             elif c.when is None:
                 result = CriterionResult("unknown", "no_rule")
-                parts.append(f"{criterion} unknown (ask: {c.question})" if c.question
-                             else f"{criterion} unknown (no answer yet)")
+                parts.append(
+                    f"{criterion} unknown (ask: {c.question})"
+                    if c.question
+                    else f"{criterion} unknown (no answer yet)"
+                )
             else:
                 truth = holds(c.when, ctx)
-                verdict: Verdict = "met" if truth is True else (
-                    "unknown" if truth is None else c.if_false)
+                verdict: Verdict = (
+                    "met" if truth is True else ("unknown" if truth is None else c.if_false)
+                )
                 result = CriterionResult(verdict, "inferred")
                 parts.append(f"{criterion} {verdict} ({describe(c.when)}{_observed(c.when, ctx)})")
             criteria[criterion] = result
         met = sum(r.verdict == "met" for r in criteria.values())
         unknown = sum(r.verdict == "unknown" for r in criteria.values())
         required = spec.required
-        overall: Verdict = "met" if met >= required else (
-            "not_met" if met + unknown < required else "unknown")
-        reasons.append(Reason(
-            "framework", name,
-            f"{name.upper()} {overall.replace('_', ' ')}: {met} of {len(criteria)} criteria met "
-            f"(needs {required}): " + "; ".join(parts),
-            facts=tuple(facts),
-        ))
+        overall: Verdict = (
+            "met" if met >= required else ("not_met" if met + unknown < required else "unknown")
+        )
+        reasons.append(
+            Reason(
+                "framework",
+                name,
+                f"{name.upper()} {overall.replace('_', ' ')}: {met} of {len(criteria)} "
+                f"criteria met (needs {required}): " + "; ".join(parts),
+                facts=tuple(facts),
+            )
+        )
         return FrameworkResult(overall, met, required, criteria)
 
     # stages
@@ -647,9 +740,12 @@ class _Evaluator:
             if stage.automatic and stage.enter is not None and holds(stage.enter, ctx) is True:
                 auto = i
         auto_stage = stages[auto]
-        auto_text = (f"Stage {auto_stage.title}: {describe(auto_stage.enter)}"
-                     f"{_observed(auto_stage.enter, ctx)}" if auto_stage.enter is not None
-                     else f"Stage {auto_stage.title}: where every lead starts")
+        auto_text = (
+            f"Stage {auto_stage.title}: {describe(auto_stage.enter)}"
+            f"{_observed(auto_stage.enter, ctx)}"
+            if auto_stage.enter is not None
+            else f"Stage {auto_stage.title}: where every lead starts"
+        )
         manual, hold, cause = self._decisions(lead)
         if hold is not None:
             reasons.append(cause or Reason("stage", hold, f"Stage {hold}"))
@@ -669,11 +765,13 @@ class _Evaluator:
         by_decision = {s.decision: i for i, s in enumerate(stages) if s.decision is not None}
         triggers = {r.trigger: r for r in self.model.recycle if r.trigger is not None}
         steps: list[tuple[datetime, str, str, str | None, str | None]] = [
-            (d.at, d.decision_id, d.action, d.reason, d.by) for d in lead.decisions
+            (d.at, d.decision_id, d.action, d.reason, d.by)
+            for d in lead.decisions
             if d.at <= self.as_of
         ]
-        steps += [(o.at, o.outcome_id, o.outcome, None, None) for o in lead.outcomes
-                  if o.at <= self.as_of]
+        steps += [
+            (o.at, o.outcome_id, o.outcome, None, None) for o in lead.outcomes if o.at <= self.as_of
+        ]
         steps.sort(key=lambda s: (s[0], s[1]))
         manual: int | None = None
         hold: str | None = None
@@ -682,7 +780,7 @@ class _Evaluator:
             who = f" by {by}" if by else ""
             why = f" ({reason})" if reason else ""
             if action in ("accept", "opportunity", "won", "disqualify") and action in by_decision:
-                index = by_decision[action]  # type: ignore[index]
+                index = by_decision[action]
                 stage = stages[index]
                 text = f"Stage {stage.title}: decision '{action}'{why}{who} on {at:%Y-%m-%d}"
                 if stage.hold:
@@ -695,9 +793,13 @@ class _Evaluator:
                 target = rule.to if rule is not None else stages[0].id
                 manual, hold = None, target
                 via = f", recycle rule {rule.id or action}" if rule is not None else ""
-                cause = Reason("stage", target,
-                               f"Stage {target}: {action}{why}{who} on {at:%Y-%m-%d}{via}",
-                               facts=(fact_id,), at=at)
+                cause = Reason(
+                    "stage",
+                    target,
+                    f"Stage {target}: {action}{why}{who} on {at:%Y-%m-%d}{via}",
+                    facts=(fact_id,),
+                    at=at,
+                )
             elif action == "reopen":
                 manual, hold, cause = None, None, None
         return manual, hold, cause
@@ -709,20 +811,29 @@ class _Evaluator:
                 continue
             idle = age_days(last, self.as_of)
             if idle >= rule.inactive_days:
-                reasons.append(Reason(
-                    "stage", rule.to,
-                    f"Stage {rule.to}: recycled from {current} by rule {rule.id or 'recycle'}: "
-                    f"no activity for {idle:.0f} days (limit {format_value(rule.inactive_days)}), "
-                    f"last on {last:%Y-%m-%d}",
-                    at=last,
-                ))
+                reasons.append(
+                    Reason(
+                        "stage",
+                        rule.to,
+                        f"Stage {rule.to}: recycled from {current} by rule {rule.id or 'recycle'}: "
+                        f"no activity for {idle:.0f} days "
+                        f"(limit {format_value(rule.inactive_days)}), "
+                        f"last on {last:%Y-%m-%d}",
+                        at=last,
+                    )
+                )
                 return rule.to
         return current
 
     def _last_activity(self, lead: LeadFacts) -> datetime | None:
         """The latest event, answer, decision or outcome; else the first dated profile."""
-        times = [f.at for f in (*lead.events, *lead.answers, *lead.decisions, *lead.outcomes)
-                 if f.at <= self.as_of]
+        facts: list[Event | SalesAnswer | Decision | Outcome] = [
+            *lead.events,
+            *lead.answers,
+            *lead.decisions,
+            *lead.outcomes,
+        ]
+        times = [f.at for f in facts if f.at <= self.as_of]
         if times:
             return max(times)
         dated = [p.at for p in lead.profiles if p.at is not None and p.at <= self.as_of]
@@ -762,8 +873,10 @@ def _routing_text(routing: Routing, when: Condition, ctx: _Context) -> str:
         actions.append(f"queued in {routing.queue}")
     if routing.nurture:
         actions.append(f"nurture track {routing.nurture}")
-    return (f"Routed by rule {routing.rule}: {', '.join(actions)}; because "
-            f"{describe(when)}{_observed(when, ctx)}")
+    return (
+        f"Routed by rule {routing.rule}: {', '.join(actions)}; because "
+        f"{describe(when)}{_observed(when, ctx)}"
+    )
 
 
 def _account_values(status: AccountStatus) -> Mapping[str, Value]:

@@ -205,7 +205,9 @@ class ModelChecker:
             for j, stage in enumerate(rule.from_):
                 self._stage_ref(stage, (*loc, "from", j))
             if (rule.trigger is None) == (rule.inactive_days is None):
-                self.fail(loc, "a recycle rule has either 'inactive_days' (with 'from') or 'trigger'")
+                self.fail(
+                    loc, "a recycle rule has either 'inactive_days' (with 'from') or 'trigger'"
+                )
             elif rule.inactive_days is not None and not rule.from_:
                 self.fail(loc, "an inactivity rule names the stages it applies to ('from')")
 
@@ -252,7 +254,9 @@ class ModelChecker:
     def _attribute_path(self, path: str, loc: Loc) -> None:
         resolved = self.resolver.resolve(path)
         if resolved is None or resolved.namespace not in ("lead", "account"):
-            candidates = [p for p, r in self.resolver.paths.items() if r.namespace in ("lead", "account")]
+            candidates = [
+                p for p, r in self.resolver.paths.items() if r.namespace in ("lead", "account")
+            ]
             self.fail(loc, f"unknown field '{path}'{did_you_mean(path, candidates)}")
 
     # conditions
@@ -296,7 +300,9 @@ class ModelChecker:
         for check in test.checks:
             message = self._check_fits(check, resolved.type)
             if message:
-                self.fail((*test.loc, check.op), f"{test.path} is {_TYPE_NAMES[resolved.type]}: {message}")
+                self.fail(
+                    (*test.loc, check.op), f"{test.path} is {_TYPE_NAMES[resolved.type]}: {message}"
+                )
 
     def _check_fits(self, check: Check, ptype: PathType) -> str:
         op = check.op
@@ -309,14 +315,17 @@ class ModelChecker:
         values = check.value if op in LIST_OPS or op == "between" else (check.value,)
         allowed = self._allowed_values(ptype)
         for value in values:
-            if ptype == "number" and not (isinstance(value, int | float) and not isinstance(value, bool)):
+            if ptype == "number" and not (
+                isinstance(value, int | float) and not isinstance(value, bool)
+            ):
                 return f"{value!r} is not a number"
             if ptype == "boolean" and not isinstance(value, bool):
                 return f"{value!r} is not true or false"
             if ptype == "string" and op not in TEXT_OPS and not isinstance(value, str):
                 return f"{value!r} is not text (quote it)"
             if allowed is not None and value not in allowed:
-                return f"'{value}' is not one of {', '.join(allowed)}{did_you_mean(str(value), allowed)}"
+                hint = did_you_mean(str(value), allowed)
+                return f"'{value}' is not one of {', '.join(allowed)}{hint}"
         return ""
 
     def _allowed_values(self, ptype: PathType) -> tuple[str, ...] | None:

@@ -148,7 +148,9 @@ class ConditionParser:
 
     def parse(self, raw: Any, loc: Loc) -> Condition | None:
         if not isinstance(raw, Mapping) or not raw:
-            self.fail(loc, "a condition must be a non-empty mapping, e.g. {lead.title: {contains: vp}}")
+            self.fail(
+                loc, "a condition must be a non-empty mapping, e.g. {lead.title: {contains: vp}}"
+            )
             return None
         items: list[Condition] = []
         ok = True
@@ -228,7 +230,7 @@ class ConditionParser:
         if op == "between":
             lo, hi = operand
             return Check(op, (lo, hi))
-        return Check(op, operand)  # type: ignore[arg-type]
+        return Check(op, operand)
 
     def _check_list(self, op: str, value: list[Any], loc: Loc) -> bool:
         message = _OPERAND_RULES[op](value)
@@ -243,8 +245,10 @@ class ConditionParser:
         if types_raw is not None:
             if isinstance(types_raw, str):
                 types = (types_raw,)
-            elif isinstance(types_raw, list) and types_raw and all(
-                isinstance(t, str) for t in types_raw
+            elif (
+                isinstance(types_raw, list)
+                and types_raw
+                and all(isinstance(t, str) for t in types_raw)
             ):
                 types = tuple(types_raw)
             else:
@@ -340,7 +344,7 @@ class ConditionParser:
             return None
         return Sequence(tuple(steps), within if within is not None else None)
 
-    def _parse_days(self, raw: Any, loc: Loc) -> float | None | Literal[False]:
+    def _parse_days(self, raw: Any, loc: Loc) -> float | Literal[False] | None:
         if raw is None:
             return None
         if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:

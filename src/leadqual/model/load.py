@@ -127,7 +127,9 @@ def _merge_presets(data: dict[str, Any], marks: Marks, problems: list[Problem]) 
         if isinstance(overrides, dict):
             for criterion, override in overrides.items():
                 base = criteria.get(criterion, {})
-                criteria[criterion] = {**base, **override} if isinstance(override, dict) else override
+                criteria[criterion] = (
+                    {**base, **override} if isinstance(override, dict) else override
+                )
         merged = {k: v for k, v in preset_data.items() if k in ("description", "require")}
         merged.update(spec)
         merged["criteria"] = criteria
