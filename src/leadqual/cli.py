@@ -144,18 +144,16 @@ def _read(
 
 
 def _qualify(model: Any, facts: FactSet, as_of: datetime) -> list[Any]:
-    from leadqual.engine.reference import _Evaluator
+    from leadqual.engine.reference import evaluate_all
 
-    evaluator = _Evaluator(model, as_of)
-    grouped = list(facts.group())
-    results = []
     with _progress() as progress:
-        task = progress.add_task("qualifying leads", total=len(grouped))
-        for i, lead_facts in enumerate(grouped, 1):
-            results.append(evaluator.qualify(lead_facts))
-            if i % 200 == 0:
-                progress.update(task, completed=i)
-    return results
+        task = progress.add_task("qualifying leads", total=None)
+        return evaluate_all(
+            model,
+            facts,
+            as_of,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
 
 
 @app.command()

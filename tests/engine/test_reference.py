@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from leadqual import evaluate, load_model_text
-from leadqual.engine.reference import apply_check
+from leadqual.engine.operators import apply_check
 from leadqual.facts.types import LeadProfile
 from leadqual.model.conditions import Check
 from tests.builders import AS_OF, account, answer, days_ago, decision, event, facts, lead, outcome

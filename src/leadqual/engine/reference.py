@@ -24,20 +24,24 @@ entered and a route is taken only when its condition is *true*.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from functools import lru_cache
-from typing import Any
 
-from leadqual.engine.decay import age_days, decayed
+from leadqual.engine.decay import age_days
+from leadqual.engine.engagement import clamp, known_events, score_engagement
 from leadqual.engine.explain import (
     describe,
-    describe_filter,
     format_points,
     format_value,
     tested_paths,
+)
+from leadqual.engine.operators import (
+    Tri,
+    apply_check,
+    apply_checks,
+    event_matches,
+    kleene_all,
+    kleene_any,
 )
 from leadqual.engine.result import (
     AccountStatus,
@@ -62,19 +66,14 @@ from leadqual.facts.types import (
 from leadqual.model.conditions import (
     All,
     AnyOf,
-    Check,
     Condition,
     EventFilter,
     EventPredicate,
     Not,
-    PropertyTest,
     Sequence,
     Test,
 )
-from leadqual.model.schema import EngagementRule, Model
-
-Tri = bool | None
-"""Three-valued truth: True, False or None (unknown)."""
+from leadqual.model.schema import Model
 
 
 def evaluate(model: Model, facts: Facts, as_of: datetime) -> Qualification:
@@ -83,141 +82,30 @@ def evaluate(model: Model, facts: Facts, as_of: datetime) -> Qualification:
     return _Evaluator(model, as_of).qualify(facts)
 
 
-def evaluate_all(model: Model, facts: FactSet, as_of: datetime) -> list[Qualification]:
-    """Qualify every lead of a fact set, sharing the work per account."""
+def evaluate_all(
+    model: Model,
+    facts: FactSet,
+    as_of: datetime,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Qualification]:
+    """Qualify every lead of a fact set, sharing the work per account.
+
+    ``progress(done, total)`` is called every 200 leads and at the end.
+    """
     _require_aware(as_of)
     evaluator = _Evaluator(model, as_of)
-    return [evaluator.qualify(lead_facts) for lead_facts in facts.group()]
+    grouped = list(facts.group())
+    results = []
+    for i, lead_facts in enumerate(grouped, 1):
+        results.append(evaluator.qualify(lead_facts))
+        if progress is not None and (i % 200 == 0 or i == len(grouped)):
+            progress(i, len(grouped))
+    return results
 
 
 def _require_aware(as_of: datetime) -> None:
     if as_of.tzinfo is None or as_of.utcoffset() is None:
         raise ValueError("as_of must be timezone-aware")
-
-
-# three-valued operators --------------------------------------------------------
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _equal(value: Value, operand: Any) -> Tri:
-    if isinstance(operand, bool) or isinstance(value, bool):
-        return (
-            value == operand
-            if isinstance(value, bool)
-            else _text(value).lower() == _text(operand).lower()
-        )
-    if isinstance(operand, int | float):
-        number = _number(value)
-        return None if number is None else number == float(operand)
-    return _text(value).casefold() == str(operand).casefold()
-
-
-@lru_cache(maxsize=1024)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-def _compare(number: float | None, op: str, operand: Any) -> Tri:
-    if number is None:
-        return None
-    if op == "between":
-        return float(operand[0]) <= number <= float(operand[1])
-    bound = float(operand)
-    return {
-        "gt": number > bound,
-        "gte": number >= bound,
-        "lt": number < bound,
-        "lte": number <= bound,
-    }[op]
-
-
-def apply_check(value: Value, check: Check) -> Tri:
-    """One operator on one value; a missing value makes every test but ``exists`` unknown."""
-    op, operand = check.op, check.value
-    if op == "exists":
-        return (value is not None) == bool(operand)
-    if value is None:
-        return None
-    match op:
-        case "eq":
-            return _equal(value, operand)
-        case "ne":
-            equal = _equal(value, operand)
-            return None if equal is None else not equal
-        case "in":
-            return _any_equal(value, operand)
-        case "not_in":
-            found = _any_equal(value, operand)
-            return None if found is None else not found
-        case "contains":
-            return str(operand).casefold() in _text(value).casefold()
-        case "starts_with":
-            return _text(value).casefold().startswith(str(operand).casefold())
-        case "regex":
-            return _regex(str(operand)).search(_text(value)) is not None
-    return _compare(_number(value), op, operand)
-
-
-def _any_equal(value: Value, operands: Iterable[Any]) -> Tri:
-    results = [_equal(value, o) for o in operands]
-    if any(r is True for r in results):
-        return True
-    return None if any(r is None for r in results) else False
-
-
-def apply_checks(value: Value, checks: Iterable[Check]) -> Tri:
-    return _kleene_all(apply_check(value, c) for c in checks)
-
-
-def _kleene_all(values: Iterable[Tri]) -> Tri:
-    unknown = False
-    for value in values:
-        if value is False:
-            return False
-        if value is None:
-            unknown = True
-    return None if unknown else True
-
-
-def _kleene_any(values: Iterable[Tri]) -> Tri:
-    unknown = False
-    for value in values:
-        if value is True:
-            return True
-        if value is None:
-            unknown = True
-    return None if unknown else False
-
-
-def event_matches(event: Event, flt: EventFilter) -> bool:
-    """Whether an event passes a filter; a missing property fails its test."""
-    if flt.types and event.type not in flt.types:
-        return False
-    return all(_property_holds(event, test) for test in flt.where)
-
-
-def _property_holds(event: Event, test: PropertyTest) -> bool:
-    return apply_checks(event.properties.get(test.prop), test.checks) is True
 
 
 # per-lead state ----------------------------------------------------------------
@@ -262,126 +150,6 @@ def lead_attributes(lead: LeadFacts, as_of: datetime) -> dict[str, Value]:
     return attributes
 
 
-@dataclass(frozen=True)
-class RuleScore:
-    rule: EngagementRule
-    points: float
-    undecayed: float
-    events: tuple[Event, ...]
-    capped: bool
-
-
-@dataclass(frozen=True)
-class Engagement:
-    total: float
-    groups: dict[str, float]
-    rules: tuple[RuleScore, ...]
-    reasons: tuple[Reason, ...]
-
-
-def _known_events(lead: LeadFacts, as_of: datetime) -> list[Event]:
-    events = [e for e in lead.events if e.at <= as_of]
-    events.sort(key=lambda e: (e.at, e.event_id))
-    return events
-
-
-def score_rule(
-    rule: EngagementRule, events: list[Event], as_of: datetime, model: Model
-) -> RuleScore:
-    """One engagement rule's points: the latest ``max_count`` matching events, decayed, capped."""
-    flt = EventFilter(rule.event_types, rule.where)
-    matched = [e for e in events if event_matches(e, flt)]
-    if rule.within_days is not None:
-        matched = [e for e in matched if age_days(e.at, as_of) <= rule.within_days]
-    matched.sort(key=lambda e: (e.at, e.event_id), reverse=True)
-    if rule.max_count is not None:
-        matched = matched[: rule.max_count]
-    half_life = (rule.half_life_days or model.engagement.half_life_days) if rule.decay else None
-    points = sum(decayed(rule.points, age_days(e.at, as_of), half_life) for e in matched)
-    capped = False
-    if rule.max_points is not None and abs(points) > rule.max_points:
-        points = rule.max_points if points > 0 else -rule.max_points
-        capped = True
-    return RuleScore(rule, points, rule.points * len(matched), tuple(matched), capped)
-
-
-def score_engagement(model: Model, events: list[Event], as_of: datetime) -> Engagement:
-    spec = model.engagement
-    rules = [score_rule(rule, events, as_of, model) for rule in spec.rules]
-    reasons = [_engagement_reason(r, as_of) for r in rules if r.events]
-    sums: dict[str, float] = dict.fromkeys(spec.groups, 0.0)
-    ungrouped = 0.0
-    for scored in rules:
-        if scored.rule.group is None:
-            ungrouped += scored.points
-        else:
-            sums[scored.rule.group] += scored.points
-    groups: dict[str, float] = {}
-    for name, group in spec.groups.items():
-        value = sums[name]
-        if group.max is not None and value > group.max:
-            reasons.append(
-                Reason(
-                    "limit",
-                    f"group.{name}",
-                    f"Score group {name} limited to {format_value(group.max)} "
-                    f"(earned {format_value(value)})",
-                    points=group.max - value,
-                )
-            )
-            value = group.max
-        groups[name] = value
-    total = sum(groups.values()) + ungrouped
-    limited = _clamp(total, spec.min_total, spec.max_total)
-    if limited != total:
-        reasons.append(
-            Reason(
-                "limit",
-                "engagement",
-                f"Engagement limited to {format_value(limited)} (earned {format_value(total)})",
-                points=limited - total,
-            )
-        )
-    return Engagement(limited, groups, tuple(rules), tuple(reasons))
-
-
-def _clamp(value: float, low: float | None, high: float | None) -> float:
-    if high is not None and value > high:
-        value = high
-    if low is not None and value < low:
-        value = low
-    return value
-
-
-def _engagement_reason(scored: RuleScore, as_of: datetime) -> Reason:
-    rule = scored.rule
-    flt = EventFilter(rule.event_types, rule.where)
-    count = len(scored.events)
-    latest = scored.events[0].at
-    what = rule.description or describe_filter(flt)
-    text = (
-        f"{format_points(scored.points)} engagement: {rule.id} ({what}): "
-        f"{count} event{'s' if count != 1 else ''}, latest {latest:%Y-%m-%d}"
-    )
-    notes = []
-    if abs(scored.points - scored.undecayed) > 1e-9 and not scored.capped:
-        notes.append(f"{format_points(scored.undecayed)} before decay")
-    if rule.max_count is not None and count == rule.max_count:
-        notes.append(f"counts the latest {rule.max_count}")
-    if scored.capped:
-        notes.append(f"capped at {format_value(rule.max_points)} points")
-    if notes:
-        text += f" ({'; '.join(notes)})"
-    return Reason(
-        "engagement",
-        rule.id,
-        text,
-        points=scored.points,
-        facts=tuple(e.event_id for e in scored.events),
-        at=latest,
-    )
-
-
 # the evaluator -----------------------------------------------------------------
 
 
@@ -416,9 +184,9 @@ def holds(condition: Condition, ctx: _Context) -> Tri:
         case Test(path, checks):
             return apply_checks(ctx.value(path), checks)
         case All(items):
-            return _kleene_all(holds(i, ctx) for i in items)
+            return kleene_all(holds(i, ctx) for i in items)
         case AnyOf(items):
-            return _kleene_any(holds(i, ctx) for i in items)
+            return kleene_any(holds(i, ctx) for i in items)
         case Not(item):
             inner = holds(item, ctx)
             return None if inner is None else not inner
@@ -487,7 +255,7 @@ class _Evaluator:
     def qualify(self, facts: Facts) -> Qualification:
         model, as_of = self.model, self.as_of
         lead = facts.lead
-        events = _known_events(lead, as_of)
+        events = known_events(lead, as_of)
         account_attrs = merge_profiles(facts.account.profiles, as_of) if facts.account else {}
         ctx = _Context(lead_attributes(lead, as_of), account_attrs, events, as_of)
         reasons: list[Reason] = []
@@ -556,7 +324,7 @@ class _Evaluator:
                         points=rule.points,
                     )
                 )
-        limited = _clamp(points, spec.min, spec.max)
+        limited = clamp(points, spec.min, spec.max)
         if limited != points:
             reasons.append(
                 Reason(
@@ -593,7 +361,7 @@ class _Evaluator:
     def _member(self, member: LeadFacts) -> tuple[float, datetime | None, dict[str, Value]]:
         cached = self._member_cache.get(member.lead_id)
         if cached is None:
-            events = _known_events(member, self.as_of)
+            events = known_events(member, self.as_of)
             engagement = score_engagement(self.model, events, self.as_of).total
             last = events[-1].at if events else None
             cached = (engagement, last, lead_attributes(member, self.as_of))

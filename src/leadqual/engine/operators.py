@@ -1,0 +1,140 @@
+"""Three-valued operators: the meaning of every condition operator on one value.
+
+A missing value makes every test but ``exists`` unknown (None); ``all`` and
+``any`` combine with Kleene logic. Text comparisons ignore case.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from leadqual.facts.types import Event, Value
+from leadqual.model.conditions import Check, EventFilter, PropertyTest
+
+Tri = bool | None
+"""Three-valued truth: True, False or None (unknown)."""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _equal(value: Value, operand: Any) -> Tri:
+    if isinstance(operand, bool) or isinstance(value, bool):
+        return (
+            value == operand
+            if isinstance(value, bool)
+            else _text(value).lower() == _text(operand).lower()
+        )
+    if isinstance(operand, int | float):
+        number = _number(value)
+        return None if number is None else number == float(operand)
+    return _text(value).casefold() == str(operand).casefold()
+
+
+@lru_cache(maxsize=1024)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _compare(number: float | None, op: str, operand: Any) -> Tri:
+    if number is None:
+        return None
+    if op == "between":
+        return float(operand[0]) <= number <= float(operand[1])
+    bound = float(operand)
+    return {
+        "gt": number > bound,
+        "gte": number >= bound,
+        "lt": number < bound,
+        "lte": number <= bound,
+    }[op]
+
+
+def apply_check(value: Value, check: Check) -> Tri:
+    """One operator on one value; a missing value makes every test but ``exists`` unknown."""
+    op, operand = check.op, check.value
+    if op == "exists":
+        return (value is not None) == bool(operand)
+    if value is None:
+        return None
+    match op:
+        case "eq":
+            return _equal(value, operand)
+        case "ne":
+            equal = _equal(value, operand)
+            return None if equal is None else not equal
+        case "in":
+            return _any_equal(value, operand)
+        case "not_in":
+            found = _any_equal(value, operand)
+            return None if found is None else not found
+        case "contains":
+            return str(operand).casefold() in _text(value).casefold()
+        case "starts_with":
+            return _text(value).casefold().startswith(str(operand).casefold())
+        case "regex":
+            return _regex(str(operand)).search(_text(value)) is not None
+    return _compare(_number(value), op, operand)
+
+
+def _any_equal(value: Value, operands: Iterable[Any]) -> Tri:
+    results = [_equal(value, o) for o in operands]
+    if any(r is True for r in results):
+        return True
+    return None if any(r is None for r in results) else False
+
+
+def apply_checks(value: Value, checks: Iterable[Check]) -> Tri:
+    return kleene_all(apply_check(value, c) for c in checks)
+
+
+def kleene_all(values: Iterable[Tri]) -> Tri:
+    unknown = False
+    for value in values:
+        if value is False:
+            return False
+        if value is None:
+            unknown = True
+    return None if unknown else True
+
+
+def kleene_any(values: Iterable[Tri]) -> Tri:
+    unknown = False
+    for value in values:
+        if value is True:
+            return True
+        if value is None:
+            unknown = True
+    return None if unknown else False
+
+
+def event_matches(event: Event, flt: EventFilter) -> bool:
+    """Whether an event passes a filter; a missing property fails its test."""
+    if flt.types and event.type not in flt.types:
+        return False
+    return all(_property_holds(event, test) for test in flt.where)
+
+
+def _property_holds(event: Event, test: PropertyTest) -> bool:
+    return apply_checks(event.properties.get(test.prop), test.checks) is True
