@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 from leadqual.errors import Problem, did_you_mean
 from leadqual.model.source import Loc, Marks
@@ -39,21 +39,7 @@ Op: TypeAlias = Literal[
     "regex",
     "exists",
 ]
-OPERATORS: tuple[Op, ...] = (
-    "eq",
-    "ne",
-    "in",
-    "not_in",
-    "between",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "contains",
-    "starts_with",
-    "regex",
-    "exists",
-)
+OPERATORS: tuple[Op, ...] = get_args(Op)
 NUMERIC_OPS: frozenset[Op] = frozenset({"between", "gt", "gte", "lt", "lte"})
 TEXT_OPS: frozenset[Op] = frozenset({"contains", "starts_with", "regex"})
 LIST_OPS: frozenset[Op] = frozenset({"in", "not_in"})
