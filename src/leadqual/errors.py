@@ -95,5 +95,5 @@ class ConflictError(LeadqualError):
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest candidate, or an empty string."""
-    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    matches = difflib.get_close_matches(word, [c for c in candidates if c != word], n=1, cutoff=0.6)
     return f"; did you mean '{matches[0]}'?" if matches else ""

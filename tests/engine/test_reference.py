@@ -312,3 +312,10 @@ def test_as_of_must_be_timezone_aware(model) -> None:
 )
 def test_operators(value, op, operand, expected) -> None:
     assert apply_check(value, Check(op, operand)) is expected
+
+
+def test_a_lower_decision_after_a_higher_one_keeps_the_higher_stage_and_reason(model) -> None:
+    person = lead(outcomes=[outcome("won", 5)], decisions=[decision("opportunity", 1)])
+    q = evaluate(model, facts(person), AS_OF)
+    assert q.stage == "customer"
+    assert "decision 'won'" in q.reasons_of("stage")[-1].text

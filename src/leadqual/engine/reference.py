@@ -551,11 +551,13 @@ class _Evaluator:
                 index = by_decision[action]
                 stage = stages[index]
                 text = f"Stage {stage.title}: decision '{action}'{why}{who} on {at:%Y-%m-%d}"
+                reason_here = Reason("stage", stage.id, text, facts=(fact_id,), at=at)
                 if stage.hold:
-                    manual, hold = None, stage.id
+                    manual, hold, cause = None, stage.id, reason_here
+                elif manual is None or index >= manual:
+                    manual, hold, cause = index, None, reason_here
                 else:
-                    manual, hold = max(manual or 0, index), None
-                cause = Reason("stage", stage.id, text, facts=(fact_id,), at=at)
+                    hold = None  # an earlier decision already raised the lead further
             elif action in ("reject", "lost"):
                 rule = triggers.get(action)  # type: ignore[call-overload]
                 target = rule.to if rule is not None else stages[0].id
