@@ -32,7 +32,6 @@ def _bar(value: float, largest: float, colour: str = "cyan") -> Text:
 def funnel_table(model: Model, results: Sequence[Qualification]) -> Table:
     """Leads per stage in funnel order, with the share that reached each stage or beyond."""
     counts = Counter(q.stage for q in results)
-    order = [s.id for s in model.stages]
     funnel = [s.id for s in model.stages if not s.hold]
     table = Table(title="Lifecycle funnel", title_justify="left", show_edge=False)
     table.add_column("stage")
@@ -51,7 +50,6 @@ def funnel_table(model: Model, results: Sequence[Qualification]) -> Table:
         table.add_row(
             stage.title, str(n), reached, _bar(n, largest, "magenta" if stage.hold else "cyan")
         )
-    del order
     return table
 
 

@@ -181,11 +181,10 @@ def _condition_slots(data: dict[str, Any]) -> list[tuple[Loc, Any, Any, str]]:
     for loc, rule in items(("engagement", "rules")):
         if rule.get("where") is not None:
             add(loc, rule, "where", "where")
-    for fw_loc, framework in items(("frameworks",)):
+    for fw_loc, _framework in items(("frameworks",)):
         for loc, criterion in items((*fw_loc, "criteria")):
             if criterion.get("when") is not None:
                 add(loc, criterion, "when", "condition")
-        del framework
     for loc, stage in items(("stages",)):
         if stage.get("enter") is not None:
             add(loc, stage, "enter", "condition")
