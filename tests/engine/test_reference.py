@@ -139,6 +139,22 @@ def test_profile_updates_apply_in_time_order_as_of(model) -> None:
     assert now.fit == 30.0 and before.fit == 0.0
 
 
+def test_each_attribute_keeps_its_latest_value_and_ties_go_to_the_greatest() -> None:
+    from leadqual.engine.reference import merge_profiles
+
+    at = days_ago(5)
+    profiles = [
+        LeadProfile("L1", "Ann@Acme.com", attributes={"seniority": "manager", "country": "NO"}),
+        LeadProfile("L1", None, attributes={"seniority": "director"}, at=at),
+        LeadProfile("L1", None, attributes={"seniority": "vp", "country": None}, at=at),
+    ]
+    for order in (profiles, profiles[::-1]):
+        merged = merge_profiles(order, AS_OF)
+        # the later profile wins per attribute, an empty value erases nothing, and of
+        # two values set at the same instant the greatest ("vp" > "director") wins
+        assert merged == {"seniority": "vp", "country": "NO", "email": "ann@acme.com"}
+
+
 def test_grade_thresholds(model) -> None:
     assert score(model, seniority="vp").grade == "B"
     q = evaluate(model, facts(lead(seniority="vp"), employees=500), AS_OF)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from leadqual.facts.dataset import FactSet, implicit_account_id
 from leadqual.facts.types import AccountProfile, Event, LeadProfile
-from tests.builders import AS_OF
+from tests.builders import AS_OF, days_ago
 
 
 def grouped(facts: FactSet) -> dict[str, str | None]:
@@ -53,3 +53,41 @@ def test_events_by_email_reach_their_lead() -> None:
     )
     (only,) = list(facts.group())
     assert {e.event_id for e in only.lead.events} == {"e1", "e2"}
+
+
+def test_linking_uses_the_latest_account_id_and_email_of_any_profile() -> None:
+    facts = FactSet(
+        leads=[
+            LeadProfile("L1", "a@acme.com", "A1", at=days_ago(10)),
+            LeadProfile("L1", None, None, {"title": "CTO"}, at=days_ago(1)),
+            LeadProfile("L2", "b@acme.com", at=days_ago(5)),
+            LeadProfile("L2", "b@globex.com", at=days_ago(2)),
+        ],
+        accounts=[AccountProfile("G", "globex.com")],
+    )
+    # L1's last profile names neither: the latest known account id still links it.
+    assert grouped(facts) == {"L1": "A1", "L2": "G"}
+
+
+def test_ties_and_shared_keys_link_the_same_whatever_the_order() -> None:
+    leads = [
+        LeadProfile("L2", "x@acme.com"),
+        LeadProfile("L1", "x@acme.com"),
+        LeadProfile("L3", "c@acme.com", "B", at=days_ago(3)),
+        LeadProfile("L3", "c@acme.com", "C", at=days_ago(3)),
+    ]
+    accounts = [AccountProfile("Z", "acme.com"), AccountProfile("K", "acme.com")]
+    event = Event("e1", "page_view", AS_OF, email="x@acme.com")
+    results = set()
+    for order in (1, -1):
+        facts = FactSet(leads=leads[::order], accounts=accounts[::order], events=[event])
+        groups = {f.lead.lead_id: f for f in facts.group()}
+        results.add(
+            (
+                tuple(sorted(grouped(facts).items())),
+                tuple(e.event_id for e in groups["L1"].lead.events),
+            )
+        )
+    # one answer for both orders: smallest account id per domain, greatest value at
+    # the same instant, and the email-only event goes to the smallest lead id
+    assert results == {((("L1", "K"), ("L2", "K"), ("L3", "C")), ("e1",))}

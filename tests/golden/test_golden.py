@@ -18,7 +18,8 @@ from leadqual.cli import app
 HERE = Path(__file__).parent
 
 
-def test_b2b_small(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["reference", "duckdb"])
+def test_b2b_small(tmp_path: Path, engine: str) -> None:
     out = tmp_path / "out.csv"
     result = CliRunner().invoke(
         app,
@@ -32,6 +33,8 @@ def test_b2b_small(tmp_path: Path) -> None:
             "2026-06-30T00:00:00Z",
             "-o",
             str(out),
+            "--engine",
+            engine,
         ],
     )
     assert result.exit_code == 0, result.output
@@ -45,6 +48,9 @@ def test_b2b_small(tmp_path: Path) -> None:
                 assert float(got[column]) == pytest.approx(float(value), rel=1e-9), column
             else:
                 assert got[column] == value, (want["lead_id"], column)
+    if engine != "reference":
+        assert "reasons" not in rows["L1"]  # only the reference evaluator gives reasons
+        return
     # L1: 15 industry + 20 mid-market + 20 VP + 5 US; BANT 4/4 with need from a sales answer.
     l1 = json.loads(rows["L1"]["reasons"])
     need = next(r for r in l1 if r["kind"] == "framework")

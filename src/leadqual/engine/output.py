@@ -147,3 +147,30 @@ def write_qualifications(
             table = pa.Table.from_pylist(rows) if rows else pa.table({c: [] for c in cols})
             pq.write_table(table, tmp)
     return path
+
+
+def write_arrow_table(table: Any, path: Path, fmt: str | None = None) -> Path:
+    """Write an Arrow table (rows from a SQL engine) to ``path`` atomically; returns the path.
+
+    CSV and JSON Lines hold the same text as ``write_qualifications`` writes
+    for the same values: empty for a missing value, ``True``/``False`` in CSV.
+    """
+    kind = output_format(path, fmt)
+    with atomic_path(path) as tmp:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp)
+            return path
+        names = list(table.column_names)
+        rows = table.to_pylist()
+        if kind == "csv":
+            with tmp.open("w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=names)
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            with tmp.open("w", encoding="utf-8") as fh:
+                for row in rows:
+                    fh.write(json.dumps(row) + "\n")
+    return path

@@ -23,9 +23,9 @@ entered and a route is taken only when its condition is *true*.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from leadqual.engine.decay import age_days
 from leadqual.engine.engagement import clamp, known_events, score_engagement
@@ -51,7 +51,14 @@ from leadqual.engine.result import (
     Reason,
     Routing,
 )
-from leadqual.facts.dataset import AccountFacts, Facts, FactSet, LeadFacts
+from leadqual.facts.dataset import (
+    AccountFacts,
+    Facts,
+    FactSet,
+    LeadFacts,
+    profile_time,
+    value_order,
+)
 from leadqual.facts.freemail import email_domain, is_free_mail
 from leadqual.facts.types import (
     AccountProfile,
@@ -114,30 +121,37 @@ def _require_aware(as_of: datetime) -> None:
 def merge_profiles(
     profiles: Iterable[LeadProfile] | Iterable[AccountProfile], as_of: datetime
 ) -> dict[str, Value]:
-    """Attributes known at ``as_of``: profile facts applied in time order, later wins."""
-    known = [p for p in profiles if p.at is None or p.at <= as_of]
-    known.sort(key=_profile_order)
+    """Attributes known at ``as_of``: per attribute, the latest non-null value wins.
+
+    Undated profiles come before dated ones. Two values of an attribute set at the
+    same instant are ordered by value, and the greatest wins, so the result never
+    depends on the order facts arrive in (and SQL can say the same).
+    """
+    best: dict[str, tuple[tuple[bool, float], tuple[int, Any]]] = {}
     merged: dict[str, Value] = {}
-    for profile in known:
+
+    def offer(name: str, when: tuple[bool, float], value: Value) -> None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # a number is a float, as every fact file gives it
+        key = (when, value_order(value))
+        current = best.get(name)
+        if current is None or key > current:
+            best[name] = key
+            merged[name] = value
+
+    for profile in profiles:
+        if profile.at is not None and profile.at > as_of:
+            continue
+        when = profile_time(profile.at)
         for name, value in profile.attributes.items():
             if value is not None:
-                merged[name] = value
+                offer(name, when, value)
         if isinstance(profile, LeadProfile):
             if profile.email:
-                merged["email"] = profile.email.strip().lower()
+                offer("email", when, profile.email.strip().lower())
         elif profile.domain:
-            merged["domain"] = profile.domain.strip().lower()
+            offer("domain", when, profile.domain.strip().lower())
     return merged
-
-
-def _profile_order(profile: LeadProfile | AccountProfile) -> tuple[bool, float, str]:
-    """Time order; updates at the same instant in a fixed (if arbitrary) order."""
-    at = profile.at.timestamp() if profile.at else 0.0
-    return (
-        profile.at is not None,
-        at,
-        json.dumps(dict(profile.attributes), sort_keys=True, default=str),
-    )
 
 
 def lead_attributes(lead: LeadFacts, as_of: datetime) -> dict[str, Value]:

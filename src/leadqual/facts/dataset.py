@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
 from leadqual.facts.freemail import email_domain, is_free_mail
 from leadqual.facts.types import (
@@ -22,6 +23,7 @@ from leadqual.facts.types import (
     LeadProfile,
     Outcome,
     SalesAnswer,
+    Value,
 )
 
 
@@ -140,30 +142,59 @@ class FactSet:
             yield Facts(lead=facts, account=accounts.get(account_id) if account_id else None)
 
     def _lead_by_email(self) -> dict[str, str]:
+        """Each email address to the smallest lead id whose linking email it is."""
         by_email: dict[str, str] = {}
-        for profile in self.leads:
-            if profile.email:
-                by_email.setdefault(profile.email.strip().lower(), profile.lead_id)
+        for lead_id, (email, _) in self._linking_profile().items():
+            if email is not None and (email not in by_email or lead_id < by_email[email]):
+                by_email[email] = lead_id
         return by_email
 
+    def _linking_profile(self) -> dict[str, tuple[str | None, str | None]]:
+        """Each lead's email and account id for linking: the latest non-null of each.
+
+        Linking looks at every profile, whatever its time. Values set at the same
+        instant are ordered by value and the greatest wins.
+        """
+        best: dict[tuple[str, str], tuple[tuple[bool, float], str]] = {}
+        for profile in self.leads:
+            when = profile_time(profile.at)
+            email = profile.email.strip().lower() if profile.email else None
+            for name, value in (("email", email), ("account_id", profile.account_id or None)):
+                if value is None:
+                    continue
+                key = (profile.lead_id, name)
+                if key not in best or (when, value) > best[key]:
+                    best[key] = (when, value)
+        out: dict[str, tuple[str | None, str | None]] = {}
+        for lead_id in self.lead_ids():
+            found_email = best.get((lead_id, "email"))
+            found_account = best.get((lead_id, "account_id"))
+            out[lead_id] = (
+                found_email[1] if found_email else None,
+                found_account[1] if found_account else None,
+            )
+        return out
+
     def _link_accounts(self) -> dict[str, str | None]:
-        """Map each lead to its account id: explicit id first, then email domain."""
+        """Map each lead to its account id: explicit id first, then email domain.
+
+        A domain shared by several accounts links to the smallest account id.
+        """
         by_domain: dict[str, str] = {}
         for account in self.accounts:
-            if account.domain and not is_free_mail(account.domain.lower()):
-                by_domain.setdefault(account.domain.strip().lower(), account.account_id)
-        latest: dict[str, LeadProfile] = {}
-        explicit: dict[str, str] = {}
-        for profile in sorted(self.leads, key=_profile_order):
-            latest[profile.lead_id] = profile
-            if profile.account_id:
-                explicit[profile.lead_id] = profile.account_id
-        linked: dict[str, str | None] = {}
-        for lead_id, profile in latest.items():
-            if lead_id in explicit:
-                linked[lead_id] = explicit[lead_id]
+            if not account.domain:
                 continue
-            domain = email_domain(profile.email)
+            known = account.domain.strip().lower()
+            if is_free_mail(known):
+                continue
+            if known not in by_domain or account.account_id < by_domain[known]:
+                by_domain[known] = account.account_id
+        linked: dict[str, str | None] = {}
+        for lead_id, (address, account_id) in self._linking_profile().items():
+            if account_id is not None:
+                linked[lead_id] = account_id
+                continue
+            domain = email_domain(address)
             if domain is None or is_free_mail(domain):
                 linked[lead_id] = None
             else:
@@ -171,8 +202,18 @@ class FactSet:
         return linked
 
 
-def _profile_order(profile: LeadProfile) -> tuple[bool, float]:
-    return (profile.at is not None, profile.at.timestamp() if profile.at else 0.0)
+def profile_time(at: datetime | None) -> tuple[bool, float]:
+    """A profile's place in time order: undated profiles come first."""
+    return (at is not None, at.timestamp() if at else 0.0)
+
+
+def value_order(value: Value) -> tuple[int, Any]:
+    """Orders values of one attribute (of one type) for ties at the same instant."""
+    if isinstance(value, bool):
+        return (0, value)
+    if isinstance(value, int | float):
+        return (1, float(value))
+    return (2, str(value))
 
 
 _PerLead = TypeVar("_PerLead", LeadProfile, SalesAnswer, Decision, Outcome)

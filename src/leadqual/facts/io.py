@@ -201,37 +201,37 @@ def read_facts(
     try:
         facts = FactSet()
         if sources.leads is not None:
-            lead_types = _attribute_types(fields.LEAD_FIELDS, lead_fields, LEAD_COLUMNS)
+            lead_types = attribute_types(fields.LEAD_FIELDS, lead_fields, LEAD_COLUMNS)
             facts.leads = reader.read(
-                "leads", sources.leads, lambda cols, path: _lead_parser(cols, path, lead_types)
+                "leads", sources.leads, lambda cols, path: lead_parser(cols, path, lead_types)
             )
         if sources.accounts is not None:
-            account_types = _attribute_types(fields.ACCOUNT_FIELDS, account_fields, ACCOUNT_COLUMNS)
+            account_types = attribute_types(fields.ACCOUNT_FIELDS, account_fields, ACCOUNT_COLUMNS)
             facts.accounts = reader.read(
                 "accounts",
                 sources.accounts,
-                lambda cols, path: _account_parser(cols, path, account_types),
+                lambda cols, path: account_parser(cols, path, account_types),
             )
         if sources.events is not None:
             facts.events = reader.read(
-                "events", sources.events, _event_parser, key=lambda e: ("event_id", e.event_id)
+                "events", sources.events, event_parser, key=lambda e: ("event_id", e.event_id)
             )
         if sources.answers is not None:
             facts.answers = reader.read(
-                "answers", sources.answers, _answer_parser, key=lambda a: ("answer_id", a.answer_id)
+                "answers", sources.answers, answer_parser, key=lambda a: ("answer_id", a.answer_id)
             )
         if sources.decisions is not None:
             facts.decisions = reader.read(
                 "decisions",
                 sources.decisions,
-                _decision_parser,
+                decision_parser,
                 key=lambda d: ("decision_id", d.decision_id),
             )
         if sources.outcomes is not None:
             facts.outcomes = reader.read(
                 "outcomes",
                 sources.outcomes,
-                _outcome_parser,
+                outcome_parser,
                 key=lambda o: ("outcome_id", o.outcome_id),
             )
     finally:
@@ -322,7 +322,7 @@ class _Reader:
                         if first[0] == fact:
                             continue
                         raise _RowError(
-                            f"duplicate {column} '{_clip(fact_id)}' with a different payload: "
+                            f"duplicate {column} '{clip(fact_id)}' with a different payload: "
                             f"first seen at row {first[1]}",
                             column,
                         )
@@ -378,7 +378,7 @@ def _load_csv(path: Path) -> _Table:
             if header is None:
                 raise InputFileError(Problem("empty file: expected a header row", file=str(path)))
             names = [name.strip() for name in header]
-            _check_unique(names, path)
+            check_unique(names, path)
             width = len(names)
             named = [i for i, name in enumerate(names) if name]
             unnamed = [i for i, name in enumerate(names) if not name]
@@ -457,7 +457,7 @@ def _load_parquet(path: Path) -> _Table:
     except (OSError, pa.ArrowException) as exc:
         raise InputFileError(Problem(f"cannot read parquet file: {exc}", file=str(path))) from None
     names: list[str] = list(table.column_names)
-    _check_unique(names, path)
+    check_unique(names, path)
     columns = [_arrow_to_python(pa, table.column(i)) for i in range(table.num_columns)]
     rows: list[_Row] = [
         (number, values, None) for number, values in enumerate(zip(*columns, strict=True), 1)
@@ -486,7 +486,7 @@ def _arrow_to_python(pa: Any, column: Any) -> list[Any]:
     return values
 
 
-def _check_unique(names: Sequence[str], path: Path) -> None:
+def check_unique(names: Sequence[str], path: Path) -> None:
     seen: set[str] = set()
     for name in names:
         if name and name in seen:
@@ -510,7 +510,7 @@ def _raw(columns: Sequence[str], values: Any) -> dict[str, str | None]:
 # -- headers ------------------------------------------------------------------------------
 
 
-def _attribute_types(
+def attribute_types(
     standard: Mapping[str, FieldType],
     custom: Mapping[str, FieldType] | None,
     columns: Sequence[str],
@@ -586,7 +586,7 @@ def _none(row: Sequence[Any]) -> None:
     return None
 
 
-def _lead_parser(
+def lead_parser(
     columns: list[str], path: Path, types: Mapping[str, FieldType]
 ) -> _Parser[LeadProfile]:
     computed = {
@@ -613,7 +613,7 @@ def _lead_parser(
     return parse
 
 
-def _account_parser(
+def account_parser(
     columns: list[str], path: Path, types: Mapping[str, FieldType]
 ) -> _Parser[AccountProfile]:
     computed = {
@@ -650,7 +650,7 @@ def _attributes(
     return out
 
 
-def _event_parser(columns: list[str], path: Path) -> _Parser[Event]:
+def event_parser(columns: list[str], path: Path) -> _Parser[Event]:
     _require(columns, ("event_id", "type", "at"), path)
     if "lead_id" not in columns and "email" not in columns:
         raise InputFileError(
@@ -701,7 +701,7 @@ def _event_parser(columns: list[str], path: Path) -> _Parser[Event]:
     return parse
 
 
-def _answer_parser(columns: list[str], path: Path) -> _Parser[SalesAnswer]:
+def answer_parser(columns: list[str], path: Path) -> _Parser[SalesAnswer]:
     _check_fixed(columns, ANSWER_COLUMNS, path)
     _require(columns, ANSWER_COLUMNS[:6], path)
     where = _Columns(columns)
@@ -724,7 +724,7 @@ def _answer_parser(columns: list[str], path: Path) -> _Parser[SalesAnswer]:
     return parse
 
 
-def _decision_parser(columns: list[str], path: Path) -> _Parser[Decision]:
+def decision_parser(columns: list[str], path: Path) -> _Parser[Decision]:
     _check_fixed(columns, DECISION_COLUMNS, path)
     _require(columns, DECISION_COLUMNS[:4], path)
     where = _Columns(columns)
@@ -743,7 +743,7 @@ def _decision_parser(columns: list[str], path: Path) -> _Parser[Decision]:
     return parse
 
 
-def _outcome_parser(columns: list[str], path: Path) -> _Parser[Outcome]:
+def outcome_parser(columns: list[str], path: Path) -> _Parser[Outcome]:
     _check_fixed(columns, OUTCOME_COLUMNS, path)
     _require(columns, OUTCOME_COLUMNS[:4], path)
     where = _Columns(columns)
@@ -764,16 +764,16 @@ def _outcome_parser(columns: list[str], path: Path) -> _Parser[Outcome]:
 # -- values -------------------------------------------------------------------------------
 
 
-def _clip(text: str, limit: int = 60) -> str:
+def clip(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
-        return f"'{_clip(value)}'"
+        return f"'{clip(value)}'"
     if isinstance(value, date):
         return f"'{value.isoformat()}'"
-    return _clip(json.dumps(value, ensure_ascii=False, default=str))
+    return clip(json.dumps(value, ensure_ascii=False, default=str))
 
 
 def _is_nan(value: Any) -> bool:
@@ -811,7 +811,7 @@ def _time(value: Any, column: str) -> datetime | None:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
-            raise _RowError(f"bad timestamp '{_clip(text)}': {_TIME_EXPECTED}", column) from None
+            raise _RowError(f"bad timestamp '{clip(text)}': {_TIME_EXPECTED}", column) from None
     elif isinstance(value, datetime):
         moment = value
     elif value is None or _is_nan(value):
@@ -827,7 +827,7 @@ def _time(value: Any, column: str) -> datetime | None:
         return moment
     if zone is None or moment.utcoffset() is None:
         shown = value.strip() if isinstance(value, str) else moment.isoformat()
-        raise _RowError(f"bad timestamp '{_clip(shown)}': {_NO_ZONE}", column)
+        raise _RowError(f"bad timestamp '{clip(shown)}': {_NO_ZONE}", column)
     return moment.astimezone(UTC)
 
 
@@ -847,7 +847,7 @@ def _choice(value: Any, column: str, choices: tuple[_Choice, ...]) -> _Choice:
     for choice in choices:
         if choice == lowered:
             return choice
-    raise _RowError(f"bad value '{_clip(text)}': expected one of {', '.join(choices)}", column)
+    raise _RowError(f"bad value '{clip(text)}': expected one of {', '.join(choices)}", column)
 
 
 def _number(value: Any, column: str) -> float | None:
@@ -863,7 +863,7 @@ def _number(value: Any, column: str) -> float | None:
         except ValueError:
             number = math.nan
         if not math.isfinite(number):
-            raise _RowError(f"bad number '{_clip(text)}': expected a number", column)
+            raise _RowError(f"bad number '{clip(text)}': expected a number", column)
         return number
     if isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
@@ -944,7 +944,7 @@ def _properties(value: Any) -> Mapping[str, Any]:
             parsed = json.loads(text)
         except ValueError:
             raise _RowError(
-                f"bad JSON '{_clip(text)}': expected a JSON object", "properties"
+                f"bad JSON '{clip(text)}': expected a JSON object", "properties"
             ) from None
         if isinstance(parsed, dict):
             return parsed
