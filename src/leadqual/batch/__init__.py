@@ -1,0 +1,1 @@
+"""Run compiled models over DuckDB, PostgreSQL or Spark."""

@@ -1,0 +1,55 @@
+"""Fixtures for the batch executors: a real PostgreSQL server and one local Spark session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from leadqual.facts.dataset import Facts, FactSet
+
+TEST_DATABASE_URL_ENV = "LEADQUAL_TEST_DATABASE_URL"
+DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    """The test database; every run creates and drops its own schema in it."""
+    import psycopg
+
+    url = os.environ.get(TEST_DATABASE_URL_ENV, DEFAULT_TEST_DATABASE_URL)
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(f"PostgreSQL not reachable at {url}: {exc}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local Spark session for the whole test session (starting one takes seconds)."""
+    from leadqual.batch.spark_engine import spark_session
+
+    session = spark_session("local[2]", app_name="leadqual-tests")
+    session.conf.set("spark.sql.shuffle.partitions", "2")
+    yield session
+    session.stop()
+
+
+def bundle_factset(bundle: Facts) -> FactSet:
+    """A FactSet holding every fact of a generated lead bundle (lead, colleagues, account)."""
+    members = [bundle.lead]
+    accounts = []
+    if bundle.account is not None:
+        members += [m for m in bundle.account.members if m.lead_id != bundle.lead.lead_id]
+        accounts = list(bundle.account.profiles)
+    out = FactSet(accounts=accounts)
+    for member in members:
+        out.leads.extend(member.profiles)
+        out.events.extend(member.events)
+        out.answers.extend(member.answers)
+        out.decisions.extend(member.decisions)
+        out.outcomes.extend(member.outcomes)
+    return out
