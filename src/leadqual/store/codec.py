@@ -1,0 +1,378 @@
+"""Facts to rows and back: validation, canonical payloads and limits.
+
+A fact is checked before anything is written: a malformed fact, a time
+without a zone or a fact over the limits raises :class:`FactError` naming the
+fact, and the batch it came in is not written at all.
+
+Each fact has a canonical JSON payload (its fields, times in UTC with
+microseconds, keys sorted, numbers keeping their type): two facts are the
+same exactly when their payloads are, whatever the offset their times were
+given in. The store keeps the SHA-256 of that payload to tell a re-sent fact
+(a no-op) from a conflicting one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+from leadqual.errors import FactError, Problem
+from leadqual.facts.types import (
+    DECISION_ACTIONS,
+    OUTCOME_KINDS,
+    VERDICTS,
+    AccountProfile,
+    Decision,
+    Event,
+    Fact,
+    LeadProfile,
+    Outcome,
+    SalesAnswer,
+    Value,
+)
+from leadqual.store import schema
+
+MAX_ID = schema.ID
+MAX_EMAIL = schema.EMAIL
+MAX_NAME = schema.NAME
+MAX_VALUES = 200
+"""Most attributes (or properties) one fact may carry."""
+MAX_TEXT = 10_000
+"""Longest text value (an attribute, a property, a note), in characters."""
+MAX_PAYLOAD = 64 * 1024
+"""Largest canonical payload of one fact, in bytes of UTF-8."""
+
+VISITOR_PROPERTY = "visitor_id"
+"""The event property that carries an anonymous visitor's id (a web tracker's cookie)."""
+
+Row: TypeAlias = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """One fact ready to write: its table, id and row (with ``payload_hash``)."""
+
+    table: str
+    fact_id: str
+    row: Row
+
+
+def utc_text(at: datetime) -> str:
+    """An instant as canonical text: UTC, microseconds, ``+00:00``."""
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    return at.isoformat(timespec="microseconds")
+
+
+_dumps = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+"""Canonical JSON: sorted keys, no spaces, numbers keep their type (``1`` is not ``1.0``)."""
+
+
+def _digest(payload: list[Any], tail: str = "") -> tuple[str, int]:
+    data = (_dumps(payload) + tail).encode("utf-8")
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+class _Checker:
+    """Checks one fact's fields, raising FactError that names the fact and field."""
+
+    def __init__(self, index: int, kind: str, fact_id: str | None) -> None:
+        self.index = index
+        self.label = f"{kind} '{fact_id}'" if fact_id is not None else kind
+
+    def fail(self, field: str, message: str) -> FactError:
+        return FactError(Problem(f"{self.label}: {message}", path=f"facts[{self.index}].{field}"))
+
+    def text(self, field: str, value: object, limit: int, *, required: bool = False) -> None:
+        if value is None:
+            if required:
+                raise self.fail(field, "is required")
+            return
+        if not isinstance(value, str):
+            raise self.fail(field, f"must be text, not {type(value).__name__}")
+        if required and not value.strip():
+            raise self.fail(field, "must not be empty")
+        if len(value) > limit:
+            raise self.fail(field, f"is {len(value)} characters long; the limit is {limit}")
+        if "\x00" in value:
+            raise self.fail(field, "contains a NUL character")
+
+    def time(self, field: str, value: object, *, required: bool = True) -> None:
+        if value is None:
+            if required:
+                raise self.fail(field, "is required")
+            return
+        if not isinstance(value, datetime):
+            raise self.fail(field, f"must be a datetime, not {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise self.fail(
+                field, "timestamp has no time zone; expected an offset such as 'Z' or '+02:00'"
+            )
+
+    def choice(self, field: str, value: object, allowed: tuple[str, ...]) -> None:
+        if value not in allowed:
+            raise self.fail(field, f"must be one of {', '.join(allowed)}, not {value!r}")
+
+    def values(self, field: str, values: object) -> dict[str, Value]:
+        if not isinstance(values, Mapping):
+            raise self.fail(field, f"must be a mapping, not {type(values).__name__}")
+        if len(values) > MAX_VALUES:
+            raise self.fail(field, f"has {len(values)} entries; the limit is {MAX_VALUES}")
+        for name, value in values.items():
+            if type(name) is str and 0 < len(name) <= MAX_NAME and type(value) is str:
+                if len(value) <= MAX_TEXT and "\x00" not in value and "\x00" not in name:
+                    continue  # the common case, checked quickly
+            if not isinstance(name, str) or not name or len(name) > MAX_NAME or "\x00" in name:
+                raise self.fail(field, f"bad name {name!r}: text of 1 to {MAX_NAME} characters")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise self.fail(f"{field}.{name}", f"number {value} is not finite")
+            if isinstance(value, str) and len(value) > MAX_TEXT:
+                raise self.fail(f"{field}.{name}", f"text longer than {MAX_TEXT} characters")
+            if isinstance(value, str) and "\x00" in value:
+                raise self.fail(f"{field}.{name}", "contains a NUL character")
+            if value is not None and not isinstance(value, str | bool | int | float):
+                raise self.fail(
+                    f"{field}.{name}",
+                    f"must be text, a number or a boolean, not {type(value).__name__}",
+                )
+        return dict(values)
+
+    def size(self, size: int) -> None:
+        if size > MAX_PAYLOAD:
+            raise self.fail("payload", f"is {size} bytes; the limit is {MAX_PAYLOAD}")
+
+
+def encode(fact: Fact, index: int, received_at: datetime) -> Encoded:
+    """Validate one fact and turn it into a row of its table."""
+    match fact:
+        case Event():
+            return _event(fact, index, received_at)
+        case LeadProfile():
+            return _lead(fact, index, received_at)
+        case AccountProfile():
+            return _account(fact, index, received_at)
+        case SalesAnswer():
+            return _answer(fact, index, received_at)
+        case Decision():
+            return _decision(fact, index, received_at)
+        case Outcome():
+            return _outcome(fact, index, received_at)
+    raise FactError(Problem(f"not a fact: {type(fact).__name__}", path=f"facts[{index}]"))
+
+
+def _lead(fact: LeadProfile, index: int, received_at: datetime) -> Encoded:
+    check = _Checker(index, "lead profile", fact.lead_id)
+    check.text("lead_id", fact.lead_id, MAX_ID, required=True)
+    check.text("email", fact.email, MAX_EMAIL)
+    check.text("account_id", fact.account_id, MAX_ID)
+    check.time("at", fact.at, required=False)
+    attributes = check.values("attributes", fact.attributes)
+    at = utc_text(fact.at) if fact.at is not None else None
+    digest, size = _digest(["lead", fact.lead_id, fact.email, fact.account_id, attributes, at])
+    check.size(size)
+    row = {
+        "profile_id": digest,
+        "lead_id": fact.lead_id,
+        "email": fact.email,
+        "account_id": fact.account_id,
+        "attributes": _dumps(attributes),
+        "at": fact.at,
+        "payload_hash": digest,
+        "received_at": received_at,
+    }
+    return Encoded("lead_profiles", digest, row)
+
+
+def _account(fact: AccountProfile, index: int, received_at: datetime) -> Encoded:
+    check = _Checker(index, "account profile", fact.account_id)
+    check.text("account_id", fact.account_id, MAX_ID, required=True)
+    check.text("domain", fact.domain, MAX_EMAIL)
+    check.time("at", fact.at, required=False)
+    attributes = check.values("attributes", fact.attributes)
+    at = utc_text(fact.at) if fact.at is not None else None
+    digest, size = _digest(["account", fact.account_id, fact.domain, attributes, at])
+    check.size(size)
+    row = {
+        "profile_id": digest,
+        "account_id": fact.account_id,
+        "domain": fact.domain,
+        "attributes": _dumps(attributes),
+        "at": fact.at,
+        "payload_hash": digest,
+        "received_at": received_at,
+    }
+    return Encoded("account_profiles", digest, row)
+
+
+def _event(fact: Event, index: int, received_at: datetime) -> Encoded:
+    check = _Checker(index, "event", fact.event_id)
+    check.text("event_id", fact.event_id, MAX_ID, required=True)
+    check.text("type", fact.type, MAX_NAME, required=True)
+    check.time("at", fact.at)
+    check.text("lead_id", fact.lead_id, MAX_ID)
+    check.text("email", fact.email, MAX_EMAIL)
+    properties = check.values("properties", fact.properties)
+    visitor = properties.get(VISITOR_PROPERTY)
+    if visitor is not None:
+        check.text(f"properties.{VISITOR_PROPERTY}", visitor, MAX_ID, required=True)
+    if not fact.lead_id and not fact.email and visitor is None:
+        raise check.fail(
+            "lead_id", f"names no lead: give a lead_id, an email or a {VISITOR_PROPERTY}"
+        )
+    properties_text = _dumps(properties)
+    payload = ["event", fact.event_id, fact.type, utc_text(fact.at), fact.lead_id, fact.email]
+    digest, size = _digest(payload, properties_text)
+    check.size(size)
+    row = {
+        "event_id": fact.event_id,
+        "type": fact.type,
+        "at": fact.at,
+        "lead_id": fact.lead_id,
+        "email": fact.email,
+        "visitor_id": visitor,
+        "resolved_lead_id": None,
+        "properties": properties_text,
+        "payload_hash": digest,
+        "received_at": received_at,
+    }
+    return Encoded("events", fact.event_id, row)
+
+
+def _answer(fact: SalesAnswer, index: int, received_at: datetime) -> Encoded:
+    check = _Checker(index, "answer", fact.answer_id)
+    check.text("answer_id", fact.answer_id, MAX_ID, required=True)
+    check.text("lead_id", fact.lead_id, MAX_ID, required=True)
+    check.text("framework", fact.framework, MAX_NAME, required=True)
+    check.text("criterion", fact.criterion, MAX_NAME, required=True)
+    check.choice("value", fact.value, VERDICTS)
+    check.time("at", fact.at)
+    check.text("by", fact.by, MAX_ID)
+    check.text("note", fact.note, MAX_TEXT)
+    digest, size = _digest(
+        ["answer", fact.answer_id, fact.lead_id, fact.framework, fact.criterion, fact.value,
+         utc_text(fact.at), fact.by, fact.note]
+    )  # fmt: skip
+    check.size(size)
+    row = {
+        "answer_id": fact.answer_id,
+        "lead_id": fact.lead_id,
+        "framework": fact.framework,
+        "criterion": fact.criterion,
+        "value": fact.value,
+        "at": fact.at,
+        "author": fact.by,
+        "note": fact.note,
+        "payload_hash": digest,
+        "received_at": received_at,
+    }
+    return Encoded("answers", fact.answer_id, row)
+
+
+def _decision(fact: Decision, index: int, received_at: datetime) -> Encoded:
+    check = _Checker(index, "decision", fact.decision_id)
+    check.text("decision_id", fact.decision_id, MAX_ID, required=True)
+    check.text("lead_id", fact.lead_id, MAX_ID, required=True)
+    check.choice("action", fact.action, DECISION_ACTIONS)
+    check.time("at", fact.at)
+    check.text("reason", fact.reason, MAX_TEXT)
+    check.text("by", fact.by, MAX_ID)
+    digest, size = _digest(
+        ["decision", fact.decision_id, fact.lead_id, fact.action, utc_text(fact.at),
+         fact.reason, fact.by]
+    )  # fmt: skip
+    check.size(size)
+    row = {
+        "decision_id": fact.decision_id,
+        "lead_id": fact.lead_id,
+        "action": fact.action,
+        "at": fact.at,
+        "reason": fact.reason,
+        "author": fact.by,
+        "payload_hash": digest,
+        "received_at": received_at,
+    }
+    return Encoded("decisions", fact.decision_id, row)
+
+
+def _outcome(fact: Outcome, index: int, received_at: datetime) -> Encoded:
+    check = _Checker(index, "outcome", fact.outcome_id)
+    check.text("outcome_id", fact.outcome_id, MAX_ID, required=True)
+    check.text("lead_id", fact.lead_id, MAX_ID, required=True)
+    check.choice("outcome", fact.outcome, OUTCOME_KINDS)
+    check.time("at", fact.at)
+    amount = fact.amount
+    if amount is not None and (
+        isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount)
+    ):
+        raise check.fail("amount", f"must be a finite number, not {amount!r}")
+    amount = None if amount is None else float(amount)
+    digest, size = _digest(
+        ["outcome", fact.outcome_id, fact.lead_id, fact.outcome, utc_text(fact.at), amount]
+    )
+    check.size(size)
+    row = {
+        "outcome_id": fact.outcome_id,
+        "lead_id": fact.lead_id,
+        "outcome": fact.outcome,
+        "at": fact.at,
+        "amount": amount,
+        "payload_hash": digest,
+        "received_at": received_at,
+    }
+    return Encoded("outcomes", fact.outcome_id, row)
+
+
+# -- rows back to facts --------------------------------------------------------------------
+
+
+def lead_profile(row: Mapping[Any, Any]) -> LeadProfile:
+    return LeadProfile(
+        row["lead_id"], row["email"], row["account_id"], json.loads(row["attributes"]), row["at"]
+    )
+
+
+def account_profile(row: Mapping[Any, Any]) -> AccountProfile:
+    return AccountProfile(
+        row["account_id"], row["domain"], json.loads(row["attributes"]), row["at"]
+    )
+
+
+def event(row: Mapping[Any, Any]) -> Event:
+    return Event(
+        row["event_id"],
+        row["type"],
+        row["at"],
+        row["lead_id"],
+        row["email"],
+        json.loads(row["properties"]),
+    )
+
+
+def answer(row: Mapping[Any, Any]) -> SalesAnswer:
+    return SalesAnswer(
+        row["answer_id"],
+        row["lead_id"],
+        row["framework"],
+        row["criterion"],
+        row["value"],
+        row["at"],
+        row["author"],
+        row["note"],
+    )
+
+
+def decision(row: Mapping[Any, Any]) -> Decision:
+    return Decision(
+        row["decision_id"], row["lead_id"], row["action"], row["at"], row["reason"], row["author"]
+    )
+
+
+def outcome(row: Mapping[Any, Any]) -> Outcome:
+    return Outcome(row["outcome_id"], row["lead_id"], row["outcome"], row["at"], row["amount"])

@@ -1,0 +1,195 @@
+"""Who a fact is about: emails, anonymous visitors and merged leads.
+
+Facts are never rewritten. Identity lives in three small tables and is
+applied when facts are read or attributed:
+
+* ``lead_emails``: a normalised email belongs to the first lead that had it.
+  A later lead profile with the same email **merges** that lead into the
+  first one (``lead_aliases``): every fact of either lead now counts for the
+  survivor, which never changes afterwards.
+* ``visitor_links``: an anonymous visitor (an event's ``visitor_id``
+  property) becomes a lead when an event names both the visitor and a lead,
+  such as a form submit. The first identification wins. The visitor's
+  earlier events then count for that lead, at their original times.
+* ``events.resolved_lead_id``: the lead an event counts for, kept current by
+  the above so that per-lead reads need no joins. NULL while unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.engine import Connection
+
+from leadqual.store import schema
+
+CHUNK = 500
+"""Ids per ``IN (...)`` list: well under every driver's parameter limit."""
+
+
+def normalise_email(email: str | None) -> str | None:
+    """The form an email is matched in: trimmed and lower-case (None when blank)."""
+    if email is None:
+        return None
+    cleaned = email.strip().lower()
+    return cleaned or None
+
+
+def chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+class Identity:
+    """The identity tables seen through one transaction, with batch look-ups cached.
+
+    ``preload`` fetches everything a batch needs in a few queries; the rest
+    of the methods then work from memory and write through to the tables.
+    """
+
+    def __init__(self, connection: Connection, now: datetime) -> None:
+        self.connection = connection
+        self.now = now
+        self.aliases: dict[str, str] = {}
+        self.emails: dict[str, str] = {}
+        self.visitors: dict[str, str] = {}
+        self.new_emails: set[str] = set()
+        self.new_visitors: set[str] = set()
+        self.merges: list[tuple[str, str]] = []
+
+    def preload(
+        self, lead_ids: Iterable[str], emails: Iterable[str], visitors: Iterable[str]
+    ) -> None:
+        """Fetch the aliases, email owners and visitor links a batch refers to."""
+        conn = self.connection
+        t = schema.lead_aliases
+        for part in chunks(sorted(set(lead_ids) - self.aliases.keys())):
+            rows = conn.execute(select(t.c.alias_id, t.c.lead_id).where(t.c.alias_id.in_(part)))
+            self.aliases.update((alias, lead) for alias, lead in rows)
+        e = schema.lead_emails
+        for part in chunks(sorted(set(emails) - self.emails.keys())):
+            rows = conn.execute(select(e.c.email, e.c.lead_id).where(e.c.email.in_(part)))
+            self.emails.update((email, lead) for email, lead in rows)
+        v = schema.visitor_links
+        for part in chunks(sorted(set(visitors) - self.visitors.keys())):
+            rows = conn.execute(select(v.c.visitor_id, v.c.lead_id).where(v.c.visitor_id.in_(part)))
+            self.visitors.update((visitor, lead) for visitor, lead in rows)
+
+    def canonical(self, lead_id: str) -> str:
+        """The lead a (possibly merged) lead id stands for now."""
+        return self.aliases.get(lead_id, lead_id)
+
+    def resolve(self, lead_id: str | None, email: str | None, visitor: str | None) -> str | None:
+        """The lead an event counts for: by lead id, else email, else visitor link."""
+        if lead_id:
+            return self.canonical(lead_id)
+        key = normalise_email(email)
+        if key is not None and key in self.emails:
+            return self.canonical(self.emails[key])
+        if email is None and visitor is not None and visitor in self.visitors:
+            return self.canonical(self.visitors[visitor])
+        return None
+
+    def claim_email(self, lead_id: str, email: str | None) -> None:
+        """Record a lead profile's email: index it, or merge the lead into its owner."""
+        key = normalise_email(email)
+        if key is None:
+            return
+        owner = self.emails.get(key)
+        if owner is None:
+            self.emails[key] = self.canonical(lead_id)
+            self.new_emails.add(key)
+            self.connection.execute(
+                schema.lead_emails.insert(),
+                {"email": key, "lead_id": self.canonical(lead_id), "recorded_at": self.now},
+            )
+            return
+        self.merge(lead_id, owner, f"same email {key}")
+
+    def link_visitor(self, visitor: str, lead_id: str, event_id: str | None, at: datetime) -> bool:
+        """Identify a visitor as a lead; False when the visitor was already identified."""
+        if visitor in self.visitors:
+            return False
+        lead = self.canonical(lead_id)
+        self.visitors[visitor] = lead
+        self.new_visitors.add(visitor)
+        self.connection.execute(
+            schema.visitor_links.insert(),
+            {"visitor_id": visitor, "lead_id": lead, "event_id": event_id, "linked_at": at},
+        )
+        return True
+
+    def merge(self, lead_id: str, into: str, reason: str) -> str | None:
+        """Merge ``lead_id`` into ``into``; returns the lead id that was merged away, if any."""
+        gone, survivor = self.canonical(lead_id), self.canonical(into)
+        if gone == survivor:
+            return None
+        conn = self.connection
+        conn.execute(
+            schema.lead_aliases.insert(),
+            {"alias_id": gone, "lead_id": survivor, "reason": reason, "merged_at": self.now},
+        )
+        for table, column in (
+            (schema.lead_aliases, schema.lead_aliases.c.lead_id),
+            (schema.lead_emails, schema.lead_emails.c.lead_id),
+            (schema.visitor_links, schema.visitor_links.c.lead_id),
+            (schema.events, schema.events.c.resolved_lead_id),
+        ):
+            conn.execute(update(table).where(column == gone).values({column.key: survivor}))
+        conn.execute(schema.qualifications.delete().where(schema.qualifications.c.lead_id == gone))
+        for cache in (self.aliases, self.emails, self.visitors):
+            for key, value in cache.items():
+                if value == gone:
+                    cache[key] = survivor
+        self.aliases[gone] = survivor
+        self.merges.append((gone, survivor))
+        return gone
+
+    def attach_pending(self) -> set[str]:
+        """Attribute unresolved events that new emails or visitor links now name.
+
+        Returns the leads that gained events. An attached event that also
+        names a visitor identifies that visitor in turn, so this repeats
+        until nothing changes.
+        """
+        touched: set[str] = set()
+        e = schema.events
+        while self.new_emails or self.new_visitors:
+            emails, visitors = sorted(self.new_emails), sorted(self.new_visitors)
+            self.new_emails, self.new_visitors = set(), set()
+            pending: dict[str, tuple[str | None, str | None]] = {}
+            unresolved = e.c.resolved_lead_id.is_(None)
+            for part in chunks(emails):
+                query = select(e.c.event_id, e.c.email, e.c.visitor_id).where(
+                    unresolved, func.lower(func.trim(e.c.email)).in_(part)
+                )
+                pending.update(
+                    (eid, (email, vis)) for eid, email, vis in self.connection.execute(query)
+                )
+            for part in chunks(visitors):
+                query = select(e.c.event_id, e.c.email, e.c.visitor_id).where(
+                    unresolved, e.c.visitor_id.in_(part)
+                )
+                pending.update(
+                    (eid, (email, vis)) for eid, email, vis in self.connection.execute(query)
+                )
+            updates = []
+            for event_id, (email, visitor) in sorted(pending.items()):
+                lead = self.resolve(None, email, visitor)
+                if lead is None:
+                    continue
+                updates.append({"b_event_id": event_id, "b_lead": lead})
+                touched.add(lead)
+                if visitor is not None and email is not None:
+                    self.link_visitor(visitor, lead, event_id, self.now)
+            if updates:
+                self.connection.execute(
+                    update(e)
+                    .where(e.c.event_id == bindparam("b_event_id"))
+                    .values(resolved_lead_id=bindparam("b_lead")),
+                    updates,
+                )
+        return touched

@@ -1,0 +1,55 @@
+"""Bring a database's schema to the newest revision, programmatically.
+
+The Alembic scripts ship inside the package (``leadqual/store/migrations``);
+no alembic.ini is read. Upgrading runs on a connection inside a transaction
+that holds the database's write lock (SQLite: ``BEGIN IMMEDIATE``;
+PostgreSQL: a transaction-scoped advisory lock), so concurrent first opens
+serialise and the loser finds the schema already current.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+MIGRATION_LOCK = 0x6C716D6967
+"""The PostgreSQL advisory lock key held while migrating ("lqmig")."""
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config pointing at the shipped scripts, optionally bound to a connection."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision shipped with this version of leadqual."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations found in {MIGRATIONS}")
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the database is at (None: never migrated)."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(connection: Connection) -> None:
+    """Upgrade to head inside the caller's (write-locked) transaction; a no-op when current."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    if current_revision(connection) == head_revision():
+        return
+    command.upgrade(alembic_config(connection), "head")

@@ -1,0 +1,302 @@
+"""The operational store: open a database, append facts, read them back.
+
+``Store.open()`` takes a SQLAlchemy URL (or ``LEADQUAL_DATABASE_URL``, or a
+SQLite file, ``leadqual.db`` by default), upgrades the schema to the newest
+revision and configures SQLite for a service: WAL (readers never wait for
+the writer), foreign keys on, a busy timeout, ``synchronous=NORMAL``.
+
+Writes happen in a :class:`Transaction`. ``store.append(facts)`` is one; a
+caller that derives state from the facts (a qualification, a stage change,
+an outbox row) opens its own so that everything commits or nothing does::
+
+    with store.transaction() as tx:
+        result = tx.append(facts)
+        tx.save_qualifications(evaluate_all(...), model_version_id)
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from leadqual.engine.result import Qualification
+from leadqual.facts.dataset import FactSet
+from leadqual.facts.types import Fact
+from leadqual.store import identity, keys, migrate, reader, state, versions
+from leadqual.store.writer import AppendResult, append_facts
+
+URL_VARIABLE = "LEADQUAL_DATABASE_URL"
+DEFAULT_PATH = "leadqual.db"
+BUSY_TIMEOUT_MS = 30_000
+APPEND_ATTEMPTS = 3
+"""A concurrent writer can insert the same id first (PostgreSQL): the batch is retried."""
+
+_WRITE = "leadqual_write"
+"""Execution option marking a connection whose transactions write (SQLite: BEGIN IMMEDIATE)."""
+
+
+def database_url(url: str | None = None, path: str | Path = DEFAULT_PATH) -> URL:
+    """The URL to use: ``url``, else ``$LEADQUAL_DATABASE_URL``, else a SQLite file at ``path``.
+
+    ``postgresql://`` and ``postgres://`` URLs get the psycopg (3) driver.
+    """
+    text = url or os.environ.get(URL_VARIABLE) or f"sqlite:///{Path(path)}"
+    if text.startswith("postgres://"):
+        text = "postgresql://" + text[len("postgres://") :]
+    parsed = make_url(text)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Put the file in WAL mode, waiting out a concurrent opener.
+
+    Switching the journal mode needs an exclusive lock, and SQLite reports
+    "database is locked" at once (without calling the busy handler) when
+    another connection is creating or switching the same file, so the switch is
+    retried until the busy timeout has passed.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN, not the driver.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        _switch_to_wal(cursor)
+        for pragma in ("foreign_keys=ON", "synchronous=NORMAL"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Connection) -> None:
+        # A writer takes the write lock up front: a deferred transaction that
+        # later needs it could fail with "database is locked" despite the timeout.
+        write = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class Transaction:
+    """One open write transaction: append facts and write the state they cause."""
+
+    def __init__(self, connection: Connection, now: datetime) -> None:
+        self.connection = connection
+        self.now = now
+
+    def append(self, facts: Sequence[Fact], *, strict: bool = False) -> AppendResult:
+        """Append facts idempotently by id; see :func:`leadqual.store.writer.append_facts`."""
+        return append_facts(self.connection, facts, self.now, strict=strict)
+
+    def link_visitor(self, visitor_id: str, lead_id: str, at: datetime | None = None) -> bool:
+        """Identify a visitor as a lead by hand; False when it was already identified."""
+        ident = identity.Identity(self.connection, self.now)
+        ident.preload([lead_id], [], [visitor_id])
+        linked = ident.link_visitor(visitor_id, lead_id, None, at or self.now)
+        ident.attach_pending()
+        return linked
+
+    def merge_leads(self, lead_id: str, into: str, reason: str = "merged by hand") -> str | None:
+        """Merge one lead into another; returns the id merged away (None: already one lead)."""
+        ident = identity.Identity(self.connection, self.now)
+        ident.preload([lead_id, into], [], [])
+        return ident.merge(lead_id, into, reason)
+
+    def save_qualifications(
+        self, qualifications: Sequence[Qualification], model_version_id: int | None = None
+    ) -> None:
+        state.save_qualifications(self.connection, qualifications, model_version_id, self.now)
+
+    def record_stage_change(self, **change: Any) -> None:
+        """Append to the stage history (``lead_id, from_stage, to_stage, at, cause_kind, ...``)."""
+        state.record_stage_change(self.connection, now=self.now, **change)
+
+    def record_assignment(self, **assignment: Any) -> None:
+        """Append an assignment (``lead_id, rule, at, team, rep, method, model_version_id``)."""
+        state.record_assignment(self.connection, now=self.now, **assignment)
+
+    def enqueue_webhooks(self, event_kind: str, payload: Mapping[str, Any]) -> int:
+        return state.enqueue_webhooks(self.connection, event_kind, payload, self.now)
+
+
+class Store:
+    """A leadqual database: the fact log, identity, derived state, models and keys."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str | None = None, path: str | Path = DEFAULT_PATH) -> Store:
+        """Open (creating if needed) and upgrade the database named by ``url`` or ``path``."""
+        resolved = database_url(url, path)
+        if resolved.get_backend_name() == "sqlite":
+            engine = _sqlite_engine(resolved)
+        else:
+            # No server-side prepared statements: the idempotency look-ups send
+            # IN lists of varying length, and a generic plan for one of them
+            # compares every row with every parameter instead of hashing them.
+            engine = create_engine(
+                resolved, pool_pre_ping=True, connect_args={"prepare_threshold": None}
+            )
+        store = cls(engine)
+        with store._write() as connection:
+            migrate.upgrade(connection)
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection:
+            connection.execution_options(**{_WRITE: True})
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection, connection.begin():
+            yield connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction: commits when the block ends, rolls back if it raises."""
+        with self._write() as connection:
+            yield Transaction(connection, datetime.now(UTC))
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def append(self, facts: Sequence[Fact], *, strict: bool = False) -> AppendResult:
+        """Append a batch in its own transaction; all of it is written or none.
+
+        The same id with the same payload is counted as a duplicate and
+        skipped; with a different payload, ConflictError (nothing written).
+        """
+        for attempt in range(1, APPEND_ATTEMPTS + 1):
+            try:
+                with self.transaction() as tx:
+                    return tx.append(facts, strict=strict)
+            except (IntegrityError, OperationalError):
+                # A concurrent writer stored some of these ids (or emails) first,
+                # or a deadlock was broken: the retry sees its rows and decides again.
+                if attempt == APPEND_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def load_facts(
+        self, lead_ids: Collection[str] | None = None, *, resolve: bool = False
+    ) -> FactSet:
+        """Stored facts as sent (or, with ``resolve``, attributed to surviving leads)."""
+        with self._read() as connection:
+            return reader.load_facts(connection, lead_ids, resolve=resolve)
+
+    def facts_for_leads(self, lead_ids: Collection[str]) -> FactSet:
+        """What evaluating these leads needs: their facts by surviving lead, account profiles."""
+        with self._read() as connection:
+            return reader.load_facts(connection, lead_ids, resolve=True)
+
+    def canonical_lead(self, lead_id: str) -> str:
+        """The lead a lead id stands for now (itself unless merged)."""
+        with self._read() as connection:
+            return reader.canonical_ids(connection, [lead_id])[lead_id]
+
+    def link_visitor(self, visitor_id: str, lead_id: str, at: datetime | None = None) -> bool:
+        with self.transaction() as tx:
+            return tx.link_visitor(visitor_id, lead_id, at)
+
+    def merge_leads(self, lead_id: str, into: str, reason: str = "merged by hand") -> str | None:
+        with self.transaction() as tx:
+            return tx.merge_leads(lead_id, into, reason)
+
+    # -- derived state ---------------------------------------------------------------------
+
+    def qualification(self, lead_id: str) -> state.StoredQualification:
+        with self._read() as connection:
+            return state.load_qualification(connection, self.canonical_lead(lead_id))
+
+    def qualifications(
+        self, *, stage: str | None = None, limit: int | None = None
+    ) -> list[state.StoredQualification]:
+        with self._read() as connection:
+            return state.load_qualifications(connection, stage=stage, limit=limit)
+
+    def stage_history(self, lead_id: str) -> list[state.StageChange]:
+        with self._read() as connection:
+            return state.load_stage_history(connection, lead_id)
+
+    def assignments(self, lead_id: str) -> list[state.Assignment]:
+        with self._read() as connection:
+            return state.load_assignments(connection, lead_id)
+
+    # -- model versions --------------------------------------------------------------------
+
+    def add_model_version(self, yaml_text: str) -> versions.ModelVersion:
+        """Store a model's YAML under its own name and version (validated first)."""
+        with self.transaction() as tx:
+            return versions.add_model_version(tx.connection, yaml_text, tx.now)
+
+    def model_version(self, version_id: int) -> versions.ModelVersion:
+        with self._read() as connection:
+            return versions.get_model_version(connection, version_id)
+
+    def model_versions(self) -> list[versions.ModelVersion]:
+        with self._read() as connection:
+            return versions.list_model_versions(connection)
+
+    def active_model_version(self) -> versions.ModelVersion | None:
+        with self._read() as connection:
+            return versions.active_model_version(connection)
+
+    def activate_model_version(self, version_id: int) -> versions.ModelVersion:
+        with self.transaction() as tx:
+            return versions.activate_model_version(tx.connection, version_id, tx.now)
+
+    # -- API keys --------------------------------------------------------------------------
+
+    def create_api_key(self, name: str, scopes: Sequence[str]) -> tuple[keys.ApiKey, str]:
+        """Create a key; the returned token is the only copy of the secret."""
+        with self.transaction() as tx:
+            return keys.create_api_key(tx.connection, name, scopes, tx.now)
+
+    def verify_api_key(self, token: str) -> keys.ApiKey | None:
+        with self._read() as connection:
+            return keys.verify_api_key(connection, token)
+
+    def revoke_api_key(self, key_id: int) -> None:
+        with self.transaction() as tx:
+            keys.revoke_api_key(tx.connection, key_id, tx.now)
+
+    def api_keys(self) -> list[keys.ApiKey]:
+        with self._read() as connection:
+            return keys.list_api_keys(connection)

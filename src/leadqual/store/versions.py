@@ -1,0 +1,86 @@
+"""Model versions: uploaded YAML kept verbatim, exactly one active at a time.
+
+A version is identified by the model's own ``name`` and ``version`` fields,
+so uploading the same text twice is a no-op and a different text under the
+same name and version is a conflict. Activation switches the active flag in
+one transaction; a partial unique index guarantees that no two versions are
+ever active together, even under concurrent activations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from leadqual.errors import ConflictError, NotFoundError
+from leadqual.model.load import load_model_text
+from leadqual.store import schema
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    id: int
+    name: str
+    version: int
+    yaml: str
+    uploaded_at: datetime
+    active: bool
+    activated_at: datetime | None
+
+
+def add_model_version(connection: Connection, yaml_text: str, now: datetime) -> ModelVersion:
+    """Validate and store a model's YAML (raises ModelError when it does not load)."""
+    model = load_model_text(yaml_text, "<uploaded model>")
+    t = schema.model_versions
+    query = select(t).where(t.c.name == model.name, t.c.version == model.version)
+    existing = connection.execute(query).mappings().first()
+    if existing is not None:
+        if existing["yaml"] != yaml_text:
+            raise ConflictError(
+                f"model '{model.name}' version {model.version} is already stored with a "
+                "different text; raise its version number"
+            )
+        return ModelVersion(**existing)
+    new_id = connection.execute(
+        t.insert().returning(t.c.id),
+        {
+            "name": model.name,
+            "version": model.version,
+            "yaml": yaml_text,
+            "uploaded_at": now,
+            "active": False,
+        },
+    ).scalar_one()
+    return get_model_version(connection, int(new_id))
+
+
+def get_model_version(connection: Connection, version_id: int) -> ModelVersion:
+    t = schema.model_versions
+    row = connection.execute(select(t).where(t.c.id == version_id)).mappings().first()
+    if row is None:
+        raise NotFoundError(f"no model version with id {version_id}")
+    return ModelVersion(**row)
+
+
+def list_model_versions(connection: Connection) -> list[ModelVersion]:
+    t = schema.model_versions
+    query = select(t).order_by(t.c.name, t.c.version)
+    return [ModelVersion(**row) for row in connection.execute(query).mappings()]
+
+
+def active_model_version(connection: Connection) -> ModelVersion | None:
+    t = schema.model_versions
+    row = connection.execute(select(t).where(t.c.active.is_(True))).mappings().first()
+    return ModelVersion(**row) if row is not None else None
+
+
+def activate_model_version(connection: Connection, version_id: int, now: datetime) -> ModelVersion:
+    """Make one version the active one; the previously active one is switched off first."""
+    t = schema.model_versions
+    get_model_version(connection, version_id)
+    connection.execute(update(t).where(t.c.active.is_(True)).values(active=False))
+    connection.execute(update(t).where(t.c.id == version_id).values(active=True, activated_at=now))
+    return get_model_version(connection, version_id)

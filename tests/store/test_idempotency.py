@@ -1,0 +1,160 @@
+"""Re-sent facts are no-ops; conflicting or bad batches leave the store exactly as it was."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from leadqual.errors import ConflictError, FactError, NotFoundError
+from leadqual.facts.types import Decision, Event, Fact, LeadProfile, Outcome, SalesAnswer
+from leadqual.store import Store
+from leadqual.store.codec import MAX_PAYLOAD
+from tests.store.conftest import dump
+
+T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def seed(store: Store) -> list[Fact]:
+    facts: list[Fact] = [
+        LeadProfile("L1", "ada@acme.io", "A1", {"seniority": "vp", "employees": 1200.0}),
+        Event("E1", "page_view", T0, "L1", None, {"url": "/pricing", "seconds": 42}),
+        SalesAnswer("S1", "L1", "bant", "budget", "met", T0, "sam"),
+        Decision("D1", "L1", "accept", T0, None, "sam"),
+        Outcome("O1", "L1", "won", T0, 5000.0),
+    ]
+    store.append(facts)
+    return facts
+
+
+def test_same_payload_is_a_no_op(store: Store) -> None:
+    facts = seed(store)
+    before = dump(store)
+    result = store.append(facts)
+    assert (result.accepted, result.duplicates) == (0, len(facts))
+    assert dump(store) == before
+
+
+def test_same_instant_in_another_zone_is_the_same_event(store: Store) -> None:
+    seed(store)
+    before = dump(store)
+    plus_two = T0.astimezone(timezone(timedelta(hours=2)))
+    same = Event("E1", "page_view", plus_two, "L1", None, {"seconds": 42, "url": "/pricing"})
+    assert store.append([same]).duplicates == 1
+    assert dump(store) == before
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        Event("E1", "page_view", T0, "L1", None, {"url": "/pricing", "seconds": 43}),
+        Event("E1", "page_view", T0, "L1", None, {"url": "/pricing", "seconds": 42.0}),
+        Event(
+            "E1",
+            "page_view",
+            T0 + timedelta(microseconds=1),
+            "L1",
+            None,
+            {"url": "/pricing", "seconds": 42},
+        ),
+        SalesAnswer("S1", "L1", "bant", "budget", "not_met", T0, "sam"),
+        Decision("D1", "L1", "reject", T0, "no_budget", "sam"),
+        Outcome("O1", "L1", "won", T0, 5001.0),
+    ],
+    ids=["property", "number-type", "time", "answer", "decision", "outcome"],
+)
+def test_different_payload_conflicts_and_writes_nothing(store: Store, changed: Fact) -> None:
+    seed(store)
+    before = dump(store)
+    batch: list[Fact] = [
+        LeadProfile("L2", "bob@beta.io"),
+        Event("E2", "email_open", T0, "L2"),
+        changed,
+        Event("E3", "email_open", T0, "L2"),
+    ]
+    fact_id = next(
+        getattr(changed, n)
+        for n in ("event_id", "answer_id", "decision_id", "outcome_id")
+        if hasattr(changed, n)
+    )
+    with pytest.raises(
+        ConflictError, match=f"'{fact_id}' is already stored with a different payload"
+    ):
+        store.append(batch)
+    assert dump(store) == before
+
+
+def test_conflict_within_one_batch(store: Store) -> None:
+    before = dump(store)
+    batch = [Event("E9", "page_view", T0, "L1"), Event("E9", "email_open", T0, "L1")]
+    with pytest.raises(ConflictError, match="event 'E9' appears twice in the batch"):
+        store.append(batch)
+    assert dump(store) == before
+    assert store.append([batch[0], batch[0]]).duplicates == 1
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            Event("E5", "page_view", datetime(2026, 3, 1, 9, 30), "L1"),
+            "event 'E5': timestamp has no time zone",
+        ),
+        (Event("E5", "page_view", T0), "event 'E5': names no lead"),
+        (Event("E5", "", T0, "L1"), "event 'E5': must not be empty"),
+        (Event("E5", "page_view", T0, "L1", None, {"url": "x" * 20_000}), "text longer than 10000"),
+        (
+            Event("E5", "page_view", T0, "L1", None, {f"k{i}": "v" * 9_000 for i in range(10)}),
+            f"the limit is {MAX_PAYLOAD}",
+        ),
+        (Event("E5", "page_view", T0, "L1", None, {"n": float("nan")}), "not finite"),
+        (
+            Event("E5", "page_view", T0, "L1", None, {"nested": {"a": 1}}),  # type: ignore[dict-item]
+            "must be text, a number or a boolean",
+        ),
+        (Event("E5", "page_view", T0, "L1\x00"), "NUL"),
+        (SalesAnswer("S5", "L1", "bant", "budget", "maybe", T0), "answer 'S5': must be one of met"),  # type: ignore[arg-type]
+        (Outcome("O5", "L1", "won", T0, float("inf")), "outcome 'O5': must be a finite number"),
+    ],
+    ids=[
+        "naive-time",
+        "no-lead",
+        "empty-type",
+        "long-text",
+        "payload-size",
+        "nan",
+        "nested",
+        "nul",
+        "verdict",
+        "amount",
+    ],
+)
+def test_bad_input_is_refused_with_its_reason(store: Store, bad: Fact, message: str) -> None:
+    seed(store)
+    before = dump(store)
+    with pytest.raises(FactError, match=message) as error:
+        store.append([Event("E4", "page_view", T0, "L1"), bad])
+    assert "facts[1]" in str(error.value)
+    assert dump(store) == before
+
+
+def test_strict_refuses_unknown_leads(store: Store) -> None:
+    seed(store)
+    before = dump(store)
+    with pytest.raises(NotFoundError, match="event 'E7': unknown lead 'L404'"):
+        store.append(
+            [Event("E6", "page_view", T0, "L1"), Event("E7", "page_view", T0, "L404")], strict=True
+        )
+    with pytest.raises(NotFoundError, match=r"no lead has the email 'who@nowhere\.io'"):
+        store.append([Event("E8", "page_view", T0, None, "who@nowhere.io")], strict=True)
+    assert dump(store) == before
+    fine = store.append(
+        [
+            LeadProfile("L3", "cy@acme.io"),
+            Event("E7", "page_view", T0, "L3"),
+            Event("E8", "page_view", T0, None, " CY@acme.io"),
+            Event("E10", "page_view", T0, None, None, {"visitor_id": "v-1"}),
+        ],
+        strict=True,
+    )
+    assert fine.accepted == 4
