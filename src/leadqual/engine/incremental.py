@@ -1,0 +1,793 @@
+"""The incremental executor's per-lead state: a sufficient sub-log, kept small.
+
+A lead's state holds exactly the facts that can still change its
+qualification at any ``as_of`` at or after the state's ``horizon`` (the latest
+time it was advanced to), plus the facts dated after the horizon
+(``pending``), which count once time reaches them. Qualifying a lead runs the
+reference evaluator on that sub-log instead of the lead's whole history, so
+the result is the reference's by construction, reasons and floating-point
+summation order included; the work is in deciding what to keep:
+
+* **attributes**: per attribute (and the email), the winning value and its
+  time, ties broken as ``reference.merge_profiles`` does (then by the smaller
+  profile id, the order the store reads profiles in); plus the earliest dated
+  profile time (the last-activity fallback). O(attributes of the fact).
+* **engagement rules**: a rule with ``max_count`` keeps its latest
+  ``max_count`` matching events (inside its window, if any); a rule with only
+  ``within_days`` keeps the matching events inside the window measured at the
+  horizon; a rule with neither keeps **every** matching event, because its
+  points and its reason (which lists every event id) need them. Decay needs
+  nothing extra: it is computed at read time from the kept events' times.
+* **event predicates**: with ``within_days``, the matching events in the
+  window; without, the latest ``c + 2`` matching events where ``c`` is the
+  largest operand of its ``count`` test (enough to decide it), the first
+  matching event (``first_seen_days_ago``) and the latest
+  (``last_seen_days_ago``).
+* **sequences**: once a run exists, only that run (a sequence that holds keeps
+  holding: later and late events can only add runs). Until then **every event
+  matching one of its steps**, because a late event can complete a run at any
+  age.
+* the lead's latest event (last activity, and the MQA recency test).
+* **sales answers**: the latest per framework and criterion.
+* **decisions and outcomes**: those from the latest ``reopen`` on (a reopen
+  clears everything before it).
+
+Folding a fact is O(1) plus re-deciding what to keep, which is
+O(kept events x event rules of the model); evaluating is O(kept events x
+rules). Kept events are bounded by the model's caps and windows except for
+the three history-bound cases above (uncapped unwindowed engagement rules,
+unwindowed ``count`` tests with non-numeric operands, and sequences that do
+not hold yet). A late (out-of-order) fact is folded like any other: the
+state keeps what any future ``as_of`` needs, whatever order facts arrive in.
+
+The account side keeps the account's merged attributes the same way
+(:class:`AccountState`); account status (MQA, buying committee) is computed
+from the members' states when one of them changes.
+
+:func:`next_change` gives the earliest time a lead's stage can change with
+time alone (the tick's index): exact for pending facts, window edges,
+first/last-seen thresholds and inactivity deadlines; a conservative bound
+for decay (the distance to the nearest score threshold over the fastest
+possible decay rate).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from leadqual.engine.decay import age_days
+from leadqual.engine.engagement import score_rule
+from leadqual.engine.operators import event_matches
+from leadqual.engine.reference import _Evaluator
+from leadqual.engine.result import AccountStatus, Qualification
+from leadqual.facts.dataset import AccountFacts, Facts, LeadFacts, profile_time, value_order
+from leadqual.facts.freemail import email_domain, is_free_mail
+from leadqual.facts.types import (
+    AccountProfile,
+    Decision,
+    Event,
+    Fact,
+    LeadProfile,
+    Outcome,
+    SalesAnswer,
+    Value,
+)
+from leadqual.model.conditions import (
+    All,
+    AnyOf,
+    Condition,
+    EventFilter,
+    EventPredicate,
+    Not,
+    Sequence,
+    Test,
+)
+from leadqual.model.schema import Model
+
+STATE_VERSION = 1
+MICROSECOND = timedelta(microseconds=1)
+LN2 = math.log(2.0)
+FAR_DAYS = 36_500.0
+"""A decay bound further than this (a century) is capped: the lead is looked at again then."""
+
+LeadFact = LeadProfile | Event | SalesAnswer | Decision | Outcome
+Step = Decision | Outcome
+
+
+def model_key(model: Model) -> str:
+    """Identifies the model a state was built for: a state is only valid for its model."""
+    return hashlib.sha256(f"{STATE_VERSION}:{model!r}".encode()).hexdigest()
+
+
+# what the model needs ------------------------------------------------------------
+
+
+def _conditions(model: Model) -> Iterator[Condition]:
+    for fit_rule in model.fit.rules:
+        yield fit_rule.when
+    for framework in model.frameworks.values():
+        for criterion in framework.criteria.values():
+            if criterion.when is not None:
+                yield criterion.when
+    for stage in model.stages:
+        if stage.enter is not None:
+            yield stage.enter
+    for route in model.routing:
+        yield route.when
+
+
+def _walk(condition: Condition) -> Iterator[Condition]:
+    yield condition
+    match condition:
+        case All(items) | AnyOf(items):
+            for item in items:
+                yield from _walk(item)
+        case Not(item):
+            yield from _walk(item)
+
+
+def _numbers(value: Any) -> list[float] | None:
+    """The numeric operands of a check (None: an operand that is not a number)."""
+    items = value if isinstance(value, list | tuple) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, bool):
+            return None
+        try:
+            out.append(float(item))
+        except (TypeError, ValueError):
+            return None
+    return out
+
+
+@dataclass(frozen=True)
+class _RuleNeed:
+    filter: EventFilter
+    max_count: int | None
+    within_days: float | None
+
+
+@dataclass(frozen=True)
+class _PredicateNeed:
+    filter: EventFilter
+    within_days: float | None
+    count_cap: int | None  # keep the latest this many; None: no count test
+    count_all: bool  # a count test whose operands are not all numbers
+    first: bool
+    last: bool
+
+
+class Plan:
+    """What a model needs from a lead's events, and what makes its stage move with time."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.key = model_key(model)
+        self.rules = [
+            _RuleNeed(EventFilter(r.event_types, r.where), r.max_count, r.within_days)
+            for r in model.engagement.rules
+        ]
+        self.predicates: list[_PredicateNeed] = []
+        self.sequences: list[Sequence] = []
+        offsets: set[float] = {r.within_days for r in model.engagement.rules if r.within_days}
+        thresholds: list[tuple[str, float]] = []
+        for condition in _conditions(model):
+            for node in _walk(condition):
+                if isinstance(node, EventPredicate):
+                    self.predicates.append(self._predicate(node))
+                    if node.within_days is not None:
+                        offsets.add(node.within_days)
+                    for metric, check in node.metrics:
+                        if metric != "count":
+                            offsets.update(_numbers(check.value) or [])
+                elif isinstance(node, Sequence):
+                    self.sequences.append(node)
+                elif isinstance(node, Test) and node.path.startswith("score."):
+                    for check in node.checks:
+                        thresholds.extend((node.path, n) for n in _numbers(check.value) or [])
+        mqa = model.accounts.mqa
+        if mqa is not None:
+            thresholds.append(("score.engagement", float(mqa.min_engagement)))
+            if mqa.within_days is not None:
+                offsets.add(mqa.within_days)
+        self.offsets = sorted(offsets)
+        self.thresholds = thresholds
+        self.inactive_days = sorted({r.inactive_days for r in model.recycle if r.inactive_days})
+        half = model.engagement.half_life_days
+        self.decaying = [
+            (rule, rule.half_life_days or half)
+            for rule in model.engagement.rules
+            if rule.decay and (rule.half_life_days or half)
+        ]
+
+    @staticmethod
+    def _predicate(node: EventPredicate) -> _PredicateNeed:
+        cap: int | None = None
+        count_all = False
+        metrics = {metric for metric, _ in node.metrics}
+        for metric, check in node.metrics:
+            if metric != "count":
+                continue
+            numbers = _numbers(check.value)
+            if numbers is None or check.op == "exists":
+                count_all = True
+            else:
+                need = math.floor(max([0.0, *numbers])) + 2
+                cap = max(cap or 0, need)
+        return _PredicateNeed(
+            node.filter,
+            node.within_days,
+            cap,
+            count_all,
+            "first_seen_days_ago" in metrics,
+            "last_seen_days_ago" in metrics,
+        )
+
+    def needed(self, events: list[Event], now: datetime) -> set[str]:
+        """The ids of the events (sorted by time, id) that any ``as_of >= now`` can need."""
+        if not events:
+            return set()
+        latest_first = events[::-1]
+        keep = {latest_first[0].event_id}
+
+        def matching(flt: EventFilter, within: float | None) -> list[Event]:
+            found = [e for e in latest_first if event_matches(e, flt)]
+            if within is not None:
+                found = [e for e in found if age_days(e.at, now) <= within]
+            return found
+
+        for rule in self.rules:
+            found = matching(rule.filter, rule.within_days)
+            if rule.max_count is not None:
+                found = found[: rule.max_count]
+            keep.update(e.event_id for e in found)
+        for pred in self.predicates:
+            found = matching(pred.filter, pred.within_days)
+            if not found:
+                continue
+            if pred.within_days is not None or pred.count_all:
+                keep.update(e.event_id for e in found)
+                continue
+            if pred.count_cap is not None:
+                keep.update(e.event_id for e in found[: pred.count_cap])
+            if pred.first:
+                keep.add(found[-1].event_id)
+            if pred.last:
+                keep.add(found[0].event_id)
+        for seq in self.sequences:
+            run = sequence_run(seq.steps, seq.within_days, events)
+            if run is not None:
+                keep.update(e.event_id for e in run)
+            else:
+                keep.update(
+                    e.event_id for e in events if any(event_matches(e, s) for s in seq.steps)
+                )
+        return keep
+
+
+def sequence_run(
+    steps: tuple[EventFilter, ...], within: float | None, events: list[Event]
+) -> list[Event] | None:
+    """A run of events satisfying a sequence (the reference's search), or None."""
+    firsts = [i for i, e in enumerate(events) if event_matches(e, steps[0])]
+    for start in firsts:
+        at = events[start].at
+        position = start
+        run = [events[start]]
+        for step in steps[1:]:
+            nxt = next(
+                (
+                    j
+                    for j in range(position + 1, len(events))
+                    if events[j].at > at and event_matches(events[j], step)
+                ),
+                None,
+            )
+            if nxt is None:
+                return None
+            position, at = nxt, events[nxt].at
+            run.append(events[nxt])
+        if within is None or age_days(events[start].at, at) <= within:
+            return run
+    return None
+
+
+# attributes ----------------------------------------------------------------------
+
+
+@dataclass
+class _Best:
+    """The winning value of one attribute: its time, value and profile id (for ties)."""
+
+    at: datetime | None
+    value: Value
+    profile_id: str
+
+    def beats(self, other: _Best) -> bool:
+        mine = (profile_time(self.at), value_order(self.value))
+        theirs = (profile_time(other.at), value_order(other.value))
+        return mine > theirs or (mine == theirs and self.profile_id < other.profile_id)
+
+
+def _offer(best: dict[str, _Best], name: str, candidate: _Best) -> None:
+    current = best.get(name)
+    if current is None or candidate.beats(current):
+        best[name] = candidate
+
+
+def _link_offer(
+    current: tuple[datetime | None, str] | None, at: datetime | None, value: str
+) -> Any:
+    """Linking's tie-break: the latest by (profile time, value) over every profile."""
+    if current is None or (profile_time(at), value) > (profile_time(current[0]), current[1]):
+        return (at, value)
+    return current
+
+
+def profile_id_of(profile: LeadProfile | AccountProfile) -> str:
+    """The store's id of a profile (the hash of its content): ties go to the smaller id."""
+    from leadqual.store.codec import encode  # the store owns the canonical payload
+
+    return encode(profile, 0, _EPOCH).fact_id
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+# the lead's state ----------------------------------------------------------------
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text is not None else None
+
+
+def _text(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def _fact_time(fact: LeadFact) -> datetime | None:
+    return fact.at
+
+
+@dataclass
+class LeadState:
+    """Everything the incremental executor keeps about one lead (see the module docstring)."""
+
+    lead_id: str
+    horizon: datetime | None = None
+    has_profile: bool = False
+    attrs: dict[str, _Best] = field(default_factory=dict)
+    first_dated: datetime | None = None
+    link_email: tuple[datetime | None, str] | None = None
+    link_account: tuple[datetime | None, str] | None = None
+    events: dict[str, Event] = field(default_factory=dict)
+    answers: dict[tuple[str, str], SalesAnswer] = field(default_factory=dict)
+    steps: dict[str, Step] = field(default_factory=dict)  # by _step_slot
+    pending: list[tuple[LeadFact, str | None]] = field(default_factory=list)
+
+    # -- folding facts
+
+    def add(self, fact: LeadFact, profile_id: str | None = None) -> None:
+        """Take in one fact of this lead (in any order); dated after the horizon, it waits."""
+        if isinstance(fact, LeadProfile):
+            self.has_profile = True
+            email = fact.email.strip().lower() if fact.email else None
+            if email:
+                self.link_email = _link_offer(self.link_email, fact.at, email)
+            if fact.account_id:
+                self.link_account = _link_offer(self.link_account, fact.at, fact.account_id)
+        at = _fact_time(fact)
+        if at is not None and (self.horizon is None or at > self.horizon):
+            self.pending.append((fact, profile_id))
+        else:
+            self._fold(fact, profile_id)
+
+    def _fold(self, fact: LeadFact, profile_id: str | None) -> None:
+        match fact:
+            case LeadProfile():
+                pid = profile_id if profile_id is not None else profile_id_of(fact)
+                for name, value in fact.attributes.items():
+                    if value is not None:
+                        _offer(self.attrs, name, _Best(fact.at, value, pid))
+                if fact.email:
+                    _offer(self.attrs, "email", _Best(fact.at, fact.email.strip().lower(), pid))
+                if fact.at is not None and (self.first_dated is None or fact.at < self.first_dated):
+                    self.first_dated = fact.at
+            case Event():
+                self.events[fact.event_id] = fact
+            case SalesAnswer():
+                key = (fact.framework, fact.criterion)
+                current = self.answers.get(key)
+                if current is None or (fact.at, fact.answer_id) > (current.at, current.answer_id):
+                    self.answers[key] = fact
+            case Decision():
+                self.steps[_step_slot(fact)] = fact
+            case Outcome():
+                self.steps[_step_slot(fact)] = fact
+
+    def advance(self, now: datetime, plan: Plan) -> None:
+        """Fold the pending facts due at ``now``, drop what no later ``as_of`` needs."""
+        if self.horizon is not None and now < self.horizon:
+            raise ValueError(
+                f"lead '{self.lead_id}': cannot advance to {now.isoformat()}, "
+                f"the state is already at {self.horizon.isoformat()}"
+            )
+        self.horizon = now
+        due = [(f, p) for f, p in self.pending if f.at is None or f.at <= now]
+        if due:
+            self.pending = [(f, p) for f, p in self.pending if f.at is not None and f.at > now]
+            for fact, pid in due:
+                self._fold(fact, pid)
+        self._prune(now, plan)
+
+    def _prune(self, now: datetime, plan: Plan) -> None:
+        events = self.sorted_events()
+        keep = plan.needed(events, now)
+        if len(keep) < len(events):
+            self.events = {e.event_id: e for e in events if e.event_id in keep}
+        ordered = sorted(self.steps.values(), key=_step_key)
+        reopens = [
+            i for i, s in enumerate(ordered) if isinstance(s, Decision) and s.action == "reopen"
+        ]
+        if reopens and reopens[-1] > 0:
+            self.steps = {_step_slot(s): s for s in ordered[reopens[-1] :]}
+
+    # -- reading
+
+    def sorted_events(self) -> list[Event]:
+        return sorted(self.events.values(), key=lambda e: (e.at, e.event_id))
+
+    def at(self, as_of: datetime, plan: Plan) -> LeadState:
+        """This state as of ``as_of`` (a copy when pending facts are due)."""
+        if self.horizon is not None and as_of < self.horizon:
+            raise ValueError(
+                f"lead '{self.lead_id}': the incremental state is at {self.horizon.isoformat()}; "
+                f"it cannot answer for the earlier {as_of.isoformat()} (recompute instead)"
+            )
+        if not any(f.at is None or f.at <= as_of for f, _ in self.pending):
+            return self
+        copy = LeadState.from_json(self.to_json())
+        copy.advance(as_of, plan)
+        return copy
+
+    def view(self) -> LeadFacts:
+        """The sub-log as reference facts (valid for ``as_of`` >= the horizon, no due pending)."""
+        profiles = [
+            LeadProfile(self.lead_id, None, None, {name: best.value}, best.at)
+            for name, best in self.attrs.items()
+        ]
+        if self.first_dated is not None:
+            profiles.append(LeadProfile(self.lead_id, None, None, {}, self.first_dated))
+        return LeadFacts(
+            lead_id=self.lead_id,
+            profiles=tuple(profiles),
+            events=tuple(self.sorted_events()),
+            answers=tuple(self.answers.values()),
+            decisions=tuple(s for s in self.steps.values() if isinstance(s, Decision)),
+            outcomes=tuple(s for s in self.steps.values() if isinstance(s, Outcome)),
+        )
+
+    def last_activity(self) -> datetime | None:
+        """The latest event, answer, decision or outcome; else the first dated profile."""
+        times = [e.at for e in self.events.values()]
+        times += [a.at for a in self.answers.values()]
+        times += [s.at for s in self.steps.values()]
+        return max(times) if times else self.first_dated
+
+    def link(self, domains: dict[str, str]) -> str | None:
+        """The account this lead counts for, given each domain's account (``FactSet`` rules)."""
+        if self.link_account is not None:
+            return self.link_account[1]
+        domain = self.link_domain()
+        if domain is None:
+            return None
+        return domains.get(domain, f"domain:{domain}")
+
+    def link_domain(self) -> str | None:
+        """The company domain of the linking email (None: none, or free mail)."""
+        domain = email_domain(self.link_email[1] if self.link_email else None)
+        return None if domain is None or is_free_mail(domain) else domain
+
+    def next_pending(self) -> datetime | None:
+        times = [f.at for f, _ in self.pending if f.at is not None]
+        return min(times) if times else None
+
+    # -- serialisation
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "v": STATE_VERSION,
+                "lead": self.lead_id,
+                "horizon": _text(self.horizon),
+                "has_profile": self.has_profile,
+                "attrs": {n: [_text(b.at), b.value, b.profile_id] for n, b in self.attrs.items()},
+                "first_dated": _text(self.first_dated),
+                "link_email": _pair(self.link_email),
+                "link_account": _pair(self.link_account),
+                "events": [_encode(e) for e in self.events.values()],
+                "answers": [_encode(a) for a in self.answers.values()],
+                "steps": [_encode(s) for s in self.steps.values()],
+                "pending": [[_encode(f), p] for f, p in self.pending],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> LeadState:
+        data = json.loads(text)
+        state = cls(data["lead"], _time(data["horizon"]), data["has_profile"])
+        state.attrs = {n: _Best(_time(a), v, p) for n, (a, v, p) in data["attrs"].items()}
+        state.first_dated = _time(data["first_dated"])
+        state.link_email = _unpair(data["link_email"])
+        state.link_account = _unpair(data["link_account"])
+        for item in data["events"]:
+            event = _decode(item)
+            assert isinstance(event, Event)
+            state.events[event.event_id] = event
+        for item in data["answers"]:
+            answer = _decode(item)
+            assert isinstance(answer, SalesAnswer)
+            state.answers[(answer.framework, answer.criterion)] = answer
+        for item in data["steps"]:
+            step = _decode(item)
+            assert isinstance(step, Decision | Outcome)
+            state.steps[_step_slot(step)] = step
+        pending = []
+        for item, pid in data["pending"]:
+            fact = _decode(item)
+            assert not isinstance(fact, AccountProfile)
+            pending.append((fact, pid))
+        state.pending = pending
+        return state
+
+
+def _step_key(step: Step) -> tuple[datetime, str]:
+    return (step.at, _step_id(step))
+
+
+def _step_slot(step: Step) -> str:
+    """A step's key in the state: decisions and outcomes may share ids."""
+    return f"d:{step.decision_id}" if isinstance(step, Decision) else f"o:{step.outcome_id}"
+
+
+def _step_id(step: Step) -> str:
+    return step.decision_id if isinstance(step, Decision) else step.outcome_id
+
+
+def _pair(pair: tuple[datetime | None, str] | None) -> list[Any] | None:
+    return None if pair is None else [_text(pair[0]), pair[1]]
+
+
+def _unpair(data: list[Any] | None) -> tuple[datetime | None, str] | None:
+    return None if data is None else (_time(data[0]), data[1])
+
+
+def _encode(fact: Fact) -> list[Any]:
+    match fact:
+        case Event():
+            return ["e", fact.event_id, fact.type, _text(fact.at), dict(fact.properties)]
+        case SalesAnswer():
+            return ["a", fact.answer_id, fact.framework, fact.criterion, fact.value,
+                    _text(fact.at), fact.by, fact.note, fact.lead_id]  # fmt: skip
+        case Decision():
+            return ["d", fact.decision_id, fact.action, _text(fact.at), fact.reason, fact.by,
+                    fact.lead_id]  # fmt: skip
+        case Outcome():
+            return ["o", fact.outcome_id, fact.outcome, _text(fact.at), fact.amount, fact.lead_id]
+        case LeadProfile():
+            return ["l", fact.lead_id, fact.email, fact.account_id, dict(fact.attributes),
+                    _text(fact.at)]  # fmt: skip
+        case AccountProfile():
+            return ["c", fact.account_id, fact.domain, dict(fact.attributes), _text(fact.at)]
+    raise TypeError(f"not a fact: {fact!r}")  # pragma: no cover
+
+
+def _decode(item: list[Any]) -> Fact:
+    kind = item[0]
+    if kind == "e":
+        _, event_id, type_, at, props = item
+        return Event(event_id, type_, _need(at), None, None, props)
+    if kind == "a":
+        _, answer_id, framework, criterion, value, at, by, note, lead = item
+        return SalesAnswer(answer_id, lead, framework, criterion, value, _need(at), by, note)
+    if kind == "d":
+        _, decision_id, action, at, reason, by, lead = item
+        return Decision(decision_id, lead, action, _need(at), reason, by)
+    if kind == "o":
+        _, outcome_id, outcome, at, amount, lead = item
+        return Outcome(outcome_id, lead, outcome, _need(at), amount)
+    if kind == "l":
+        _, lead, email, account, attributes, at = item
+        return LeadProfile(lead, email, account, attributes, _time(at))
+    _, account, domain, attributes, at = item
+    return AccountProfile(account, domain, attributes, _time(at))
+
+
+def _need(text: str | None) -> datetime:
+    at = _time(text)
+    assert at is not None
+    return at
+
+
+# the account's state -------------------------------------------------------------
+
+
+@dataclass
+class AccountState:
+    """An account's merged attributes (its domain too), with profiles dated after the horizon."""
+
+    account_id: str
+    horizon: datetime | None = None
+    attrs: dict[str, _Best] = field(default_factory=dict)
+    pending: list[tuple[AccountProfile, str | None]] = field(default_factory=list)
+
+    def add(self, profile: AccountProfile, profile_id: str | None = None) -> None:
+        if profile.at is not None and (self.horizon is None or profile.at > self.horizon):
+            self.pending.append((profile, profile_id))
+        else:
+            self._fold(profile, profile_id)
+
+    def _fold(self, profile: AccountProfile, profile_id: str | None) -> None:
+        pid = profile_id if profile_id is not None else profile_id_of(profile)
+        for name, value in profile.attributes.items():
+            if value is not None:
+                _offer(self.attrs, name, _Best(profile.at, value, pid))
+        if profile.domain:
+            _offer(self.attrs, "domain", _Best(profile.at, profile.domain.strip().lower(), pid))
+
+    def advance(self, now: datetime) -> None:
+        self.horizon = now if self.horizon is None else max(self.horizon, now)
+        due = [(p, i) for p, i in self.pending if p.at is None or p.at <= now]
+        if due:
+            self.pending = [(p, i) for p, i in self.pending if p.at is not None and p.at > now]
+            for profile, pid in due:
+                self._fold(profile, pid)
+
+    def profiles(self, as_of: datetime) -> tuple[AccountProfile, ...]:
+        """Synthetic profiles that merge to the account's attributes at ``as_of``."""
+        best = dict(self.attrs)
+        for profile, pid in self.pending:
+            if profile.at is not None and profile.at <= as_of:
+                probe = AccountState(self.account_id, attrs=best)
+                probe._fold(profile, pid)
+        return tuple(
+            AccountProfile(self.account_id, None, {name: b.value}, b.at) for name, b in best.items()
+        )
+
+    def next_pending(self) -> datetime | None:
+        times = [p.at for p, _ in self.pending if p.at is not None]
+        return min(times) if times else None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "v": STATE_VERSION,
+                "account": self.account_id,
+                "horizon": _text(self.horizon),
+                "attrs": {n: [_text(b.at), b.value, b.profile_id] for n, b in self.attrs.items()},
+                "pending": [[_encode(p), i] for p, i in self.pending],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> AccountState:
+        data = json.loads(text)
+        state = cls(data["account"], _time(data["horizon"]))
+        state.attrs = {n: _Best(_time(a), v, p) for n, (a, v, p) in data["attrs"].items()}
+        pending = []
+        for item, pid in data["pending"]:
+            profile = _decode(item)
+            assert isinstance(profile, AccountProfile)
+            pending.append((profile, pid))
+        state.pending = pending
+        return state
+
+
+# evaluation ----------------------------------------------------------------------
+
+
+class Evaluation:
+    """Qualifies leads from their states at one ``as_of``, sharing the work per account.
+
+    ``members`` gives, per account id, the states of every lead that counts
+    for it (with a profile); ``accounts`` the account states (None for an
+    implicit ``domain:`` account or one without profiles).
+    """
+
+    def __init__(self, plan: Plan, as_of: datetime) -> None:
+        self.plan = plan
+        self.as_of = as_of
+        self._evaluator = _Evaluator(plan.model, as_of)
+        self._views: dict[str, LeadFacts] = {}
+        self._accounts: dict[str, AccountFacts] = {}
+
+    def lead_view(self, state: LeadState) -> LeadFacts:
+        view = self._views.get(state.lead_id)
+        if view is None:
+            view = state.at(self.as_of, self.plan).view()
+            self._views[state.lead_id] = view
+        return view
+
+    def account_view(
+        self, account_id: str, account: AccountState | None, members: Iterable[LeadState]
+    ) -> AccountFacts:
+        view = self._accounts.get(account_id)
+        if view is None:
+            ordered = sorted(members, key=lambda s: s.lead_id)
+            profiles = account.profiles(self.as_of) if account is not None else ()
+            view = AccountFacts(account_id, profiles, tuple(self.lead_view(s) for s in ordered))
+            self._accounts[account_id] = view
+        return view
+
+    def qualify(self, state: LeadState, account: AccountFacts | None) -> Qualification:
+        return self._evaluator.qualify(Facts(self.lead_view(state), account))
+
+    def account_status(self, account: AccountFacts) -> AccountStatus | None:
+        """The account's MQA and committee status (None when the model has no account rules)."""
+        return self._evaluator._account(account, [])
+
+
+def next_change(
+    plan: Plan, state: LeadState, q: Qualification | None, now: datetime
+) -> datetime | None:
+    """The earliest time after ``now`` at which this lead's stage can change with time alone.
+
+    Exact for facts dated in the future, for window edges (engagement rules,
+    event predicates, MQA recency), first/last-seen thresholds and inactivity
+    deadlines (each edge ``b`` gives ``b`` and ``b`` + 1 µs, because a window
+    ``age <= w`` changes just after its edge). Decay is bounded: every score
+    moves at most ``R`` points a day, where ``R`` sums each counted event's
+    current decayed points times ln 2 / half-life, so no score threshold is
+    crossed before ``distance / R`` days.
+    """
+    candidates: list[datetime] = []
+    pending = state.next_pending()
+    if pending is not None:
+        candidates.append(pending)
+    current = state.at(now, plan)
+    events = current.sorted_events()
+    edges: list[datetime] = []
+    for event in events:
+        edges.extend(event.at + timedelta(days=d) for d in plan.offsets)
+    last = current.last_activity()
+    if last is not None:
+        edges.extend(last + timedelta(days=d) for d in plan.inactive_days)
+    for edge in edges:
+        candidates.extend((edge, edge + MICROSECOND))
+    if q is not None and plan.thresholds and plan.decaying and events:
+        decay = _decay_bound(plan, events, q, now)
+        if decay is not None:
+            candidates.append(decay)
+    later = [c for c in candidates if c > now]
+    return min(later) if later else None
+
+
+def _decay_bound(
+    plan: Plan, events: list[Event], q: Qualification, now: datetime
+) -> datetime | None:
+    rate = 0.0  # an upper bound on how fast any score moves, in points per day
+    for rule, half_life in plan.decaying:
+        assert half_life is not None
+        scored = score_rule(rule, events, now, plan.model)
+        weight = sum(0.5 ** (age_days(e.at, now) / half_life) for e in scored.events)
+        rate += abs(rule.points) * weight * LN2 / half_life
+    if rate <= 0.0:
+        return None
+    values = {"score.engagement": q.engagement, "score.total": q.total}
+    values.update({f"score.{g}": v for g, v in q.groups.items()})
+    distances = [abs(values[p] - c) for p, c in plan.thresholds if p in values]
+    if not distances:
+        return None
+    distance = min(distances)
+    if distance == 0.0:
+        return now + MICROSECOND
+    days = min(distance / rate * (1 - 1e-6), FAR_DAYS)
+    return now + max(timedelta(days=days), MICROSECOND)

@@ -1,0 +1,646 @@
+"""Ingest facts and keep every lead's qualification current: apply, recompute, tick.
+
+* :meth:`Ingestor.apply` appends a batch of facts and, in the **same
+  transaction**, folds them into the incremental state of the leads they are
+  about (``leadqual.engine.incremental``), re-qualifies those leads (and every
+  member of an account whose status or attributes changed), stores the new
+  qualifications, records each stage change in the stage history with its
+  cause, and puts a ``stage_changed`` row in the webhook outbox. A batch that
+  fails (a bad fact, a conflict) leaves the log and all state untouched.
+* :func:`recompute` rebuilds every state and qualification from the fact log.
+* :func:`tick` re-qualifies the leads whose stage can change with time alone:
+  those whose ``next_change_at`` (see ``incremental.next_change``) has come.
+
+Identity changes that re-attribute stored facts (two leads merged, a
+visitor or an email's earlier events attached) rebuild the affected lead's
+state from the log: the only path whose cost follows the lead's history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from leadqual.engine.incremental import (
+    AccountState,
+    Evaluation,
+    LeadState,
+    Plan,
+    next_change,
+    profile_id_of,
+)
+from leadqual.engine.result import AccountStatus, Qualification
+from leadqual.facts.dataset import FactSet
+from leadqual.facts.freemail import is_free_mail
+from leadqual.facts.types import (
+    AccountProfile,
+    Decision,
+    Event,
+    Fact,
+    LeadProfile,
+    Outcome,
+    SalesAnswer,
+)
+from leadqual.model.schema import Model
+from leadqual.store import Store, reader, schema, state
+from leadqual.store.identity import chunks
+
+STAGE_CHANGED = "stage_changed"
+"""The webhook event kind of a stage change."""
+
+LeadFact = LeadProfile | Event | SalesAnswer | Decision | Outcome
+
+
+@dataclass(frozen=True)
+class StageChangeRecord:
+    """A stage change written to the stage history (and announced by webhook)."""
+
+    lead_id: str
+    from_stage: str | None
+    to_stage: str
+    at: datetime
+    cause_kind: str
+    cause_rule: str | None
+    cause_fact_id: str | None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What one ``apply`` (or ``tick``, ``recompute``) did."""
+
+    accepted: int
+    duplicates: int
+    qualified: tuple[str, ...]
+    stage_changes: tuple[StageChangeRecord, ...]
+
+
+def _fact_id(fact: Fact) -> str | None:
+    match fact:
+        case Event():
+            return fact.event_id
+        case SalesAnswer():
+            return fact.answer_id
+        case Decision():
+            return fact.decision_id
+        case Outcome():
+            return fact.outcome_id
+    return None
+
+
+class _Work:
+    """One transaction's view of the incremental tables: load, change, qualify, write back."""
+
+    def __init__(
+        self, connection: Connection, plan: Plan, model_version_id: int | None, now: datetime
+    ) -> None:
+        self.connection = connection
+        self.plan = plan
+        self.model_version_id = model_version_id
+        self.now = now
+        self.leads: dict[str, LeadState] = {}
+        self.stored_account: dict[str, str | None] = {}
+        self.changed: set[str] = set()  # states to write back
+        self.accounts: dict[str, AccountState] = {}
+        self.changed_accounts: set[str] = set()
+        self.domains: dict[str, str] = {}
+        self.changed_domains: set[str] = set()
+        self.account_of: dict[str, str | None] = {}
+        self.qualified: dict[str, Qualification] = {}
+        self.next_at: dict[str, datetime | None] = {}
+
+    # -- loading
+
+    def _rows(self, table: Any, column: Any, values: Iterable[str]) -> Iterable[Any]:
+        lock = self.connection.dialect.name == "postgresql" and table is schema.lead_state
+        for part in chunks(sorted(set(values))):
+            query = select(table).where(column.in_(part))
+            if lock:
+                query = query.with_for_update()
+            yield from self.connection.execute(query).mappings()
+
+    def load_leads(self, lead_ids: Iterable[str]) -> set[str]:
+        """Load states (new ones for unknown leads); returns those built for another model."""
+        wanted = set(lead_ids) - self.leads.keys()
+        stale: set[str] = set()
+        t = schema.lead_state
+        for row in self._rows(t, t.c.lead_id, wanted):
+            lead = row["lead_id"]
+            self.stored_account[lead] = row["account_id"]
+            if row["model_key"] != self.plan.key:
+                stale.add(lead)
+                continue
+            self.leads[lead] = LeadState.from_json(row["state"])
+        for lead in wanted - self.leads.keys():
+            self.stored_account.setdefault(lead, None)
+            self.leads[lead] = LeadState(lead)
+        return stale
+
+    def rebuild(self, lead_ids: Collection[str]) -> None:
+        """Build these leads' states afresh from the (attributed) fact log."""
+        if not lead_ids:
+            return
+        for lead in lead_ids:
+            self.stored_account.setdefault(lead, None)
+            self.leads[lead] = LeadState(lead)
+        facts = reader.load_facts(self.connection, lead_ids, resolve=True)
+        self.fold_log(facts, set(lead_ids))
+
+    def fold_log(self, facts: FactSet, only: set[str] | None = None) -> None:
+        """Fold a fact set (as read back from the log) into the states of its leads."""
+        per_lead: list[LeadFact] = [
+            *facts.leads,
+            *facts.events,
+            *facts.answers,
+            *facts.decisions,
+            *facts.outcomes,
+        ]
+        for fact in per_lead:
+            lead = fact.lead_id
+            if lead is None or (only is not None and lead not in only):
+                continue
+            if lead not in self.leads:
+                self.stored_account.setdefault(lead, None)
+                self.leads[lead] = LeadState(lead)
+            pid = profile_id_of(fact) if isinstance(fact, LeadProfile) else None
+            self.leads[lead].add(fact, pid)
+            self.changed.add(lead)
+
+    def load_accounts(self, account_ids: Iterable[str]) -> None:
+        t = schema.account_state
+        wanted = set(account_ids) - self.accounts.keys()
+        for row in self._rows(t, t.c.account_id, wanted):
+            self.accounts[row["account_id"]] = AccountState.from_json(row["state"])
+
+    def add_account_profiles(self, profiles: Sequence[AccountProfile]) -> None:
+        self.load_accounts(p.account_id for p in profiles)
+        domains = {
+            d for p in profiles if p.domain and not is_free_mail(d := p.domain.strip().lower())
+        }
+        self.load_domains(domains)
+        for profile in profiles:
+            account = self.accounts.setdefault(profile.account_id, AccountState(profile.account_id))
+            account.add(profile, profile_id_of(profile))
+            self.changed_accounts.add(profile.account_id)
+            if not profile.domain:
+                continue
+            domain = profile.domain.strip().lower()
+            if not domain or is_free_mail(domain):
+                continue
+            current = self.domains.get(domain)
+            if current is None or profile.account_id < current:
+                self.domains[domain] = profile.account_id
+                self.changed_domains.add(domain)
+
+    def load_domains(self, domains: Iterable[str]) -> None:
+        t = schema.account_domains
+        wanted = set(domains) - self.domains.keys()
+        for row in self._rows(t, t.c.domain, wanted):
+            self.domains[row["domain"]] = row["account_id"]
+
+    def relinked_by_domain(self) -> set[str]:
+        """Leads linked by a domain whose account just changed."""
+        if not self.changed_domains:
+            return set()
+        t = schema.lead_state
+        found: set[str] = set()
+        for part in chunks(sorted(self.changed_domains)):
+            query = select(t.c.lead_id).where(t.c.link_domain.in_(part))
+            found.update(lead for (lead,) in self.connection.execute(query))
+        return found
+
+    def link(self, lead_ids: Iterable[str]) -> None:
+        """Work out the account of each lead (FactSet's linking rules)."""
+        states = [self.leads[lead] for lead in lead_ids]
+        self.load_domains(d for s in states if (d := s.link_domain()) is not None)
+        for s in states:
+            self.account_of[s.lead_id] = s.link(self.domains) if s.has_profile else None
+
+    def members(self, account_ids: Collection[str]) -> dict[str, list[LeadState]]:
+        """Every lead with a profile counting for each account, as of this transaction."""
+        t = schema.lead_state
+        stored: set[str] = set()
+        for part in chunks(sorted(account_ids)):
+            query = select(t.c.lead_id).where(t.c.account_id.in_(part), t.c.has_profile)
+            stored.update(lead for (lead,) in self.connection.execute(query))
+        fresh = stored - self.leads.keys()
+        self.load_leads_readonly(fresh)
+        self.link(fresh - self.account_of.keys())
+        out: dict[str, list[LeadState]] = {a: [] for a in account_ids}
+        for lead in stored | {lead for lead, acc in self.account_of.items() if acc in out}:
+            account = self.account_of.get(lead)
+            if account in out and self.leads[lead].has_profile:
+                out[account].append(self.leads[lead])
+        return out
+
+    def load_leads_readonly(self, lead_ids: Collection[str]) -> None:
+        stale = self.load_leads(lead_ids)
+        self.rebuild(stale)
+        for lead in lead_ids:
+            self.leads[lead].advance(max(self.now, self.leads[lead].horizon or self.now), self.plan)
+
+    # -- qualifying
+
+    def qualify(
+        self, lead_ids: Collection[str], extra_accounts: Collection[str] = ()
+    ) -> dict[str, Qualification]:
+        """Qualify the leads at ``now``, and every member of an account whose status changed."""
+        accounts = {a for lead in lead_ids if (a := self.account_of.get(lead)) is not None}
+        accounts.update(a for lead in lead_ids if (a := self.stored_account.get(lead)) is not None)
+        accounts.update(extra_accounts)
+        members = self.members(accounts)
+        self.load_accounts(accounts)
+        evaluation = Evaluation(self.plan, self.now)
+        views = {a: evaluation.account_view(a, self.accounts.get(a), members[a]) for a in accounts}
+        stored_status = self._stored_status(accounts)
+        out: dict[str, Qualification] = {}
+        everyone: set[str] = set()
+        for account, view in views.items():
+            status = evaluation.account_status(view)
+            if (
+                account in self.changed_accounts
+                or account in extra_accounts
+                or _status_key(status) != stored_status.get(account)
+            ):
+                everyone.update(s.lead_id for s in members[account])
+        for lead in sorted(set(lead_ids) | everyone):
+            s = self.leads[lead]
+            if not s.has_profile:
+                continue
+            linked = self.account_of.get(lead)
+            out[lead] = evaluation.qualify(s, views[linked] if linked is not None else None)
+        self.qualified.update(out)
+        for lead, q in out.items():
+            self.next_at[lead] = self._next_change(lead, q)
+        self._save_status(views, evaluation)
+        return out
+
+    def _next_change(self, lead: str, q: Qualification) -> datetime | None:
+        when = next_change(self.plan, self.leads[lead], q, self.now)
+        account = self.account_of.get(lead)
+        if account is not None and account in self.accounts:
+            pending = self.accounts[account].next_pending()
+            if pending is not None and pending > self.now and (when is None or pending < when):
+                when = pending
+        return when
+
+    def _stored_status(self, accounts: Collection[str]) -> dict[str, tuple[Any, ...]]:
+        t = schema.account_status
+        out: dict[str, tuple[Any, ...]] = {}
+        for row in self._rows(t, t.c.account_id, accounts):
+            out[row["account_id"]] = (
+                row["mqa"],
+                row["engaged_leads"],
+                row["roles_covered"],
+                row["committee_covered"],
+                row["roles"],
+            )
+        return out
+
+    def _save_status(self, views: dict[str, Any], evaluation: Evaluation) -> None:
+        t = schema.account_status
+        rows = []
+        for account, view in views.items():
+            status = evaluation.account_status(view)
+            if status is None or not view.members:
+                continue
+            rows.append(
+                {
+                    "account_id": account,
+                    "model_version_id": self.model_version_id,
+                    "mqa": status.mqa,
+                    "engaged_leads": status.engaged_leads,
+                    "roles_covered": status.roles_covered,
+                    "committee_covered": status.committee_covered,
+                    "roles": json.dumps(status.roles, sort_keys=True),
+                    "as_of": self.now,
+                    "updated_at": self.now,
+                }
+            )
+        for part in chunks(sorted(views)):
+            self.connection.execute(t.delete().where(t.c.account_id.in_(part)))
+        if rows:
+            self.connection.execute(t.insert(), rows)
+
+    # -- writing back
+
+    def stored_stages(self, lead_ids: Iterable[str]) -> dict[str, str]:
+        t = schema.qualifications
+        out: dict[str, str] = {}
+        for part in chunks(sorted(set(lead_ids))):
+            query = select(t.c.lead_id, t.c.stage).where(t.c.lead_id.in_(part))
+            out.update((lead, stage) for lead, stage in self.connection.execute(query))
+        return out
+
+    def write_states(self, lead_ids: Collection[str], wall: datetime) -> None:
+        """Upsert these leads' states (delete, then one executemany)."""
+        t = schema.lead_state
+        rows = []
+        for lead in sorted(lead_ids):
+            s = self.leads[lead]
+            rows.append(
+                {
+                    "lead_id": lead,
+                    "account_id": self.account_of.get(lead),
+                    "link_domain": s.link_domain() if s.link_account is None else None,
+                    "has_profile": s.has_profile,
+                    "next_change_at": self.next_at.get(lead),
+                    "model_key": self.plan.key,
+                    "state": s.to_json(),
+                    "updated_at": wall,
+                }
+            )
+        for part in chunks(sorted(lead_ids)):
+            self.connection.execute(t.delete().where(t.c.lead_id.in_(part)))
+        if rows:
+            self.connection.execute(t.insert(), rows)
+
+    def write_accounts(self, wall: datetime) -> None:
+        t = schema.account_state
+        ids = sorted(self.changed_accounts)
+        for part in chunks(ids):
+            self.connection.execute(t.delete().where(t.c.account_id.in_(part)))
+        if ids:
+            self.connection.execute(
+                t.insert(),
+                [
+                    {"account_id": a, "state": self.accounts[a].to_json(), "updated_at": wall}
+                    for a in ids
+                ],
+            )
+        d = schema.account_domains
+        domains = sorted(self.changed_domains)
+        for part in chunks(domains):
+            self.connection.execute(d.delete().where(d.c.domain.in_(part)))
+        if domains:
+            self.connection.execute(
+                d.insert(), [{"domain": x, "account_id": self.domains[x]} for x in domains]
+            )
+
+    def record_changes(
+        self,
+        qualifications: dict[str, Qualification],
+        before: dict[str, str],
+        cause_kind: str,
+        wall: datetime,
+        causes: dict[str, list[Fact]] | None = None,
+    ) -> list[StageChangeRecord]:
+        """Stage history and webhook outbox rows for every lead whose stage changed."""
+        records = []
+        history: list[dict[str, Any]] = []
+        announcements: list[dict[str, Any]] = []
+        for lead, q in sorted(qualifications.items()):
+            if before.get(lead) == q.stage:
+                continue
+            stage_reasons = q.reasons_of("stage")
+            reason = stage_reasons[-1] if stage_reasons else None
+            kind, fact_id = cause_kind, None
+            batch = (causes or {}).get(lead, [])
+            batch_ids = {i for f in batch if (i := _fact_id(f)) is not None}
+            if reason is not None and reason.facts and reason.facts[0] in batch_ids:
+                fact_id = reason.facts[0]
+                kind = "decision"
+            elif batch:
+                latest = max(
+                    (f for f in batch if _fact_id(f) is not None),
+                    key=lambda f: (f.at, _fact_id(f)),
+                    default=None,
+                )
+                fact_id = _fact_id(latest) if latest is not None else None
+            record = StageChangeRecord(
+                lead_id=lead,
+                from_stage=before.get(lead),
+                to_stage=q.stage,
+                at=self.now,
+                cause_kind=kind,
+                cause_rule=reason.rule if reason is not None else None,
+                cause_fact_id=fact_id,
+            )
+            history.append(
+                {
+                    "lead_id": lead,
+                    "from_stage": record.from_stage,
+                    "to_stage": record.to_stage,
+                    "at": record.at,
+                    "cause_kind": record.cause_kind,
+                    "cause_rule": record.cause_rule,
+                    "cause_fact_id": record.cause_fact_id,
+                    "model_version_id": self.model_version_id,
+                    "recorded_at": wall,
+                }
+            )
+            announcements.append(
+                {
+                    "lead_id": lead,
+                    "from_stage": record.from_stage,
+                    "to_stage": record.to_stage,
+                    "at": record.at.isoformat(),
+                    "cause_kind": record.cause_kind,
+                    "cause_rule": record.cause_rule,
+                    "cause_fact_id": record.cause_fact_id,
+                    "model_version_id": self.model_version_id,
+                }
+            )
+            records.append(record)
+        state.record_stage_changes(self.connection, history)
+        state.enqueue_webhooks_many(self.connection, STAGE_CHANGED, announcements, wall)
+        return records
+
+
+def _status_key(status: AccountStatus | None) -> tuple[Any, ...] | None:
+    if status is None:
+        return None
+    return (
+        status.mqa,
+        status.engaged_leads,
+        status.roles_covered,
+        status.committee_covered,
+        json.dumps(status.roles, sort_keys=True),
+    )
+
+
+class Ingestor:
+    """Applies facts to a store and keeps the incremental state and qualifications current."""
+
+    def __init__(self, store: Store, model: Model, model_version_id: int | None = None) -> None:
+        self.store = store
+        self.model = model
+        self.model_version_id = model_version_id
+        self.plan = Plan(model)
+
+    def apply(self, facts: Sequence[Fact], now: datetime, *, strict: bool = False) -> ApplyResult:
+        """Append ``facts`` and update everything they change, in one transaction at ``now``."""
+        _require_aware(now)
+        with self.store.transaction() as tx:
+            result = tx.append(facts, strict=strict)
+            work = _Work(tx.connection, self.plan, self.model_version_id, now)
+            gone = {g for g, _ in result.merges}
+            rebuild = ({s for _, s in result.merges} | set(result.reattributed)) - gone
+            by_lead: dict[str, list[Fact]] = defaultdict(list)
+            account_profiles: list[AccountProfile] = []
+            for index, lead in result.new_facts:
+                fact = facts[index]
+                if isinstance(fact, AccountProfile):
+                    account_profiles.append(fact)
+                elif lead is not None:
+                    by_lead[lead].append(fact)
+            touched = (set(by_lead) | rebuild) - gone
+            stale = work.load_leads(touched | gone)
+            work.rebuild(rebuild | stale)
+            for lead, items in by_lead.items():
+                if lead in rebuild or lead in stale or lead in gone:
+                    continue
+                s = work.leads[lead]
+                for fact in items:
+                    assert not isinstance(fact, AccountProfile)
+                    s.add(fact, profile_id_of(fact) if isinstance(fact, LeadProfile) else None)
+                work.changed.add(lead)
+            work.add_account_profiles(account_profiles)
+            relinked = work.relinked_by_domain() - touched - gone
+            work.load_leads_readonly(relinked)
+            touched |= relinked
+            for lead in touched:
+                work.leads[lead].advance(now, self.plan)
+            work.link(touched | gone)
+            for lead in gone:
+                work.account_of[lead] = None
+            extra = {a for a in work.changed_accounts} | {
+                a for lead in gone if (a := work.stored_account.get(lead)) is not None
+            }
+            qualified = work.qualify(touched, extra)
+            before = work.stored_stages(qualified)
+            tx.save_qualifications(list(qualified.values()), self.model_version_id)
+            changes = work.record_changes(qualified, before, "fact", tx.now, by_lead)
+            work.write_states(touched | (qualified.keys() - touched), tx.now)
+            _delete_states(tx.connection, gone)
+            work.write_accounts(tx.now)
+            return ApplyResult(
+                result.accepted, result.duplicates, tuple(sorted(qualified)), tuple(changes)
+            )
+
+    def tick(self, now: datetime) -> ApplyResult:
+        return tick(self.store, self.model, now, self.model_version_id)
+
+
+def _delete_states(connection: Connection, lead_ids: Collection[str]) -> None:
+    t = schema.lead_state
+    for part in chunks(sorted(lead_ids)):
+        connection.execute(t.delete().where(t.c.lead_id.in_(part)))
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+
+
+def tick(
+    store: Store, model: Model, now: datetime, model_version_id: int | None = None
+) -> ApplyResult:
+    """Re-qualify the leads whose stage can change with time alone, as of ``now``.
+
+    A lead is due when its ``next_change_at`` has come. Its state is advanced
+    (facts dated up to ``now`` fold in), it is qualified at ``now``, and, when
+    its stage changed, the new qualification, a stage-history row (cause
+    ``time``) and a webhook are written. Members of an account whose status
+    changed are re-qualified the same way.
+    """
+    _require_aware(now)
+    plan = Plan(model)
+    with store.transaction() as tx:
+        t = schema.lead_state
+        query = select(t.c.lead_id).where(t.c.next_change_at <= now, t.c.has_profile)
+        due = {lead for (lead,) in tx.connection.execute(query)}
+        work = _Work(tx.connection, plan, model_version_id, now)
+        stale = work.load_leads(due)
+        work.rebuild(stale)
+        for lead in due:
+            work.leads[lead].advance(now, plan)
+        work.link(due)
+        qualified = work.qualify(due)
+        before = work.stored_stages(qualified)
+        moved = {lead: q for lead, q in qualified.items() if before.get(lead) != q.stage}
+        tx.save_qualifications(list(moved.values()), model_version_id)
+        changes = work.record_changes(moved, before, "time", tx.now)
+        work.write_states(due | qualified.keys(), tx.now)
+        return ApplyResult(0, 0, tuple(sorted(moved)), tuple(changes))
+
+
+def recompute(
+    store: Store, model: Model, as_of: datetime, model_version_id: int | None = None
+) -> ApplyResult:
+    """Rebuild every lead's state, qualification and account status from the fact log.
+
+    Stage changes against the stored qualifications are recorded with cause
+    ``recompute``. The result is what applying the whole log would give.
+    """
+    _require_aware(as_of)
+    plan = Plan(model)
+    with store.transaction() as tx:
+        connection = tx.connection
+        for table in (schema.lead_state, schema.account_state, schema.account_domains):
+            connection.execute(table.delete())
+        facts = reader.load_facts(connection, None, resolve=True)
+        work = _Work(connection, plan, model_version_id, as_of)
+        work.fold_log(facts)
+        work.add_account_profiles(facts.accounts)
+        for s in work.leads.values():
+            s.advance(as_of, plan)
+        for account in work.accounts.values():
+            account.advance(as_of)
+        work.link(work.leads)
+        everyone = set(work.leads)
+        qualified = work.qualify(everyone, set(work.accounts))
+        before = work.stored_stages(qualified)
+        stale = set(before) - set(qualified)
+        q = schema.qualifications
+        for part in chunks(sorted(stale)):
+            connection.execute(q.delete().where(q.c.lead_id.in_(part)))
+        tx.save_qualifications(list(qualified.values()), model_version_id)
+        changes = work.record_changes(qualified, before, "recompute", tx.now)
+        work.changed_accounts = set(work.accounts)
+        work.write_states(everyone, tx.now)
+        work.write_accounts(tx.now)
+        return ApplyResult(0, 0, tuple(sorted(qualified)), tuple(changes))
+
+
+def qualify_from_state(
+    store: Store, model: Model, as_of: datetime, lead_ids: Collection[str] | None = None
+) -> list[Qualification]:
+    """Qualify leads from the stored incremental state at ``as_of`` (read only).
+
+    What the live state says now, without writing: used to compare live state
+    with a recompute, and by readers that want current scores (decay moves
+    them between writes).
+    """
+    _require_aware(as_of)
+    plan = Plan(model)
+    with store.engine.connect() as connection, connection.begin():
+        if lead_ids is None:
+            t = schema.lead_state
+            lead_ids = {lead for (lead,) in connection.execute(select(t.c.lead_id))}
+        work = _Work(connection, plan, None, as_of)
+        work.load_leads_readonly(set(lead_ids))
+        work.link(lead_ids)
+        evaluation = Evaluation(plan, as_of)
+        accounts = {a for lead in lead_ids if (a := work.account_of.get(lead)) is not None}
+        members = work.members(accounts)
+        work.load_accounts(accounts)
+        out = []
+        for lead in sorted(lead_ids):
+            s = work.leads[lead]
+            if not s.has_profile:
+                continue
+            account = work.account_of.get(lead)
+            view = (
+                evaluation.account_view(account, work.accounts.get(account), members[account])
+                if account is not None
+                else None
+            )
+            out.append(evaluation.qualify(s, view))
+        return out

@@ -1,0 +1,72 @@
+"""Service tests run on a real SQLite file and on the real PostgreSQL server.
+
+Property tests need a fresh database per Hypothesis example, so a database
+is made by :func:`fresh_store` inside the test body rather than by a
+fixture. On PostgreSQL each one is a schema of its own (a unique name, made
+the connection's ``search_path``), dropped afterwards: other engineers use
+the same server at the same time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, select, text
+
+from leadqual.store import Store
+from leadqual.store.schema import metadata
+
+SERVER_URL = os.environ.get(
+    "LEADQUAL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@contextmanager
+def fresh_store(kind: str) -> Iterator[Store]:
+    """A brand-new, empty store on a SQLite file or in a new PostgreSQL schema."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="lq_service_") as folder:
+            store = Store.open(f"sqlite:///{folder}/leadqual.db")
+            try:
+                yield store
+            finally:
+                store.close()
+        return
+    schema = f"lq_service_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        store = Store.open(f"{SERVER_URL}?options=-csearch_path%3D{schema}")
+        try:
+            yield store
+        finally:
+            store.close()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    with fresh_store(request.param) as opened:
+        yield opened
+
+
+def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in primary-key order: two equal dumps are equal stores."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    with store.engine.connect() as connection:
+        for table in metadata.sorted_tables:
+            query = select(table).order_by(*table.primary_key.columns)
+            out[table.name] = [tuple(row) for row in connection.execute(query)]
+    return out

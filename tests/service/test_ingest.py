@@ -1,0 +1,135 @@
+"""Ingest examples: one transaction per batch, stage history with causes, webhooks, the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from leadqual.cli import app
+from leadqual.engine.reference import evaluate_all
+from leadqual.errors import ConflictError, FactError, NotFoundError
+from leadqual.facts.types import Decision, Event, Fact, LeadProfile
+from leadqual.model.load import load_model
+from leadqual.service import Ingestor, recompute
+from leadqual.store import Store, schema, state
+from tests.service.conftest import dump
+
+NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
+MODEL = load_model("b2b_example")
+
+
+def _lead(lead_id: str = "L1") -> LeadProfile:
+    return LeadProfile(
+        lead_id,
+        f"{lead_id.lower()}@acme.io",
+        None,
+        {"seniority": "vp", "country": "US", "industry": "software"},
+        NOW - timedelta(days=20),
+    )
+
+
+def _events(lead_id: str = "L1", n: int = 4) -> list[Fact]:
+    return [
+        Event(f"{lead_id}-E{i}", "page_view", NOW - timedelta(days=i), lead_id, None,
+              {"url": "/pricing"})
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def _subscribe(store: Store) -> None:
+    with store.transaction() as tx:
+        state.add_webhook_subscription(tx.connection, "http://127.0.0.1:9/hook", "s", ["*"], tx.now)
+
+
+def test_a_failing_batch_leaves_log_and_state_unchanged(store: Store) -> None:
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead(), *_events()], NOW)
+    before = dump(store)
+    naive = Event("L1-bad", "page_view", datetime(2026, 6, 30, 12), "L1")
+    with pytest.raises(FactError, match="time zone"):
+        ingestor.apply([*_events("L1", 6), naive], NOW + timedelta(hours=1))
+    conflicting = Event("L1-E0", "email_open", NOW, "L1")
+    with pytest.raises(ConflictError, match="L1-E0"):
+        ingestor.apply([_lead("L2"), conflicting], NOW + timedelta(hours=1))
+    with pytest.raises(NotFoundError, match="L9"):
+        ingestor.apply([*_events("L1", 6), Decision("D9", "L9", "accept", NOW)],
+                       NOW + timedelta(hours=1), strict=True)  # fmt: skip
+    assert dump(store) == before
+
+
+def test_stage_changes_are_recorded_with_cause_and_announced(store: Store) -> None:
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL, model_version_id=None)
+    first = ingestor.apply([_lead(), *_events()], NOW)
+    expected = {q.lead_id: q for q in evaluate_all(MODEL, store.load_facts(resolve=True), NOW)}
+    assert [c.to_stage for c in first.stage_changes] == [expected["L1"].stage]
+    accept = Decision("D1", "L1", "accept", NOW + timedelta(hours=1), reason="good fit")
+    later = NOW + timedelta(hours=2)
+    second = ingestor.apply([accept], later)
+    expected = {q.lead_id: q for q in evaluate_all(MODEL, store.load_facts(resolve=True), later)}
+    assert store.qualification("L1").stage == expected["L1"].stage == "sal"
+    history = store.stage_history("L1")
+    assert [h.to_stage for h in history] == [first.stage_changes[0].to_stage, "sal"]
+    last = history[-1]
+    assert (last.cause_kind, last.cause_fact_id, last.cause_rule) == ("decision", "D1", "sal")
+    assert last.from_stage == first.stage_changes[0].to_stage and last.at == later
+    assert second.stage_changes[0].cause_fact_id == "D1"
+    with store.engine.connect() as connection:
+        rows = connection.execute(select(schema.webhook_outbox)).mappings().all()
+    payloads = [json.loads(r["payload"]) for r in rows]
+    assert [r["event_kind"] for r in rows] == ["stage_changed", "stage_changed"]
+    assert payloads[-1]["to_stage"] == "sal" and payloads[-1]["cause_fact_id"] == "D1"
+
+
+def test_a_late_event_counts_as_if_it_had_come_in_order(store: Store) -> None:
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead(), *_events("L1", 3)], NOW)
+    late = Event("L1-late", "demo_request", NOW - timedelta(days=40), "L1")
+    ingestor.apply([late], NOW + timedelta(hours=1))
+    expected = evaluate_all(MODEL, store.load_facts(resolve=True), NOW + timedelta(hours=1))
+    stored = store.qualification("L1")
+    assert stored.stage == expected[0].stage
+    assert abs(stored.total - expected[0].total) <= 1e-9 * max(1.0, abs(expected[0].total))
+
+
+def test_cli_recompute_and_tick(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/leadqual.db"
+    with Store.open(url) as store:
+        Ingestor(store, MODEL).apply([_lead(), *_events()], NOW)
+    runner = CliRunner()
+    done = runner.invoke(
+        app, ["recompute", "--database-url", url, "--model", "b2b_example", "--as-of",
+              (NOW + timedelta(days=1)).isoformat()]
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "recomputed 1 leads" in done.output
+    ticked = runner.invoke(
+        app, ["tick", "--database-url", url, "--model", "b2b_example", "--as-of",
+              (NOW + timedelta(days=200)).isoformat()]
+    )  # fmt: skip
+    assert ticked.exit_code == 0, ticked.output
+    with Store.open(url) as store:
+        expected = evaluate_all(MODEL, store.load_facts(resolve=True), NOW + timedelta(days=200))
+        assert store.qualification("L1").stage == expected[0].stage
+    missing = runner.invoke(app, ["tick", "--database-url", url])
+    assert missing.exit_code == 2
+    assert "no active model version" in missing.output
+
+
+def test_recompute_rebuilds_state_that_was_lost(store: Store) -> None:
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead(), _lead("L2"), *_events(), *_events("L2", 2)], NOW)
+    with store.transaction() as tx:
+        tx.connection.execute(schema.lead_state.delete())
+    result = recompute(store, MODEL, NOW)
+    assert result.stage_changes == ()
+    assert set(result.qualified) == {"L1", "L2"}
+    ingestor.apply(_events("L2", 5), NOW + timedelta(hours=1))
+    expected = evaluate_all(MODEL, store.load_facts(resolve=True), NOW + timedelta(hours=1))
+    assert {q.lead_id: q.stage for q in expected} == {
+        q.lead_id: q.stage for q in store.qualifications()
+    }
