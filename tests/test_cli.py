@@ -77,6 +77,8 @@ def test_score_writes_one_row_per_lead(data_dir: Path, tmp_path: Path, suffix: s
         AS_OF,
         "--out",
         str(target),
+        "--engine",
+        "reference",
     )
     assert result.exit_code == 0, result.output
     if suffix == "csv":
@@ -218,6 +220,8 @@ def test_on_error_skip_writes_rejects_and_keeps_good_rows(data_dir: Path, tmp_pa
         AS_OF,
         "-o",
         str(tmp_path / "out.csv"),
+        "--engine",
+        "reference",
         "--on-error",
         "skip",
         "--rejects",

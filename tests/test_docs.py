@@ -32,7 +32,7 @@ ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
 CLI = DOCS / "cli.md"
 MODEL_REFERENCE = DOCS / "model-reference.md"
-OWN_DOCS = ("index.md", "concepts.md", "model-reference.md", "cli.md")
+OWN_DOCS = ("index.md", "concepts.md", "model-reference.md", "cli.md", "scaling-out.md")
 """The pages this test owns; links from them are checked."""
 
 
@@ -112,15 +112,17 @@ def anchors(path: Path) -> set[str]:
 # (a) the CLI reference is what cog generates today ---------------------------------
 
 
-def test_cli_reference_is_up_to_date(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("page", ["docs/cli.md", "docs/scaling-out.md"])
+def test_generated_blocks_are_up_to_date(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's --help output and the compiled SQL shown in the docs are current."""
     monkeypatch.chdir(ROOT)
     out, err = io.StringIO(), io.StringIO()
     cog = Cog()
     cog.set_output(stdout=out, stderr=err)
-    status = cog.main(["cog", "--check", "--diff", "docs/cli.md"])
+    status = cog.main(["cog", "--check", "--diff", page])
     assert status == 0, (
-        "docs/cli.md is out of date with the CLI (or its cog code failed): run "
-        f"`cog -r docs/cli.md` from the repository root.\n{out.getvalue()}{err.getvalue()}"
+        f"{page} is out of date with the code (or its cog code failed): run "
+        f"`cog -r {page}` from the repository root.\n{out.getvalue()}{err.getvalue()}"
     )
 
 

@@ -156,6 +156,47 @@ def _qualify(model: Any, facts: FactSet, as_of: datetime) -> list[Any]:
         )
 
 
+ENGINES = ("reference", "duckdb", "postgres", "spark")
+DEFAULT_ENGINE = "duckdb"
+"""``score`` runs the compiled model on DuckDB unless asked; reasons need ``reference``."""
+
+
+def _score_sql(
+    model_source: str,
+    sources: Any,
+    when: datetime,
+    engine: str,
+    out_file: Path,
+    fmt: str | None,
+    *,
+    explain: bool,
+    database_url: str | None,
+    spark_master: str | None,
+) -> None:
+    """Score files on a SQL engine: compiled first, so an unsupported model reads no data."""
+    from leadqual.batch.run import score_files
+    from leadqual.engine.output import write_arrow_table
+    from leadqual.model.load import load_model
+
+    spec = load_model(model_source)
+    with _progress() as progress:
+        progress.add_task(f"qualifying leads on {engine}", total=None)
+        table = score_files(
+            spec,
+            sources,
+            when,
+            engine,  # type: ignore[arg-type]
+            explain=explain,
+            database_url=database_url,
+            spark_master=spark_master,
+        )
+    write_arrow_table(table, out_file, fmt)
+    out.print(
+        f"qualified {table.num_rows} leads as of {when.isoformat()} on {engine} -> {out_file}",
+        markup=False,
+    )
+
+
 @app.command()
 @_fails_cleanly
 def score(
@@ -181,12 +222,35 @@ def score(
     rejects: Annotated[
         Path | None, typer.Option(help="Where skipped rows go (default rejects.csv).")
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="reference (with reasons), or a SQL engine: duckdb, postgres or spark.",
+        ),
+    ] = DEFAULT_ENGINE,
+    explain_points: Annotated[
+        bool,
+        typer.Option("--explain", help="SQL engines: add each rule's points as a column."),
+    ] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url", help="postgres: the database (default: $LEADQUAL_DATABASE_URL)."
+        ),
+    ] = None,
+    spark_master: Annotated[
+        str | None,
+        typer.Option("--spark-master", help="spark: the master URL (default: local[*])."),
+    ] = None,
 ) -> None:
     """Qualify every lead and write one row per lead with scores, stage, routing and reasons."""
     from leadqual.engine.output import output_format, write_qualifications
 
     if on_error not in ("raise", "skip"):
         raise ValueError(f"--on-error takes raise or skip, not '{on_error}'")
+    if engine not in ENGINES:
+        raise ValueError(f"--engine takes {', '.join(ENGINES)}, not '{engine}'")
     output_format(out_file, fmt)  # fail on a bad extension before any work
     when = _parse_as_of(as_of)
     files = {
@@ -197,6 +261,16 @@ def score(
         "decisions": decisions,
         "outcomes": outcomes,
     }
+    if engine != "reference":
+        if on_error != "raise":
+            raise ValueError("--on-error skip works only with --engine reference")
+        _score_sql(
+            model, _sources(data, files), when, engine, out_file, fmt,
+            explain=explain_points, database_url=database_url, spark_master=spark_master,
+        )  # fmt: skip
+        return
+    if explain_points:
+        raise ValueError("--explain adds SQL point columns: use it with a SQL engine")
     spec, facts = _read(data, files, model, on_error, rejects)
     results = _qualify(spec, facts, when)
     write_qualifications(results, spec, out_file, fmt)
@@ -288,6 +362,36 @@ def demo(
         )
 
 
+@app.command()
+@_fails_cleanly
+def generate(
+    leads: Annotated[int, typer.Option("--leads", help="How many leads to generate.")],
+    events: Annotated[int, typer.Option("--events", help="Exactly how many events.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the Parquet files.")],
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same files.")] = 7,
+    days: Annotated[int, typer.Option(help="Spread the activity over this many days.")] = 365,
+) -> None:
+    """Generate a large realistic data set as Parquet files, for benchmarks and batch runs."""
+    from leadqual.demo.bulk import DEFAULT_END, generate_bulk
+
+    with _progress() as progress:
+        task = progress.add_task("generating events", total=events)
+        paths = generate_bulk(
+            out_dir,
+            leads,
+            events,
+            seed=seed,
+            days=days,
+            progress=lambda n: progress.update(task, completed=n),
+        )
+    for kind, path in paths.items():
+        out.print(f"{kind:<10} {path}", markup=False)
+    out.print(
+        f"{leads:,} leads and {events:,} events up to {DEFAULT_END.date().isoformat()}",
+        markup=False,
+    )
+
+
 @model_app.command("validate")
 @_fails_cleanly
 def model_validate(
@@ -320,6 +424,102 @@ def model_show(
     from leadqual.report import print_model
 
     print_model(out, load_model(file))
+
+
+@model_app.command("sql")
+@_fails_cleanly
+def model_sql(
+    file: Annotated[str, typer.Argument(help="A model file or shipped model name.")],
+    dialect: Annotated[
+        str,
+        typer.Option(help="duckdb, postgres, spark, snowflake or bigquery."),
+    ] = "duckdb",
+    as_of: AsOfOpt = None,
+    pretty: Annotated[bool, typer.Option("--pretty", help="Indent the SQL.")] = False,
+    explain_points: Annotated[
+        bool, typer.Option("--explain", help="Add each rule's points as a column.")
+    ] = False,
+) -> None:
+    """Print the SQL query a model compiles to, over the six fact tables."""
+    from leadqual.engine.compile import DIALECTS, SourceSchema, compile_model
+    from leadqual.model.load import load_model
+
+    if dialect not in DIALECTS:
+        raise ValueError(f"--dialect takes {', '.join(DIALECTS)}, not '{dialect}'")
+    spec = load_model(file)
+    compiled = compile_model(
+        spec, _parse_as_of(as_of), SourceSchema.for_model(spec), explain=explain_points
+    )
+    typer.echo(compiled.sql(dialect, pretty=pretty))
+
+
+ServiceDbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="LEADQUAL_DATABASE_URL",
+        help="The store's database URL (default: the SQLite file leadqual.db).",
+    ),
+]
+ServiceModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model file or shipped name (default: the store's active model version).",
+    ),
+]
+
+
+def _service_model(store: Any, model: str | None) -> tuple[Any, int | None]:
+    """The model to run and its stored version id (None for a model given by file)."""
+    from leadqual.errors import NotFoundError
+    from leadqual.model.load import load_model, load_model_text
+
+    if model is not None:
+        return load_model(model), None
+    active = store.active_model_version()
+    if active is None:
+        raise NotFoundError("no --model given and the store has no active model version")
+    return load_model_text(active.yaml, f"<model version {active.id}>"), active.id
+
+
+@app.command("recompute")
+@_fails_cleanly
+def recompute_command(
+    database_url: ServiceDbOpt = None, model: ServiceModelOpt = None, as_of: AsOfOpt = None
+) -> None:
+    """Rebuild every lead's incremental state and qualification from the fact log."""
+    from leadqual.service import recompute
+    from leadqual.store import Store
+
+    when = _parse_as_of(as_of)
+    with Store.open(database_url) as store:
+        spec, version_id = _service_model(store, model)
+        result = recompute(store, spec, when, version_id)
+    out.print(
+        f"recomputed {len(result.qualified)} leads as of {when.isoformat()}; "
+        f"{len(result.stage_changes)} stage changes",
+        markup=False,
+    )
+
+
+@app.command("tick")
+@_fails_cleanly
+def tick_command(
+    database_url: ServiceDbOpt = None, model: ServiceModelOpt = None, as_of: AsOfOpt = None
+) -> None:
+    """Re-qualify the leads whose stage can change with time alone (decay, inactivity)."""
+    from leadqual.service import tick
+    from leadqual.store import Store
+
+    when = _parse_as_of(as_of)
+    with Store.open(database_url) as store:
+        spec, version_id = _service_model(store, model)
+        result = tick(store, spec, when, version_id)
+    out.print(
+        f"ticked at {when.isoformat()}: {len(result.stage_changes)} stage changes", markup=False
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
