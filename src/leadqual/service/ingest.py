@@ -49,6 +49,8 @@ from leadqual.facts.types import (
     SalesAnswer,
 )
 from leadqual.model.schema import Model
+from leadqual.routing.config import RoutingConfig
+from leadqual.routing.router import Router, RoutingResult
 from leadqual.store import Store, reader, schema, state
 from leadqual.store.identity import chunks
 
@@ -79,6 +81,8 @@ class ApplyResult:
     duplicates: int
     qualified: tuple[str, ...]
     stage_changes: tuple[StageChangeRecord, ...]
+    routing: RoutingResult | None = None
+    """Assignments, SLA clocks stopped and breaches (None without a routing config)."""
 
 
 def _fact_id(fact: Fact) -> str | None:
@@ -468,10 +472,18 @@ def _status_key(status: AccountStatus | None) -> tuple[Any, ...] | None:
 class Ingestor:
     """Applies facts to a store and keeps the incremental state and qualifications current."""
 
-    def __init__(self, store: Store, model: Model, model_version_id: int | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        model: Model,
+        model_version_id: int | None = None,
+        routing: RoutingConfig | None = None,
+    ) -> None:
         self.store = store
         self.model = model
         self.model_version_id = model_version_id
+        self.routing = routing
+        self.router = Router(routing) if routing is not None else None
         self.plan = Plan(model)
 
     def apply(self, facts: Sequence[Fact], now: datetime, *, strict: bool = False) -> ApplyResult:
@@ -517,15 +529,26 @@ class Ingestor:
             before = work.stored_stages(qualified)
             tx.save_qualifications(list(qualified.values()), self.model_version_id)
             changes = work.record_changes(qualified, before, "fact", tx.now, by_lead)
+            routed = (
+                self.router.route(
+                    tx.connection, qualified, before, now, by_lead, self.model_version_id
+                )
+                if self.router is not None
+                else None
+            )
             work.write_states(touched | (qualified.keys() - touched), tx.now)
             _delete_states(tx.connection, gone)
             work.write_accounts(tx.now)
             return ApplyResult(
-                result.accepted, result.duplicates, tuple(sorted(qualified)), tuple(changes)
+                result.accepted,
+                result.duplicates,
+                tuple(sorted(qualified)),
+                tuple(changes),
+                routed,
             )
 
     def tick(self, now: datetime) -> ApplyResult:
-        return tick(self.store, self.model, now, self.model_version_id)
+        return tick(self.store, self.model, now, self.model_version_id, self.routing)
 
 
 def _delete_states(connection: Connection, lead_ids: Collection[str]) -> None:
@@ -540,7 +563,11 @@ def _require_aware(now: datetime) -> None:
 
 
 def tick(
-    store: Store, model: Model, now: datetime, model_version_id: int | None = None
+    store: Store,
+    model: Model,
+    now: datetime,
+    model_version_id: int | None = None,
+    routing: RoutingConfig | None = None,
 ) -> ApplyResult:
     """Re-qualify the leads whose stage can change with time alone, as of ``now``.
 
@@ -548,7 +575,9 @@ def tick(
     (facts dated up to ``now`` fold in), it is qualified at ``now``, and, when
     its stage changed, the new qualification, a stage-history row (cause
     ``time``) and a webhook are written. Members of an account whose status
-    changed are re-qualified the same way.
+    changed are re-qualified the same way. With a ``routing`` config the moved
+    leads are routed, SLA clocks past due are recorded as breached, and the
+    open leads of reps who are away move to colleagues.
     """
     _require_aware(now)
     plan = Plan(model)
@@ -567,8 +596,15 @@ def tick(
         moved = {lead: q for lead, q in qualified.items() if before.get(lead) != q.stage}
         tx.save_qualifications(list(moved.values()), model_version_id)
         changes = work.record_changes(moved, before, "time", tx.now)
+        routed = None
+        if routing is not None:
+            router = Router(routing)
+            routed = router.route(tx.connection, moved, before, now, None, model_version_id)
+            timed = router.tick(tx.connection, now, model_version_id)
+            routed.assignments.extend(timed.assignments)
+            routed.breaches.extend(timed.breaches)
         work.write_states(due | qualified.keys(), tx.now)
-        return ApplyResult(0, 0, tuple(sorted(moved)), tuple(changes))
+        return ApplyResult(0, 0, tuple(sorted(moved)), tuple(changes), routed)
 
 
 def recompute(

@@ -279,7 +279,12 @@ assignments = Table(
     Column("at", UtcDateTime(), nullable=False),
     Column("model_version_id", Serial, ForeignKey("model_versions.id")),
     Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("reason", Text()),
+    Column("ended_at", UtcDateTime()),
+    Column("ended_reason", Text()),
 )
+"""Who owns a lead: the open assignment is the lead's one row with ``ended_at`` NULL.
+``reason`` says why this rep (revision 0003 adds it and the end columns)."""
 
 webhook_subscriptions = Table(
     "webhook_subscriptions",
@@ -380,3 +385,36 @@ account_domains = Table(
 """Each company domain to the smallest account id that declares it (free mail excluded)."""
 
 INCREMENTAL_TABLES = (lead_state, account_state, account_domains)
+
+# -- routing (revision 0003) ----------------------------------------------------------------
+
+sla_timers = Table(
+    "sla_timers",
+    metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("lead_id", String(ID), nullable=False, index=True),
+    Column("stage", String(NAME), nullable=False),
+    Column("team", String(ID)),
+    Column("rep", String(ID)),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("stopped_at", UtcDateTime()),
+    Column("stop_cause", Text()),
+    Column("breached_at", UtcDateTime()),
+    Column("model_version_id", Serial, ForeignKey("model_versions.id")),
+    Index("ix_sla_timers_due_at", "due_at"),
+)
+"""One SLA clock per lead and stage entry: running while ``stopped_at`` and
+``breached_at`` are NULL; a touch (a sales decision, a touch event) or leaving
+the stage stops it; a tick past ``due_at`` records the breach."""
+
+routing_cursors = Table(
+    "routing_cursors",
+    metadata,
+    Column("team", String(ID), primary_key=True),
+    Column("last_rep", String(ID), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+"""Each team's last round-robin pick, so the rotation survives restarts."""
+
+ROUTING_TABLES = (sla_timers, routing_cursors)

@@ -74,6 +74,9 @@ class Assignment:
     at: datetime
     model_version_id: int | None
     recorded_at: datetime
+    reason: str | None = None
+    ended_at: datetime | None = None
+    ended_reason: str | None = None
 
 
 def _frameworks(q: Qualification) -> dict[str, Any]:

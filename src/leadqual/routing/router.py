@@ -1,0 +1,416 @@
+"""Routing in the store: assignments to reps, SLA clocks, breaches and time away.
+
+The model decides each lead's team and method (``Qualification.routing``);
+:class:`Router` turns that into people, inside the transaction that changed
+the lead, so an assignment is never written without the change that caused
+it:
+
+* a lead whose routed team differs from its open assignment's team has that
+  assignment ended and gets a rep of the new team (:func:`choose_rep`), with
+  the reason; an ``assigned`` webhook announces it;
+* a lead entering a stage that has an SLA starts a clock due ``within`` of
+  business time later; a sales decision on the lead, a touch event (a call,
+  an email from sales) or leaving the stage stops it;
+* :meth:`Router.tick` records the breach of every clock past due (an
+  ``sla_breached`` webhook; a new rep when the SLA says so) and moves the open
+  leads of reps who are away to colleagues.
+
+Open leads per rep (for capacity) are the rep's open assignments. The
+round-robin position of each team is stored, so rotation survives restarts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Connection
+
+from leadqual.engine.result import Qualification
+from leadqual.facts.types import Decision, Event, Fact
+from leadqual.routing.assign import choose_rep
+from leadqual.routing.config import RoutingConfig, Sla, business_deadline
+from leadqual.store import schema, state
+
+ASSIGNED = "assigned"
+"""The webhook event kind of an assignment."""
+SLA_BREACHED = "sla_breached"
+"""The webhook event kind of an SLA breach."""
+
+
+@dataclass(frozen=True)
+class AssignmentRecord:
+    lead_id: str
+    team: str
+    rep: str | None
+    method: str | None
+    rule: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class BreachRecord:
+    lead_id: str
+    stage: str
+    rep: str | None
+    due_at: datetime
+
+
+@dataclass
+class RoutingResult:
+    assignments: list[AssignmentRecord] = field(default_factory=list)
+    breaches: list[BreachRecord] = field(default_factory=list)
+    stopped: int = 0
+
+
+@dataclass
+class _Open:
+    id: int
+    team: str | None
+    rep: str | None
+
+
+class Router:
+    """Applies a :class:`RoutingConfig` to qualifications inside a store transaction."""
+
+    def __init__(self, config: RoutingConfig) -> None:
+        self.config = config
+
+    # -- after facts
+
+    def route(
+        self,
+        connection: Connection,
+        qualified: Mapping[str, Qualification],
+        stages_before: Mapping[str, str],
+        now: datetime,
+        facts_by_lead: Mapping[str, Sequence[Fact]] | None = None,
+        model_version_id: int | None = None,
+    ) -> RoutingResult:
+        """Assign, start and stop SLA clocks for ``qualified`` leads (their new qualification)."""
+        result = RoutingResult()
+        work = _Transaction(self.config, connection, now, model_version_id, result)
+        work.stop_touched(facts_by_lead or {})
+        leads = sorted(qualified)
+        work.load_open(leads)
+        for lead in leads:
+            q = qualified[lead]
+            work.follow_routing(q)
+            if stages_before.get(lead) != q.stage:
+                work.stage_changed(lead, q.stage)
+        work.flush()
+        return result
+
+    # -- with time
+
+    def tick(
+        self, connection: Connection, now: datetime, model_version_id: int | None = None
+    ) -> RoutingResult:
+        """Record breaches of clocks past due and move the open leads of reps who are away."""
+        result = RoutingResult()
+        work = _Transaction(self.config, connection, now, model_version_id, result)
+        work.breach_due()
+        work.reassign_away()
+        work.flush()
+        return result
+
+
+class _Transaction:
+    def __init__(
+        self,
+        config: RoutingConfig,
+        connection: Connection,
+        now: datetime,
+        model_version_id: int | None,
+        result: RoutingResult,
+    ) -> None:
+        self.config = config
+        self.connection = connection
+        self.now = now
+        self.model_version_id = model_version_id
+        self.result = result
+        self.open: dict[str, _Open] = {}
+        self.load: dict[str, dict[str, int]] = {}
+        self.cursor: dict[str, str | None] = {}
+        self.moved_cursors: set[str] = set()
+        self.assigned_payloads: list[dict[str, Any]] = []
+        self.breach_payloads: list[dict[str, Any]] = []
+
+    # loading
+
+    def load_open(self, leads: Iterable[str]) -> None:
+        a = schema.assignments
+        wanted = sorted(set(leads) - self.open.keys())
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            query = select(a.c.id, a.c.lead_id, a.c.team, a.c.rep).where(
+                a.c.lead_id.in_(part), a.c.ended_at.is_(None)
+            )
+            for row in self.connection.execute(query):
+                self.open[row.lead_id] = _Open(row.id, row.team, row.rep)
+
+    def _team_load(self, team: str) -> dict[str, int]:
+        load = self.load.get(team)
+        if load is None:
+            a = schema.assignments
+            query = (
+                select(a.c.rep, func.count())
+                .where(a.c.team == team, a.c.ended_at.is_(None), a.c.rep.is_not(None))
+                .group_by(a.c.rep)
+            )
+            load = {rep: int(n) for rep, n in self.connection.execute(query)}
+            self.load[team] = load
+            c = schema.routing_cursors
+            row = self.connection.execute(select(c.c.last_rep).where(c.c.team == team)).first()
+            self.cursor[team] = row.last_rep if row is not None else None
+        return load
+
+    # assignments
+
+    def follow_routing(self, q: Qualification) -> None:
+        routing = q.routing
+        team = routing.team if routing is not None else None
+        current = self.open.get(q.lead_id)
+        if current is not None and current.team == team:
+            return
+        if current is not None:
+            why = f"routed to team {team}" if team else f"no longer routed (stage {q.stage})"
+            self._end(q.lead_id, current, why)
+        if team is None or routing is None:
+            return
+        self._assign(
+            q.lead_id, team, routing.method, routing.rule, routing.key, routing.key_value, ()
+        )
+
+    def _assign(
+        self,
+        lead: str,
+        team: str,
+        method: str | None,
+        rule: str,
+        key: str | None,
+        key_value: Any,
+        exclude: Sequence[str],
+        prefix: str = "",
+    ) -> None:
+        roster = self.config.teams.get(team)
+        if roster is None:
+            rep, reason = None, f"team {team} has no reps configured; queued for the team"
+        else:
+            load = self._team_load(team)
+            choice = choose_rep(
+                team, roster, method, key, key_value, load, self.cursor.get(team), self.now, exclude
+            )
+            rep, reason = choice.rep, choice.reason
+            if rep is not None:
+                load[rep] = load.get(rep, 0) + 1
+                self.cursor[team] = rep
+                self.moved_cursors.add(team)
+        reason = prefix + reason
+        a = schema.assignments
+        row_id = self.connection.execute(
+            a.insert().returning(a.c.id),
+            {
+                "lead_id": lead,
+                "team": team,
+                "rep": rep,
+                "method": method,
+                "rule": rule,
+                "at": self.now,
+                "model_version_id": self.model_version_id,
+                "recorded_at": self.now,
+                "reason": reason,
+            },
+        ).scalar_one()
+        self.open[lead] = _Open(int(row_id), team, rep)
+        record = AssignmentRecord(lead, team, rep, method, rule, reason, self.now)
+        self.result.assignments.append(record)
+        self.assigned_payloads.append(
+            {
+                "lead_id": lead,
+                "team": team,
+                "rep": rep,
+                "method": method,
+                "rule": rule,
+                "reason": reason,
+                "at": self.now.isoformat(),
+                "model_version_id": self.model_version_id,
+            }
+        )
+
+    def _end(self, lead: str, current: _Open, why: str) -> None:
+        a = schema.assignments
+        self.connection.execute(
+            update(a).where(a.c.id == current.id).values(ended_at=self.now, ended_reason=why)
+        )
+        if current.team is not None and current.rep is not None:
+            load = self.load.get(current.team)
+            if load is not None and load.get(current.rep, 0) > 0:
+                load[current.rep] -= 1
+        del self.open[lead]
+
+    # SLA clocks
+
+    def _running(self, leads: Iterable[str]) -> list[Any]:
+        t = schema.sla_timers
+        wanted = sorted(set(leads))
+        rows: list[Any] = []
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            query = select(t).where(
+                t.c.lead_id.in_(part), t.c.stopped_at.is_(None), t.c.breached_at.is_(None)
+            )
+            rows.extend(self.connection.execute(query))
+        return rows
+
+    def _stop(self, timer_id: int, at: datetime, cause: str) -> None:
+        t = schema.sla_timers
+        self.connection.execute(
+            update(t).where(t.c.id == timer_id).values(stopped_at=at, stop_cause=cause)
+        )
+        self.result.stopped += 1
+
+    def stop_touched(self, facts_by_lead: Mapping[str, Sequence[Fact]]) -> None:
+        """Stop running clocks of leads a sales decision or a touch event reached."""
+        if not facts_by_lead:
+            return
+        for timer in self._running(facts_by_lead):
+            sla = self.config.sla_for(timer.stage)
+            touches = set(sla.touch) if sla is not None else set()
+            touching = [
+                f
+                for f in facts_by_lead.get(timer.lead_id, ())
+                if (isinstance(f, Decision) or (isinstance(f, Event) and f.type in touches))
+                and f.at >= timer.started_at
+            ]
+            if touching:
+                first = min(touching, key=lambda f: f.at)
+                what = (
+                    f"decision {first.decision_id} ({first.action})"
+                    if isinstance(first, Decision)
+                    else f"event {first.event_id} ({first.type})"
+                )
+                self._stop(timer.id, first.at, f"touched: {what}")
+
+    def stage_changed(self, lead: str, stage: str) -> None:
+        for timer in self._running([lead]):
+            if timer.stage != stage:
+                self._stop(timer.id, self.now, f"left stage {timer.stage} for {stage}")
+        sla = self.config.sla_for(stage)
+        if sla is not None:
+            self._start(lead, stage, sla)
+
+    def _start(self, lead: str, stage: str, sla: Sla) -> None:
+        due = (
+            business_deadline(self.now, sla.within, self.config.business_hours)
+            if sla.business_hours
+            else self.now + sla.within
+        )
+        owner = self.open.get(lead)
+        self.connection.execute(
+            schema.sla_timers.insert(),
+            {
+                "lead_id": lead,
+                "stage": stage,
+                "team": owner.team if owner else None,
+                "rep": owner.rep if owner else None,
+                "started_at": self.now,
+                "due_at": due,
+                "model_version_id": self.model_version_id,
+            },
+        )
+
+    def breach_due(self) -> None:
+        t = schema.sla_timers
+        query = (
+            select(t)
+            .where(t.c.stopped_at.is_(None), t.c.breached_at.is_(None), t.c.due_at <= self.now)
+            .order_by(t.c.due_at, t.c.id)
+        )
+        due = list(self.connection.execute(query))
+        self.load_open(timer.lead_id for timer in due)
+        for timer in due:
+            self.connection.execute(
+                update(t).where(t.c.id == timer.id).values(breached_at=timer.due_at)
+            )
+            breach = BreachRecord(timer.lead_id, timer.stage, timer.rep, timer.due_at)
+            self.result.breaches.append(breach)
+            self.breach_payloads.append(
+                {
+                    "lead_id": timer.lead_id,
+                    "stage": timer.stage,
+                    "team": timer.team,
+                    "rep": timer.rep,
+                    "started_at": timer.started_at.isoformat(),
+                    "due_at": timer.due_at.isoformat(),
+                    "detected_at": self.now.isoformat(),
+                }
+            )
+            sla = self.config.sla_for(timer.stage)
+            current = self.open.get(timer.lead_id)
+            if sla is not None and sla.reassign_on_breach and current is not None:
+                self._reassign(timer.lead_id, current, f"SLA for {timer.stage} breached")
+
+    def reassign_away(self) -> None:
+        away: dict[str, list[str]] = defaultdict(list)
+        for team_name, team in self.config.teams.items():
+            for rep in team.reps:
+                if rep.is_away(self.now):
+                    away[team_name].append(rep.id)
+        if not away:
+            return
+        a = schema.assignments
+        for team_name, reps in sorted(away.items()):
+            query = (
+                select(a.c.id, a.c.lead_id, a.c.team, a.c.rep)
+                .where(a.c.team == team_name, a.c.rep.in_(reps), a.c.ended_at.is_(None))
+                .order_by(a.c.id)
+            )
+            for row in list(self.connection.execute(query)):
+                current = _Open(row.id, row.team, row.rep)
+                self.open[row.lead_id] = current
+                self._reassign(row.lead_id, current, f"{row.rep} is away")
+
+    def _reassign(self, lead: str, current: _Open, why: str) -> None:
+        a, q = schema.assignments, schema.qualifications
+        previous = self.connection.execute(
+            select(a.c.method, a.c.rule).where(a.c.id == current.id)
+        ).one()
+        stored = self.connection.execute(select(q.c.routing).where(q.c.lead_id == lead)).first()
+        routing = json.loads(stored.routing) if stored is not None and stored.routing else {}
+        self._end(lead, current, why)
+        assert current.team is not None
+        exclude = [current.rep] if current.rep is not None else []
+        self._assign(
+            lead,
+            current.team,
+            previous.method,
+            previous.rule,
+            routing.get("key"),
+            routing.get("key_value"),
+            exclude,
+            prefix=f"{why}; ",
+        )
+
+    # writing
+
+    def flush(self) -> None:
+        c = schema.routing_cursors
+        for team in sorted(self.moved_cursors):
+            rep = self.cursor[team]
+            assert rep is not None
+            done = self.connection.execute(
+                update(c).where(c.c.team == team).values(last_rep=rep, updated_at=self.now)
+            )
+            if done.rowcount == 0:
+                self.connection.execute(
+                    c.insert(), {"team": team, "last_rep": rep, "updated_at": self.now}
+                )
+        state.enqueue_webhooks_many(self.connection, ASSIGNED, self.assigned_payloads, self.now)
+        state.enqueue_webhooks_many(self.connection, SLA_BREACHED, self.breach_payloads, self.now)

@@ -1,0 +1,72 @@
+"""Choosing a rep: round robin, territory, capacity; away and full reps are skipped."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from leadqual.routing.assign import choose_rep
+from leadqual.routing.config import load_routing_text
+
+AT = datetime(2026, 7, 6, 10, tzinfo=UTC)
+TEAM = load_routing_text(
+    """
+teams:
+  sdr:
+    reps:
+      - {id: ana, capacity: 2, territory: {lead.country: [DE, AT]}}
+      - {id: ben, capacity: 4, territory: {lead.country: [US]}}
+      - id: cy
+        territory: {lead.country: [DE]}
+        away: [{from: 2026-07-01T00:00:00Z, until: 2026-07-10T00:00:00Z}]
+"""
+).teams["sdr"]
+
+
+def _pick(method: str, last: str | None = None, load: dict[str, int] | None = None,
+          value: str | None = None, at: datetime = AT) -> str | None:  # fmt: skip
+    return choose_rep("sdr", TEAM, method, "lead.country", value, load or {}, last, at).rep
+
+
+def test_round_robin_rotates_in_roster_order_and_skips_the_away() -> None:
+    later = datetime(2026, 7, 20, tzinfo=UTC)  # cy is back
+    assert _pick("round_robin", None, at=later) == "ana"
+    assert _pick("round_robin", "ana", at=later) == "ben"
+    assert _pick("round_robin", "ben", at=later) == "cy"
+    assert _pick("round_robin", "cy", at=later) == "ana"
+    assert _pick("round_robin", "ben") == "ana"  # cy is away on AT
+    choice = choose_rep("sdr", TEAM, "round_robin", None, None, {}, "ben", AT)
+    assert "away: cy" in choice.reason and "ana is next after ben" in choice.reason
+
+
+def test_territory_prefers_reps_covering_the_value() -> None:
+    assert _pick("territory", value="US") == "ben"
+    assert _pick("territory", last="ana", value="de") == "ana"  # cy covers DE but is away
+    choice = choose_rep("sdr", TEAM, "territory", "lead.country", "FR", {}, "ana", AT)
+    assert choice.rep == "ben"
+    assert "nobody available covers lead.country = FR" in choice.reason
+
+
+def test_capacity_picks_the_most_room_and_never_overfills() -> None:
+    assert _pick("capacity", load={"ana": 1, "ben": 1}) == "ben"  # 1/2 vs 1/4
+    assert _pick("capacity", load={"ana": 0, "ben": 1}) == "ana"  # 0/2 vs 1/4
+    assert _pick("territory", value="DE", load={"ana": 2}) == "ben"  # ana full
+    choice = choose_rep("sdr", TEAM, "capacity", None, None, {"ana": 2, "ben": 4}, None, AT)
+    assert choice.rep is None
+    assert "nobody available" in choice.reason and "at capacity: ana, ben" in choice.reason
+
+
+def test_capacity_shares_leads_in_proportion() -> None:
+    load: dict[str, int] = {}
+    picks = []
+    for _ in range(6):
+        rep = _pick("capacity", load=load)
+        assert rep is not None
+        load[rep] = load.get(rep, 0) + 1
+        picks.append(rep)
+    assert load == {"ana": 2, "ben": 4}
+
+
+def test_excluded_reps_are_not_chosen() -> None:
+    later = datetime(2026, 7, 20, tzinfo=UTC)
+    choice = choose_rep("sdr", TEAM, "round_robin", None, None, {}, "ana", later, exclude=["ben"])
+    assert choice.rep == "cy"
