@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,13 +51,16 @@ from leadqual.facts.types import (
 from leadqual.model.schema import Model
 from leadqual.routing.config import RoutingConfig
 from leadqual.routing.router import Router, RoutingResult
-from leadqual.store import Store, reader, schema, state
+from leadqual.store import Store, reader, schema, state, versions
 from leadqual.store.identity import chunks
 
 STAGE_CHANGED = "stage_changed"
 """The webhook event kind of a stage change."""
 
 LeadFact = LeadProfile | Event | SalesAnswer | Decision | Outcome
+
+Progress = Callable[[int, int], None]
+"""Called with (leads qualified so far, leads to qualify) during a recompute."""
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,10 @@ class _Work:
     # -- qualifying
 
     def qualify(
-        self, lead_ids: Collection[str], extra_accounts: Collection[str] = ()
+        self,
+        lead_ids: Collection[str],
+        extra_accounts: Collection[str] = (),
+        progress: Progress | None = None,
     ) -> dict[str, Qualification]:
         """Qualify the leads at ``now``, and every member of an account whose status changed."""
         accounts = {a for lead in lead_ids if (a := self.account_of.get(lead)) is not None}
@@ -273,8 +279,11 @@ class _Work:
                 or _status_key(status) != stored_status.get(account)
             ):
                 everyone.update(s.lead_id for s in members[account])
-        for lead in sorted(set(lead_ids) | everyone):
+        ordered = sorted(set(lead_ids) | everyone)
+        for done, lead in enumerate(ordered, start=1):
             s = self.leads[lead]
+            if progress is not None and (done % 500 == 0 or done == len(ordered)):
+                progress(done, len(ordered))
             if not s.has_profile:
                 continue
             linked = self.account_of.get(lead)
@@ -608,12 +617,21 @@ def tick(
 
 
 def recompute(
-    store: Store, model: Model, as_of: datetime, model_version_id: int | None = None
+    store: Store,
+    model: Model,
+    as_of: datetime,
+    model_version_id: int | None = None,
+    *,
+    activate: bool = False,
+    progress: Progress | None = None,
 ) -> ApplyResult:
     """Rebuild every lead's state, qualification and account status from the fact log.
 
     Stage changes against the stored qualifications are recorded with cause
-    ``recompute``. The result is what applying the whole log would give.
+    ``recompute``. The result is what applying the whole log would give. With
+    ``activate``, ``model_version_id`` becomes the active version in the same
+    transaction: readers see the old version's state until the new one is
+    complete, never a mix.
     """
     _require_aware(as_of)
     plan = Plan(model)
@@ -631,17 +649,22 @@ def recompute(
             account.advance(as_of)
         work.link(work.leads)
         everyone = set(work.leads)
-        qualified = work.qualify(everyone, set(work.accounts))
+        qualified = work.qualify(everyone, set(work.accounts), progress)
         before = work.stored_stages(qualified)
         stale = set(before) - set(qualified)
         q = schema.qualifications
         for part in chunks(sorted(stale)):
             connection.execute(q.delete().where(q.c.lead_id.in_(part)))
         tx.save_qualifications(list(qualified.values()), model_version_id)
-        changes = work.record_changes(qualified, before, "recompute", tx.now)
+        cause = "model" if activate else "recompute"
+        changes = work.record_changes(qualified, before, cause, tx.now)
         work.changed_accounts = set(work.accounts)
         work.write_states(everyone, tx.now)
         work.write_accounts(tx.now)
+        if activate:
+            if model_version_id is None:
+                raise ValueError("activate needs the model_version_id to activate")
+            versions.activate_model_version(connection, model_version_id, tx.now)
         return ApplyResult(0, 0, tuple(sorted(qualified)), tuple(changes))
 
 
