@@ -1,0 +1,835 @@
+"""Outgoing webhooks: subscriptions, signed deliveries from the outbox, retries, the log.
+
+Why it is built this way:
+
+* **The outbox is written with the fact.** Ingest puts a ``webhook_outbox``
+  row in the same transaction as the stage change it announces
+  (``leadqual.store.state.enqueue_webhooks``), so an announcement exists if
+  and only if the change committed. This module only *sends* what is there.
+* **Nothing is sent inside a database transaction.** :class:`WebhookWorker`
+  claims due rows in a short write transaction (PostgreSQL: ``SELECT ... FOR
+  UPDATE SKIP LOCKED``, so concurrent workers claim disjoint rows; SQLite:
+  ``BEGIN IMMEDIATE``, one writer at a time), commits, sends over HTTP with
+  no transaction open, then records the attempts in a second short
+  transaction. A slow or dead receiver therefore never holds a lock that
+  ingestion waits for.
+* **A claim is a lease, not a lock.** The schema's statuses are ``pending``,
+  ``failed``, ``delivered`` and ``dead``; there is no "sending" status, so a
+  claim counts the attempt (``attempts + 1``) and moves ``next_attempt_at``
+  past the end of the batch (the lease). Another worker does not see the row
+  as due until then; if this worker dies mid-batch, the row comes due again
+  when the lease ends and is retried (at-least-once delivery). The attempt
+  number is the fencing token: a late report from a worker whose lease ran
+  out does not overwrite a newer attempt's outcome.
+* **Receivers must be able to trust and de-duplicate.** Each body is signed
+  with HMAC-SHA256 over ``f"{timestamp}.{body}"`` with the subscription's
+  secret; the timestamp bounds replays; ``Leadqual-Delivery`` (the outbox id)
+  is the same on every retry of one event, so a receiver can ignore repeats.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import hmac
+import json
+import logging
+import math
+import random as random_module
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from leadqual.errors import LeadqualError, NotFoundError
+from leadqual.store import Store, schema, state
+
+logger = logging.getLogger(__name__)
+
+STAGE_CHANGED = "stage_changed"
+"""A lead's stage changed (written by ingest, tick and recompute)."""
+ASSIGNED = "assigned"
+"""A lead was assigned to a team or rep (written by ``leadqual.routing``)."""
+SLA_BREACHED = "sla_breached"
+"""A lead waited longer than its SLA allows (written by ``leadqual.routing``'s tick)."""
+EVENT_KINDS = (STAGE_CHANGED, ASSIGNED, SLA_BREACHED)
+ALL_KINDS = "*"
+"""Subscribes to every event kind, including kinds added later."""
+
+SIGNATURE_HEADER = "Leadqual-Signature"
+EVENT_HEADER = "Leadqual-Event"
+DELIVERY_HEADER = "Leadqual-Delivery"
+ATTEMPT_HEADER = "Leadqual-Attempt"
+USER_AGENT = "leadqual-webhooks/1"
+SCHEME = "v1"
+"""The signature scheme's name in the header; a new scheme gets a new name."""
+
+SECRET_PREFIX = "whsec_"
+MIN_SECRET_LENGTH = 16
+MAX_ERROR_LENGTH = 1000
+
+_DUE = ("pending", "failed")
+"""Statuses of rows still to send: ``failed`` rows are retried like ``pending`` ones."""
+
+
+class WebhookError(LeadqualError, ValueError):
+    """A subscription request is invalid (unknown event kind, bad URL, weak secret)."""
+
+
+class SignatureError(WebhookError):
+    """A webhook signature is malformed, does not match, or is too old or too new."""
+
+
+# -- signing ------------------------------------------------------------------------------
+
+
+def _as_bytes(body: bytes | str) -> bytes:
+    return body.encode("utf-8") if isinstance(body, str) else body
+
+
+def _digest(secret: str, timestamp: int, body: bytes) -> str:
+    message = f"{timestamp}.".encode() + body
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, body: bytes | str, timestamp: int) -> str:
+    """The ``Leadqual-Signature`` header value for ``body`` sent at ``timestamp`` (unix s)."""
+    return f"t={timestamp},{SCHEME}={_digest(secret, timestamp, _as_bytes(body))}"
+
+
+def _parse_header(header: str) -> tuple[int, list[str]]:
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep:
+            raise SignatureError(f"malformed {SIGNATURE_HEADER} header: '{part.strip()}'")
+        if key == "t":
+            if not value.isascii() or not value.isdigit():
+                raise SignatureError(f"malformed {SIGNATURE_HEADER} timestamp: '{value}'")
+            timestamp = int(value)
+        elif key == SCHEME:
+            signatures.append(value)
+        # Unknown keys are ignored so that a new scheme can be sent alongside v1.
+    if timestamp is None:
+        raise SignatureError(f"{SIGNATURE_HEADER} header has no timestamp (t=...)")
+    if not signatures:
+        raise SignatureError(f"{SIGNATURE_HEADER} header has no {SCHEME} signature")
+    return timestamp, signatures
+
+
+def verify_signature(
+    secret: str,
+    header: str,
+    body: bytes | str,
+    *,
+    tolerance_seconds: float = 300,
+    now: datetime | float | None = None,
+) -> int:
+    """Check a delivery's ``Leadqual-Signature``; return its timestamp or raise SignatureError.
+
+    ``body`` must be the raw request body, byte for byte (parse the JSON only
+    after verifying). The comparison is constant-time. A timestamp more than
+    ``tolerance_seconds`` away from ``now`` (default: the current time) is
+    rejected, which bounds how long a captured request can be replayed;
+    receivers should also drop repeated ``Leadqual-Delivery`` ids.
+    """
+    timestamp, signatures = _parse_header(header)
+    expected = _digest(secret, timestamp, _as_bytes(body))
+    if not any(hmac.compare_digest(expected, given) for given in signatures):
+        raise SignatureError("webhook signature does not match the body and secret")
+    if now is None:
+        current = time.time()
+    elif isinstance(now, datetime):
+        current = now.timestamp()
+    else:
+        current = float(now)
+    if abs(current - timestamp) > tolerance_seconds:
+        raise SignatureError(
+            f"webhook timestamp {timestamp} is {abs(current - timestamp):.0f} s from now, "
+            f"outside the {tolerance_seconds:g} s tolerance (a replay?)"
+        )
+    return timestamp
+
+
+# -- subscriptions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A receiver URL and the event kinds it wants; the secret is never read back."""
+
+    id: int
+    url: str
+    event_kinds: tuple[str, ...]
+    active: bool
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CreatedSubscription:
+    """A new subscription and its signing secret: the only time the secret is returned."""
+
+    subscription: Subscription
+    secret: str
+
+
+def _check_url(url: str) -> str:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as error:
+        raise WebhookError(f"invalid webhook URL '{url}': {error}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise WebhookError(f"webhook URL must be http(s)://host/...: '{url}'")
+    return url
+
+
+def _check_kinds(event_kinds: Sequence[str]) -> list[str]:
+    if isinstance(event_kinds, str):
+        event_kinds = [event_kinds]
+    kinds = sorted(set(event_kinds))
+    if not kinds:
+        raise WebhookError("a subscription needs at least one event kind")
+    known = (*EVENT_KINDS, ALL_KINDS)
+    for kind in kinds:
+        if kind not in known:
+            raise WebhookError(f"unknown webhook event kind '{kind}' (known: {', '.join(known)})")
+    return kinds
+
+
+def _subscription(row: Mapping[Any, Any]) -> Subscription:
+    return Subscription(
+        id=int(row["id"]),
+        url=row["url"],
+        event_kinds=tuple(json.loads(row["event_kinds"])),
+        active=bool(row["active"]),
+        created_at=row["created_at"],
+        disabled_at=row["disabled_at"],
+    )
+
+
+_SUBSCRIPTION_COLUMNS = [c for c in schema.webhook_subscriptions.c if c.name != "secret"]
+
+
+def create_subscription(
+    store: Store, url: str, event_kinds: Sequence[str], *, secret: str | None = None
+) -> CreatedSubscription:
+    """Subscribe ``url`` to ``event_kinds`` (or ``["*"]``); a secret is generated if not given.
+
+    The secret is stored because signing needs it, but it is returned only
+    here: show it to the user once.
+    """
+    _check_url(url)
+    kinds = _check_kinds(event_kinds)
+    if secret is None:
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    elif len(secret) < MIN_SECRET_LENGTH:
+        raise WebhookError(f"a webhook secret needs at least {MIN_SECRET_LENGTH} characters")
+    with store.transaction() as tx:
+        sub_id = state.add_webhook_subscription(tx.connection, url, secret, kinds, tx.now)
+        created = _load_subscription(tx.connection, sub_id)
+    return CreatedSubscription(created, secret)
+
+
+def _load_subscription(connection: Connection, subscription_id: int) -> Subscription:
+    s = schema.webhook_subscriptions
+    query = select(*_SUBSCRIPTION_COLUMNS).where(s.c.id == subscription_id)
+    row = connection.execute(query).mappings().first()
+    if row is None:
+        raise NotFoundError(f"no webhook subscription {subscription_id}")
+    return _subscription(row)
+
+
+def get_subscription(store: Store, subscription_id: int) -> Subscription:
+    with store.engine.connect() as connection:
+        return _load_subscription(connection, subscription_id)
+
+
+def list_subscriptions(store: Store, *, include_disabled: bool = False) -> list[Subscription]:
+    """Subscriptions by id (active ones only unless ``include_disabled``); no secrets."""
+    s = schema.webhook_subscriptions
+    query = select(*_SUBSCRIPTION_COLUMNS).order_by(s.c.id)
+    if not include_disabled:
+        query = query.where(s.c.active.is_(True))
+    with store.engine.connect() as connection:
+        return [_subscription(row) for row in connection.execute(query).mappings()]
+
+
+def disable_subscription(store: Store, subscription_id: int) -> Subscription:
+    """Stop a subscription: no new outbox rows, and its unsent rows become ``dead``.
+
+    Marking the unsent rows dead (rather than leaving them pending) keeps
+    them out of every later claim and leaves a visible reason in
+    ``last_error``. A row a worker had already claimed may still be sent
+    once. Disabling twice is a no-op.
+    """
+    s, o = schema.webhook_subscriptions, schema.webhook_outbox
+    with store.transaction() as tx:
+        current = _load_subscription(tx.connection, subscription_id)
+        if not current.active:
+            return current
+        tx.connection.execute(
+            s.update().where(s.c.id == subscription_id).values(active=False, disabled_at=tx.now)
+        )
+        tx.connection.execute(
+            o.update()
+            .where(o.c.subscription_id == subscription_id, o.c.status.in_(_DUE))
+            .values(status="dead", last_error="subscription disabled")
+        )
+        return _load_subscription(tx.connection, subscription_id)
+
+
+def enqueue_event(
+    connection: Connection, event_kind: str, payload: Mapping[str, Any], now: datetime
+) -> int:
+    """Announce an event to its subscribers, inside the caller's transaction.
+
+    A checked front for ``state.enqueue_webhooks``: producers (routing,
+    SLA timers) call it with the connection of the transaction that made
+    the change, so that the announcement commits with it. Returns the
+    number of outbox rows written.
+    """
+    if event_kind not in EVENT_KINDS:
+        raise WebhookError(f"unknown webhook event kind '{event_kind}'")
+    return state.enqueue_webhooks(connection, event_kind, payload, now)
+
+
+# -- the delivery log ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One recorded attempt to deliver an outbox row."""
+
+    id: int
+    outbox_id: int
+    subscription_id: int
+    event_kind: str
+    attempt: int
+    at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: float | None
+
+
+def list_deliveries(
+    store: Store,
+    *,
+    subscription_id: int | None = None,
+    outbox_id: int | None = None,
+    limit: int = 100,
+) -> list[Delivery]:
+    """Recorded attempts, newest first, optionally of one subscription or outbox row."""
+    d, o = schema.webhook_deliveries, schema.webhook_outbox
+    query = (
+        select(
+            d.c.id,
+            d.c.outbox_id,
+            o.c.subscription_id,
+            o.c.event_kind,
+            d.c.attempt,
+            d.c.at,
+            d.c.status_code,
+            d.c.error,
+            d.c.duration_ms,
+        )
+        .join_from(d, o, o.c.id == d.c.outbox_id)
+        .order_by(d.c.id.desc())
+        .limit(limit)
+    )
+    if subscription_id is not None:
+        query = query.where(o.c.subscription_id == subscription_id)
+    if outbox_id is not None:
+        query = query.where(d.c.outbox_id == outbox_id)
+    with store.engine.connect() as connection:
+        return [Delivery(**row) for row in connection.execute(query).mappings()]
+
+
+# -- the worker ---------------------------------------------------------------------------
+
+
+def backoff_delay(
+    attempt: int,
+    *,
+    base_delay: float,
+    max_delay: float,
+    jitter: float = 0.0,
+    random: Callable[[], float] = random_module.random,
+) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based) before the next one.
+
+    ``min(max_delay, base_delay * 2 ** (attempt - 1))``, then shortened by up
+    to ``jitter`` (a fraction) times ``random()`` so that receivers coming
+    back after an outage are not hit by every retry at once. The jitter only
+    shortens, so the cap holds; ``jitter=0`` makes the schedule exact.
+    """
+    delay = min(max_delay, base_delay * 2.0 ** (attempt - 1))
+    return delay * (1.0 - jitter * random())
+
+
+Outcome = Literal["delivered", "failed", "dead"]
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one delivery attempt did to its outbox row."""
+
+    outbox_id: int
+    subscription_id: int
+    event_kind: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+    outcome: Outcome
+    next_attempt_at: datetime | None
+    """When it is retried (``failed`` only)."""
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one :meth:`WebhookWorker.deliver_due` call did."""
+
+    attempts: tuple[AttemptResult, ...] = ()
+    released: int = 0
+    """Claimed rows put back unsent because the worker was stopping."""
+
+    @property
+    def claimed(self) -> int:
+        return len(self.attempts) + self.released
+
+    def _count(self, outcome: Outcome) -> int:
+        return sum(1 for a in self.attempts if a.outcome == outcome)
+
+    @property
+    def delivered(self) -> int:
+        return self._count("delivered")
+
+    @property
+    def failed(self) -> int:
+        """Attempts that failed and will be retried."""
+        return self._count("failed")
+
+    @property
+    def dead(self) -> int:
+        """Rows given up on in this call."""
+        return self._count("dead")
+
+
+@dataclass(frozen=True)
+class _Claim:
+    outbox_id: int
+    subscription_id: int
+    event_kind: str
+    payload: str
+    created_at: datetime
+    attempt: int
+    url: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class _Sent:
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+def _body(claim: _Claim) -> bytes:
+    """The request body: the same bytes on every attempt of one outbox row."""
+    envelope = {
+        "id": claim.outbox_id,
+        "event": claim.event_kind,
+        "created_at": claim.created_at.isoformat(),
+        "data": json.loads(claim.payload),
+    }
+    return json.dumps(envelope, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+
+
+class WebhookWorker:
+    """Sends due outbox rows, records every attempt, retries with exponential backoff.
+
+    Call :meth:`deliver_due` yourself (tests, a cron-like loop) or
+    :meth:`start` a background thread and :meth:`stop` it on shutdown.
+    Several workers, in one process or many, may share a database.
+
+    ``timeout`` bounds each phase of a request (connect, send, wait for the
+    response headers); a receiver that times out, refuses the connection or
+    answers anything but 2xx is a failed attempt. After failed attempt *n*
+    the row waits ``backoff_delay(n)``; after ``max_attempts`` it is ``dead``.
+    Up to ``concurrency`` requests are in flight at once, so one hanging
+    receiver delays the others by nothing. ``clock`` gives the signature's
+    timestamp (the real time of sending, whatever ``now`` the schedule uses).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        client: httpx.Client | None = None,
+        timeout: float = 5.0,
+        max_attempts: int = 8,
+        base_delay: float = 2.0,
+        max_delay: float = 3600.0,
+        jitter: float = 0.1,
+        random: Callable[[], float] = random_module.random,
+        batch_size: int = 20,
+        concurrency: int = 4,
+        lease_seconds: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_attempts < 1 or batch_size < 1 or concurrency < 1:
+            raise ValueError("max_attempts, batch_size and concurrency must be at least 1")
+        if not 0.0 <= jitter <= 1.0:
+            raise ValueError("jitter must be between 0 and 1")
+        self.store = store
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.jitter = jitter
+        self.random = random
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        rounds = math.ceil(batch_size / concurrency)
+        self.lease_seconds = (
+            lease_seconds if lease_seconds is not None else max(300.0, 4 * timeout * rounds)
+        )
+        self.clock = clock
+        self._own_client = client is None
+        self.client = client if client is not None else httpx.Client(follow_redirects=False)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle
+
+    def start(self, interval: float = 1.0) -> None:
+        """Run :meth:`deliver_due` every ``interval`` seconds in a daemon thread.
+
+        A full batch is followed at once by the next one, so a backlog
+        drains at the receivers' pace, not the interval's.
+        """
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("the webhook worker is already running")
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._loop, args=(interval,), name="leadqual-webhooks", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the background thread: requests in flight finish (each within ``timeout``
+        of the worker), claimed rows not yet sent are put back, then the thread ends."""
+        self._stopping.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if not thread.is_alive():
+                self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def close(self) -> None:
+        """Stop, and release the thread pool and the HTTP client if this worker made it."""
+        self.stop()
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        if self._own_client:
+            self.client.close()
+
+    def __enter__(self) -> WebhookWorker:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _loop(self, interval: float) -> None:
+        while not self._stopping.is_set():
+            full = False
+            try:
+                report = self._deliver(datetime.now(UTC), self._stopping)
+                full = report.claimed >= self.batch_size
+            except Exception:
+                # A database outage must not end the thread: log and try again later.
+                logger.exception("webhook delivery round failed")
+            if not full:
+                self._stopping.wait(interval)
+
+    # -- one round
+
+    def deliver_due(self, now: datetime | None = None) -> DeliveryReport:
+        """Claim up to ``batch_size`` rows due at ``now``, send them, record the attempts.
+
+        ``now`` (default: the current time) decides what is due and when the
+        next attempt is; tests pass it to drive the schedule without waiting.
+        """
+        now = datetime.now(UTC) if now is None else now
+        _require_aware(now)
+        return self._deliver(now, None)
+
+    def _deliver(self, now: datetime, stopping: threading.Event | None) -> DeliveryReport:
+        if not self._anything_due(now):
+            return DeliveryReport()
+        claims, dead = self._claim(now)
+        if not claims:
+            return DeliveryReport(tuple(dead))
+        sent, unsent = self._send_all(claims, stopping)
+        results = self._record(now, claims, sent, unsent)
+        return DeliveryReport(tuple(dead + results), released=len(unsent))
+
+    def _anything_due(self, now: datetime) -> bool:
+        """A read-only look first, so an idle worker never takes SQLite's write lock."""
+        o, s = schema.webhook_outbox, schema.webhook_subscriptions
+        query = (
+            select(o.c.id)
+            .join_from(o, s, s.c.id == o.c.subscription_id)
+            .where(o.c.status.in_(_DUE), o.c.next_attempt_at <= now, s.c.active.is_(True))
+            .limit(1)
+        )
+        with self.store.engine.connect() as connection:
+            return connection.execute(query).first() is not None
+
+    def _claim(self, now: datetime) -> tuple[list[_Claim], list[AttemptResult]]:
+        """Lease due rows in one short transaction; rows out of attempts become dead."""
+        o, s = schema.webhook_outbox, schema.webhook_subscriptions
+        query = (
+            select(
+                o.c.id,
+                o.c.subscription_id,
+                o.c.event_kind,
+                o.c.payload,
+                o.c.created_at,
+                o.c.attempts,
+                s.c.url,
+                s.c.secret,
+            )
+            .join_from(o, s, s.c.id == o.c.subscription_id)
+            .where(o.c.status.in_(_DUE), o.c.next_attempt_at <= now, s.c.active.is_(True))
+            .order_by(o.c.next_attempt_at, o.c.id)
+            .limit(self.batch_size)
+            .with_for_update(of=o, skip_locked=True)  # SQLite: BEGIN IMMEDIATE instead
+        )
+        claims: list[_Claim] = []
+        dead: list[AttemptResult] = []
+        with self.store.transaction() as tx:
+            rows = tx.connection.execute(query).mappings().all()
+            for row in rows:
+                attempt = int(row["attempts"]) + 1
+                if attempt > self.max_attempts:
+                    # Its last claim was never reported (the worker died): give up now.
+                    tx.connection.execute(
+                        o.update()
+                        .where(o.c.id == row["id"])
+                        .values(status="dead", last_error="no attempts left")
+                    )
+                    dead.append(
+                        AttemptResult(
+                            outbox_id=int(row["id"]),
+                            subscription_id=int(row["subscription_id"]),
+                            event_kind=row["event_kind"],
+                            attempt=attempt - 1,
+                            status_code=None,
+                            error="no attempts left",
+                            duration_ms=0.0,
+                            outcome="dead",
+                            next_attempt_at=None,
+                        )
+                    )
+                    continue
+                claims.append(
+                    _Claim(
+                        outbox_id=int(row["id"]),
+                        subscription_id=int(row["subscription_id"]),
+                        event_kind=row["event_kind"],
+                        payload=row["payload"],
+                        created_at=row["created_at"],
+                        attempt=attempt,
+                        url=row["url"],
+                        secret=row["secret"],
+                    )
+                )
+            if claims:
+                tx.connection.execute(
+                    o.update()
+                    .where(o.c.id.in_([c.outbox_id for c in claims]))
+                    .values(
+                        attempts=o.c.attempts + 1,
+                        next_attempt_at=now + timedelta(seconds=self.lease_seconds),
+                    )
+                )
+        return claims, dead
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self.concurrency, thread_name_prefix="leadqual-webhook-send"
+                )
+            return self._pool
+
+    def _send_all(
+        self, claims: list[_Claim], stopping: threading.Event | None
+    ) -> tuple[dict[int, _Sent], list[_Claim]]:
+        """Send every claim, concurrently; once ``stopping`` is set, claims not yet
+        started are returned unsent (the caller puts them back)."""
+        if len(claims) == 1 or self.concurrency == 1:
+            sent: dict[int, _Sent] = {}
+            for index, claim in enumerate(claims):
+                if stopping is not None and stopping.is_set():
+                    return sent, claims[index:]
+                sent[claim.outbox_id] = self._send(claim)
+            return sent, []
+        pool = self._executor()
+        futures = {pool.submit(self._send, claim): claim for claim in claims}
+        pending = set(futures)
+        while pending:
+            # Poll only to notice ``stopping``; a direct call just waits for all.
+            _, pending = concurrent.futures.wait(pending, timeout=None if stopping is None else 0.1)
+            if stopping is not None and stopping.is_set():
+                for future in pending:
+                    future.cancel()
+        sent = {}
+        unsent = []
+        for future, claim in futures.items():
+            if future.cancelled():
+                unsent.append(claim)
+            else:
+                sent[claim.outbox_id] = future.result()
+        return sent, unsent
+
+    def _send(self, claim: _Claim) -> _Sent:
+        """POST one claim; never raises: every failure is a failed attempt with a reason."""
+        body = _body(claim)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            SIGNATURE_HEADER: sign(claim.secret, body, int(self.clock())),
+            EVENT_HEADER: claim.event_kind,
+            DELIVERY_HEADER: str(claim.outbox_id),
+            ATTEMPT_HEADER: str(claim.attempt),
+        }
+        status: int | None = None
+        error: str | None = None
+        started = time.perf_counter()
+        try:
+            # Streamed so that only the status line and headers are read:
+            # a receiver cannot make the worker download a large body.
+            with self.client.stream(
+                "POST", claim.url, content=body, headers=headers, timeout=self.timeout
+            ) as response:
+                status = response.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+        except httpx.TimeoutException as exc:
+            error = f"timed out after {self.timeout:g} s ({type(exc).__name__})"
+        except httpx.ConnectError as exc:
+            error = f"could not connect: {exc}"
+        except Exception as exc:  # an invalid URL, a protocol error, ...: still one attempt
+            error = f"{type(exc).__name__}: {exc}"
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        return _Sent(status, error[:MAX_ERROR_LENGTH] if error else None, duration_ms)
+
+    def _record(
+        self, now: datetime, claims: list[_Claim], sent: dict[int, _Sent], unsent: list[_Claim]
+    ) -> list[AttemptResult]:
+        """Write the delivery log and each row's new status in one short transaction."""
+        o, d = schema.webhook_outbox, schema.webhook_deliveries
+        results: list[AttemptResult] = []
+        with self.store.transaction() as tx:
+            connection = tx.connection
+            for claim in unsent:
+                # Put back as it was, unless another worker has claimed it since.
+                connection.execute(
+                    o.update()
+                    .where(o.c.id == claim.outbox_id, o.c.attempts == claim.attempt)
+                    .values(attempts=claim.attempt - 1, next_attempt_at=now)
+                )
+            log = []
+            for claim in claims:
+                if claim.outbox_id not in sent:
+                    continue
+                outcome = sent[claim.outbox_id]
+                log.append(
+                    {
+                        "outbox_id": claim.outbox_id,
+                        "attempt": claim.attempt,
+                        "at": now,
+                        "status_code": outcome.status_code,
+                        "error": outcome.error,
+                        "duration_ms": outcome.duration_ms,
+                    }
+                )
+                results.append(self._settle(connection, now, claim, outcome))
+            if log:
+                connection.execute(d.insert(), log)
+        return results
+
+    def _settle(
+        self, connection: Connection, now: datetime, claim: _Claim, sent: _Sent
+    ) -> AttemptResult:
+        o = schema.webhook_outbox
+        next_at: datetime | None = None
+        if sent.error is None:
+            outcome: Outcome = "delivered"
+            # Delivered is final whoever claimed the row last: no fence needed.
+            connection.execute(
+                o.update()
+                .where(o.c.id == claim.outbox_id, o.c.status != "delivered")
+                .values(status="delivered", delivered_at=now, last_error=None)
+            )
+        else:
+            values: dict[str, Any] = {"last_error": sent.error}
+            if claim.attempt >= self.max_attempts:
+                outcome = "dead"
+                values["status"] = "dead"
+            else:
+                outcome = "failed"
+                delay = backoff_delay(
+                    claim.attempt,
+                    base_delay=self.base_delay,
+                    max_delay=self.max_delay,
+                    jitter=self.jitter,
+                    random=self.random,
+                )
+                next_at = now + timedelta(seconds=delay)
+                values.update(status="failed", next_attempt_at=next_at)
+            # Fenced by the attempt number: a newer claim's outcome is not overwritten.
+            connection.execute(
+                o.update()
+                .where(
+                    o.c.id == claim.outbox_id,
+                    o.c.attempts == claim.attempt,
+                    o.c.status.in_(_DUE),
+                )
+                .values(**values)
+            )
+        return AttemptResult(
+            outbox_id=claim.outbox_id,
+            subscription_id=claim.subscription_id,
+            event_kind=claim.event_kind,
+            attempt=claim.attempt,
+            status_code=sent.status_code,
+            error=sent.error,
+            duration_ms=sent.duration_ms,
+            outcome=outcome,
+            next_attempt_at=next_at,
+        )

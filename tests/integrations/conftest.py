@@ -1,0 +1,129 @@
+"""Webhook tests: the store on SQLite and PostgreSQL, and a real HTTP receiver on loopback.
+
+The store fixtures are the store tests' own (a SQLite file in ``tmp_path``, or
+a fresh schema on the shared PostgreSQL server). The receiver is a real
+``ThreadingHTTPServer`` on an ephemeral port: it checks every request's
+signature with ``verify_signature`` (what a customer's receiver would do),
+records what it got, and answers as the test scripts it: fail the first N
+requests with HTTP 500, or hold a request until the test releases it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from leadqual.integrations.webhooks import SignatureError, verify_signature
+from tests.store.conftest import store, store_url  # noqa: F401  (fixtures)
+
+
+@dataclass
+class Received:
+    """One request as the receiver saw it."""
+
+    headers: dict[str, str]
+    """Lower-case names."""
+    body: bytes
+    verified: bool
+    answered: int
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver's script and record."""
+
+    url: str = ""
+    secret: str = ""
+    fail_first: int = 0
+    hold: threading.Event | None = None
+    """When set, each request waits for it (or 30 s) before answering."""
+    entered: threading.Event = field(default_factory=threading.Event)
+    """Set once a request has arrived (and is possibly being held)."""
+    finished: threading.Event = field(default_factory=threading.Event)
+    """Set once a held request has been answered."""
+    delay: float = 0.0
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handle(self, headers: dict[str, str], body: bytes) -> int:
+        try:
+            verify_signature(self.secret, headers.get("leadqual-signature", ""), body)
+            verified = True
+        except SignatureError:
+            verified = False
+        with self.lock:
+            count = len(self.received) + 1
+            status = 401 if not verified else 500 if count <= self.fail_first else 204
+            self.received.append(Received(headers, body, verified, status))
+        self.entered.set()
+        if self.hold is not None:
+            self.hold.wait(30)
+        elif self.delay:
+            threading.Event().wait(self.delay)
+        return status
+
+    def deliveries(self) -> list[str]:
+        with self.lock:
+            return [r.headers["leadqual-delivery"] for r in self.received]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    receiver: Receiver
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out has closed its socket: answering it fails,
+        # which is expected here and not worth a traceback.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        receiver = self.server.receiver
+        status = receiver.handle(headers, body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        finally:
+            if receiver.hold is not None:
+                receiver.finished.set()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _serve(receiver: Receiver) -> Iterator[Receiver]:
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.receiver = receiver
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/leadqual"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        if receiver.hold is not None:
+            receiver.hold.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from _serve(Receiver())
+
+
+@pytest.fixture
+def second_receiver() -> Iterator[Receiver]:
+    yield from _serve(Receiver())

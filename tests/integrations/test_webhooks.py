@@ -1,0 +1,514 @@
+"""Outgoing webhooks against a real HTTP receiver, on SQLite and PostgreSQL.
+
+Time is driven by passing ``now`` to ``deliver_due``: the schedule is checked
+exactly (``jitter=0`` or a fixed ``random``) and nothing sleeps on a backoff.
+Outbox rows come from the real producers: ``Ingestor.apply`` for stage
+changes, ``enqueue_event``/``state.enqueue_webhooks`` for the other kinds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from leadqual.errors import NotFoundError
+from leadqual.facts.types import Decision, Event, Fact, LeadProfile
+from leadqual.integrations.webhooks import (
+    ASSIGNED,
+    SLA_BREACHED,
+    STAGE_CHANGED,
+    DeliveryReport,
+    SignatureError,
+    WebhookError,
+    WebhookWorker,
+    backoff_delay,
+    create_subscription,
+    disable_subscription,
+    enqueue_event,
+    get_subscription,
+    list_deliveries,
+    list_subscriptions,
+    sign,
+    verify_signature,
+)
+from leadqual.model.load import load_model
+from leadqual.service import Ingestor
+from leadqual.store import Store, schema, state
+from tests.integrations.conftest import Receiver
+
+NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
+MODEL = load_model("b2b_example")
+
+
+def _lead(lead_id: str = "L1") -> LeadProfile:
+    return LeadProfile(
+        lead_id,
+        f"{lead_id.lower()}@acme.io",
+        None,
+        {"seniority": "vp", "country": "US", "industry": "software"},
+        NOW - timedelta(days=20),
+    )
+
+
+def _events(lead_id: str = "L1", n: int = 4) -> list[Fact]:
+    return [
+        Event(f"{lead_id}-E{i}", "page_view", NOW - timedelta(days=i), lead_id, None,
+              {"url": "/pricing"})
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def _outbox(store: Store) -> list[dict[str, Any]]:
+    o = schema.webhook_outbox
+    with store.engine.connect() as connection:
+        return [dict(r) for r in connection.execute(select(o).order_by(o.c.id)).mappings()]
+
+
+def _due(store: Store) -> datetime:
+    """The latest ``next_attempt_at`` in the outbox: every row is due then."""
+    due: datetime = max(row["next_attempt_at"] for row in _outbox(store))
+    return due
+
+
+def _subscribe(store: Store, receiver: Receiver, kinds: list[str]) -> int:
+    created = create_subscription(store, receiver.url, kinds)
+    receiver.secret = created.secret
+    return created.subscription.id
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/refused"
+
+
+def _outcomes(report: DeliveryReport) -> list[tuple[int, str, int | None]]:
+    return [(a.attempt, a.outcome, a.status_code) for a in report.attempts]
+
+
+# -- signatures ---------------------------------------------------------------------------
+
+SECRET = "whsec_0123456789abcdef"
+TS = 1_780_000_000
+
+
+def test_the_signature_is_hmac_sha256_over_timestamp_dot_body() -> None:
+    body = '{"data":{"lead_id":"L1"},"event":"stage_changed","id":7}'
+    expected = hmac.new(SECRET.encode(), f"{TS}.{body}".encode(), hashlib.sha256).hexdigest()
+    assert sign(SECRET, body, TS) == f"t={TS},v1={expected}"
+    assert sign(SECRET, body.encode(), TS) == sign(SECRET, body, TS)
+    assert verify_signature(SECRET, sign(SECRET, body, TS), body, now=TS + 10) == TS
+    assert verify_signature(SECRET, sign(SECRET, body, TS), body.encode(),
+                            now=datetime.fromtimestamp(TS - 10, UTC)) == TS  # fmt: skip
+
+
+def test_verify_signature_rejects_tampering_wrong_secrets_replays_and_garbage() -> None:
+    body = b'{"id":7,"event":"stage_changed"}'
+    header = sign(SECRET, body, TS)
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_signature(SECRET, header, body.replace(b"7", b"8"), now=TS)
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_signature("whsec_another_secret_0000", header, body, now=TS)
+    with pytest.raises(SignatureError, match="outside the 300 s tolerance"):
+        verify_signature(SECRET, header, body, now=TS + 301)
+    with pytest.raises(SignatureError, match="outside the 300 s tolerance"):
+        verify_signature(SECRET, header, body, now=TS - 301)
+    assert verify_signature(SECRET, header, body, now=TS + 301, tolerance_seconds=600) == TS
+    # A re-signed timestamp does not make an old signature valid.
+    forged = header.replace(f"t={TS}", f"t={TS + 1000}")
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_signature(SECRET, forged, body, now=TS + 1000)
+    digest = header.split("v1=")[1]
+    for malformed, reason in [
+        ("", "malformed"),
+        ("garbage", "malformed"),
+        (f"t=soon,v1={digest}", "malformed .* timestamp"),
+        (f"t=-5,v1={digest}", "malformed .* timestamp"),
+        (f"v1={digest}", "no timestamp"),
+        (f"t={TS}", "no v1 signature"),
+        (f"t={TS},v0={digest}", "no v1 signature"),
+    ]:
+        with pytest.raises(SignatureError, match=reason):
+            verify_signature(SECRET, malformed, body, now=TS)
+    # Secret rotation: any one matching v1 signature is enough.
+    rotated = f"{sign('whsec_the_old_secret_000', body, TS)},v1={digest}"
+    assert verify_signature(SECRET, rotated, body, now=TS) == TS
+
+
+def test_the_standard_library_example_in_the_docs_verifies_real_signatures() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "webhooks.md").read_text(encoding="utf-8")
+    [example] = [
+        block.split("```", 1)[0]
+        for block in text.split("```python\n")[1:]
+        if "def verify(" in block
+    ]
+    namespace: dict[str, Any] = {}
+    exec(example, namespace)
+    verify = namespace["verify"]
+    body = b'{"id":7}'
+    now = int(time.time())
+    assert verify(SECRET, sign(SECRET, body, now), body) is True
+    assert verify(SECRET, sign(SECRET, body, now), body + b" ") is False
+    assert verify("whsec_another_secret_0000", sign(SECRET, body, now), body) is False
+    assert verify(SECRET, sign(SECRET, body, now - 3600), body) is False
+    assert verify(SECRET, "garbage", body) is False
+
+
+def test_backoff_doubles_up_to_the_cap_and_jitter_only_shortens() -> None:
+    delays = [backoff_delay(n, base_delay=2.0, max_delay=3600.0) for n in range(1, 14)]
+    assert delays == [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3600, 3600]
+    jittered = backoff_delay(3, base_delay=2.0, max_delay=3600.0, jitter=0.2, random=lambda: 0.5)
+    assert jittered == pytest.approx(8 * 0.9)
+    capped = backoff_delay(20, base_delay=2.0, max_delay=3600.0, jitter=0.2, random=lambda: 0.0)
+    assert capped == 3600
+
+
+# -- subscriptions ------------------------------------------------------------------------
+
+
+def test_subscriptions_are_created_listed_and_disabled(store: Store) -> None:
+    crm = create_subscription(store, "https://crm.example.com/hooks", [STAGE_CHANGED, ASSIGNED])
+    assert crm.secret.startswith("whsec_") and len(crm.secret) >= 40
+    everything = create_subscription(
+        store, "http://10.0.0.5:8080/in", ["*"], secret="a-secret-of-our-own"
+    )
+    assert everything.secret == "a-secret-of-our-own"
+    listed = list_subscriptions(store)
+    assert [(s.id, s.url, s.event_kinds, s.active) for s in listed] == [
+        (crm.subscription.id, "https://crm.example.com/hooks", ("assigned", "stage_changed"),
+         True),
+        (everything.subscription.id, "http://10.0.0.5:8080/in", ("*",), True),
+    ]  # fmt: skip
+    assert not hasattr(listed[0], "secret")
+    assert get_subscription(store, crm.subscription.id) == listed[0]
+
+    for kinds, url, secret, reason in [
+        (["stage_change"], "https://x.io/h", None, "unknown webhook event kind 'stage_change'"),
+        ([], "https://x.io/h", None, "at least one event kind"),
+        ([ASSIGNED], "ftp://x.io/h", None, "must be http"),
+        ([ASSIGNED], "not a url", None, "must be http"),
+        ([ASSIGNED], "https://x.io/h", "short", "at least 16 characters"),
+    ]:
+        with pytest.raises(WebhookError, match=reason):
+            create_subscription(store, url, kinds, secret=secret)
+
+    with store.transaction() as tx:
+        counts = [
+            enqueue_event(tx.connection, kind, {"lead_id": "L1"}, tx.now)
+            for kind in (STAGE_CHANGED, ASSIGNED, SLA_BREACHED)
+        ]
+    assert counts == [2, 2, 1]
+    with pytest.raises(WebhookError, match="unknown webhook event kind 'won'"):
+        with store.transaction() as tx:
+            enqueue_event(tx.connection, "won", {}, tx.now)
+
+    disabled = disable_subscription(store, crm.subscription.id)
+    assert not disabled.active and disabled.disabled_at is not None
+    assert disable_subscription(store, crm.subscription.id) == disabled
+    rows = _outbox(store)
+    assert {(r["subscription_id"], r["status"], r["last_error"]) for r in rows} == {
+        (crm.subscription.id, "dead", "subscription disabled"),
+        (everything.subscription.id, "pending", None),
+    }
+    assert [s.id for s in list_subscriptions(store)] == [everything.subscription.id]
+    assert len(list_subscriptions(store, include_disabled=True)) == 2
+    with store.transaction() as tx:
+        assert enqueue_event(tx.connection, ASSIGNED, {"lead_id": "L2"}, tx.now) == 1
+    with pytest.raises(NotFoundError, match="no webhook subscription 999"):
+        disable_subscription(store, 999)
+
+
+# -- delivery -----------------------------------------------------------------------------
+
+
+def test_a_failing_receiver_is_retried_with_growing_backoff_until_delivered(
+    store: Store, receiver: Receiver
+) -> None:
+    subscription_id = _subscribe(store, receiver, [STAGE_CHANGED])
+    receiver.fail_first = 3
+    applied = Ingestor(store, MODEL).apply([_lead(), *_events()], NOW)
+    [change] = applied.stage_changes
+    [row] = _outbox(store)
+    t = row["next_attempt_at"]
+    times = [t]
+    with WebhookWorker(store, jitter=0.0, base_delay=2.0, max_delay=3600.0) as worker:
+        for attempt in (1, 2, 3):
+            report = worker.deliver_due(t)
+            assert _outcomes(report) == [(attempt, "failed", 500)]
+            next_at = report.attempts[0].next_attempt_at
+            assert next_at == t + timedelta(seconds=2 * 2 ** (attempt - 1))
+            [stored] = _outbox(store)
+            assert (stored["status"], stored["attempts"], stored["next_attempt_at"]) == (
+                "failed", attempt, next_at
+            )  # fmt: skip
+            assert stored["last_error"] == "HTTP 500"
+            assert next_at is not None
+            # Not due a moment earlier: nothing is claimed or sent.
+            assert worker.deliver_due(next_at - timedelta(milliseconds=1)).claimed == 0
+            t = next_at
+            times.append(t)
+        report = worker.deliver_due(t)
+        assert _outcomes(report) == [(4, "delivered", 204)]
+        assert worker.deliver_due(t + timedelta(days=30)).claimed == 0
+
+    [stored] = _outbox(store)
+    assert (stored["status"], stored["attempts"], stored["delivered_at"]) == ("delivered", 4, t)
+    assert stored["last_error"] is None
+    log = list(reversed(list_deliveries(store, outbox_id=row["id"])))
+    assert [(d.attempt, d.status_code, d.error, d.at) for d in log] == [
+        (1, 500, "HTTP 500", times[0]),
+        (2, 500, "HTTP 500", times[1]),
+        (3, 500, "HTTP 500", times[2]),
+        (4, 204, None, times[3]),
+    ]
+    assert all(d.subscription_id == subscription_id and d.event_kind == STAGE_CHANGED
+               and d.duration_ms is not None and d.duration_ms >= 0 for d in log)  # fmt: skip
+    assert list_deliveries(store, subscription_id=subscription_id + 1) == []
+
+    # The receiver saw four signed, identical requests for one event.
+    assert [r.answered for r in receiver.received] == [500, 500, 500, 204]
+    assert all(r.verified for r in receiver.received)
+    assert {r.body for r in receiver.received} == {receiver.received[0].body}
+    assert [r.headers["leadqual-attempt"] for r in receiver.received] == ["1", "2", "3", "4"]
+    assert set(receiver.deliveries()) == {str(row["id"])}
+    assert {r.headers["leadqual-event"] for r in receiver.received} == {STAGE_CHANGED}
+    assert {r.headers["content-type"] for r in receiver.received} == {"application/json"}
+    body = json.loads(receiver.received[0].body)
+    assert body == {
+        "id": row["id"],
+        "event": STAGE_CHANGED,
+        "created_at": row["created_at"].isoformat(),
+        "data": {
+            "lead_id": "L1",
+            "from_stage": None,
+            "to_stage": change.to_stage,
+            "at": NOW.isoformat(),
+            "cause_kind": "fact",
+            "cause_rule": change.cause_rule,
+            "cause_fact_id": change.cause_fact_id,
+            "model_version_id": None,
+        },
+    }
+
+
+def test_after_max_attempts_a_delivery_is_dead(store: Store, receiver: Receiver) -> None:
+    _subscribe(store, receiver, [SLA_BREACHED])
+    receiver.fail_first = 1000
+    with store.transaction() as tx:
+        state.enqueue_webhooks(tx.connection, SLA_BREACHED, {"lead_id": "L1"}, tx.now)
+    t = _due(store)
+    # jitter 0.1 at random() = 0.5 shortens each wait by 5%.
+    with WebhookWorker(store, max_attempts=3, jitter=0.1, random=lambda: 0.5) as worker:
+        first = worker.deliver_due(t)
+        assert _outcomes(first) == [(1, "failed", 500)]
+        assert first.attempts[0].next_attempt_at == t + timedelta(seconds=1.9)
+        t += timedelta(seconds=1.9)
+        second = worker.deliver_due(t)
+        assert second.attempts[0].next_attempt_at == t + timedelta(seconds=3.8)
+        t += timedelta(seconds=3.8)
+        third = worker.deliver_due(t)
+        assert _outcomes(third) == [(3, "dead", 500)] and third.dead == 1
+        assert third.attempts[0].next_attempt_at is None
+        assert worker.deliver_due(t + timedelta(days=365)).claimed == 0
+    [row] = _outbox(store)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("dead", 3, "HTTP 500")
+    assert row["delivered_at"] is None
+    assert [d.attempt for d in list_deliveries(store)] == [3, 2, 1]
+    assert len(receiver.received) == 3
+
+
+def test_a_row_claimed_by_a_worker_that_died_is_retried_when_its_lease_ends(
+    store: Store, receiver: Receiver
+) -> None:
+    _subscribe(store, receiver, [ASSIGNED])
+    with store.transaction() as tx:
+        enqueue_event(tx.connection, ASSIGNED, {"lead_id": "L1"}, tx.now)
+    t = _due(store)
+    # What a claim leaves behind when its worker dies before recording:
+    # the attempt counted and the row hidden until the lease ends.
+    o = schema.webhook_outbox
+    lease_end = t + timedelta(minutes=5)
+    with store.transaction() as tx:
+        tx.connection.execute(o.update().values(attempts=1, next_attempt_at=lease_end))
+    with WebhookWorker(store, max_attempts=2, jitter=0.0) as worker:
+        assert worker.deliver_due(lease_end - timedelta(seconds=1)).claimed == 0
+        assert receiver.received == []
+        assert _outcomes(worker.deliver_due(lease_end)) == [(2, "delivered", 204)]
+        assert receiver.received[0].headers["leadqual-attempt"] == "2"
+        # Out of attempts after a lost claim: given up without sending.
+        with store.transaction() as tx:
+            enqueue_event(tx.connection, ASSIGNED, {"lead_id": "L2"}, tx.now)
+            tx.connection.execute(
+                o.update()
+                .where(o.c.status == "pending")
+                .values(attempts=2, next_attempt_at=lease_end)
+            )
+        report = worker.deliver_due(lease_end)
+        assert _outcomes(report) == [(2, "dead", None)]
+    assert [(r["status"], r["last_error"]) for r in _outbox(store)] == [
+        ("delivered", None),
+        ("dead", "no attempts left"),
+    ]
+    assert len(receiver.received) == 1
+
+
+def test_a_hanging_or_refusing_receiver_fails_without_holding_up_the_others(
+    store: Store, receiver: Receiver, second_receiver: Receiver
+) -> None:
+    receiver.hold = threading.Event()  # answers only when the test says so
+    hanging = _subscribe(store, receiver, [ASSIGNED])
+    healthy = _subscribe(store, second_receiver, [ASSIGNED])
+    refusing = create_subscription(store, _closed_port_url(), [ASSIGNED]).subscription.id
+    payload = {"lead_id": "L1", "team": "sdr", "rep": None, "rule": "mql_to_sdr"}
+    with store.transaction() as tx:
+        assert enqueue_event(tx.connection, ASSIGNED, payload, tx.now) == 3
+    with WebhookWorker(store, timeout=0.5, jitter=0.0) as worker:
+        report = worker.deliver_due(_due(store))
+        # The round ended while the hanging receiver still held its request.
+        assert receiver.entered.is_set() and not receiver.finished.is_set()
+    by_subscription = {a.subscription_id: a for a in report.attempts}
+    assert by_subscription[healthy].outcome == "delivered"
+    assert by_subscription[hanging].outcome == "failed"
+    assert by_subscription[hanging].status_code is None
+    assert "timed out after 0.5 s" in str(by_subscription[hanging].error)
+    assert by_subscription[refusing].outcome == "failed"
+    assert "could not connect" in str(by_subscription[refusing].error)
+    log = {d.subscription_id: d for d in list_deliveries(store)}
+    assert (log[hanging].status_code, log[hanging].error) == (
+        None, by_subscription[hanging].error
+    )  # fmt: skip
+    assert log[refusing].status_code is None and log[healthy].status_code == 204
+    statuses = {r["subscription_id"]: r["status"] for r in _outbox(store)}
+    assert statuses == {hanging: "failed", healthy: "delivered", refusing: "failed"}
+    assert json.loads(second_receiver.received[0].body)["data"] == payload
+    receiver.hold.set()
+    assert receiver.finished.wait(10)
+
+
+def test_two_workers_never_send_the_same_row_twice(
+    store: Store, store_url: str, receiver: Receiver
+) -> None:
+    _subscribe(store, receiver, ["*"])
+    receiver.delay = 0.005  # keep requests in flight while the other worker claims
+    rows = 40
+    with store.transaction() as tx:
+        payloads = [{"lead_id": f"L{i}"} for i in range(rows)]
+        state.enqueue_webhooks_many(tx.connection, ASSIGNED, payloads, tx.now)
+    t = _due(store)
+    other = Store.open(store_url)
+    start = threading.Barrier(2)
+    claimed: list[int] = []
+    errors: list[BaseException] = []
+
+    def run(worker_store: Store) -> None:
+        try:
+            with WebhookWorker(worker_store, batch_size=3, concurrency=2, jitter=0.0) as worker:
+                start.wait(10)
+                while (report := worker.deliver_due(t)).claimed:
+                    claimed.append(report.claimed)
+                    assert report.delivered == report.claimed
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in (store, other)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        other.close()
+    assert errors == []
+    assert sum(claimed) == rows
+    sent = Counter(receiver.deliveries())
+    assert len(sent) == rows and set(sent.values()) == {1}
+    assert {r["status"] for r in _outbox(store)} == {"delivered"}
+    log = list_deliveries(store, limit=1000)
+    assert len(log) == rows and {d.attempt for d in log} == {1}
+
+
+def test_a_delivery_in_flight_does_not_block_ingest(store: Store, receiver: Receiver) -> None:
+    _subscribe(store, receiver, [STAGE_CHANGED])
+    receiver.hold = threading.Event()
+    receiver.fail_first = 1
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead(), *_events()], NOW)
+    t = _due(store)
+    reports: list[DeliveryReport] = []
+    with WebhookWorker(store, timeout=30.0, jitter=0.0) as worker:
+        sender = threading.Thread(target=lambda: reports.append(worker.deliver_due(t)))
+        sender.start()
+        try:
+            assert receiver.entered.wait(10)
+            # The receiver is holding the request; ingest commits meanwhile.
+            accept = Decision("D1", "L1", "accept", NOW + timedelta(hours=1))
+            applied = ingestor.apply([accept], NOW + timedelta(hours=2))
+            assert [c.to_stage for c in applied.stage_changes] == ["sal"]
+            assert store.qualification("L1").stage == "sal"
+            assert [r["status"] for r in _outbox(store)] == ["pending", "pending"]
+            assert sender.is_alive() and not receiver.finished.is_set()
+        finally:
+            receiver.hold.set()
+            sender.join(30)
+    assert _outcomes(reports[0]) == [(1, "failed", 500)]
+    statuses = [(r["status"], r["attempts"]) for r in _outbox(store)]
+    assert statuses == [("failed", 1), ("pending", 0)]
+
+
+def test_the_background_thread_delivers_and_stops(store: Store, receiver: Receiver) -> None:
+    _subscribe(store, receiver, [STAGE_CHANGED])
+    worker = WebhookWorker(store, jitter=0.0)
+    try:
+        worker.start(interval=0.05)
+        assert worker.running
+        with pytest.raises(RuntimeError, match="already running"):
+            worker.start()
+        Ingestor(store, MODEL).apply([_lead(), *_events()], NOW)
+        assert receiver.entered.wait(10)
+        worker.stop(timeout=30)
+        assert not worker.running
+        [row] = _outbox(store)
+        assert (row["status"], row["attempts"]) == ("delivered", 1)
+        assert receiver.received[0].verified
+        # An idle worker sleeping out a long interval stops at once.
+        worker.start(interval=3600)
+        worker.stop(timeout=30)
+        assert not worker.running
+    finally:
+        worker.close()
+
+
+def test_stopping_puts_back_the_rows_it_has_not_sent(store: Store, receiver: Receiver) -> None:
+    _subscribe(store, receiver, [ASSIGNED])
+    receiver.hold = threading.Event()
+    with store.transaction() as tx:
+        payloads = [{"lead_id": f"L{i}"} for i in range(3)]
+        state.enqueue_webhooks_many(tx.connection, ASSIGNED, payloads, tx.now)
+    with WebhookWorker(store, concurrency=1, jitter=0.0) as worker:
+        worker.start(interval=3600)
+        assert receiver.entered.wait(10)
+        worker.stop(timeout=0.01)  # asks to stop while the first request is held
+        assert worker.running
+        receiver.hold.set()
+        worker.stop(timeout=30)
+        assert not worker.running
+        rows = _outbox(store)
+        assert [(r["status"], r["attempts"]) for r in rows] == [
+            ("delivered", 1), ("pending", 0), ("pending", 0)
+        ]  # fmt: skip
+        assert len(receiver.received) == 1
+        report = worker.deliver_due(_due(store))
+        assert _outcomes(report) == [(1, "delivered", 204), (1, "delivered", 204)]
+    assert sorted(receiver.deliveries()) == sorted(str(r["id"]) for r in rows)
