@@ -3,6 +3,7 @@
 from leadqual.integrations.webhooks import (
     ASSIGNED,
     EVENT_KINDS,
+    NURTURE_CHANGED,
     SLA_BREACHED,
     STAGE_CHANGED,
     AttemptResult,
@@ -27,6 +28,7 @@ from leadqual.integrations.webhooks import (
 __all__ = [
     "ASSIGNED",
     "EVENT_KINDS",
+    "NURTURE_CHANGED",
     "SLA_BREACHED",
     "STAGE_CHANGED",
     "AttemptResult",

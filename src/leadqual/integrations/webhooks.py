@@ -49,17 +49,17 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from leadqual.errors import LeadqualError, NotFoundError
+from leadqual.routing.router import ASSIGNED as ASSIGNED
+from leadqual.routing.router import SLA_BREACHED as SLA_BREACHED
+from leadqual.service.ingest import NURTURE_CHANGED as NURTURE_CHANGED
+from leadqual.service.ingest import STAGE_CHANGED as STAGE_CHANGED
 from leadqual.store import Store, schema, state
 
 logger = logging.getLogger(__name__)
 
-STAGE_CHANGED = "stage_changed"
-"""A lead's stage changed (written by ingest, tick and recompute)."""
-ASSIGNED = "assigned"
-"""A lead was assigned to a team or rep (written by ``leadqual.routing``)."""
-SLA_BREACHED = "sla_breached"
-"""A lead waited longer than its SLA allows (written by ``leadqual.routing``'s tick)."""
-EVENT_KINDS = (STAGE_CHANGED, ASSIGNED, SLA_BREACHED)
+# The kinds are defined where they are written: stage_changed and nurture_changed
+# by ingest, tick and recompute; assigned and sla_breached by routing.
+EVENT_KINDS = (STAGE_CHANGED, ASSIGNED, SLA_BREACHED, NURTURE_CHANGED)
 ALL_KINDS = "*"
 """Subscribes to every event kind, including kinds added later."""
 

@@ -56,6 +56,8 @@ from leadqual.store.identity import chunks
 
 STAGE_CHANGED = "stage_changed"
 """The webhook event kind of a stage change."""
+NURTURE_CHANGED = "nurture_changed"
+"""The webhook event kind of a lead entering, leaving or changing nurture track."""
 
 LeadFact = LeadProfile | Event | SalesAnswer | Decision | Outcome
 
@@ -121,6 +123,7 @@ class _Work:
         self.account_of: dict[str, str | None] = {}
         self.qualified: dict[str, Qualification] = {}
         self.next_at: dict[str, datetime | None] = {}
+        self.stored_nurture: dict[str, str | None] = {}
 
     # -- loading
 
@@ -344,12 +347,43 @@ class _Work:
     # -- writing back
 
     def stored_stages(self, lead_ids: Iterable[str]) -> dict[str, str]:
+        """The stored stage of each lead (and, in ``stored_nurture``, its nurture track)."""
         t = schema.qualifications
         out: dict[str, str] = {}
         for part in chunks(sorted(set(lead_ids))):
-            query = select(t.c.lead_id, t.c.stage).where(t.c.lead_id.in_(part))
-            out.update((lead, stage) for lead, stage in self.connection.execute(query))
+            query = select(t.c.lead_id, t.c.stage, t.c.routing).where(t.c.lead_id.in_(part))
+            for lead, stage, routing in self.connection.execute(query):
+                out[lead] = stage
+                self.stored_nurture[lead] = json.loads(routing).get("nurture") if routing else None
         return out
+
+    def record_nurture_changes(
+        self, qualifications: dict[str, Qualification], wall: datetime
+    ) -> None:
+        """A ``nurture_changed`` webhook for every lead that entered, left or changed track.
+
+        Nurture tracks (``routing[].nurture``) are named outputs a marketing
+        tool subscribes to: it adds the lead to the track's programme when
+        ``to_track`` names it and removes it when ``from_track`` did.
+        """
+        announcements = []
+        for lead, q in sorted(qualifications.items()):
+            track = q.routing.nurture if q.routing is not None else None
+            before = self.stored_nurture.get(lead)
+            if track == before:
+                continue
+            announcements.append(
+                {
+                    "lead_id": lead,
+                    "from_track": before,
+                    "to_track": track,
+                    "stage": q.stage,
+                    "rule": q.routing.rule if q.routing is not None else None,
+                    "at": self.now.isoformat(),
+                    "model_version_id": self.model_version_id,
+                }
+            )
+        state.enqueue_webhooks_many(self.connection, NURTURE_CHANGED, announcements, wall)
 
     def write_states(self, lead_ids: Collection[str], wall: datetime) -> None:
         """Upsert these leads' states (delete, then one executemany)."""
@@ -538,6 +572,7 @@ class Ingestor:
             before = work.stored_stages(qualified)
             tx.save_qualifications(list(qualified.values()), self.model_version_id)
             changes = work.record_changes(qualified, before, "fact", tx.now, by_lead)
+            work.record_nurture_changes(qualified, tx.now)
             routed = (
                 self.router.route(
                     tx.connection, qualified, before, now, by_lead, self.model_version_id
@@ -605,6 +640,7 @@ def tick(
         moved = {lead: q for lead, q in qualified.items() if before.get(lead) != q.stage}
         tx.save_qualifications(list(moved.values()), model_version_id)
         changes = work.record_changes(moved, before, "time", tx.now)
+        work.record_nurture_changes(moved, tx.now)
         routed = None
         if routing is not None:
             router = Router(routing)
