@@ -262,3 +262,16 @@ def test_missing_file_and_is_valid(tmp_path) -> None:
     with pytest.raises(ModelError) as caught:
         load_model(bad)
     assert str(caught.value).startswith(f"{bad}:")
+
+
+def test_a_control_character_is_a_located_problem() -> None:
+    with pytest.raises(ModelError) as caught:
+        load_model_text("name: m\nstages:\n  - {id: c\x97old}\n", "m.yaml")
+    assert str(caught.value) == "m.yaml:3:11: invalid YAML: character U+0097 is not allowed"
+
+
+@pytest.mark.parametrize("text", ["=\n", "name: !!python/name:os.system x\nstages: [{id: a}]\n"])
+def test_unreadable_tags_are_located_problems(text: str) -> None:
+    with pytest.raises(ModelError) as caught:
+        load_model_text(text, "m.yaml")
+    assert "m.yaml:1:" in str(caught.value) and "invalid YAML" in str(caught.value)

@@ -91,8 +91,8 @@ def test_durations() -> None:
 BERLIN = BusinessHours(timezone="Europe/Berlin", holidays=[datetime(2026, 12, 25).date()])
 
 
-def _berlin(*args: int) -> datetime:
-    return datetime(*args, tzinfo=BERLIN.zone)
+def _berlin(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=BERLIN.zone)
 
 
 def test_deadline_inside_one_business_day() -> None:

@@ -107,9 +107,28 @@ def load_yaml(text: str, file: str) -> tuple[Any, Marks]:
             )
         )
         return None, marks
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not allow (a control character): the reader
+        # knows the offset, not the line, so the line is counted here.
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        marks.problems.append(
+            Problem(
+                message=f"invalid YAML: character {_code_point(exc.character)} is not allowed",
+                file=file,
+                line=line,
+                col=col,
+            )
+        )
+        return None, marks
     if node is None:
         return None, marks
     return _build(node, (), file, marks), marks
+
+
+def _code_point(character: int | str) -> str:
+    number = character if isinstance(character, int) else ord(character)
+    return f"U+{number:04X}"
 
 
 def load_yaml_file(path: FsPath) -> tuple[Any, Marks]:
@@ -144,4 +163,8 @@ def _build(node: yaml.Node, loc: Loc, file: str, marks: Marks) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*loc, i), file, marks) for i, item in enumerate(node.value)]
-    return _Yaml12Loader("").construct_object(node, deep=True)
+    try:
+        return _Yaml12Loader("").construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError as exc:  # a tag we do not read (`=`, `!!python`)
+        marks.problems.append(marks.problem(loc, f"invalid YAML: {exc.problem}"))
+        return None
