@@ -197,6 +197,49 @@ def _score_sql(
     )
 
 
+def _score_store(
+    model_source: str,
+    url: str | None,
+    when: datetime,
+    engine: str,
+    out_file: Path,
+    fmt: str | None,
+    *,
+    explain: bool,
+) -> None:
+    """Score the store's leads (identity applied): postgres inside the store, duckdb on
+    the facts read out, reference in Python with reasons (``batch.store_source``)."""
+    from leadqual.engine.output import write_arrow_table, write_qualifications
+    from leadqual.model.load import load_model
+
+    spec = load_model(model_source)
+    if engine == "reference":
+        from leadqual.store import Store
+
+        if explain:
+            raise ValueError("--explain adds SQL point columns: use it with a SQL engine")
+        with Store.open(url) as store:
+            results = _qualify(spec, store.load_facts(resolve=True), when)
+        write_qualifications(results, spec, out_file, fmt)
+        count = len(results)
+    elif engine in ("duckdb", "postgres"):
+        from leadqual.batch.store_source import score_store_table
+
+        with _progress() as progress:
+            progress.add_task(f"qualifying the store's leads on {engine}", total=None)
+            result = score_store_table(spec, url, when, engine, explain=explain)
+        if result.reason:
+            err.print(f"copied the facts out of the store: {result.reason}", markup=False)
+        write_arrow_table(result.table, out_file, fmt)
+        count = result.table.num_rows
+    else:
+        raise ValueError(f"--store runs on reference, duckdb or postgres, not '{engine}'")
+    out.print(
+        f"qualified {count} leads as of {when.isoformat()} on {engine} -> {out_file}",
+        markup=False,
+    )
+
+
 @app.command()
 @_fails_cleanly
 def score(
@@ -236,13 +279,23 @@ def score(
     database_url: Annotated[
         str | None,
         typer.Option(
-            "--database-url", help="postgres: the database (default: $LEADQUAL_DATABASE_URL)."
+            "--database-url",
+            help="postgres, or the store with --store: the database "
+            "(default: $LEADQUAL_DATABASE_URL).",
         ),
     ] = None,
     spark_master: Annotated[
         str | None,
         typer.Option("--spark-master", help="spark: the master URL (default: local[*])."),
     ] = None,
+    from_store: Annotated[
+        bool,
+        typer.Option(
+            "--store",
+            help="Score the store's leads instead of files (--database-url names the store; "
+            "default: $LEADQUAL_DATABASE_URL, else leadqual.db). postgres runs in the store.",
+        ),
+    ] = False,
 ) -> None:
     """Qualify every lead and write one row per lead with scores, stage, routing and reasons."""
     from leadqual.engine.output import output_format, write_qualifications
@@ -261,6 +314,11 @@ def score(
         "decisions": decisions,
         "outcomes": outcomes,
     }
+    if from_store:
+        if data is not None or any(files.values()) or on_error != "raise":
+            raise ValueError("--store reads the store: give no --data, fact files or --on-error")
+        _score_store(model, database_url, when, engine, out_file, fmt, explain=explain_points)
+        return
     if engine != "reference":
         if on_error != "raise":
             raise ValueError("--on-error skip works only with --engine reference")
@@ -504,22 +562,155 @@ def recompute_command(
     )
 
 
+RoutingOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--routing", help="Routing file: teams, reps, business hours, SLAs (see docs/routing.md)."
+    ),
+]
+
+
 @app.command("tick")
 @_fails_cleanly
 def tick_command(
-    database_url: ServiceDbOpt = None, model: ServiceModelOpt = None, as_of: AsOfOpt = None
+    database_url: ServiceDbOpt = None,
+    model: ServiceModelOpt = None,
+    as_of: AsOfOpt = None,
+    routing: RoutingOpt = None,
 ) -> None:
-    """Re-qualify the leads whose stage can change with time alone (decay, inactivity)."""
+    """Re-qualify the leads whose stage can change with time alone; record SLA breaches."""
+    from leadqual.routing import load_routing
     from leadqual.service import tick
     from leadqual.store import Store
 
     when = _parse_as_of(as_of)
+    config = load_routing(routing) if routing is not None else None
     with Store.open(database_url) as store:
         spec, version_id = _service_model(store, model)
-        result = tick(store, spec, when, version_id)
-    out.print(
-        f"ticked at {when.isoformat()}: {len(result.stage_changes)} stage changes", markup=False
+        result = tick(store, spec, when, version_id, config)
+    routed = result.routing
+    extra = (
+        f"; {len(routed.breaches)} SLA breaches, {len(routed.assignments)} assignments"
+        if routed is not None
+        else ""
     )
+    out.print(
+        f"ticked at {when.isoformat()}: {len(result.stage_changes)} stage changes{extra}",
+        markup=False,
+    )
+
+
+keys_app = typer.Typer(
+    help="Create, list and revoke the API keys of the REST API.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+@app.command("serve")
+@_fails_cleanly
+def serve_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    database_url: ServiceDbOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model file or shipped name to register and activate (default: the store's "
+            "active version, else the shipped b2b_example).",
+        ),
+    ] = None,
+    tick_seconds: Annotated[
+        float, typer.Option(help="Seconds between ticks (decay, inactivity); 0 turns it off.")
+    ] = 60.0,
+    routing: RoutingOpt = None,
+) -> None:
+    """Run the REST API (OpenAPI docs at /docs) on the store, with a periodic tick."""
+    import logging
+
+    import uvicorn
+
+    from leadqual.api import create_app
+    from leadqual.api.runtime import register_model
+    from leadqual.routing import load_routing
+    from leadqual.store import Store
+
+    config = load_routing(routing) if routing is not None else None  # faults before any work
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    with Store.open(database_url) as store:
+        if model is not None:
+            version = register_model(store, model)
+            out.print(f"model {version.name} version {version.version} is active", markup=False)
+        keys_exist = any(key.revoked_at is None for key in store.api_keys())
+    if not keys_exist:
+        where = f" --database-url '{database_url}'" if database_url else ""
+        err.print(
+            "No API keys yet: every request will be refused (401) until you create one:\n"
+            f"  leadqual keys create --name admin --scope admin{where}",
+            markup=False,
+        )
+    api = create_app(database_url, tick_seconds=tick_seconds or None, routing=config)
+    out.print(
+        f"leadqual API on http://{host}:{port} (docs: http://{host}:{port}/docs)", markup=False
+    )
+    uvicorn.run(api, host=host, port=port, log_level="info")
+
+
+@keys_app.command("create")
+@_fails_cleanly
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for (a system, a person).")],
+    scope: Annotated[
+        list[str],
+        typer.Option(help="ingest, read, sales or admin; repeat for several."),
+    ],
+    database_url: ServiceDbOpt = None,
+) -> None:
+    """Create an API key and print its token, once: the store keeps only a hash."""
+    from leadqual.store import Store
+
+    with Store.open(database_url) as store:
+        key, token = store.create_api_key(name, scope)
+    err.print(
+        f"key {key.id} '{key.name}' with scope(s) {', '.join(key.scopes)}; "
+        "the token below is shown only this once:",
+        markup=False,
+    )
+    typer.echo(token)
+
+
+@keys_app.command("list")
+@_fails_cleanly
+def keys_list(database_url: ServiceDbOpt = None) -> None:
+    """List API keys (never their tokens)."""
+    from leadqual.store import Store
+
+    with Store.open(database_url) as store:
+        found = store.api_keys()
+    if not found:
+        out.print("no API keys", markup=False)
+    for key in found:
+        status = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+        out.print(
+            f"{key.id}\t{key.name}\tlq_{key.prefix}_…\t{','.join(key.scopes)}\t"
+            f"created {key.created_at:%Y-%m-%d}\t{status}",
+            markup=False,
+        )
+
+
+@keys_app.command("revoke")
+@_fails_cleanly
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id (see `leadqual keys list`).")],
+    database_url: ServiceDbOpt = None,
+) -> None:
+    """Revoke an API key; running servers refuse it within seconds."""
+    from leadqual.store import Store
+
+    with Store.open(database_url) as store:
+        store.revoke_api_key(key_id)
+    out.print(f"key {key_id} revoked", markup=False)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

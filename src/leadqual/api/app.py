@@ -1,0 +1,114 @@
+"""The REST API of the live service: ``create_app`` builds it.
+
+Opening the store, choosing the model and wiring the routers happen here,
+once. Requests then only touch the store through the runtime
+(:mod:`leadqual.api.runtime`), which holds the loaded model and the single
+write path. The lifespan runs the periodic tick and, when installed, webhook
+delivery, and closes the store at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from leadqual.api.auth import KEY_CACHE_SECONDS, KeyCache
+from leadqual.api.background import Ticker, Worker, webhook_worker
+from leadqual.api.errors import install_error_handlers
+from leadqual.api.limits import DEFAULT_MAX_BODY, BodySizeLimit
+from leadqual.api.routers import (
+    accounts,
+    events,
+    health,
+    leads,
+    models,
+    qualifications,
+    queues,
+    sales,
+)
+from leadqual.api.routers import webhooks as webhook_subscriptions
+from leadqual.api.runtime import Runtime
+from leadqual.model.schema import Model
+from leadqual.routing.config import RoutingConfig
+from leadqual.store import Store
+
+log = logging.getLogger("leadqual.api")
+
+DEFAULT_TICK_SECONDS = 60.0
+
+DESCRIPTION = """\
+Qualify sales leads with reasons. Send leads, accounts and events as they
+happen, and sales' decisions, answers and outcomes; read each lead's
+qualification (scores, grade, frameworks, stage, routing, and the reason for
+each), its stage history, queues and account (MQA) status.
+
+Every request needs an API key (`Authorization: Bearer <token>` or
+`X-API-Key`) with the scope the operation names: `ingest`, `sales`, `read`
+or `admin`. Every error has the shape
+`{"error": {"code": ..., "message": ..., "details": [...]}}`.
+"""
+
+
+def create_app(
+    store_url: str | None,
+    model: Model | None = None,
+    *,
+    tick_seconds: float | None = DEFAULT_TICK_SECONDS,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    key_cache_seconds: float = KEY_CACHE_SECONDS,
+    webhooks: bool = True,
+    routing: RoutingConfig | None = None,
+) -> FastAPI:
+    """The API over the store at ``store_url`` (None: ``$LEADQUAL_DATABASE_URL`` or ./leadqual.db).
+
+    ``model`` runs that model (not stored as a version); without it the
+    store's active version runs, and with none active, the shipped example
+    model is registered and activated. ``tick_seconds=None`` turns the
+    periodic tick off; ``webhooks=False`` does not start webhook delivery.
+    ``routing`` (teams, reps, SLAs) turns on assignment to reps and SLA clocks.
+    """
+    store = Store.open(store_url)
+    runtime = Runtime(store, model, routing)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        workers: list[Worker] = []
+        if tick_seconds is not None:
+            workers.append(Ticker(runtime, tick_seconds))
+        if webhooks and (worker := webhook_worker(runtime)) is not None:
+            workers.append(worker)
+        for started in workers:
+            started.start()
+        try:
+            yield
+        finally:
+            for running in reversed(workers):
+                running.stop()
+            store.close()
+
+    app = FastAPI(
+        title="leadqual",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.keys = KeyCache(store, key_cache_seconds)
+    install_error_handlers(app)
+    for router in (
+        health.router,
+        leads.router,
+        accounts.router,
+        events.router,
+        sales.router,
+        qualifications.router,
+        queues.router,
+        models.router,
+        webhook_subscriptions.router,
+    ):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    return app

@@ -1,0 +1,84 @@
+"""Work the service does on its own: the periodic tick and webhook delivery.
+
+The tick re-qualifies leads whose stage changes with time alone (decay,
+windows, inactivity); it runs in a daemon thread every ``interval`` seconds
+and also picks up a model version activated by another process. Webhook
+delivery is done by ``leadqual.integrations.webhooks.WebhookWorker`` (its own
+daemon thread); both are started and stopped with the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+from leadqual.api.runtime import Runtime
+
+log = logging.getLogger("leadqual.api")
+
+WEBHOOKS_MODULE = "leadqual.integrations.webhooks"
+
+
+class Worker(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Ticker:
+    """Calls ``runtime.tick()`` every ``interval`` seconds until stopped."""
+
+    def __init__(self, runtime: Runtime, interval: float) -> None:
+        self.runtime = runtime
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="leadqual-tick", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.runtime.refresh_model()
+                result = self.runtime.tick()
+                if result.stage_changes:
+                    log.info("tick: %d stage change(s)", len(result.stage_changes))
+            except Exception:  # a failed tick is retried at the next one; the thread lives on
+                log.exception("tick failed")
+
+
+class Webhooks:
+    """Webhook delivery (outbox -> signed POSTs, with retries) for the app's lifetime."""
+
+    def __init__(self, runtime: Runtime, interval: float = 1.0) -> None:
+        from leadqual.integrations.webhooks import WebhookWorker
+
+        self.interval = interval
+        self.worker = WebhookWorker(runtime.store)
+
+    def start(self) -> None:
+        self.worker.start(self.interval)
+
+    def stop(self) -> None:
+        self.worker.close()  # requests in flight finish; claimed rows go back to the outbox
+
+
+def webhook_worker(runtime: Runtime) -> Worker | None:
+    """Webhook delivery when ``leadqual.integrations.webhooks`` is installed, else None.
+
+    Without it, stage changes wait in the webhook outbox (written in the same
+    transaction as the facts) until a worker runs.
+    """
+    try:
+        return Webhooks(runtime)
+    except ModuleNotFoundError as error:
+        if error.name not in (WEBHOOKS_MODULE, "leadqual.integrations"):
+            raise
+        log.warning("webhook delivery is not installed: stage changes stay in the outbox")
+        return None

@@ -1,0 +1,244 @@
+"""One JSON error shape for every error the API returns.
+
+Every failure, whether raised by our code, by FastAPI's request validation,
+by Starlette's router (404, 405) or by an unexpected bug (500), is rendered as::
+
+    {"error": {"code": "conflict", "message": "...", "details": [...]}}
+
+so that a client has one thing to parse. ``details`` locates the fault when
+it can: ``{"index": 3, "field": "at", "message": "..."}`` for the fourth item
+of a batch. Library errors (``leadqual.errors``) map to status codes here and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from leadqual.errors import ConflictError, FactError, ModelError, NotFoundError
+
+log = logging.getLogger("leadqual.api")
+
+
+class ErrorDetail(BaseModel):
+    """Where one fault is: the item of a batch, the field, and what is wrong with it."""
+
+    message: str
+    field: str | None = None
+    index: int | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] = []
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorBody
+
+
+class ApiError(Exception):
+    """An error the API reports on purpose, with its status and machine-readable code."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Sequence[ErrorDetail] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = list(details)
+        self.headers = headers
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Sequence[ErrorDetail] = (),
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message, details=list(details)))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422, 500)
+"""The error statuses documented on every operation (their body is ErrorResponse)."""
+
+
+def code_for(status: int) -> str:
+    return _CODES.get(status, HTTPStatus(status).phrase.lower().replace(" ", "_"))
+
+
+_FACT_PATH = re.compile(r"^facts\[(\d+)\](?:\.(.+))?$")
+
+
+def fact_error_detail(error: FactError, items: Sequence[int] | None = None) -> ErrorDetail:
+    """Locate a store FactError (``facts[3].properties.x``) in the request's own items.
+
+    ``items`` maps the position of a fact in the appended batch to the index
+    of the request item it came from (None: the request has a single item).
+    """
+    path = error.problem.path or ""
+    match = _FACT_PATH.match(path)
+    if match is None:
+        return ErrorDetail(message=error.problem.message, field=path or None)
+    position, field = int(match.group(1)), match.group(2)
+    index = items[position] if items is not None and position < len(items) else None
+    return ErrorDetail(message=error.problem.message, field=field, index=index)
+
+
+def _validation_details(errors: Sequence[Any]) -> list[ErrorDetail]:
+    """FastAPI's ``[{loc, msg, type}]`` as our details: batch index and dotted field."""
+    details = []
+    for error in errors:
+        loc = [part for part in error.get("loc", ()) if part != "body"]
+        index: int | None = None
+        if len(loc) >= 2 and loc[0] == "events" and isinstance(loc[1], int):
+            index = int(loc[1])
+            loc = loc[2:]
+        field = ".".join(str(part) for part in loc) or None
+        details.append(
+            ErrorDetail(message=str(error.get("msg", "invalid")), field=field, index=index)
+        )
+    return details
+
+
+def _describe(details: Sequence[ErrorDetail]) -> str:
+    first = details[0]
+    where = []
+    if first.index is not None:
+        where.append(f"events[{first.index}]")
+    if first.field:
+        where.append(first.field)
+    prefix = ".".join(where)
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return f"{prefix}: {first.message}{more}" if prefix else f"{first.message}{more}"
+
+
+async def _on_api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = _validation_details(exc.errors())
+    message = _describe(details) if details else "the request is invalid"
+    return error_response(422, "validation_error", message, details)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return error_response(exc.status_code, code_for(exc.status_code), message, (), headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route offers at this path.
+
+    Starlette's own ``Allow`` names only the first route matching the path,
+    while ``GET`` and ``PUT /v1/leads/{id}`` are two routes.
+    """
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path) and getattr(route, "methods", None):
+            methods.update(route.methods)
+    return sorted(methods)
+
+
+async def _on_fact_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FactError)
+    detail = fact_error_detail(exc)
+    return error_response(422, "invalid_fact", exc.problem.message, [detail])
+
+
+async def _on_model_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ModelError)
+    details = [ErrorDetail(message=str(problem), field=problem.path) for problem in exc.problems]
+    message = f"the model is invalid: {len(details)} problem(s)"
+    return error_response(422, "invalid_model", message, details)
+
+
+async def _on_not_found(_request: Request, exc: Exception) -> JSONResponse:
+    return error_response(404, "not_found", str(exc))
+
+
+async def _on_conflict(_request: Request, exc: Exception) -> JSONResponse:
+    return error_response(409, "conflict", str(exc))
+
+
+async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every exception to a handler that renders the one error shape."""
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(FactError, _on_fact_error)
+    app.add_exception_handler(ModelError, _on_model_error)
+    app.add_exception_handler(NotFoundError, _on_not_found)
+    app.add_exception_handler(ConflictError, _on_conflict)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+_DESCRIPTIONS = {
+    400: "Bad request: a body that is not UTF-8 JSON, or a cursor not made for these filters",
+    401: "Missing, unknown or revoked API key",
+    403: "The API key lacks the scope this operation needs",
+    404: "Not found",
+    409: "Conflict: the same id was sent before with a different payload",
+    413: "The request body is too large",
+    422: "Invalid input: the details name the item and field",
+    500: "Unexpected error",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for error statuses, all with the one error shape."""
+    return {
+        status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status]}
+        for status in statuses
+    }

@@ -1,0 +1,176 @@
+"""Request bodies to facts, with the checks that depend on the active model.
+
+The pydantic schemas check shapes and limits; what only the model can say is
+checked here: which lead and account attributes exist and their types, which
+frameworks and criteria a sales answer may name, and which reasons a reject
+or a disqualify may give. A refusal is a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from leadqual.api.errors import ApiError, ErrorDetail
+from leadqual.api.schemas import AccountIn, AnswerIn, DecisionIn, EventIn, LeadIn, OutcomeIn
+from leadqual.errors import did_you_mean
+from leadqual.facts import fields
+from leadqual.facts.fields import FieldType
+from leadqual.facts.types import (
+    AccountProfile,
+    Decision,
+    Event,
+    LeadProfile,
+    Outcome,
+    SalesAnswer,
+    Value,
+)
+from leadqual.model.schema import Model
+
+_LEAD_TOP_LEVEL = ("lead_id", "email", "account_id", "updated_at")
+_ACCOUNT_TOP_LEVEL = ("account_id", "domain", "updated_at")
+
+
+def invalid(field: str, message: str, index: int | None = None) -> ApiError:
+    """A 422 about one field of the request."""
+    where = f"events[{index}].{field}" if index is not None else field
+    return ApiError(
+        422,
+        "validation_error",
+        f"{where}: {message}",
+        [ErrorDetail(message=message, field=field, index=index)],
+    )
+
+
+def lead_profile(lead_id: str, body: LeadIn, model: Model, now: datetime) -> LeadProfile:
+    types = _attribute_types(fields.LEAD_FIELDS, model.fields.lead, _LEAD_TOP_LEVEL)
+    derived = set(fields.LEAD_DERIVED_FIELDS)
+    attributes = _attributes(body.attributes, types, derived, "lead")
+    return LeadProfile(
+        lead_id=lead_id,
+        email=body.email,
+        account_id=body.account_id,
+        attributes=attributes,
+        at=body.updated_at or now,
+    )
+
+
+def account_profile(
+    account_id: str, body: AccountIn, model: Model, now: datetime
+) -> AccountProfile:
+    types = _attribute_types(fields.ACCOUNT_FIELDS, model.fields.account, _ACCOUNT_TOP_LEVEL)
+    computed = set(fields.ACCOUNT_STATUS_FIELDS)
+    attributes = _attributes(body.attributes, types, computed, "account")
+    return AccountProfile(
+        account_id=account_id,
+        domain=body.domain,
+        attributes=attributes,
+        at=body.updated_at or now,
+    )
+
+
+def event(body: EventIn) -> Event:
+    return Event(
+        event_id=body.event_id,
+        type=body.type,
+        at=body.at,
+        lead_id=body.lead_id,
+        email=body.email,
+        properties=dict(body.properties),
+    )
+
+
+def decision(lead_id: str, body: DecisionIn, model: Model) -> Decision:
+    allowed = {
+        "reject": model.decisions.reject_reasons,
+        "disqualify": model.decisions.disqualify_reasons,
+    }.get(body.action)
+    if allowed is not None:
+        if body.reason is None:
+            hint = f": one of {', '.join(allowed)}" if allowed else ""
+            raise invalid("reason", f"a '{body.action}' needs a reason{hint}")
+        if allowed and body.reason not in allowed:
+            hint = did_you_mean(body.reason, allowed) or f"; expected one of {', '.join(allowed)}"
+            raise invalid("reason", f"unknown {body.action} reason '{body.reason}'{hint}")
+    return Decision(
+        decision_id=body.decision_id,
+        lead_id=lead_id,
+        action=body.action,
+        at=body.at,
+        reason=body.reason,
+        by=body.by,
+    )
+
+
+def answer(lead_id: str, body: AnswerIn, model: Model) -> SalesAnswer:
+    framework = model.frameworks.get(body.framework)
+    if framework is None:
+        known = list(model.frameworks)
+        hint = (
+            did_you_mean(body.framework, known) or f"; the model has {', '.join(known) or 'none'}"
+        )
+        raise invalid("framework", f"unknown framework '{body.framework}'{hint}")
+    if body.criterion not in framework.criteria:
+        known = list(framework.criteria)
+        hint = did_you_mean(body.criterion, known) or f"; {body.framework} has {', '.join(known)}"
+        raise invalid("criterion", f"unknown criterion '{body.criterion}'{hint}")
+    return SalesAnswer(
+        answer_id=body.answer_id,
+        lead_id=lead_id,
+        framework=body.framework,
+        criterion=body.criterion,
+        value=body.value,
+        at=body.at,
+        by=body.by,
+        note=body.note,
+    )
+
+
+def outcome(lead_id: str, body: OutcomeIn) -> Outcome:
+    return Outcome(
+        outcome_id=body.outcome_id,
+        lead_id=lead_id,
+        outcome=body.outcome,
+        at=body.at,
+        amount=body.amount,
+    )
+
+
+def _attribute_types(
+    standard: Mapping[str, FieldType], custom: Mapping[str, FieldType], top_level: tuple[str, ...]
+) -> dict[str, FieldType]:
+    types = {**standard, **custom}
+    for name in top_level:
+        types.pop(name, None)
+    return types
+
+
+def _attributes(
+    given: Mapping[str, Value], types: Mapping[str, FieldType], computed: set[str], what: str
+) -> dict[str, Value]:
+    """Known attributes of the right type; nulls are dropped (they never override a value)."""
+    out: dict[str, Value] = {}
+    for name, value in given.items():
+        field = f"attributes.{name}"
+        if name in computed:
+            raise invalid(field, f"'{name}' is computed by leadqual; do not send it")
+        kind = types.get(name)
+        if kind is None:
+            hint = did_you_mean(name, types) or (
+                f": declare it in the model's fields.{what} or leave it out"
+            )
+            raise invalid(field, f"unknown {what} attribute '{name}'{hint}")
+        if value is None:
+            continue
+        if not _has_type(value, kind):
+            raise invalid(field, f"expected a {kind}, not {type(value).__name__}")
+        out[name] = value
+    return out
+
+
+def _has_type(value: Value, kind: FieldType) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)

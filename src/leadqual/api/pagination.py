@@ -1,0 +1,62 @@
+"""Opaque cursors for keyset pagination.
+
+Lists are ordered by a unique key (a lead or account id) and a page is "the
+next ``limit`` rows after key K". The cursor carries K and a fingerprint of
+the filters it was made under, base64url-encoded: a client cannot depend on
+its content, and a cursor reused with other filters is refused instead of
+silently skipping or repeating rows. Keyset pagination, unlike offsets,
+neither repeats nor skips a row when rows are added between pages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Annotated
+
+from fastapi import Query
+
+from leadqual.api.errors import ApiError, ErrorDetail
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page.")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=2048, description="`next_cursor` of the previous page; omit for the first."),
+]
+
+
+def fingerprint(filters: Mapping[str, object]) -> str:
+    text = json.dumps(
+        {k: v for k, v in filters.items() if v is not None}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def encode_cursor(after: str, filters: Mapping[str, object]) -> str:
+    data = json.dumps({"after": after, "filters": fingerprint(filters)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(data.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str | None, filters: Mapping[str, object]) -> str | None:
+    """The key to continue after, or None for the first page; a bad cursor is a 400."""
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        after, made_for = data["after"], data["filters"]
+    except (ValueError, UnicodeError, binascii.Error, KeyError, TypeError):
+        raise _bad("not a cursor returned by this API") from None
+    if not isinstance(after, str) or made_for != fingerprint(filters):
+        raise _bad("the cursor was made for other filters: repeat the filters of the first page")
+    return after
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError(400, "invalid_cursor", message, [ErrorDetail(message=message, field="cursor")])

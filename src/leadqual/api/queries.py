@@ -1,0 +1,183 @@
+"""Read-side queries of the API: filtered, keyset-paginated lists of the derived state.
+
+The store offers single-lead reads; lists with filters (stage, grade, team,
+rep, minimum score, account) and keyset pagination are built here on its
+tables. Every list is ordered by its unique key so that a cursor ("after
+key K") walks all rows exactly once.
+
+A lead's team comes from its current routing (stored as JSON text with
+sorted keys), matched as the exact text ``"team": "<name>"``, which works the
+same on SQLite and PostgreSQL. A lead's rep is the rep of its latest
+assignment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.sql import Select
+
+from leadqual.api.schemas import (
+    AccountOut,
+    FrameworkOut,
+    ModelRef,
+    QualificationOut,
+    QueueItem,
+    ReasonOut,
+    RoutingOut,
+)
+from leadqual.store import Store, StoredQualification, schema
+
+
+@dataclass(frozen=True)
+class QualificationFilters:
+    stage: str | None = None
+    grade: str | None = None
+    team: str | None = None
+    rep: str | None = None
+    min_score: float | None = None
+    account_id: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def _filtered(filters: QualificationFilters, after: str | None) -> Select[Any]:
+    q = schema.qualifications
+    query = select(q)
+    if filters.stage is not None:
+        query = query.where(q.c.stage == filters.stage)
+    if filters.grade is not None:
+        query = query.where(q.c.grade == filters.grade)
+    if filters.min_score is not None:
+        query = query.where(q.c.total >= filters.min_score)
+    if filters.account_id is not None:
+        query = query.where(q.c.account_id == filters.account_id)
+    if filters.team is not None:
+        needle = f'"team": {json.dumps(filters.team)}'
+        query = query.where(q.c.routing.contains(needle, autoescape=True))
+    if filters.rep is not None:
+        a, latest = schema.assignments, schema.assignments.alias("latest")
+        newest = (
+            select(func.max(latest.c.id)).where(latest.c.lead_id == a.c.lead_id).scalar_subquery()
+        )
+        query = query.where(
+            exists().where(
+                and_(
+                    a.c.lead_id == q.c.lead_id,
+                    a.c.rep == filters.rep,
+                    a.c.id == newest,
+                    a.c.ended_at.is_(None),
+                )
+            )
+        )
+    if after is not None:
+        query = query.where(q.c.lead_id > after)
+    return query.order_by(q.c.lead_id)
+
+
+def qualification_rows(
+    store: Store, filters: QualificationFilters, after: str | None, limit: int
+) -> tuple[list[Mapping[Any, Any]], bool]:
+    """One page of stored qualifications (as rows) and whether more follow."""
+    query = _filtered(filters, after).limit(limit + 1)
+    with store.engine.connect() as connection:
+        rows: list[Mapping[Any, Any]] = [dict(row) for row in connection.execute(query).mappings()]
+    return rows[:limit], len(rows) > limit
+
+
+def qualification_from_row(row: Mapping[Any, Any]) -> QualificationOut:
+    values = dict(row)
+    for name in ("groups", "frameworks", "reasons"):
+        values[name] = json.loads(values[name])
+    values["routing"] = json.loads(values["routing"]) if values["routing"] else None
+    return qualification_out(StoredQualification(**values))
+
+
+def qualification_out(stored: StoredQualification) -> QualificationOut:
+    return QualificationOut(
+        lead_id=stored.lead_id,
+        account_id=stored.account_id,
+        stage=stored.stage,
+        grade=stored.grade,
+        fit=stored.fit,
+        engagement=stored.engagement,
+        total=stored.total,
+        groups=stored.groups,
+        frameworks={k: FrameworkOut.model_validate(v) for k, v in stored.frameworks.items()},
+        routing=RoutingOut(**stored.routing) if stored.routing else None,
+        reasons=[ReasonOut.model_validate(reason) for reason in stored.reasons],
+        model=ModelRef(
+            name=stored.model_name,
+            version=stored.model_version,
+            version_id=stored.model_version_id,
+        ),
+        as_of=stored.as_of,
+    )
+
+
+def queue_item(row: Mapping[Any, Any]) -> QueueItem:
+    routing = json.loads(row["routing"]) if row["routing"] else {}
+    return QueueItem(
+        lead_id=row["lead_id"],
+        stage=row["stage"],
+        grade=row["grade"],
+        total=row["total"],
+        team=routing.get("team"),
+        method=routing.get("method"),
+        as_of=row["as_of"],
+    )
+
+
+# -- accounts ----------------------------------------------------------------------------
+
+
+def account_out(row: Mapping[Any, Any]) -> AccountOut:
+    return AccountOut(
+        account_id=row["account_id"],
+        mqa=row["mqa"],
+        engaged_leads=row["engaged_leads"],
+        roles_covered=row["roles_covered"],
+        committee_covered=row["committee_covered"],
+        roles=json.loads(row["roles"]),
+        as_of=row["as_of"],
+    )
+
+
+def account(store: Store, account_id: str) -> AccountOut | None:
+    """An account's status; an account known only by its profile has no status yet."""
+    s, p = schema.account_status, schema.account_profiles
+    with store.engine.connect() as connection:
+        row = connection.execute(select(s).where(s.c.account_id == account_id)).mappings().first()
+        if row is not None:
+            return account_out(row)
+        known = connection.execute(select(p.c.account_id).where(p.c.account_id == account_id))
+        if known.first() is None:
+            return None
+    return AccountOut(
+        account_id=account_id,
+        mqa=None,
+        engaged_leads=0,
+        roles_covered=0,
+        committee_covered=None,
+        roles={},
+        as_of=None,
+    )
+
+
+def account_rows(
+    store: Store, mqa: bool | None, after: str | None, limit: int
+) -> tuple[list[AccountOut], bool]:
+    s = schema.account_status
+    query = select(s).order_by(s.c.account_id).limit(limit + 1)
+    if mqa is not None:
+        query = query.where(s.c.mqa.is_(True) if mqa else s.c.mqa.is_not(True))
+    if after is not None:
+        query = query.where(s.c.account_id > after)
+    with store.engine.connect() as connection:
+        rows = [account_out(row) for row in connection.execute(query).mappings()]
+    return rows[:limit], len(rows) > limit

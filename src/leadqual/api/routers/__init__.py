@@ -1,0 +1,1 @@
+"""One router per resource; ``leadqual.api.app`` mounts them all."""

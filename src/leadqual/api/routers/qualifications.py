@@ -1,0 +1,51 @@
+"""Qualifications: every lead's current qualification, filtered and paginated."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from leadqual.api import queries
+from leadqual.api.auth import get_runtime, require
+from leadqual.api.errors import responses
+from leadqual.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from leadqual.api.runtime import Runtime
+from leadqual.api.schemas import QualificationPage
+from leadqual.store.codec import MAX_ID, MAX_NAME
+
+router = APIRouter(
+    prefix="/v1/qualifications",
+    tags=["qualifications"],
+    dependencies=[Depends(require("read"))],
+    responses=responses(400, 401, 403, 422, 500),
+)
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+NameFilter = Annotated[str | None, Query(min_length=1, max_length=MAX_NAME)]
+IdFilter = Annotated[str | None, Query(min_length=1, max_length=MAX_ID)]
+
+
+@router.get("", response_model=QualificationPage)
+def list_qualifications(
+    runtime: RuntimeDep,
+    stage: NameFilter = None,
+    grade: Annotated[str | None, Query(min_length=1, max_length=16)] = None,
+    team: IdFilter = None,
+    rep: IdFilter = None,
+    min_score: Annotated[
+        float | None, Query(allow_inf_nan=False, description="Minimum total score.")
+    ] = None,
+    account_id: IdFilter = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> QualificationPage:
+    """Current qualifications by lead id, with reasons; filters combine with AND.
+
+    Pass `next_cursor` back as `cursor` (with the same filters) for the next page."""
+    filters = queries.QualificationFilters(stage, grade, team, rep, min_score, account_id)
+    after = decode_cursor(cursor, filters.as_dict())
+    rows, more = queries.qualification_rows(runtime.store, filters, after, limit)
+    items = [queries.qualification_from_row(row) for row in rows]
+    next_cursor = encode_cursor(items[-1].lead_id, filters.as_dict()) if more else None
+    return QualificationPage(items=items, next_cursor=next_cursor)

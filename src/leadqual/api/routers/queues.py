@@ -1,0 +1,61 @@
+"""Queues: the leads routed to a team, or assigned to a rep, with their stage."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from leadqual.api import queries
+from leadqual.api.auth import get_runtime, require
+from leadqual.api.errors import responses
+from leadqual.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from leadqual.api.runtime import Runtime
+from leadqual.api.schemas import QueuePage
+from leadqual.store.codec import MAX_ID, MAX_NAME
+
+router = APIRouter(
+    prefix="/v1/queues",
+    tags=["queues"],
+    dependencies=[Depends(require("read"))],
+    responses=responses(400, 401, 403, 422, 500),
+)
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+StageFilter = Annotated[str | None, Query(min_length=1, max_length=MAX_NAME)]
+
+
+def _page(
+    runtime: Runtime, filters: queries.QualificationFilters, limit: int, cursor: str | None
+) -> QueuePage:
+    after = decode_cursor(cursor, filters.as_dict())
+    rows, more = queries.qualification_rows(runtime.store, filters, after, limit)
+    items = [queries.queue_item(row) for row in rows]
+    next_cursor = encode_cursor(items[-1].lead_id, filters.as_dict()) if more else None
+    return QueuePage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/teams/{team}", response_model=QueuePage)
+def team_queue(
+    team: Annotated[str, Path(min_length=1, max_length=MAX_ID)],
+    runtime: RuntimeDep,
+    stage: StageFilter = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> QueuePage:
+    """The leads the model currently routes to a team (routing `assign.team`)."""
+    filters = queries.QualificationFilters(stage=stage, team=team)
+    return _page(runtime, filters, limit, cursor)
+
+
+@router.get("/reps/{rep}", response_model=QueuePage)
+def rep_queue(
+    rep: Annotated[str, Path(min_length=1, max_length=MAX_ID)],
+    runtime: RuntimeDep,
+    stage: StageFilter = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> QueuePage:
+    """The leads whose latest assignment names this rep."""
+    filters = queries.QualificationFilters(stage=stage, rep=rep)
+    return _page(runtime, filters, limit, cursor)

@@ -1,0 +1,142 @@
+"""Webhook subscriptions: subscribe a URL to event kinds, list, disable, see deliveries.
+
+Admin only. The signing secret is returned once, when the subscription is
+made (see docs/webhooks.md for verifying signatures).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, Field
+
+from leadqual.api.auth import get_runtime, require
+from leadqual.api.errors import ApiError, responses
+from leadqual.api.runtime import Runtime
+from leadqual.integrations.webhooks import (
+    ALL_KINDS,
+    EVENT_KINDS,
+    Delivery,
+    Subscription,
+    WebhookError,
+    create_subscription,
+    disable_subscription,
+    get_subscription,
+    list_deliveries,
+    list_subscriptions,
+)
+
+router = APIRouter(
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    dependencies=[Depends(require("admin"))],
+    responses=responses(400, 401, 403, 422, 500),
+)
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SubscriptionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A subscription's id.")]
+
+
+class SubscriptionIn(BaseModel):
+    url: str = Field(min_length=1, max_length=2000, description="http(s) URL of the receiver.")
+    event_kinds: list[str] = Field(
+        min_length=1,
+        max_length=10,
+        description=f"Any of {', '.join(EVENT_KINDS)}, or {ALL_KINDS} for every kind.",
+    )
+    secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=200,
+        description="The signing secret (default: a new random one, returned once).",
+    )
+
+
+class SubscriptionOut(BaseModel):
+    id: int
+    url: str
+    event_kinds: list[str]
+    active: bool
+    created_at: str
+    disabled_at: str | None
+
+
+class CreatedOut(SubscriptionOut):
+    secret: str = Field(description="Sign-verification secret: shown this once only.")
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    outbox_id: int
+    subscription_id: int
+    event_kind: str
+    attempt: int
+    at: str
+    status_code: int | None
+    error: str | None
+    duration_ms: float | None
+
+
+def _out(subscription: Subscription) -> SubscriptionOut:
+    data = asdict(subscription)
+    return SubscriptionOut(
+        id=data["id"],
+        url=data["url"],
+        event_kinds=list(data["event_kinds"]),
+        active=data["active"],
+        created_at=subscription.created_at.isoformat(),
+        disabled_at=subscription.disabled_at.isoformat() if subscription.disabled_at else None,
+    )
+
+
+def _delivery(delivery: Delivery) -> DeliveryOut:
+    data = asdict(delivery)
+    data["at"] = delivery.at.isoformat()
+    return DeliveryOut(**data)
+
+
+@router.post("", response_model=CreatedOut, status_code=201)
+def subscribe(body: SubscriptionIn, runtime: RuntimeDep) -> CreatedOut:
+    """Subscribe a URL to event kinds; the response holds the signing secret, once."""
+    try:
+        created = create_subscription(runtime.store, body.url, body.event_kinds, secret=body.secret)
+    except WebhookError as exc:
+        raise ApiError(422, "invalid_subscription", str(exc)) from None
+    return CreatedOut(**_out(created.subscription).model_dump(), secret=created.secret)
+
+
+@router.get("", response_model=list[SubscriptionOut])
+def subscriptions(
+    runtime: RuntimeDep,
+    include_disabled: Annotated[bool, Query(description="Also list disabled ones.")] = False,
+) -> list[SubscriptionOut]:
+    """Every subscription (without secrets)."""
+    found = list_subscriptions(runtime.store, include_disabled=include_disabled)
+    return [_out(s) for s in found]
+
+
+@router.get("/{subscription_id}", response_model=SubscriptionOut, responses=responses(404))
+def subscription(subscription_id: SubscriptionId, runtime: RuntimeDep) -> SubscriptionOut:
+    return _out(get_subscription(runtime.store, subscription_id))
+
+
+@router.delete("/{subscription_id}", response_model=SubscriptionOut, responses=responses(404))
+def unsubscribe(subscription_id: SubscriptionId, runtime: RuntimeDep) -> SubscriptionOut:
+    """Disable a subscription: nothing more is sent to it (its unsent rows are dropped)."""
+    return _out(disable_subscription(runtime.store, subscription_id))
+
+
+@router.get(
+    "/{subscription_id}/deliveries", response_model=list[DeliveryOut], responses=responses(404)
+)
+def deliveries(
+    subscription_id: SubscriptionId,
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[DeliveryOut]:
+    """The latest delivery attempts to this subscription, newest first."""
+    get_subscription(runtime.store, subscription_id)  # 404 for an unknown one
+    found = list_deliveries(runtime.store, subscription_id=subscription_id, limit=limit)
+    return [_delivery(d) for d in found]

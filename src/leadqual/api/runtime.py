@@ -1,0 +1,150 @@
+"""The running service: one store, the active model, and the single write path.
+
+Every write of the API goes through :meth:`Runtime.apply`, which calls
+``Ingestor.apply`` (facts, state, stage history and webhook outbox in one
+transaction). The model is loaded once and swapped when a version is
+activated, never per request. On SQLite, writers are serialised by a lock in
+the process: SQLite allows one writer at a time anyway, and queueing on a
+lock is cheaper and fairer than busy-waiting on the database lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from leadqual.facts.types import Fact
+from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
+from leadqual.model.schema import Model
+from leadqual.routing.config import RoutingConfig
+from leadqual.service import ApplyResult, Ingestor, tick
+from leadqual.service.versions import Activation, Activator, previous_version
+from leadqual.store import Store
+from leadqual.store.versions import ModelVersion
+
+log = logging.getLogger("leadqual.api")
+
+WRITE_ATTEMPTS = 3
+"""PostgreSQL: a concurrent writer may insert the same id first; the batch is retried."""
+
+
+class Runtime:
+    """The store and the model every request of one app uses."""
+
+    def __init__(
+        self, store: Store, model: Model | None = None, routing: RoutingConfig | None = None
+    ) -> None:
+        self.store = store
+        self.routing = routing
+        self.sqlite = store.engine.dialect.name == "sqlite"
+        self._write_lock = threading.Lock()
+        self._swap_lock = threading.Lock()
+        if model is not None:
+            self._ingestor = Ingestor(store, model, None, routing)
+        else:
+            version = ensure_active_model(store)
+            self._ingestor = Ingestor(store, _load_version(version), version.id, routing)
+        # Activation rebuilds under the write lock: facts arriving meanwhile wait,
+        # then are applied with the new model (never written as the old one's state).
+        self.activator = Activator(
+            store, on_activated=lambda v, m: self._use(m, v.id), write_lock=self._write_lock
+        )
+
+    def _serialised(self) -> bool:
+        """Whether writes take the lock: always on SQLite; on PostgreSQL while activating."""
+        status = self.activator.status
+        return self.sqlite or (status is not None and status.state == "running")
+
+    @property
+    def ingestor(self) -> Ingestor:
+        return self._ingestor
+
+    @property
+    def model(self) -> Model:
+        return self._ingestor.model
+
+    @property
+    def model_version_id(self) -> int | None:
+        return self._ingestor.model_version_id
+
+    def apply(self, facts: Sequence[Fact]) -> ApplyResult:
+        """Append facts and update everything they change, in one transaction, at now."""
+        ingestor = self._ingestor
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                if self._serialised():
+                    with self._write_lock:
+                        return self._ingestor.apply(facts, datetime.now(UTC), strict=True)
+                return ingestor.apply(facts, datetime.now(UTC), strict=True)
+            except (IntegrityError, OperationalError):
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def tick(self) -> ApplyResult:
+        """Re-qualify the leads whose stage changes with time alone (decay, inactivity)."""
+        with self._write_lock:
+            ingestor = self._ingestor
+            return tick(
+                self.store,
+                ingestor.model,
+                datetime.now(UTC),
+                ingestor.model_version_id,
+                self.routing,
+            )
+
+    def activate(self, version_id: int) -> Activation:
+        """Start activating a stored version: every lead is re-qualified with it in the
+        background, and the switch commits with the rebuilt state (see ``Activator``)."""
+        return self.activator.start(version_id)
+
+    def rollback(self) -> Activation:
+        """Start activating the version that was active before the current one."""
+        return self.activator.start(previous_version(self.store).id)
+
+    def refresh_model(self) -> None:
+        """Follow an activation made by another process (the tick loop calls this)."""
+        active = self.store.active_model_version()
+        if active is not None and active.id != self._ingestor.model_version_id:
+            if self._ingestor.model_version_id is None:
+                return  # a model given in code stays until a version is activated here
+            self._use(_load_version(active), active.id)
+
+    def _use(self, model: Model, version_id: int | None) -> None:
+        with self._swap_lock:
+            self._ingestor = Ingestor(self.store, model, version_id, self.routing)
+        log.info("model %s version %s is active", model.name, model.version)
+
+
+def ensure_active_model(store: Store) -> ModelVersion:
+    """The active model version; with none, the shipped example is registered and activated.
+
+    This is what lets ``leadqual serve`` start on an empty database with no
+    configuration at all.
+    """
+    active = store.active_model_version()
+    if active is not None:
+        return active
+    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
+    version = store.add_model_version(text)
+    log.info("no active model: activated the shipped %s model", EXAMPLE_MODEL)
+    return store.activate_model_version(version.id)
+
+
+def register_model(store: Store, source: str) -> ModelVersion:
+    """Store a model file (or a shipped name) as a version and activate it."""
+    load_model(source)  # located errors (file:line) before anything is stored
+    path = Path(source)
+    if not path.exists() and not path.suffix and preset_path(source).exists():
+        path = preset_path(source)
+    version = store.add_model_version(path.read_text(encoding="utf-8"))
+    return store.activate_model_version(version.id)
+
+
+def _load_version(version: ModelVersion) -> Model:
+    return load_model_text(version.yaml, f"<model version {version.id}>")

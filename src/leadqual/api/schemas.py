@@ -1,0 +1,350 @@
+"""Request and response bodies of the REST API (pydantic).
+
+Requests are validated here against the store's own limits (id lengths,
+names, text size, number of attributes), so that a bad request is refused
+with a precise 422 before it reaches the store, and the OpenAPI schema says
+exactly what is accepted. Timestamps must carry a time zone. Checks that
+depend on the active model (known attributes, frameworks, reasons) happen in
+:mod:`leadqual.api.facts`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+from leadqual.facts.types import DecisionAction, OutcomeKind, Verdict
+from leadqual.store.codec import MAX_EMAIL, MAX_ID, MAX_NAME, MAX_TEXT, MAX_VALUES
+
+MAX_BATCH = 1000
+"""Most events one ``POST /v1/events/batch`` may carry."""
+MAX_MODEL_YAML = 1_000_000
+"""Longest model YAML accepted, in characters."""
+
+_NO_NUL = r"^[^\x00]*$"
+_VISIBLE = r"^[^\x00]*[^\x00\s][^\x00]*$"
+
+
+def _text_only(value: Any) -> Any:
+    """Refuse numbers (a Unix time) where an ISO 8601 text is expected."""
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 timestamp with a time zone, as text")
+    return value
+
+
+def _lower(value: str | None) -> str | None:
+    return value.strip().lower() if value is not None else None
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=_VISIBLE)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=_VISIBLE)]
+Email = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_EMAIL, pattern=_VISIBLE),
+    AfterValidator(_lower),
+]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=_NO_NUL)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_only)]
+"""An ISO 8601 instant with an offset (``2026-03-01T09:30:00Z``); a naive time is refused."""
+
+Number = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+Scalar = Annotated[
+    Text | Annotated[bool, Field(strict=True)] | Annotated[int, Field(strict=True)] | Number | None,
+    Field(union_mode="left_to_right"),
+]
+"""An attribute or property value: text, a boolean, a number, or null."""
+Values = Annotated[dict[Name, Scalar], Field(max_length=MAX_VALUES)]
+
+
+class Body(BaseModel):
+    """Requests refuse unknown fields: a typo is an error, not silently dropped data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- writes ------------------------------------------------------------------------------
+
+
+class LeadIn(Body):
+    """A lead's profile: appended as a new profile fact (the latest values win)."""
+
+    email: Email | None = None
+    account_id: Id | None = None
+    attributes: Values = {}
+    updated_at: Timestamp | None = Field(
+        default=None,
+        description="When this became true (default: when it is received). Send it to make "
+        "retries no-ops.",
+    )
+
+
+class AccountIn(Body):
+    """An account's (company's) profile."""
+
+    domain: Email | None = None
+    attributes: Values = {}
+    updated_at: Timestamp | None = None
+
+
+class EventIn(Body):
+    """An activity of a lead (by ``lead_id`` or ``email``) or of an anonymous visitor."""
+
+    event_id: Id = Field(description="Idempotency key: the same id and payload is a no-op.")
+    type: Name
+    at: Timestamp
+    lead_id: Id | None = None
+    email: Email | None = None
+    properties: Values = {}
+
+
+class EventBatchIn(Body):
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class DecisionIn(Body):
+    """A person's decision about a lead.
+
+    ``accept`` moves it to SAL, ``reject`` (a reason from the model's
+    ``decisions.reject_reasons``) recycles it, ``disqualify`` (a reason from
+    ``decisions.disqualify_reasons``) holds it, ``reopen`` undoes earlier
+    decisions and ``opportunity`` opens a deal.
+    """
+
+    decision_id: Id
+    action: DecisionAction
+    at: Timestamp
+    reason: Name | None = None
+    by: Id | None = None
+
+
+class AnswerIn(Body):
+    """What sales learned about one framework criterion ("budget confirmed": bant.budget met)."""
+
+    answer_id: Id
+    framework: Name
+    criterion: Name
+    value: Verdict
+    at: Timestamp
+    by: Id | None = None
+    note: Text | None = None
+
+
+class OutcomeIn(Body):
+    outcome_id: Id
+    outcome: OutcomeKind
+    at: Timestamp
+    amount: Number | None = None
+
+
+class ModelIn(Body):
+    yaml: Annotated[str, StringConstraints(min_length=1, max_length=MAX_MODEL_YAML)]
+
+
+# -- write results -----------------------------------------------------------------------
+
+
+class StageChangeOut(BaseModel):
+    lead_id: str
+    from_stage: str | None
+    to_stage: str
+    at: datetime
+    cause_kind: str
+    cause_rule: str | None
+    cause_fact_id: str | None
+
+
+class WriteResult(BaseModel):
+    """What a write did: new facts, re-sent ones (no-ops), and the stage changes caused."""
+
+    accepted: int
+    duplicates: int
+    stage_changes: list[StageChangeOut]
+
+
+# -- reads -------------------------------------------------------------------------------
+
+
+class ReasonOut(BaseModel):
+    kind: str
+    rule: str
+    text: str
+    points: float | None
+    facts: list[str]
+    at: datetime | None
+
+
+class CriterionOut(BaseModel):
+    verdict: Verdict
+    source: str
+    fact_id: str | None
+    at: datetime | None
+
+
+class FrameworkOut(BaseModel):
+    verdict: Verdict
+    met_count: int
+    required: int
+    criteria: dict[str, CriterionOut]
+
+
+class RoutingOut(BaseModel):
+    rule: str
+    team: str | None = None
+    method: str | None = None
+    key: str | None = None
+    key_value: Any = None
+    queue: str | None = None
+    nurture: str | None = None
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+    version_id: int | None
+
+
+class QualificationOut(BaseModel):
+    """A lead's current qualification, as stored after its latest change, with every reason."""
+
+    lead_id: str
+    account_id: str | None
+    stage: str
+    grade: str
+    fit: float
+    engagement: float
+    total: float
+    groups: dict[str, float]
+    frameworks: dict[str, FrameworkOut]
+    routing: RoutingOut | None
+    reasons: list[ReasonOut]
+    model: ModelRef
+    as_of: datetime
+
+
+class QualificationPage(BaseModel):
+    items: list[QualificationOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
+
+
+class QueueItem(BaseModel):
+    lead_id: str
+    stage: str
+    grade: str
+    total: float
+    team: str | None
+    method: str | None
+    as_of: datetime
+
+
+class QueuePage(BaseModel):
+    items: list[QueueItem]
+    next_cursor: str | None
+
+
+class StageChangeRow(StageChangeOut):
+    model_version_id: int | None
+    recorded_at: datetime
+
+
+class StageHistory(BaseModel):
+    lead_id: str
+    changes: list[StageChangeRow]
+
+
+class AssignmentRow(BaseModel):
+    """One assignment of the lead: the open one has ``ended_at`` null; each says why."""
+
+    team: str | None
+    rep: str | None
+    method: str | None
+    rule: str
+    reason: str | None
+    at: datetime
+    ended_at: datetime | None
+    ended_reason: str | None
+    model_version_id: int | None
+
+
+class Assignments(BaseModel):
+    lead_id: str
+    assignments: list[AssignmentRow]
+
+
+class AccountOut(BaseModel):
+    """An account's marketing-qualified (MQA) and buying-committee status."""
+
+    account_id: str
+    mqa: bool | None
+    engaged_leads: int
+    roles_covered: int
+    committee_covered: bool | None
+    roles: dict[str, bool]
+    as_of: datetime | None
+
+
+class AccountPage(BaseModel):
+    items: list[AccountOut]
+    next_cursor: str | None
+
+
+class ModelVersionOut(BaseModel):
+    id: int
+    name: str
+    version: int
+    active: bool
+    uploaded_at: datetime
+    activated_at: datetime | None
+
+
+class ModelVersionDetail(ModelVersionOut):
+    yaml: str
+
+
+class ActivationOut(BaseModel):
+    """A model version's activation: the rebuild runs in the background; poll until done."""
+
+    version_id: int
+    state: Literal["running", "done", "failed"]
+    done: int = Field(description="Leads qualified with the new version so far.")
+    total: int = Field(description="Leads to qualify (0 until counted).")
+    stage_changes: int
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+
+class ModelChange(BaseModel):
+    """One change between two versions, named by the rule it is in."""
+
+    kind: Literal["added", "removed", "changed"]
+    path: str = Field(description="e.g. fit.rules[mid_market].points")
+    rule: str = Field(description="e.g. fit.rules[mid_market]")
+    old: Any = None
+    new: Any = None
+
+
+class ModelDiff(BaseModel):
+    old_version_id: int
+    new_version_id: int
+    changes: list[ModelChange]
+
+
+class ModelCheck(BaseModel):
+    valid: Literal[True]
+    name: str
+    version: int
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model: ModelRef

@@ -1,0 +1,197 @@
+"""The API is tested over HTTP against a real uvicorn server on a free loopback port.
+
+Each test gets a server of its own on a fresh database: a SQLite file in
+tmp_path, or (marked ``postgres``) a new schema on the PostgreSQL server,
+made the connection's ``search_path`` and dropped afterwards, as the store
+tests do. The server runs in a background thread of the test process, so the
+test can also read the same store directly to check what was written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import create_engine, text
+
+from leadqual.api import create_app
+from leadqual.api.runtime import Runtime
+from leadqual.model.schema import Model
+from leadqual.store import Store
+
+SERVER_URL = os.environ.get(
+    "LEADQUAL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+SCOPES = ("ingest", "read", "sales", "admin")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """A uvicorn server running an app in a background thread."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the uvicorn server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL for a brand-new, empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'leadqual.db'}"
+        return
+    schema = f"lq_api_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{SERVER_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@dataclass
+class Api:
+    """A running API: its URL, a client per scope, and the store behind it."""
+
+    url: str
+    runtime: Runtime
+    tokens: dict[str, str]
+    clients: dict[str, httpx.Client]
+
+    @property
+    def store(self) -> Store:
+        return self.runtime.store
+
+    @property
+    def model(self) -> Model:
+        return self.runtime.model
+
+    def as_(self, scope: str) -> httpx.Client:
+        return self.clients[scope]
+
+    @property
+    def admin(self) -> httpx.Client:
+        return self.clients["admin"]
+
+
+def start_api(database_url: str, **options: Any) -> Iterator[Api]:
+    app = create_app(database_url, **options)
+    runtime: Runtime = app.state.runtime
+    tokens = {scope: runtime.store.create_api_key(f"test-{scope}", [scope])[1] for scope in SCOPES}
+    with LiveServer(app) as server:
+        clients = {
+            scope: httpx.Client(
+                base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+            )
+            for scope, token in tokens.items()
+        }
+        clients["anonymous"] = httpx.Client(base_url=server.url, timeout=30)
+        try:
+            yield Api(server.url, runtime, tokens, clients)
+        finally:
+            for client in clients.values():
+                client.close()
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[Api]:
+    """The API with the shipped example model, no background tick, on a fresh database."""
+    yield from start_api(database_url, tick_seconds=None)
+
+
+def ago(**delta: float) -> str:
+    """An ISO 8601 UTC time this long before now (facts must not be dated in the future)."""
+    return (datetime.now(UTC) - timedelta(**delta)).isoformat()
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """The one error shape: {"error": {"code", "message", "details"}}; returns the inner object."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error: dict[str, Any] = body["error"]
+    assert set(error) == {"code", "message", "details"}, error
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["details"], list)
+    if code is not None:
+        assert error["code"] == code, error
+    return error
+
+
+class Receiver:
+    """A webhook receiver on a free loopback port: records each POST's headers and body."""
+
+    def __init__(self) -> None:
+        received: list[tuple[dict[str, str], bytes]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((dict(self.headers.items()), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, count: int, timeout: float = 20) -> list[tuple[dict[str, str], bytes]]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            assert time.monotonic() < deadline, f"{len(self.received)} of {count} webhooks arrived"
+            time.sleep(0.05)
+        return sorted(self.received, key=lambda item: int(json.loads(item[1])["id"]))

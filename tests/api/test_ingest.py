@@ -1,0 +1,331 @@
+"""Writes over HTTP: auth, events (single and batch), idempotency, and every bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Api, ago, assert_error
+from tests.store.conftest import dump
+
+
+def lead(api: Api, lead_id: str = "L-1", **attributes: Any) -> None:
+    body = {"email": f"{lead_id.lower()}@acme.io", "attributes": attributes}
+    response = api.as_("ingest").put(f"/v1/leads/{lead_id}", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == 1
+
+
+def event(
+    event_id: str, lead_id: str = "L-1", type_: str = "page_view", **extra: Any
+) -> dict[str, Any]:
+    return {"event_id": event_id, "type": type_, "at": ago(days=1), "lead_id": lead_id, **extra}
+
+
+# -- auth --------------------------------------------------------------------------------
+
+
+def test_a_request_without_a_key_is_401(api: Api) -> None:
+    response = api.as_("anonymous").post("/v1/events", json=event("E-1"))
+    error = assert_error(response, 401, "unauthorized")
+    assert "API key" in error["message"]
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_wrong_or_revoked_key_is_401(api: Api) -> None:
+    client = api.as_("anonymous")
+    assert_error(client.get("/v1/qualifications", headers={"X-API-Key": "lq_0000_nope"}), 401)
+    key, token = api.store.create_api_key("revoked", ["read"])
+    api.store.revoke_api_key(key.id)
+    assert_error(client.get("/v1/qualifications", headers={"X-API-Key": token}), 401)
+    assert_error(client.get("/v1/qualifications", headers={"Authorization": "Basic eDp5"}), 401)
+
+
+def test_a_key_without_the_scope_is_403(api: Api) -> None:
+    lead(api)
+    error = assert_error(api.as_("read").post("/v1/events", json=event("E-1")), 403, "forbidden")
+    assert "'ingest' scope" in error["message"]
+    assert_error(api.as_("ingest").get("/v1/leads/L-1/qualification"), 403)
+    decision = {"decision_id": "D-1", "action": "accept", "at": ago(hours=1)}
+    assert_error(api.as_("ingest").post("/v1/leads/L-1/decisions", json=decision), 403)
+    assert_error(api.as_("sales").get("/v1/models"), 403)
+    assert_error(api.as_("read").put("/v1/accounts/A-1", json={}), 403)
+
+
+def test_the_x_api_key_header_and_the_admin_scope_work_everywhere(api: Api) -> None:
+    client = api.as_("anonymous")
+    headers = {"X-API-Key": api.tokens["admin"]}
+    assert client.put("/v1/leads/L-1", json={}, headers=headers).status_code == 200
+    assert client.post("/v1/events", json=event("E-1"), headers=headers).status_code == 200
+    assert client.get("/v1/leads/L-1/qualification", headers=headers).status_code == 200
+    assert client.get("/v1/models", headers=headers).status_code == 200
+
+
+# -- events and idempotency ---------------------------------------------------------------
+
+
+def test_an_event_is_recorded_and_changes_the_qualification(api: Api) -> None:
+    lead(api, seniority="vp")
+    before = api.as_("read").get("/v1/leads/L-1/qualification").json()
+    response = api.as_("ingest").post("/v1/events", json=event("E-1", type_="demo_request"))
+    assert response.status_code == 200
+    assert response.json() == {
+        "accepted": 1,
+        "duplicates": 0,
+        "stage_changes": [
+            {
+                "lead_id": "L-1",
+                "from_stage": before["stage"],
+                "to_stage": "warm",
+                "at": response.json()["stage_changes"][0]["at"],
+                "cause_kind": "fact",
+                "cause_rule": "warm",
+                "cause_fact_id": "E-1",
+            }
+        ],
+    }
+    after = api.as_("read").get("/v1/leads/L-1/qualification").json()
+    assert after["engagement"] == 40.0  # demo_request: 40 points, no decay
+    assert [e.event_id for e in api.store.load_facts().events] == ["E-1"]
+
+
+def test_the_same_event_again_is_a_no_op(api: Api) -> None:
+    lead(api)
+    body = event("E-1", properties={"url": "/pricing"})
+    assert api.as_("ingest").post("/v1/events", json=body).json()["accepted"] == 1
+    snapshot = dump(api.store)
+    again = api.as_("ingest").post("/v1/events", json=body)
+    assert again.status_code == 200
+    assert again.json() == {"accepted": 0, "duplicates": 1, "stage_changes": []}
+    assert _facts(dump(api.store)) == _facts(snapshot)
+
+
+def test_the_same_event_id_with_another_payload_is_409_and_changes_nothing(api: Api) -> None:
+    lead(api)
+    original = event("E-1", properties={"url": "/pricing"})
+    api.as_("ingest").post("/v1/events", json=original)
+    snapshot = dump(api.store)
+    changed = {**original, "properties": {"url": "/careers"}}
+    error = assert_error(api.as_("ingest").post("/v1/events", json=changed), 409, "conflict")
+    assert "E-1" in error["message"]
+    assert dump(api.store) == snapshot
+    (stored,) = api.store.load_facts().events
+    assert stored.properties == {"url": "/pricing"}
+
+
+def test_a_batch_is_written_in_one_go(api: Api) -> None:
+    lead(api, "L-1")
+    lead(api, "L-2")
+    events = [event(f"E-{i}", f"L-{1 + i % 2}", "email_open") for i in range(20)]
+    response = api.as_("ingest").post("/v1/events/batch", json={"events": events})
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 20
+    again = api.as_("ingest").post("/v1/events/batch", json={"events": events})
+    assert again.json() == {"accepted": 0, "duplicates": 20, "stage_changes": []}
+    assert len(api.store.load_facts().events) == 20
+
+
+def test_a_batch_with_one_bad_item_writes_nothing_and_names_it(api: Api) -> None:
+    lead(api)
+    snapshot = dump(api.store)
+    events = [event(f"E-{i}") for i in range(5)]
+    events[3]["at"] = "2026-01-01T10:00:00"  # no time zone
+    error = assert_error(
+        api.as_("ingest").post("/v1/events/batch", json={"events": events}), 422, "validation_error"
+    )
+    assert error["details"][0]["index"] == 3 and error["details"][0]["field"] == "at"
+    assert "events[3].at" in error["message"] and "timezone" in error["message"]
+    assert dump(api.store) == snapshot
+
+
+def test_a_batch_naming_an_unknown_lead_writes_nothing(api: Api) -> None:
+    lead(api)
+    snapshot = dump(api.store)
+    events = [event("E-0"), event("E-1"), event("E-2", "L-404")]
+    error = assert_error(
+        api.as_("ingest").post("/v1/events/batch", json={"events": events}), 422, "unknown_lead"
+    )
+    assert error["details"] == [{"message": error["message"], "field": "lead_id", "index": 2}]
+    assert "L-404" in error["message"]
+    assert dump(api.store) == snapshot
+
+
+def test_a_batch_conflicting_with_a_stored_event_writes_nothing(api: Api) -> None:
+    lead(api)
+    api.as_("ingest").post("/v1/events", json=event("E-1", type_="email_open"))
+    snapshot = dump(api.store)
+    events = [event("E-0"), event("E-1", type_="demo_request")]
+    error = assert_error(
+        api.as_("ingest").post("/v1/events/batch", json={"events": events}), 409, "conflict"
+    )
+    assert error["details"][0]["index"] == 1
+    assert dump(api.store) == snapshot
+
+
+def test_a_store_check_in_a_batch_names_the_item(api: Api) -> None:
+    lead(api)
+    events = [event("E-0"), {"event_id": "E-1", "type": "page_view", "at": ago(days=1)}]
+    error = assert_error(
+        api.as_("ingest").post("/v1/events/batch", json={"events": events}), 422, "invalid_fact"
+    )
+    assert error["details"][0]["index"] == 1 and error["details"][0]["field"] == "lead_id"
+    assert api.store.load_facts().events == []
+
+
+# -- bad input: one error shape, a reason, nothing written --------------------------------
+
+
+def too_many(api: Api) -> dict[str, Any]:
+    return {"events": [event(f"E-{i}") for i in range(1001)]}
+
+
+BAD_EVENTS: list[tuple[str, Any, str]] = [
+    ("missing type", {"event_id": "E-1", "at": "2026-01-01T00:00:00Z", "lead_id": "L-1"}, "type"),
+    ("naive time", {**event("E-1"), "at": "2026-01-01T10:00:00"}, "at"),
+    ("unix time", {**event("E-1"), "at": 1767225600}, "at"),
+    ("not a time", {**event("E-1"), "at": "yesterday"}, "at"),
+    ("long id", {**event("E-1"), "event_id": "x" * 257}, "event_id"),
+    ("long type", {**event("E-1"), "type": "t" * 101}, "type"),
+    ("long text", {**event("E-1"), "properties": {"note": "n" * 10_001}}, "properties.note"),
+    ("nested value", {**event("E-1"), "properties": {"x": {"y": 1}}}, "properties.x"),
+    ("unknown field", {**event("E-1"), "colour": "red"}, "colour"),
+    ("empty id", {**event("E-1"), "event_id": " "}, "event_id"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "field"), BAD_EVENTS, ids=[c for c, _, _ in BAD_EVENTS])
+def test_a_malformed_event_is_422_naming_the_field(
+    api: Api, case: str, body: Any, field: str
+) -> None:
+    lead(api)
+    error = assert_error(api.as_("ingest").post("/v1/events", json=body), 422, "validation_error")
+    assert any((d["field"] or "").startswith(field) for d in error["details"]), error
+    assert api.store.load_facts().events == []
+
+
+def test_an_event_of_an_unknown_lead_is_422(api: Api) -> None:
+    error = assert_error(
+        api.as_("ingest").post("/v1/events", json=event("E-1", "L-404")), 422, "unknown_lead"
+    )
+    assert "unknown lead 'L-404'" in error["message"]
+
+
+def test_a_batch_over_1000_is_refused(api: Api) -> None:
+    lead(api)
+    error = assert_error(api.as_("ingest").post("/v1/events/batch", json=too_many(api)), 422)
+    assert error["details"][0]["field"] == "events"
+    assert "1000" in error["message"]
+    assert_error(api.as_("ingest").post("/v1/events/batch", json={"events": []}), 422)
+
+
+def test_a_body_over_the_size_limit_is_413(api: Api) -> None:
+    big = b'{"events": [' + b" " * (9 * 1024 * 1024) + b"]}"
+    response = api.as_("ingest").post(
+        "/v1/events/batch", content=big, headers={"content-type": "application/json"}
+    )
+    error = assert_error(response, 413, "payload_too_large")
+    assert "limit" in error["message"]
+
+    def chunks() -> Any:  # no Content-Length: the limit is counted while reading
+        yield b'{"events": ['
+        for _ in range(10):
+            yield b" " * (1024 * 1024)
+        yield b"]}"
+
+    chunked = api.as_("ingest").post(
+        "/v1/events/batch", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_error(chunked, 413, "payload_too_large")
+
+
+def test_malformed_json_is_422(api: Api) -> None:
+    response = api.as_("ingest").post(
+        "/v1/events", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert_error(response, 422, "validation_error")
+
+
+def test_unknown_routes_and_methods_have_the_error_shape(api: Api) -> None:
+    assert_error(api.admin.get("/v1/nothing-here"), 404, "not_found")
+    assert_error(api.admin.delete("/v1/events"), 405, "method_not_allowed")
+    assert_error(api.admin.get("/v1/leads/L-404/qualification"), 404, "not_found")
+
+
+# -- leads, accounts and sales facts -----------------------------------------------------
+
+
+def test_lead_attributes_are_checked_against_the_model(api: Api) -> None:
+    client = api.as_("ingest")
+    error = assert_error(client.put("/v1/leads/L-1", json={"attributes": {"senority": "vp"}}), 422)
+    assert error["details"][0]["field"] == "attributes.senority"
+    assert "did you mean 'seniority'" in error["message"]
+    error = assert_error(
+        client.put("/v1/leads/L-1", json={"attributes": {"budget_usd": "lots"}}), 422
+    )
+    assert "expected a number" in error["message"]
+    error = assert_error(
+        client.put("/v1/leads/L-1", json={"attributes": {"is_free_mail": True}}), 422
+    )
+    assert "computed" in error["message"]
+    error = assert_error(client.put("/v1/accounts/A-1", json={"attributes": {"mqa": True}}), 422)
+    assert "computed" in error["message"]
+    assert api.store.load_facts().leads == []
+
+
+def test_decisions_need_a_reason_from_the_model_list(api: Api) -> None:
+    lead(api)
+    sales = api.as_("sales")
+    reject = {"decision_id": "D-1", "action": "reject", "at": ago(hours=1)}
+    error = assert_error(sales.post("/v1/leads/L-1/decisions", json=reject), 422)
+    assert "needs a reason" in error["message"] and "bad_timing" in error["message"]
+    error = assert_error(
+        sales.post("/v1/leads/L-1/decisions", json={**reject, "reason": "no_budgt"}), 422
+    )
+    assert "did you mean 'no_budget'" in error["message"]
+    ok = sales.post("/v1/leads/L-1/decisions", json={**reject, "reason": "no_budget"})
+    assert ok.status_code == 200
+    assert ok.json()["stage_changes"][0]["to_stage"] == "nurture"
+    unknown = {"decision_id": "D-2", "action": "accept", "at": ago(hours=1)}
+    assert_error(sales.post("/v1/leads/L-404/decisions", json=unknown), 404, "not_found")
+
+
+def test_answers_must_name_a_framework_and_criterion_of_the_model(api: Api) -> None:
+    lead(api)
+    sales = api.as_("sales")
+    body = {
+        "answer_id": "A-1",
+        "framework": "bant",
+        "criterion": "budget",
+        "value": "met",
+        "at": ago(hours=1),
+    }
+    error = assert_error(
+        sales.post("/v1/leads/L-1/answers", json={**body, "framework": "bnat"}), 422
+    )
+    assert "did you mean 'bant'" in error["message"]
+    error = assert_error(
+        sales.post("/v1/leads/L-1/answers", json={**body, "criterion": "money"}), 422
+    )
+    assert error["details"][0]["field"] == "criterion"
+    assert sales.post("/v1/leads/L-1/answers", json=body).status_code == 200
+    q = api.as_("read").get("/v1/leads/L-1/qualification").json()
+    budget = q["frameworks"]["bant"]["criteria"]["budget"]
+    assert budget == {"verdict": "met", "source": "answer", "fact_id": "A-1", "at": budget["at"]}
+
+
+def test_outcomes_are_recorded_and_validated(api: Api) -> None:
+    lead(api)
+    sales = api.as_("sales")
+    body = {"outcome_id": "O-1", "outcome": "won", "at": ago(hours=1), "amount": 12000.5}
+    assert_error(sales.post("/v1/leads/L-1/outcomes", json={**body, "outcome": "maybe"}), 422)
+    assert_error(sales.post("/v1/leads/L-1/outcomes", json={**body, "amount": "a lot"}), 422)
+    response = sales.post("/v1/leads/L-1/outcomes", json=body)
+    assert response.json()["stage_changes"][0]["to_stage"] == "customer"
+    (outcome,) = api.store.load_facts().outcomes
+    assert outcome.amount == 12000.5
+
+
+def _facts(snapshot: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    tables = ("lead_profiles", "account_profiles", "events", "answers", "decisions", "outcomes")
+    return {name: snapshot[name] for name in tables}

@@ -1,0 +1,404 @@
+"""Reads over HTTP: qualifications (checked against the reference evaluator), stage history,
+filters and cursor pagination, queues, accounts (MQA), model versions and the tick."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from leadqual.engine.reference import evaluate_all
+from leadqual.model.load import EXAMPLE_MODEL, preset_path
+from leadqual.routing import load_routing_text
+from tests.api.conftest import Api, ago, assert_error, start_api
+
+DECISION_MAKER = {"seniority": "vp", "country": "US", "timeframe": "lt_3m"}
+MQL_LEAD = {"seniority": "vp", "country": "US"}
+"""Without a timeframe BANT is not met, so a demo request makes an MQL, not an SQL."""
+
+
+def put_lead(api: Api, lead_id: str, account_id: str | None = "A-1", **attributes: Any) -> None:
+    body: dict[str, Any] = {"email": f"{lead_id.lower()}@acme.io", "attributes": attributes}
+    if account_id is not None:
+        body["account_id"] = account_id
+    assert api.as_("ingest").put(f"/v1/leads/{lead_id}", json=body).status_code == 200
+
+
+def put_account(api: Api, account_id: str = "A-1") -> None:
+    body = {
+        "domain": "acme.io",
+        "attributes": {"name": "Acme", "industry": "software", "employees": 200, "country": "US"},
+    }
+    assert api.as_("ingest").put(f"/v1/accounts/{account_id}", json=body).status_code == 200
+
+
+def send(api: Api, *events: dict[str, Any]) -> dict[str, Any]:
+    response = api.as_("ingest").post("/v1/events/batch", json={"events": list(events)})
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def ev(
+    event_id: str, lead_id: str, type_: str, days: float = 1, **properties: Any
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": type_,
+        "at": ago(days=days),
+        "lead_id": lead_id,
+        "properties": properties,
+    }
+
+
+def qualification(api: Api, lead_id: str) -> dict[str, Any]:
+    response = api.as_("read").get(f"/v1/leads/{lead_id}/qualification")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_a_qualification_is_what_the_reference_evaluator_says(api: Api) -> None:
+    put_account(api)
+    put_lead(api, "L-1", **DECISION_MAKER)
+    send(
+        api,
+        ev("E-1", "L-1", "page_view", days=3, url="/pricing"),
+        ev("E-2", "L-1", "page_view", days=2, url="/pricing"),
+        ev("E-3", "L-1", "email_open", days=10),
+        ev("E-4", "L-1", "content_download", days=5, asset="case_study"),
+    )
+    got = qualification(api, "L-1")
+    as_of = datetime.fromisoformat(got["as_of"])
+    (expected,) = evaluate_all(api.model, api.store.facts_for_leads(["L-1"]), as_of)
+    assert got["lead_id"] == "L-1" and got["account_id"] == "A-1"
+    assert got["grade"] == expected.grade == "A"
+    assert got["fit"] == expected.fit == 60.0  # software 15 + mid-market 20 + VP 20 + US 5
+    assert got["stage"] == expected.stage
+    assert got["engagement"] == pytest.approx(expected.engagement)
+    assert got["total"] == pytest.approx(expected.total)
+    assert got["groups"] == pytest.approx(expected.groups)
+    assert got["frameworks"]["bant"]["verdict"] == expected.frameworks["bant"].verdict
+    assert [r["text"] for r in got["reasons"]] == [r.text for r in expected.reasons]
+    assert {r["rule"] for r in got["reasons"] if r["kind"] == "fit"} == {
+        "target_industry",
+        "mid_market",
+        "decision_maker",
+        "core_market",
+    }
+    assert got["model"] == {"name": "b2b-example", "version": 1, "version_id": 1}
+
+
+def test_stage_history_records_a_decision(api: Api) -> None:
+    put_account(api)
+    put_lead(api, "L-1", **MQL_LEAD)
+    send(api, ev("E-1", "L-1", "demo_request"))
+    assert qualification(api, "L-1")["stage"] == "mql"
+    decision = {"decision_id": "D-1", "action": "accept", "at": ago(hours=1), "by": "ana"}
+    response = api.as_("sales").post("/v1/leads/L-1/decisions", json=decision)
+    assert response.status_code == 200
+    history = api.as_("read").get("/v1/leads/L-1/stage-history").json()
+    assert history["lead_id"] == "L-1"
+    steps = [(c["from_stage"], c["to_stage"], c["cause_kind"]) for c in history["changes"]]
+    assert steps == [(None, "cold", "fact"), ("cold", "mql", "fact"), ("mql", "sal", "decision")]
+    last = history["changes"][-1]
+    assert last["cause_fact_id"] == "D-1" and last["model_version_id"] == 1
+    got = qualification(api, "L-1")
+    assert got["stage"] == "sal"
+    assert any("decision 'accept'" in r["text"] for r in got["reasons"] if r["kind"] == "stage")
+    reopen = {"decision_id": "D-2", "action": "reopen", "at": ago(minutes=1)}
+    api.as_("sales").post("/v1/leads/L-1/decisions", json=reopen)
+    assert qualification(api, "L-1")["stage"] == "mql"
+    assert_error(api.as_("read").get("/v1/leads/L-404/stage-history"), 404, "not_found")
+
+
+def walk(
+    client: httpx.Client, path: str, limit: int, **params: Any
+) -> Iterator[list[dict[str, Any]]]:
+    cursor: str | None = None
+    while True:
+        query = {**params, "limit": limit, **({"cursor": cursor} if cursor else {})}
+        response = client.get(path, params=query)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["items"]) <= limit
+        yield page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return
+
+
+def test_cursor_pagination_walks_every_result_exactly_once(api: Api) -> None:
+    put_account(api)
+    for i in range(23):
+        put_lead(api, f"L-{i:02d}", **({"seniority": "vp"} if i % 3 == 0 else {}))
+    send(api, *[ev(f"E-{i}", f"L-{i:02d}", "demo_request") for i in range(0, 23, 2)])
+    pages = list(walk(api.as_("read"), "/v1/qualifications", 5))
+    assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
+    ids = [item["lead_id"] for page in pages for item in page]
+    assert ids == [f"L-{i:02d}" for i in range(23)]
+    assert all(item["reasons"] for page in pages for item in page)
+
+    mql = [
+        i["lead_id"] for p in walk(api.as_("read"), "/v1/qualifications", 5, stage="mql") for i in p
+    ]
+    assert mql == [q.lead_id for q in api.store.qualifications(stage="mql")]
+    assert mql == [f"L-{i:02d}" for i in range(0, 23, 2)]  # a demo request each
+    grade_a = [
+        i["lead_id"]
+        for p in walk(api.as_("read"), "/v1/qualifications", 3, grade="A", min_score=90)
+        for i in p
+    ]
+    assert grade_a == ["L-00", "L-06", "L-12", "L-18"]  # VPs with a demo request: fit 60 + 40
+
+
+def test_a_cursor_is_opaque_and_bound_to_its_filters(api: Api) -> None:
+    put_account(api)
+    for i in range(3):
+        put_lead(api, f"L-{i}")
+    first = api.as_("read").get("/v1/qualifications", params={"limit": 1, "stage": "cold"}).json()
+    cursor = first["next_cursor"]
+    assert cursor and "L-0" not in cursor
+    error = assert_error(
+        api.as_("read").get("/v1/qualifications", params={"cursor": cursor, "stage": "warm"}),
+        400,
+        "invalid_cursor",
+    )
+    assert error["details"][0]["field"] == "cursor"
+    assert_error(api.as_("read").get("/v1/qualifications", params={"cursor": "@@"}), 400)
+    assert_error(api.as_("read").get("/v1/qualifications", params={"limit": 0}), 422)
+    assert_error(api.as_("read").get("/v1/qualifications", params={"limit": 501}), 422)
+
+
+def test_filters_by_account_team_and_rep(api: Api) -> None:
+    put_account(api, "A-1")
+    put_account(api, "A-2")
+    put_lead(api, "L-1", "A-1", **MQL_LEAD)
+    put_lead(api, "L-2", "A-2", **MQL_LEAD)
+    put_lead(api, "L-3", "A-2")
+    send(api, ev("E-1", "L-1", "demo_request"), ev("E-2", "L-2", "demo_request"))
+    read = api.as_("read")
+
+    def ids(path: str, **params: Any) -> list[str]:
+        return [i["lead_id"] for page in walk(read, path, 10, **params) for i in page]
+
+    assert ids("/v1/qualifications", account_id="A-2") == ["L-2", "L-3"]
+    assert ids("/v1/qualifications", team="sales_reps") == ["L-1", "L-2"]
+    queue = read.get("/v1/queues/teams/sales_reps").json()
+    assert [(i["lead_id"], i["stage"], i["team"]) for i in queue["items"]] == [
+        ("L-1", "mql", "sales_reps"),
+        ("L-2", "mql", "sales_reps"),
+    ]
+    assert read.get("/v1/queues/teams/sales%").json()["items"] == []  # no wildcards
+    with api.store.transaction() as tx:
+        tx.record_assignment(
+            lead_id="L-2", rule="sales_reps", at=tx.now, team="sales_reps", rep="ana"
+        )
+        tx.record_assignment(
+            lead_id="L-1", rule="sales_reps", at=tx.now, team="sales_reps", rep="bo"
+        )
+        tx.record_assignment(
+            lead_id="L-1", rule="sales_reps", at=tx.now, team="sales_reps", rep="ana"
+        )
+    assert ids("/v1/queues/reps/ana") == ["L-1", "L-2"]
+    assert ids("/v1/queues/reps/bo") == []  # L-1 was reassigned from bo to ana
+    assert ids("/v1/queues/reps/ana", stage="mql") == ["L-1", "L-2"]
+    assert ids("/v1/qualifications", rep="ana", account_id="A-1") == ["L-1"]
+
+
+def test_an_account_becomes_an_mqa_with_three_engaged_leads(api: Api) -> None:
+    put_account(api)
+    read = api.as_("read")
+    assert read.get("/v1/accounts/A-1").json()["mqa"] is None  # no leads yet
+    for i in range(3):
+        put_lead(api, f"L-{i}")
+    send(api, ev("E-0", "L-0", "demo_request"), ev("E-1", "L-1", "demo_request"))
+    status = read.get("/v1/accounts/A-1").json()
+    assert (status["mqa"], status["engaged_leads"]) == (False, 2)
+    send(api, ev("E-2", "L-2", "demo_request"))
+    status = read.get("/v1/accounts/A-1").json()
+    assert (status["mqa"], status["engaged_leads"]) == (True, 3)
+    mqas = read.get("/v1/accounts", params={"mqa": True}).json()
+    assert [a["account_id"] for a in mqas["items"]] == ["A-1"] and mqas["next_cursor"] is None
+    assert read.get("/v1/accounts", params={"mqa": False}).json()["items"] == []
+    assert_error(read.get("/v1/accounts/A-404"), 404, "not_found")
+
+
+def test_model_versions_upload_list_and_activate(api: Api) -> None:
+    admin = api.admin
+    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
+    v2 = text.replace("version: 1", "version: 2").replace(
+        "{id: demo_request, event: demo_request, points: 40",
+        "{id: demo_request, event: demo_request, points: 50",
+    )
+    assert admin.post("/v1/models/validate", json={"yaml": v2}).json() == {
+        "valid": True,
+        "name": "b2b-example",
+        "version": 2,
+    }
+    uploaded = admin.post("/v1/models", json={"yaml": v2})
+    assert uploaded.status_code == 200
+    assert uploaded.json()["active"] is False
+    versions = admin.get("/v1/models").json()
+    assert [(v["version"], v["active"]) for v in versions] == [(1, True), (2, False)]
+    assert admin.get(f"/v1/models/{uploaded.json()['id']}").json()["yaml"] == v2
+
+    error = assert_error(admin.post("/v1/models", json={"yaml": v2 + "\n# edited\n"}), 409)
+    assert "version" in error["message"]
+    broken = v2.replace("score.total: {gte: 60}", "score.totl: {gte: 60}")
+    error = assert_error(admin.post("/v1/models", json={"yaml": broken}), 422, "invalid_model")
+    assert any("did you mean 'score.total'" in d["message"] for d in error["details"])
+    assert_error(admin.post("/v1/models/99/activate"), 404)
+
+    assert_error(admin.get("/v1/models/activation"), 404)
+    diff = admin.get(f"/v1/models/{uploaded.json()['id']}/diff").json()
+    assert diff["old_version_id"] == versions[0]["id"]
+    assert [(c["kind"], c["path"], c["old"], c["new"]) for c in diff["changes"]] == [
+        ("changed", "version", 1, 2),
+        ("changed", "engagement.rules[demo_request].points", 40, 50),
+    ]
+    assert diff["changes"][1]["rule"] == "engagement.rules[demo_request]"
+
+    put_lead(api, "L-1", None)
+    send(api, ev("E-0", "L-1", "demo_request"))
+    assert qualification(api, "L-1")["engagement"] == pytest.approx(40.0, rel=1e-3)
+    activated = admin.post(f"/v1/models/{uploaded.json()['id']}/activate")
+    assert activated.status_code == 202
+    assert activated.json()["state"] in ("running", "done")
+    status = _activation_done(admin)
+    assert (status["version_id"], status["done"], status["total"]) == (
+        uploaded.json()["id"],
+        1,
+        1,
+    )
+    assert api.as_("anonymous").get("/healthz").json()["model"]["version"] == 2
+    rebuilt = qualification(api, "L-1")  # re-qualified with version 2 by the activation
+    assert rebuilt["model"]["version"] == 2
+    assert rebuilt["engagement"] == pytest.approx(50.0, rel=1e-3)
+    send(api, ev("E-1", "L-1", "demo_request"))
+    got = qualification(api, "L-1")
+    assert got["model"]["version"] == 2
+    assert got["engagement"] == pytest.approx(50.0, rel=1e-3)  # max_count: 1
+    assert [(v["version"], v["active"]) for v in admin.get("/v1/models").json()] == [
+        (1, False),
+        (2, True),
+    ]
+    rolled = admin.post("/v1/models/rollback")
+    assert rolled.status_code == 202 and rolled.json()["version_id"] == versions[0]["id"]
+    _activation_done(admin)
+    assert api.as_("anonymous").get("/healthz").json()["model"]["version"] == 1
+    assert qualification(api, "L-1")["engagement"] == pytest.approx(40.0, rel=1e-3)
+
+
+def _activation_done(admin: httpx.Client) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        status: dict[str, Any] = admin.get("/v1/models/activation").json()
+        if status["state"] != "running":
+            assert status["state"] == "done", status
+            return status
+        assert time.monotonic() < deadline, "the activation did not finish"
+        time.sleep(0.05)
+
+
+def test_the_background_tick_moves_stages_with_time(database_url: str) -> None:
+    for api in start_api(database_url, tick_seconds=0.2):
+        put_lead(api, "L-1", None)
+        soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+        future = {"event_id": "E-1", "type": "demo_request", "at": soon, "lead_id": "L-1"}
+        assert send(api, future)["stage_changes"] == []  # not yet: dated in the future
+        deadline = time.monotonic() + 15
+        while qualification(api, "L-1")["stage"] != "warm":
+            assert time.monotonic() < deadline, "the tick did not fold the event in"
+            time.sleep(0.1)
+        history = api.as_("read").get("/v1/leads/L-1/stage-history").json()["changes"]
+        assert (history[-1]["to_stage"], history[-1]["cause_kind"]) == ("warm", "time")
+
+
+def test_a_stage_change_is_delivered_as_a_signed_webhook(database_url: str) -> None:
+    from leadqual.integrations.webhooks import (
+        SIGNATURE_HEADER,
+        create_subscription,
+        verify_signature,
+    )
+    from tests.api.conftest import Receiver
+
+    with Receiver() as receiver:
+        for api in start_api(database_url, tick_seconds=None):
+            created = create_subscription(api.store, receiver.url, ["stage_changed"])
+            put_lead(api, "L-1", None)
+            send(api, ev("E-1", "L-1", "demo_request"))
+            deliveries = receiver.wait_for(2)
+    stages = [json.loads(body)["data"]["to_stage"] for _, body in deliveries]
+    assert stages == ["cold", "warm"]
+    for headers, body in deliveries:
+        verify_signature(created.secret, headers[SIGNATURE_HEADER], body)
+
+
+ROUTING = """
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, territory: {lead.country: [DE]}}
+      - {id: ben, territory: {lead.country: [US]}}
+sla:
+  - {stage: mql, within: 4h, business_hours: false}
+"""
+
+
+def test_with_a_routing_file_leads_are_assigned_to_reps(database_url: str) -> None:
+    for api in start_api(database_url, tick_seconds=None, routing=load_routing_text(ROUTING)):
+        put_account(api, "A-1")
+        put_lead(api, "L-1", "A-1", **{**MQL_LEAD, "country": "DE"})
+        put_lead(api, "L-2", "A-1", **MQL_LEAD)
+        send(api, ev("E-1", "L-1", "demo_request"), ev("E-2", "L-2", "demo_request"))
+        read = api.as_("read")
+        assert [i["lead_id"] for i in read.get("/v1/queues/reps/ana").json()["items"]] == ["L-1"]
+        assert [i["lead_id"] for i in read.get("/v1/queues/reps/ben").json()["items"]] == ["L-2"]
+        (assignment,) = read.get("/v1/leads/L-1/assignments").json()["assignments"]
+        assert (assignment["team"], assignment["rep"], assignment["ended_at"]) == (
+            "sales_reps",
+            "ana",
+            None,
+        )
+        assert "ana covers lead.country = DE" in assignment["reason"]
+        assert_error(read.get("/v1/leads/L-404/assignments"), 404)
+        reject = {"decision_id": "X-1", "action": "reject", "reason": "no_budget",
+                  "at": ago(seconds=0)}  # fmt: skip
+        done = api.as_("sales").post("/v1/leads/L-1/decisions", json=reject)
+        assert done.status_code == 200, done.text
+        assert read.get("/v1/queues/reps/ana").json()["items"] == []
+        (ended,) = read.get("/v1/leads/L-1/assignments").json()["assignments"]
+        assert ended["ended_reason"] == "no longer routed (stage nurture)"
+
+
+def test_webhook_subscriptions_over_rest(api: Api) -> None:
+    admin = api.admin
+    assert_error(api.as_("read").get("/v1/webhooks"), 403)
+    bad = admin.post("/v1/webhooks", json={"url": "ftp://x", "event_kinds": ["stage_changed"]})
+    assert_error(bad, 422, "invalid_subscription")
+    unknown = admin.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_kinds": ["x"]})
+    assert_error(unknown, 422, "invalid_subscription")
+    made = admin.post(
+        "/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_kinds": ["stage_changed"]}
+    )
+    assert made.status_code == 201, made.text
+    created = made.json()
+    assert created["secret"].startswith("whsec_") and created["active"] is True
+    listed = admin.get("/v1/webhooks").json()
+    assert [(s["id"], s["event_kinds"]) for s in listed] == [(created["id"], ["stage_changed"])]
+    assert "secret" not in listed[0]
+    put_lead(api, "L-1", None)  # its first qualification is a stage change: one outbox row
+    log = admin.get(f"/v1/webhooks/{created['id']}/deliveries").json()  # attempts so far
+    assert all(d["subscription_id"] == created["id"] for d in log)
+    gone = admin.delete(f"/v1/webhooks/{created['id']}")
+    assert gone.json()["active"] is False and gone.json()["disabled_at"] is not None
+    assert admin.get("/v1/webhooks").json() == []
+    assert len(admin.get("/v1/webhooks", params={"include_disabled": True}).json()) == 1
+    assert_error(admin.get("/v1/webhooks/999"), 404)
+    assert_error(admin.get("/v1/webhooks/999/deliveries"), 404)

@@ -1,0 +1,251 @@
+"""Routing in the live service: assignments, SLA clocks, breaches and time away.
+
+Runs through ``Ingestor.apply`` and ``tick`` on a real SQLite file and on the
+PostgreSQL server, with the shipped example model (MQL and SAL go to team
+``sales_reps`` by territory on ``lead.country``; a rejected lead is recycled
+to nurture and leaves the team).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from leadqual.cli import app
+from leadqual.facts.types import Decision, Event, Fact, LeadProfile
+from leadqual.model.load import load_model
+from leadqual.routing import load_routing, load_routing_text
+from leadqual.service import Ingestor, tick
+from leadqual.store import Store, schema, state
+
+NOW = datetime(2026, 7, 6, 10, tzinfo=UTC)  # a Monday, 10:00 UTC
+MODEL = load_model("b2b_example")
+ROUTING = load_routing_text(
+    """
+business_hours: {timezone: UTC, start: "09:00", end: "17:00"}
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, capacity: 1, territory: {lead.country: [DE]}}
+      - {id: ben, territory: {lead.country: [US]}}
+      - id: cy
+        territory: {lead.country: [DE]}
+        away: [{from: 2026-07-07T00:00:00Z, until: 2026-07-20T00:00:00Z}]
+sla:
+  - {stage: mql, within: 4h, touch: [sales_call]}
+  - {stage: sal, within: 1d, business_hours: false, reassign_on_breach: true}
+"""
+)
+
+
+def _mql(lead_id: str, country: str, at: datetime = NOW) -> list[Fact]:
+    """A profile and events that make the lead an MQL (not SQL: no budget) at ``at``."""
+    profile = LeadProfile(
+        lead_id,
+        f"{lead_id.lower()}@acme.io",
+        None,
+        {"seniority": "vp", "country": country, "industry": "software", "employees": 500},
+        at - timedelta(days=20),
+    )
+    views = [
+        Event(f"{lead_id}-E{i}", "page_view", at - timedelta(days=i), lead_id, None,
+              {"url": "/pricing"})
+        for i in range(4)
+    ]  # fmt: skip
+    demo = Event(f"{lead_id}-D", "demo_request", at - timedelta(hours=1), lead_id)
+    return [profile, *views, demo]
+
+
+def _open_assignments(store: Store) -> dict[str, tuple[str | None, str | None]]:
+    a = schema.assignments
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            select(a.c.lead_id, a.c.team, a.c.rep).where(a.c.ended_at.is_(None))
+        )
+        return {row.lead_id: (row.team, row.rep) for row in rows}
+
+
+def _timers(store: Store, lead_id: str) -> list[dict[str, object]]:
+    t = schema.sla_timers
+    with store.engine.connect() as connection:
+        query = select(t).where(t.c.lead_id == lead_id).order_by(t.c.id)
+        return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def _outbox(store: Store, kind: str) -> list[dict[str, object]]:
+    o = schema.webhook_outbox
+    with store.engine.connect() as connection:
+        query = select(o.c.payload).where(o.c.event_kind == kind).order_by(o.c.id)
+        return [json.loads(p) for (p,) in connection.execute(query)]
+
+
+def _subscribe(store: Store) -> None:
+    with store.transaction() as tx:
+        state.add_webhook_subscription(tx.connection, "http://127.0.0.1:9/h", "s", ["*"], tx.now)
+
+
+def test_an_mql_is_assigned_by_territory_with_its_reason(store: Store) -> None:
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    result = ingestor.apply([*_mql("L1", "DE"), *_mql("L2", "US")], NOW)
+    assert result.routing is not None
+    by_lead = {r.lead_id: r for r in result.routing.assignments}
+    assert by_lead["L1"].rep == "ana" and by_lead["L2"].rep == "ben"
+    assert "ana covers lead.country = DE" in by_lead["L1"].reason
+    assert _open_assignments(store) == {"L1": ("sales_reps", "ana"), "L2": ("sales_reps", "ben")}
+    stored = store.assignments("L1")
+    assert stored[-1].reason == by_lead["L1"].reason and stored[-1].rule == "sales_reps"
+    announced = _outbox(store, "assigned")
+    assert {(p["lead_id"], p["rep"]) for p in announced} == {("L1", "ana"), ("L2", "ben")}
+
+
+def test_capacity_is_respected_and_the_next_de_lead_goes_elsewhere(store: Store) -> None:
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(_mql("L1", "DE"), NOW)
+    result = ingestor.apply(_mql("L3", "DE"), NOW + timedelta(minutes=5))
+    assert result.routing is not None
+    (assigned,) = result.routing.assignments
+    assert assigned.rep == "cy"  # ana is at capacity 1, cy covers DE and is not away yet
+    assert "at capacity: ana" in assigned.reason
+
+
+def test_staying_in_the_team_keeps_the_rep_and_leaving_ends_the_assignment(store: Store) -> None:
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(_mql("L1", "DE"), NOW)
+    accept = ingestor.apply([Decision("X1", "L1", "accept", NOW + timedelta(minutes=1))],
+                            NOW + timedelta(minutes=1))  # fmt: skip
+    assert [c.to_stage for c in accept.stage_changes] == ["sal"]
+    assert accept.routing is not None and accept.routing.assignments == []
+    assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}
+    reject = ingestor.apply(
+        [Decision("X2", "L1", "reject", NOW + timedelta(minutes=2), "no_budget")],
+        NOW + timedelta(minutes=2),
+    )
+    assert [c.to_stage for c in reject.stage_changes] == ["nurture"]
+    assert _open_assignments(store) == {}
+    (ended,) = store.assignments("L1")
+    assert ended.ended_at == NOW + timedelta(minutes=2)
+    assert ended.ended_reason == "no longer routed (stage nurture)"
+
+
+def test_a_touch_stops_the_sla_clock(store: Store) -> None:
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(_mql("L1", "DE"), NOW)
+    (timer,) = _timers(store, "L1")
+    assert timer["stage"] == "mql" and timer["rep"] == "ana"
+    assert timer["due_at"] == NOW + timedelta(hours=4)
+    call = Event("L1-call", "sales_call", NOW + timedelta(hours=1), "L1")
+    result = ingestor.apply([call], NOW + timedelta(hours=1))
+    assert result.routing is not None and result.routing.stopped == 1
+    (timer,) = _timers(store, "L1")
+    assert timer["stopped_at"] == NOW + timedelta(hours=1)
+    assert timer["stop_cause"] == "touched: event L1-call (sales_call)"
+    later = tick(store, MODEL, NOW + timedelta(hours=5), routing=ROUTING)
+    assert later.routing is not None and later.routing.breaches == []
+
+
+def test_an_untouched_mql_breaches_in_business_hours(store: Store) -> None:
+    _subscribe(store)
+    friday = datetime(2026, 7, 3, 15, tzinfo=UTC)
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(_mql("L1", "US", friday), friday)
+    (timer,) = _timers(store, "L1")
+    assert timer["due_at"] == datetime(2026, 7, 6, 11, tzinfo=UTC)  # 2 h Friday, 2 h Monday
+    quiet = tick(store, MODEL, datetime(2026, 7, 6, 10, 59, tzinfo=UTC), routing=ROUTING)
+    assert quiet.routing is not None and quiet.routing.breaches == []
+    late = tick(store, MODEL, datetime(2026, 7, 6, 11, 30, tzinfo=UTC), routing=ROUTING)
+    assert late.routing is not None
+    (breach,) = late.routing.breaches
+    assert (breach.lead_id, breach.stage, breach.rep) == ("L1", "mql", "ben")
+    (timer,) = _timers(store, "L1")
+    assert timer["breached_at"] == datetime(2026, 7, 6, 11, tzinfo=UTC)
+    (announced,) = _outbox(store, "sla_breached")
+    assert announced["lead_id"] == "L1" and announced["due_at"] == "2026-07-06T11:00:00+00:00"
+    again = tick(store, MODEL, datetime(2026, 7, 6, 12, tzinfo=UTC), routing=ROUTING)
+    assert again.routing is not None and again.routing.breaches == []  # recorded once
+
+
+def test_a_breached_sal_moves_to_another_rep(store: Store) -> None:
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(_mql("L2", "US"), NOW)
+    ingestor.apply([Decision("X1", "L2", "accept", NOW)], NOW)  # the decision stops the MQL clock
+    timers = _timers(store, "L2")
+    assert [t["stage"] for t in timers] == ["mql", "sal"]
+    assert timers[0]["stop_cause"] == "touched: decision X1 (accept)"
+    result = tick(store, MODEL, NOW + timedelta(days=1, minutes=1), routing=ROUTING)
+    assert result.routing is not None
+    assert [b.stage for b in result.routing.breaches] == ["sal"]
+    (moved,) = result.routing.assignments
+    assert moved.rep != "ben" and moved.reason.startswith("SLA for sal breached; ")
+    assert _open_assignments(store)["L2"] == ("sales_reps", moved.rep)
+
+
+def test_open_leads_of_an_away_rep_move_at_the_tick(store: Store) -> None:
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(_mql("L1", "DE"), NOW)
+    ingestor.apply(_mql("L3", "DE"), NOW)  # ana full: cy
+    assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
+    ingestor.apply([Decision("X3", "L3", "accept", NOW)], NOW)
+    result = tick(store, MODEL, datetime(2026, 7, 7, 9, tzinfo=UTC), routing=ROUTING)
+    assert result.routing is not None
+    moved = [a for a in result.routing.assignments if a.lead_id == "L3"]
+    assert len(moved) == 1 and moved[0].rep == "ben"  # ana is full; nobody else covers DE
+    assert moved[0].reason.startswith("cy is away; ")
+    history = store.assignments("L3")
+    assert [(a.rep, a.ended_reason) for a in history] == [("cy", "cy is away"), ("ben", None)]
+
+
+def test_round_robin_position_survives_a_restart(store: Store) -> None:
+    config = load_routing_text("teams:\n  sales_reps:\n    reps: [{id: a}, {id: b}, {id: c}]\n")
+    first = Ingestor(store, MODEL, routing=config)
+    first.apply([*_mql("L1", "FR"), *_mql("L2", "FR")], NOW)
+    second = Ingestor(store, MODEL, routing=config)  # a new process, same store
+    second.apply(_mql("L3", "FR"), NOW + timedelta(minutes=1))
+    reps = {lead: rep for lead, (_, rep) in _open_assignments(store).items()}
+    assert reps == {"L1": "a", "L2": "b", "L3": "c"}
+
+
+def test_tick_command_records_breaches_from_a_routing_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/leadqual.db"
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(
+        "teams:\n  sales_reps:\n    reps: [{id: ana}]\n"
+        "sla:\n  - {stage: mql, within: 2h, business_hours: false}\n"
+    )
+    with Store.open(url) as store:
+        Ingestor(store, MODEL, routing=load_routing(routing)).apply(_mql("L1", "DE"), NOW)
+    runner = CliRunner()
+    done = runner.invoke(
+        app, ["tick", "--database-url", url, "--model", "b2b_example", "--routing", str(routing),
+              "--as-of", (NOW + timedelta(hours=3)).isoformat()]
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "1 SLA breaches" in done.output
+    with Store.open(url) as store:
+        (timer,) = _timers(store, "L1")
+        assert timer["breached_at"] == NOW + timedelta(hours=2)
+    routing.write_text("teams: {sales_reps: {reps: []}}\n")
+    bad = runner.invoke(app, ["tick", "--database-url", url, "--routing", str(routing)])
+    assert bad.exit_code == 2
+    assert "routing.yaml:1:" in bad.output and "at least 1" in bad.output
+
+
+def test_nurture_track_changes_are_announced(store: Store) -> None:
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL)  # nurture tracks need no routing file
+    facts = _mql("L1", "DE")
+    ingestor.apply(facts[:1], NOW - timedelta(days=10))  # the profile alone: a cold lead
+    ingestor.apply(facts[1:], NOW)  # an MQL: in no track
+    ingestor.apply([Decision("X1", "L1", "reject", NOW, "no_budget")], NOW)  # recycled
+    moves = [
+        (p["from_track"], p["to_track"], p["stage"]) for p in _outbox(store, "nurture_changed")
+    ]
+    assert moves == [
+        (None, "product_education", "cold"),
+        ("product_education", None, "mql"),
+        (None, "product_education", "nurture"),
+    ]
