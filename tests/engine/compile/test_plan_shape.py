@@ -1,7 +1,8 @@
 """The fast plan's shape, and the cases its shortcuts must still get right.
 
-The plan reads the events table once, sorts only the matches of ``max_count``
-rules (in one window), and merges profiles with GROUP BYs instead of one
+The plan reads the events table once, takes the latest matches of
+``max_count`` rules with a top-N aggregate on DuckDB (elsewhere it sorts only
+those matches, in one window), and merges profiles with GROUP BYs instead of one
 window per attribute. These tests pin that shape (a slow plan is a bug too),
 and check against the reference evaluator the cases the shortcuts could get
 wrong: ties at the same instant, addresses with several '@', events found by
@@ -32,10 +33,22 @@ def _duckdb_sql(model: Model) -> str:
     return compile_model(model, AS_OF, SourceSchema.for_model(model)).sql("duckdb")
 
 
-def test_events_are_read_once_and_sorted_in_one_window() -> None:
-    sql = _duckdb_sql(load_model(str(BATCH_MODEL)))
+def test_events_are_read_once_and_never_sorted_on_duckdb() -> None:
+    model = load_model(str(BATCH_MODEL))
+    sql = _duckdb_sql(model)
     assert len(re.findall(r'FROM "events"', sql)) == 1
     assert "FIRST_VALUE" not in sql
+    # max_count rules take their latest matches with a top-N aggregate: no window
+    counted = [r for r in model.engagement.rules if r.max_count is not None]
+    assert sql.count("ARG_MAX(") == len(counted) > 0
+    assert "rule_index" not in sql
+    assert sql.count("OVER (") == 2  # the two that replay the (few) decisions
+
+
+def test_without_top_n_aggregates_the_matches_are_sorted_in_one_window() -> None:
+    model = load_model(str(BATCH_MODEL))
+    sql = compile_model(model, AS_OF, SourceSchema.for_model(model)).sql("postgres")
+    assert "ARG_MAX" not in sql.upper().replace("ARG_MAX_", "")
     rule_windows = re.findall(r"ROW_NUMBER\(\) OVER \(PARTITION BY [^)]*\"rule_index\"", sql)
     assert len(rule_windows) == 1
     assert sql.count("OVER (") == 3  # and two that replay the (few) decisions

@@ -48,6 +48,9 @@ class Build:
     as_of: datetime
     schema: SourceSchema
     table_prefix: str = ""
+    top_n: bool = False
+    """The target has a top-N aggregate (DuckDB's ``ARG_MAX(value, key, n)``): a rule's
+    latest ``max_count`` matches are taken in the per-lead GROUP BY, with no sort."""
     ctes: list[tuple[str, exp.Expr]] = field(default_factory=list)
 
     @property

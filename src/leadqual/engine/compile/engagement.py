@@ -156,6 +156,8 @@ def build_event_aggregates(
     flags = build.add("lq_event_flags", _flags(build, events, features))
     aggregates = build.add("lq_event_totals", _aggregate(build, flags, features))
     counted = [i for i, r in enumerate(build.model.engagement.rules) if r.max_count is not None]
+    if build.top_n:  # the top-N aggregate in lq_event_totals takes them
+        counted = []
     latest = build.add("lq_event_latest", _latest(build, flags, counted)) if counted else None
     sequences = [_sequence(build, flags, index, seq) for seq, index in features.sequences.items()]
     return EventAggregates(flags, aggregates, latest, frozenset(counted), sequences)
@@ -289,6 +291,26 @@ def _latest(build: Build, flags: exp.Table, counted: list[int]) -> exp.Expr:
     )
 
 
+def _top_n(build: Build, rule: EngagementRule, index: int) -> exp.Expr:
+    """A ``max_count`` rule's points with a top-N aggregate: the decayed points of its
+    ``max_count`` latest matches, ``LIST_SUM(ARG_MAX(points, at_us, n) FILTER (WHERE m))``.
+
+    The hash aggregate keeps n values per lead instead of sorting every match
+    (what ``_latest``'s window does on targets without it). Ties in time are
+    broken arbitrarily, as there: an event's points depend only on its time.
+    No match gives NULL, as a lead absent from ``lq_event_latest`` does.
+    """
+    assert rule.max_count is not None
+    latest = exp.ArgMax(
+        this=_decayed_points(build, rule),
+        expression=v.col("at_us"),
+        count=v.integer(rule.max_count),
+    )
+    kept = exp.Filter(this=latest, expression=exp.Where(this=v.col(f"m_rule_{index}")))
+    total = exp.Anonymous(this="LIST_SUM", expressions=[kept])
+    return exp.alias_(total, rule_column(index), quoted=True, copy=False)
+
+
 def rule_half_life(rule: EngagementRule, default: float | None) -> float | None:
     return (rule.half_life_days or default) if rule.decay else None
 
@@ -312,6 +334,8 @@ def _aggregate(build: Build, flags: exp.Table, features: EventFeatures) -> exp.E
     columns: list[exp.Expr] = [v.col(LEAD_KEY)]
     for i, rule in enumerate(build.model.engagement.rules):
         if rule.max_count is not None:
+            if build.top_n:
+                columns.append(_top_n(build, rule, i))
             continue
         points = v.case([(v.col(f"m_rule_{i}"), _decayed_points(build, rule))], v.num(0.0))
         columns.append(exp.alias_(exp.Sum(this=points), rule_column(i), quoted=True, copy=False))

@@ -51,6 +51,8 @@ class CompiledModel:
     model: Model
     as_of: datetime
     table_prefix: str = ""
+    variants: dict[str, exp.Expr] = field(default_factory=dict, compare=False, repr=False)
+    """Plans built for one dialect's extra capabilities (DuckDB: top-N aggregates)."""
     _printed: dict[tuple[str, bool], str] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -59,10 +61,11 @@ class CompiledModel:
         """The query in ``dialect``, printed once per dialect (printing copies the tree)."""
         printed = self._printed.get((dialect, pretty))
         if printed is None:
-            tree = for_dialect(self.expression, dialect)
+            plan = self.variants.get(dialect, self.expression)
+            tree = for_dialect(plan, dialect)
             # sqlglot's generator mutates the tree it prints, so it copies it first,
             # unless a dialect rewrite already made this tree a copy of the plan.
-            printed = tree.sql(dialect=dialect, pretty=pretty, copy=tree is self.expression)
+            printed = tree.sql(dialect=dialect, pretty=pretty, copy=tree is plan)
             self._printed[(dialect, pretty)] = printed
         return printed
 
@@ -82,14 +85,16 @@ def compile_model(
     """
     if as_of.tzinfo is None or as_of.utcoffset() is None:
         raise ValueError("as_of must be timezone-aware")
-    build = Build(model, as_of, schema, table_prefix)
-    planner = _Planner(build)
-    query = planner.plan(explain)
+    query = _Planner(Build(model, as_of, schema, table_prefix)).plan(explain)
+    variants: dict[str, exp.Expr] = {}
+    if any(rule.max_count is not None for rule in model.engagement.rules):
+        top_n = Build(model, as_of, schema, table_prefix, top_n=True)
+        variants["duckdb"] = _Planner(top_n).plan(explain)
     names = [c for c in output_columns(model) if c != "reasons"]
     if explain:
         names += [f"points_fit_{r.id}" for r in model.fit.rules]
         names += [f"points_engagement_{r.id}" for r in model.engagement.rules]
-    return CompiledModel(query, names, model, as_of, table_prefix)
+    return CompiledModel(query, names, model, as_of, table_prefix, variants)
 
 
 @dataclass
