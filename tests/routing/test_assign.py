@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
+from leadqual.errors import ModelError
 from leadqual.routing.assign import choose_rep
 from leadqual.routing.config import load_routing_text
 
@@ -70,3 +73,31 @@ def test_excluded_reps_are_not_chosen() -> None:
     later = datetime(2026, 7, 20, tzinfo=UTC)
     choice = choose_rep("sdr", TEAM, "round_robin", None, None, {}, "ana", later, exclude=["ben"])
     assert choice.rep == "cy"
+
+
+def test_territories_by_company_size_ranges_and_numbers() -> None:
+    team = load_routing_text(
+        """
+teams:
+  ae:
+    reps:
+      - {id: smb, territory: {account.employees: [{lt: 50}]}}
+      - {id: mid, territory: {account.employees: [{gte: 50, lt: 1000}]}}
+      - {id: ent, territory: {account.employees: [{gte: 1000}], account.zip: [10115]}}
+"""
+    ).teams["ae"]
+
+    def pick(key: str, value: object) -> str | None:
+        return choose_rep("ae", team, "territory", key, value, {}, None, AT).rep
+
+    assert [pick("account.employees", n) for n in (10, 49.5, 50, 999, 1000, "2500")] == [
+        "smb", "smb", "mid", "mid", "ent", "ent"
+    ]  # fmt: skip
+    assert pick("account.zip", 10115) == "ent" and pick("account.zip", "10115") == "ent"
+    choice = choose_rep("ae", team, "territory", "account.employees", "many", {}, None, AT)
+    assert "nobody available covers" in choice.reason  # not a number: no range holds
+
+
+def test_an_empty_range_is_refused() -> None:
+    with pytest.raises(ModelError, match="at least one of gte"):
+        load_routing_text("teams: {ae: {reps: [{id: a, territory: {account.employees: [{}]}}]}}")

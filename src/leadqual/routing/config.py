@@ -89,23 +89,74 @@ class Away(_Spec):
         return self.start <= at < self.until
 
 
+class Range(_Spec):
+    """A numeric band of a territory (company size: ``{gte: 50, lt: 1000}``)."""
+
+    gte: float | None = None
+    gt: float | None = None
+    lte: float | None = None
+    lt: float | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Range:
+        if all(b is None for b in (self.gte, self.gt, self.lte, self.lt)):
+            raise ValueError("a range needs at least one of gte, gt, lte, lt")
+        return self
+
+    def holds(self, value: float) -> bool:
+        return (
+            (self.gte is None or value >= self.gte)
+            and (self.gt is None or value > self.gt)
+            and (self.lte is None or value <= self.lte)
+            and (self.lt is None or value < self.lt)
+        )
+
+    def __str__(self) -> str:
+        parts = [f"{op} {bound:g}" for op, bound in
+                 ((">=", self.gte), (">", self.gt), ("<=", self.lte), ("<", self.lt))
+                 if bound is not None]  # fmt: skip
+        return " and ".join(parts)
+
+
 class Rep(_Spec):
     id: Annotated[str, Field(min_length=1, max_length=256)]
     capacity: PositiveInt | None = None
     """Most open leads at once; None: no limit."""
-    territory: dict[str, list[str]] = {}
-    """Routing key (``lead.country``, ``account.industry``, ...) to the values this rep covers."""
+    territory: dict[str, list[str | int | float | Range]] = {}
+    """Routing key (``lead.country``, ``account.employees``, ...) to the values this rep
+    covers: words (matched case-insensitively) or numeric ranges (``{gte: 50, lt: 1000}``)."""
     away: list[Away] = []
 
     def is_away(self, at: datetime) -> bool:
         return any(a.covers(at) for a in self.away)
 
     def covers(self, key: str | None, value: Any) -> bool:
-        """Whether this rep's territory includes ``value`` of ``key`` (case-insensitive)."""
+        """Whether this rep's territory includes ``value`` of ``key``."""
         if key is None or value is None:
             return False
         wanted = str(value).strip().casefold()
-        return any(str(v).strip().casefold() == wanted for v in self.territory.get(key, []))
+        number = _number(value)
+        for item in self.territory.get(key, []):
+            if isinstance(item, Range):
+                if number is not None and item.holds(number):
+                    return True
+            elif isinstance(item, int | float):
+                if number is not None and number == item:
+                    return True
+            elif item.strip().casefold() == wanted:
+                return True
+        return False
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
 
 
 class Team(_Spec):
