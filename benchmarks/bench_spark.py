@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default=".bench-data", help="cache of generated data")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
+    parser.add_argument("--driver-memory", default="12g", help="JVM heap (default 12g)")
     parser.add_argument("--threads", type=int, default=2, help="DuckDB threads")
     args = parser.parse_args(argv)
 
@@ -81,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     duck_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    session = spark_session(args.master, app_name="leadqual-bench")
+    session = spark_session(
+        args.master, app_name="leadqual-bench", driver_memory=args.driver_memory
+    )
     session_seconds = time.perf_counter() - started
     parquet = {kind: data / f"{kind}.parquet" for kind in FILES}
     started = time.perf_counter()

@@ -10,32 +10,28 @@ test can also read the same store directly to check what was written.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import create_engine, text
 
 from leadqual.api import create_app
 from leadqual.api.runtime import Runtime
 from leadqual.model.schema import Model
 from leadqual.store import Store
+from tests.store.conftest import store_url
 
-SERVER_URL = os.environ.get(
-    "LEADQUAL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+__all__ = ["store_url"]  # the fixture, used by database_url
+
 SCOPES = ("ingest", "read", "sales", "admin")
 
 
@@ -72,22 +68,10 @@ class LiveServer:
         self.thread.join(timeout=30)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL for a brand-new, empty database of each kind."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'leadqual.db'}"
-        return
-    schema = f"lq_api_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{SERVER_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+@pytest.fixture
+def database_url(store_url: str) -> str:
+    """A URL for a brand-new, empty database of each kind (the store tests' fixture)."""
+    return store_url
 
 
 @dataclass

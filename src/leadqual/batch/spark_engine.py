@@ -38,11 +38,15 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def spark_session(master: str | None = None, app_name: str = "leadqual") -> Any:
+def spark_session(
+    master: str | None = None, app_name: str = "leadqual", driver_memory: str | None = None
+) -> Any:
     """A SparkSession (``local[*]`` by default, or ``master``) with the UTC time zone.
 
     An active session with another master is reused as is (Spark keeps one
-    session per process); its time zone is set to UTC.
+    session per process); its time zone is set to UTC. ``driver_memory``
+    (``"8g"``) sizes the JVM heap, which in local mode also runs the tasks:
+    Spark's default of 1 GiB is too small for millions of events.
     """
     sql = _pyspark_sql()
     builder = (
@@ -52,6 +56,8 @@ def spark_session(master: str | None = None, app_name: str = "leadqual") -> Any:
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "8")
     )
+    if driver_memory is not None:
+        builder = builder.config("spark.driver.memory", driver_memory)
     with _quiet():
         session = builder.getOrCreate()
     session.conf.set("spark.sql.session.timeZone", "UTC")
