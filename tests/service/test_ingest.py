@@ -135,3 +135,18 @@ def test_recompute_rebuilds_state_that_was_lost(store: Store) -> None:
     assert {q.lead_id: q.stage for q in expected} == {
         q.lead_id: q.stage for q in store.qualifications()
     }
+
+
+def test_a_writer_that_waited_behind_a_later_one_evaluates_at_its_time(store: Store) -> None:
+    """Concurrent writers take ``now`` before waiting for a lead's lock (PostgreSQL): one
+    that waited may find the state already advanced past its ``now``; it must not fail."""
+    ingestor = Ingestor(store, MODEL)
+    later = NOW + timedelta(seconds=1)
+    ingestor.apply([_lead(), *_events("L1", 2)], later)
+    result = ingestor.apply([Event("L1-X", "demo_request", NOW, "L1")], NOW)  # took now earlier
+    assert result.accepted == 1
+    stored = store.qualification("L1")
+    assert stored.as_of == later  # evaluated at the state's time, not before it
+    expected = evaluate_all(MODEL, store.load_facts(resolve=True), later)
+    assert stored.stage == expected[0].stage
+    assert abs(stored.total - expected[0].total) <= 1e-9 * max(1.0, abs(expected[0].total))

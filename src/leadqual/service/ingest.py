@@ -135,6 +135,22 @@ class _Work:
                 query = query.with_for_update()
             yield from self.connection.execute(query).mappings()
 
+    def serialise_time(self, now: datetime) -> datetime:
+        """The time this transaction evaluates at: ``now``, or later if a state is ahead.
+
+        Writers take ``now`` before they wait for a lead's row lock
+        (PostgreSQL), so a writer that waited can find the lead's state
+        already advanced past its ``now`` by the one it waited for. Evaluating
+        at the latest such time keeps time moving forward for every lead, in
+        the order the locks serialised the writers.
+        """
+        ahead = [s.horizon for s in self.leads.values() if s.horizon is not None]
+        latest = max(ahead, default=now)
+        if latest > now:
+            self.now = latest
+            return latest
+        return now
+
     def load_leads(self, lead_ids: Iterable[str]) -> set[str]:
         """Load states (new ones for unknown leads); returns those built for another model."""
         wanted = set(lead_ids) - self.leads.keys()
@@ -547,6 +563,7 @@ class Ingestor:
                     by_lead[lead].append(fact)
             touched = (set(by_lead) | rebuild) - gone
             stale = work.load_leads(touched | gone)
+            now = work.serialise_time(now)
             work.rebuild(rebuild | stale)
             for lead, items in by_lead.items():
                 if lead in rebuild or lead in stale or lead in gone:
@@ -631,6 +648,7 @@ def tick(
         due = {lead for (lead,) in tx.connection.execute(query)}
         work = _Work(tx.connection, plan, model_version_id, now)
         stale = work.load_leads(due)
+        now = work.serialise_time(now)
         work.rebuild(stale)
         for lead in due:
             work.leads[lead].advance(now, plan)
