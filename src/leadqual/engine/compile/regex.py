@@ -19,8 +19,8 @@ from typing import Any
 from leadqual.errors import UnsupportedError
 
 try:  # Python 3.11 moved the parser under re._parser
-    from re import _constants as sre_constants  # type: ignore[attr-defined]
-    from re import _parser as sre_parse  # type: ignore[attr-defined]
+    from re import _constants as sre_constants  # type: ignore[attr-defined,unused-ignore]
+    from re import _parser as sre_parse  # type: ignore[attr-defined,unused-ignore]
 except ImportError:  # pragma: no cover
     import sre_constants
     import sre_parse
