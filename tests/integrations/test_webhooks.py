@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 from sqlalchemy import select
 
 from leadqual.errors import NotFoundError
-from leadqual.facts.types import Decision, Event, Fact, LeadProfile
+from leadqual.facts.types import Decision
 from leadqual.integrations.webhooks import (
     ASSIGNED,
     SLA_BREACHED,
@@ -46,27 +47,12 @@ from leadqual.model.load import load_model
 from leadqual.service import Ingestor
 from leadqual.store import Store, schema, state
 from tests.integrations.conftest import Receiver
+from tests.service.builders import lead_profile, pricing_views
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
 MODEL = load_model("b2b_example")
-
-
-def _lead(lead_id: str = "L1") -> LeadProfile:
-    return LeadProfile(
-        lead_id,
-        f"{lead_id.lower()}@acme.io",
-        None,
-        {"seniority": "vp", "country": "US", "industry": "software"},
-        NOW - timedelta(days=20),
-    )
-
-
-def _events(lead_id: str = "L1", n: int = 4) -> list[Fact]:
-    return [
-        Event(f"{lead_id}-E{i}", "page_view", NOW - timedelta(days=i), lead_id, None,
-              {"url": "/pricing"})
-        for i in range(n)
-    ]  # fmt: skip
+_lead = partial(lead_profile, now=NOW)
+_events = partial(pricing_views, now=NOW)
 
 
 def _outbox(store: Store) -> list[dict[str, Any]]:

@@ -16,11 +16,12 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from leadqual.cli import app
-from leadqual.facts.types import Decision, Event, Fact, LeadProfile
+from leadqual.facts.types import Decision, Event
 from leadqual.model.load import load_model
 from leadqual.routing import load_routing, load_routing_text
 from leadqual.service import Ingestor, tick
 from leadqual.store import Store, schema, state
+from tests.service.builders import mql_facts
 
 NOW = datetime(2026, 7, 6, 10, tzinfo=UTC)  # a Monday, 10:00 UTC
 MODEL = load_model("b2b_example")
@@ -40,24 +41,6 @@ sla:
   - {stage: sal, within: 1d, business_hours: false, reassign_on_breach: true}
 """
 )
-
-
-def _mql(lead_id: str, country: str, at: datetime = NOW) -> list[Fact]:
-    """A profile and events that make the lead an MQL (not SQL: no budget) at ``at``."""
-    profile = LeadProfile(
-        lead_id,
-        f"{lead_id.lower()}@acme.io",
-        None,
-        {"seniority": "vp", "country": country, "industry": "software", "employees": 500},
-        at - timedelta(days=20),
-    )
-    views = [
-        Event(f"{lead_id}-E{i}", "page_view", at - timedelta(days=i), lead_id, None,
-              {"url": "/pricing"})
-        for i in range(4)
-    ]  # fmt: skip
-    demo = Event(f"{lead_id}-D", "demo_request", at - timedelta(hours=1), lead_id)
-    return [profile, *views, demo]
 
 
 def _open_assignments(store: Store) -> dict[str, tuple[str | None, str | None]]:
@@ -91,7 +74,7 @@ def _subscribe(store: Store) -> None:
 def test_an_mql_is_assigned_by_territory_with_its_reason(store: Store) -> None:
     _subscribe(store)
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
-    result = ingestor.apply([*_mql("L1", "DE"), *_mql("L2", "US")], NOW)
+    result = ingestor.apply([*mql_facts("L1", "DE", NOW), *mql_facts("L2", "US", NOW)], NOW)
     assert result.routing is not None
     by_lead = {r.lead_id: r for r in result.routing.assignments}
     assert by_lead["L1"].rep == "ana" and by_lead["L2"].rep == "ben"
@@ -105,8 +88,8 @@ def test_an_mql_is_assigned_by_territory_with_its_reason(store: Store) -> None:
 
 def test_capacity_is_respected_and_the_next_de_lead_goes_elsewhere(store: Store) -> None:
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
-    ingestor.apply(_mql("L1", "DE"), NOW)
-    result = ingestor.apply(_mql("L3", "DE"), NOW + timedelta(minutes=5))
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    result = ingestor.apply(mql_facts("L3", "DE", NOW), NOW + timedelta(minutes=5))
     assert result.routing is not None
     (assigned,) = result.routing.assignments
     assert assigned.rep == "cy"  # ana is at capacity 1, cy covers DE and is not away yet
@@ -115,7 +98,7 @@ def test_capacity_is_respected_and_the_next_de_lead_goes_elsewhere(store: Store)
 
 def test_staying_in_the_team_keeps_the_rep_and_leaving_ends_the_assignment(store: Store) -> None:
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
-    ingestor.apply(_mql("L1", "DE"), NOW)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
     accept = ingestor.apply([Decision("X1", "L1", "accept", NOW + timedelta(minutes=1))],
                             NOW + timedelta(minutes=1))  # fmt: skip
     assert [c.to_stage for c in accept.stage_changes] == ["sal"]
@@ -134,7 +117,7 @@ def test_staying_in_the_team_keeps_the_rep_and_leaving_ends_the_assignment(store
 
 def test_a_touch_stops_the_sla_clock(store: Store) -> None:
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
-    ingestor.apply(_mql("L1", "DE"), NOW)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
     (timer,) = _timers(store, "L1")
     assert timer["stage"] == "mql" and timer["rep"] == "ana"
     assert timer["due_at"] == NOW + timedelta(hours=4)
@@ -152,7 +135,7 @@ def test_an_untouched_mql_breaches_in_business_hours(store: Store) -> None:
     _subscribe(store)
     friday = datetime(2026, 7, 3, 15, tzinfo=UTC)
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
-    ingestor.apply(_mql("L1", "US", friday), friday)
+    ingestor.apply(mql_facts("L1", "US", friday), friday)
     (timer,) = _timers(store, "L1")
     assert timer["due_at"] == datetime(2026, 7, 6, 11, tzinfo=UTC)  # 2 h Friday, 2 h Monday
     quiet = tick(store, MODEL, datetime(2026, 7, 6, 10, 59, tzinfo=UTC), routing=ROUTING)
@@ -171,7 +154,7 @@ def test_an_untouched_mql_breaches_in_business_hours(store: Store) -> None:
 
 def test_a_breached_sal_moves_to_another_rep(store: Store) -> None:
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
-    ingestor.apply(_mql("L2", "US"), NOW)
+    ingestor.apply(mql_facts("L2", "US", NOW), NOW)
     ingestor.apply([Decision("X1", "L2", "accept", NOW)], NOW)  # the decision stops the MQL clock
     timers = _timers(store, "L2")
     assert [t["stage"] for t in timers] == ["mql", "sal"]
@@ -186,8 +169,8 @@ def test_a_breached_sal_moves_to_another_rep(store: Store) -> None:
 
 def test_open_leads_of_an_away_rep_move_at_the_tick(store: Store) -> None:
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
-    ingestor.apply(_mql("L1", "DE"), NOW)
-    ingestor.apply(_mql("L3", "DE"), NOW)  # ana full: cy
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    ingestor.apply(mql_facts("L3", "DE", NOW), NOW)  # ana full: cy
     assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
     ingestor.apply([Decision("X3", "L3", "accept", NOW)], NOW)
     result = tick(store, MODEL, datetime(2026, 7, 7, 9, tzinfo=UTC), routing=ROUTING)
@@ -202,9 +185,9 @@ def test_open_leads_of_an_away_rep_move_at_the_tick(store: Store) -> None:
 def test_round_robin_position_survives_a_restart(store: Store) -> None:
     config = load_routing_text("teams:\n  sales_reps:\n    reps: [{id: a}, {id: b}, {id: c}]\n")
     first = Ingestor(store, MODEL, routing=config)
-    first.apply([*_mql("L1", "FR"), *_mql("L2", "FR")], NOW)
+    first.apply([*mql_facts("L1", "FR", NOW), *mql_facts("L2", "FR", NOW)], NOW)
     second = Ingestor(store, MODEL, routing=config)  # a new process, same store
-    second.apply(_mql("L3", "FR"), NOW + timedelta(minutes=1))
+    second.apply(mql_facts("L3", "FR", NOW), NOW + timedelta(minutes=1))
     reps = {lead: rep for lead, (_, rep) in _open_assignments(store).items()}
     assert reps == {"L1": "a", "L2": "b", "L3": "c"}
 
@@ -217,7 +200,7 @@ def test_tick_command_records_breaches_from_a_routing_file(tmp_path: Path) -> No
         "sla:\n  - {stage: mql, within: 2h, business_hours: false}\n"
     )
     with Store.open(url) as store:
-        Ingestor(store, MODEL, routing=load_routing(routing)).apply(_mql("L1", "DE"), NOW)
+        Ingestor(store, MODEL, routing=load_routing(routing)).apply(mql_facts("L1", "DE", NOW), NOW)
     runner = CliRunner()
     done = runner.invoke(
         app, ["tick", "--database-url", url, "--model", "b2b_example", "--routing", str(routing),
@@ -237,7 +220,7 @@ def test_tick_command_records_breaches_from_a_routing_file(tmp_path: Path) -> No
 def test_nurture_track_changes_are_announced(store: Store) -> None:
     _subscribe(store)
     ingestor = Ingestor(store, MODEL)  # nurture tracks need no routing file
-    facts = _mql("L1", "DE")
+    facts = mql_facts("L1", "DE", NOW)
     ingestor.apply(facts[:1], NOW - timedelta(days=10))  # the profile alone: a cold lead
     ingestor.apply(facts[1:], NOW)  # an MQL: in no track
     ingestor.apply([Decision("X1", "L1", "reject", NOW, "no_budget")], NOW)  # recycled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -12,32 +13,17 @@ from typer.testing import CliRunner
 from leadqual.cli import app
 from leadqual.engine.reference import evaluate_all
 from leadqual.errors import ConflictError, FactError, NotFoundError
-from leadqual.facts.types import Decision, Event, Fact, LeadProfile
+from leadqual.facts.types import Decision, Event
 from leadqual.model.load import load_model
 from leadqual.service import Ingestor, recompute
 from leadqual.store import Store, schema, state
+from tests.service.builders import lead_profile, pricing_views
 from tests.service.conftest import dump
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
 MODEL = load_model("b2b_example")
-
-
-def _lead(lead_id: str = "L1") -> LeadProfile:
-    return LeadProfile(
-        lead_id,
-        f"{lead_id.lower()}@acme.io",
-        None,
-        {"seniority": "vp", "country": "US", "industry": "software"},
-        NOW - timedelta(days=20),
-    )
-
-
-def _events(lead_id: str = "L1", n: int = 4) -> list[Fact]:
-    return [
-        Event(f"{lead_id}-E{i}", "page_view", NOW - timedelta(days=i), lead_id, None,
-              {"url": "/pricing"})
-        for i in range(n)
-    ]  # fmt: skip
+_lead = partial(lead_profile, now=NOW)
+_events = partial(pricing_views, now=NOW)
 
 
 def _subscribe(store: Store) -> None:

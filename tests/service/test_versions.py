@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from leadqual.engine.reference import evaluate_all
 from leadqual.errors import ConflictError, NotFoundError
-from leadqual.facts.types import Event, Fact, LeadProfile
 from leadqual.model.load import load_model_text, preset_path
 from leadqual.service import Ingestor, recompute
 from leadqual.service.versions import Activator, diff_versions, previous_version
 from leadqual.store import Store
+from tests.service.builders import mql_facts
 
 NOW = datetime(2026, 7, 6, 10, tzinfo=UTC)
 V1 = preset_path("b2b_example").read_text()
@@ -23,32 +23,14 @@ V2 = V1.replace(MQL, "{score.engagement: {gte: 25}}, {score.total: {gte: 99}}").
 )
 
 
-def _facts(lead_id: str) -> list[Fact]:
-    profile = LeadProfile(
-        lead_id,
-        f"{lead_id.lower()}@acme.io",
-        None,
-        {"seniority": "vp", "country": "DE", "industry": "software", "employees": 500},
-        NOW - timedelta(days=20),
-    )
-    views = [
-        Event(f"{lead_id}-E{i}", "page_view", NOW - timedelta(days=i), lead_id, None,
-              {"url": "/pricing"})
-        for i in range(4)
-    ]  # fmt: skip
-    return [
-        profile,
-        *views,
-        Event(f"{lead_id}-D", "demo_request", NOW - timedelta(hours=1), lead_id),
-    ]
-
-
 def _setup(store: Store) -> tuple[int, int]:
     assert MQL in V1 and "version: 2" in V2
     first = store.add_model_version(V1)
     second = store.add_model_version(V2)
     store.activate_model_version(first.id)
-    Ingestor(store, load_model_text(V1), first.id).apply([*_facts("L1"), *_facts("L2")], NOW)
+    Ingestor(store, load_model_text(V1), first.id).apply(
+        [*mql_facts("L1", "DE", NOW), *mql_facts("L2", "DE", NOW)], NOW
+    )
     assert store.qualification("L1").stage == "mql"
     return first.id, second.id
 

@@ -36,6 +36,7 @@ from leadqual.facts.types import Decision, Event, Fact
 from leadqual.routing.assign import choose_rep
 from leadqual.routing.config import RoutingConfig, Sla, business_deadline
 from leadqual.store import schema, state
+from leadqual.store.identity import chunks
 
 ASSIGNED = "assigned"
 """The webhook event kind of an assignment."""
@@ -99,11 +100,15 @@ class Router:
         work.stop_touched(facts_by_lead or {})
         leads = sorted(qualified)
         work.load_open(leads)
+        moved = [lead for lead in leads if stages_before.get(lead) != qualified[lead].stage]
+        running: dict[str, list[Any]] = defaultdict(list)
+        for timer in work.running(moved):  # one query for every lead that changed stage
+            running[timer.lead_id].append(timer)
         for lead in leads:
             q = qualified[lead]
             work.follow_routing(q)
             if stages_before.get(lead) != q.stage:
-                work.stage_changed(lead, q.stage)
+                work.stage_changed(lead, q.stage, running[lead])
         work.flush()
         return result
 
@@ -146,9 +151,7 @@ class _Transaction:
 
     def load_open(self, leads: Iterable[str]) -> None:
         a = schema.assignments
-        wanted = sorted(set(leads) - self.open.keys())
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
+        for part in chunks(sorted(set(leads) - self.open.keys())):
             query = select(a.c.id, a.c.lead_id, a.c.team, a.c.rep).where(
                 a.c.lead_id.in_(part), a.c.ended_at.is_(None)
             )
@@ -257,12 +260,10 @@ class _Transaction:
 
     # SLA clocks
 
-    def _running(self, leads: Iterable[str]) -> list[Any]:
+    def running(self, leads: Iterable[str]) -> list[Any]:
         t = schema.sla_timers
-        wanted = sorted(set(leads))
         rows: list[Any] = []
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
+        for part in chunks(sorted(set(leads))):
             query = select(t).where(
                 t.c.lead_id.in_(part), t.c.stopped_at.is_(None), t.c.breached_at.is_(None)
             )
@@ -280,7 +281,7 @@ class _Transaction:
         """Stop running clocks of leads a sales decision or a touch event reached."""
         if not facts_by_lead:
             return
-        for timer in self._running(facts_by_lead):
+        for timer in self.running(facts_by_lead):
             sla = self.config.sla_for(timer.stage)
             touches = set(sla.touch) if sla is not None else set()
             touching = [
@@ -298,8 +299,9 @@ class _Transaction:
                 )
                 self._stop(timer.id, first.at, f"touched: {what}")
 
-    def stage_changed(self, lead: str, stage: str) -> None:
-        for timer in self._running([lead]):
+    def stage_changed(self, lead: str, stage: str, running: Sequence[Any]) -> None:
+        """Stop the lead's ``running`` clocks of other stages; start the new stage's."""
+        for timer in running:
             if timer.stage != stage:
                 self._stop(timer.id, self.now, f"left stage {timer.stage} for {stage}")
         sla = self.config.sla_for(stage)
