@@ -39,11 +39,23 @@ def known_events(lead: LeadFacts, as_of: datetime) -> list[Event]:
 
 
 def score_rule(
-    rule: EngagementRule, events: list[Event], as_of: datetime, model: Model
+    rule: EngagementRule,
+    events: list[Event],
+    as_of: datetime,
+    model: Model,
+    by_type: dict[str, list[Event]] | None = None,
 ) -> RuleScore:
-    """One engagement rule's points: the latest ``max_count`` matching events, decayed, capped."""
-    flt = EventFilter(rule.event_types, rule.where)
-    matched = [e for e in events if event_matches(e, flt)]
+    """One engagement rule's points: the latest ``max_count`` matching events, decayed, capped.
+
+    ``by_type`` (the same events grouped by type, see :func:`events_by_type`)
+    only saves looking at events of other types: the result is the same.
+    """
+    flt, types = _rule_filter(rule)
+    if by_type is not None and types:
+        candidates = [e for t in types for e in by_type.get(t, ())]
+    else:
+        candidates = events
+    matched = [e for e in candidates if event_matches(e, flt)]
     if rule.within_days is not None:
         matched = [e for e in matched if age_days(e.at, as_of) <= rule.within_days]
     matched.sort(key=lambda e: (e.at, e.event_id), reverse=True)
@@ -60,7 +72,8 @@ def score_rule(
 
 def score_engagement(model: Model, events: list[Event], as_of: datetime) -> Engagement:
     spec = model.engagement
-    rules = [score_rule(rule, events, as_of, model) for rule in spec.rules]
+    by_type = events_by_type(events)
+    rules = [score_rule(rule, events, as_of, model, by_type) for rule in spec.rules]
     reasons = [_engagement_reason(r, as_of) for r in rules if r.events]
     sums: dict[str, float] = dict.fromkeys(spec.groups, 0.0)
     ungrouped = 0.0
@@ -96,6 +109,29 @@ def score_engagement(model: Model, events: list[Event], as_of: datetime) -> Enga
             )
         )
     return Engagement(limited, groups, tuple(rules), tuple(reasons))
+
+
+_FILTERS: dict[int, tuple[EngagementRule, EventFilter, tuple[str, ...]]] = {}
+
+
+def _rule_filter(rule: EngagementRule) -> tuple[EventFilter, tuple[str, ...]]:
+    """A rule's event filter and its distinct event types, made once per rule object."""
+    cached = _FILTERS.get(id(rule))
+    if cached is None or cached[0] is not rule:
+        flt = EventFilter(rule.event_types, rule.where)
+        if len(_FILTERS) > 4096:
+            _FILTERS.clear()
+        cached = (rule, flt, tuple(dict.fromkeys(flt.types)))
+        _FILTERS[id(rule)] = cached
+    return cached[1], cached[2]
+
+
+def events_by_type(events: list[Event]) -> dict[str, list[Event]]:
+    """The events of each type, in their order in ``events``."""
+    out: dict[str, list[Event]] = {}
+    for event in events:
+        out.setdefault(event.type, []).append(event)
+    return out
 
 
 def clamp(value: float, low: float | None, high: float | None) -> float:

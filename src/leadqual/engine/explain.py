@@ -101,8 +101,22 @@ def _event(pred: EventPredicate) -> str:
     return " and ".join(parts)
 
 
+_DESCRIBED: dict[int, tuple[Condition, str]] = {}
+
+
 def describe(condition: Condition) -> str:
     """One English sentence (without a full stop) for a condition."""
+    cached = _DESCRIBED.get(id(condition))
+    if cached is not None and cached[0] is condition:
+        return cached[1]
+    text = _describe(condition)
+    if len(_DESCRIBED) > 4096:
+        _DESCRIBED.clear()
+    _DESCRIBED[id(condition)] = (condition, text)  # a model's conditions outlive its leads
+    return text
+
+
+def _describe(condition: Condition) -> str:
     match condition:
         case Test(path, checks):
             return _checks(_subject(path), checks)

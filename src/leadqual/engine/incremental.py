@@ -56,16 +56,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from leadqual.engine.decay import age_days
-from leadqual.engine.engagement import score_rule
+from leadqual.engine.engagement import events_by_type, score_rule
 from leadqual.engine.operators import event_matches
-from leadqual.engine.reference import _Evaluator
-from leadqual.engine.result import AccountStatus, Qualification
+from leadqual.engine.reference import MemberFlags, _Evaluator, account_status
+from leadqual.engine.result import AccountStatus, Qualification, Reason
 from leadqual.facts.dataset import AccountFacts, Facts, LeadFacts, profile_time, value_order
 from leadqual.facts.freemail import email_domain, is_free_mail
 from leadqual.facts.types import (
@@ -198,6 +198,7 @@ class Plan:
                 offsets.add(mqa.within_days)
         self.offsets = sorted(offsets)
         self.thresholds = thresholds
+        self.has_account_rules = mqa is not None or model.accounts.committee is not None
         self.inactive_days = sorted({r.inactive_days for r in model.recycle if r.inactive_days})
         half = model.engagement.half_life_days
         self.decaying = [
@@ -235,9 +236,19 @@ class Plan:
             return set()
         latest_first = events[::-1]
         keep = {latest_first[0].event_id}
+        by_type = events_by_type(latest_first)
 
         def matching(flt: EventFilter, within: float | None) -> list[Event]:
-            found = [e for e in latest_first if event_matches(e, flt)]
+            if flt.types:  # the events of its types, latest first
+                types = dict.fromkeys(flt.types)
+                candidates = (
+                    by_type.get(next(iter(types)), [])
+                    if len(types) == 1
+                    else [e for e in latest_first if e.type in types]
+                )
+            else:
+                candidates = latest_first
+            found = [e for e in candidates if event_matches(e, flt)]
             if within is not None:
                 found = [e for e in found if age_days(e.at, now) <= within]
             return found
@@ -697,9 +708,11 @@ class AccountState:
 class Evaluation:
     """Qualifies leads from their states at one ``as_of``, sharing the work per account.
 
-    ``members`` gives, per account id, the states of every lead that counts
-    for it (with a profile); ``accounts`` the account states (None for an
-    implicit ``domain:`` account or one without profiles).
+    An account's status comes from its members' :class:`MemberFlags`: those of
+    members whose state is at hand are computed (:meth:`member_flags`), the
+    others are the flags stored at their last qualification, which hold until
+    their ``next_change_at`` (see :func:`next_change`). :meth:`set_account`
+    records the status before the account's members are qualified.
     """
 
     def __init__(self, plan: Plan, as_of: datetime) -> None:
@@ -708,6 +721,8 @@ class Evaluation:
         self._evaluator = _Evaluator(plan.model, as_of)
         self._views: dict[str, LeadFacts] = {}
         self._accounts: dict[str, AccountFacts] = {}
+        self._flags: dict[str, MemberFlags] = {}
+        self.statuses: dict[str, tuple[AccountStatus, list[Reason]]] = {}
 
     def lead_view(self, state: LeadState) -> LeadFacts:
         view = self._views.get(state.lead_id)
@@ -716,23 +731,45 @@ class Evaluation:
             self._views[state.lead_id] = view
         return view
 
-    def account_view(
-        self, account_id: str, account: AccountState | None, members: Iterable[LeadState]
-    ) -> AccountFacts:
-        view = self._accounts.get(account_id)
-        if view is None:
-            ordered = sorted(members, key=lambda s: s.lead_id)
-            profiles = account.profiles(self.as_of) if account is not None else ()
-            view = AccountFacts(account_id, profiles, tuple(self.lead_view(s) for s in ordered))
-            self._accounts[account_id] = view
-        return view
+    def member_flags(self, state: LeadState) -> MemberFlags:
+        """What this lead brings to its account's status at ``as_of``."""
+        flags = self._flags.get(state.lead_id)
+        if flags is None:
+            flags = self._evaluator.member_flags(self.lead_view(state))
+            self._flags[state.lead_id] = flags
+        return flags
 
-    def qualify(self, state: LeadState, account: AccountFacts | None) -> Qualification:
+    def set_account(
+        self,
+        account_id: str,
+        account: AccountState | None,
+        members: Mapping[str, LeadState | MemberFlags],
+    ) -> None:
+        """The account's attributes and, from every member's flags, its status."""
+        profiles = account.profiles(self.as_of) if account is not None else ()
+        self._accounts[account_id] = AccountFacts(account_id, profiles, ())
+        if self.plan.has_account_rules:
+            flags = {
+                lead: m if isinstance(m, MemberFlags) else self.member_flags(m)
+                for lead, m in members.items()
+            }
+            status = account_status(self.plan.model, account_id, flags)
+            self.statuses[account_id] = status
+            self._evaluator.seed_account(account_id, status)
+
+    def qualify(self, state: LeadState, account_id: str | None) -> Qualification:
+        """The lead's qualification (its account set with :meth:`set_account` first)."""
+        account = self._accounts[account_id] if account_id is not None else None
         return self._evaluator.qualify(Facts(self.lead_view(state), account))
 
-    def account_status(self, account: AccountFacts) -> AccountStatus | None:
-        """The account's MQA and committee status (None when the model has no account rules)."""
-        return self._evaluator._account(account, [])
+
+def flags_to_json(flags: MemberFlags) -> str:
+    return json.dumps([flags.engaged, list(flags.roles)], separators=(",", ":"))
+
+
+def flags_from_json(text: str) -> MemberFlags:
+    engaged, roles = json.loads(text)
+    return MemberFlags(engaged, tuple(roles))
 
 
 def next_change(

@@ -24,11 +24,12 @@ entered and a route is taken only when its condition is *true*.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from leadqual.engine.decay import age_days
-from leadqual.engine.engagement import clamp, known_events, score_engagement
+from leadqual.engine.engagement import Engagement, clamp, known_events, score_engagement
 from leadqual.engine.explain import (
     describe,
     format_points,
@@ -263,20 +264,30 @@ class _Evaluator:
     def __init__(self, model: Model, as_of: datetime) -> None:
         self.model = model
         self.as_of = as_of
-        self._member_cache: dict[str, tuple[float, datetime | None, dict[str, Value]]] = {}
+        self._leads: dict[str, tuple[list[Event], Engagement, dict[str, Value]]] = {}
         self._account_cache: dict[str, tuple[AccountStatus, list[Reason]]] = {}
+
+    def _lead(self, lead: LeadFacts) -> tuple[list[Event], Engagement, dict[str, Value]]:
+        """A lead's known events, engagement and attributes: shared by its own
+        qualification and its account's status (a lead id names one lead's facts)."""
+        cached = self._leads.get(lead.lead_id)
+        if cached is None:
+            events = known_events(lead, self.as_of)
+            engagement = score_engagement(self.model, events, self.as_of)
+            cached = (events, engagement, lead_attributes(lead, self.as_of))
+            self._leads[lead.lead_id] = cached
+        return cached
 
     def qualify(self, facts: Facts) -> Qualification:
         model, as_of = self.model, self.as_of
         lead = facts.lead
-        events = known_events(lead, as_of)
+        events, engagement, attributes = self._lead(lead)
         account_attrs = merge_profiles(facts.account.profiles, as_of) if facts.account else {}
-        ctx = _Context(lead_attributes(lead, as_of), account_attrs, events, as_of)
+        ctx = _Context(dict(attributes), account_attrs, events, as_of)
         reasons: list[Reason] = []
 
         fit = self._fit(ctx, reasons)
         grade = self._grade(fit, reasons)
-        engagement = score_engagement(model, events, as_of)
         reasons.extend(engagement.reasons)
         total = fit + engagement.total
         ctx.values.update(
@@ -373,14 +384,28 @@ class _Evaluator:
     # accounts
 
     def _member(self, member: LeadFacts) -> tuple[float, datetime | None, dict[str, Value]]:
-        cached = self._member_cache.get(member.lead_id)
-        if cached is None:
-            events = known_events(member, self.as_of)
-            engagement = score_engagement(self.model, events, self.as_of).total
-            last = events[-1].at if events else None
-            cached = (engagement, last, lead_attributes(member, self.as_of))
-            self._member_cache[member.lead_id] = cached
-        return cached
+        events, engagement, attributes = self._lead(member)
+        return engagement.total, events[-1].at if events else None, attributes
+
+    def member_flags(self, member: LeadFacts) -> MemberFlags:
+        """What a member brings to its account's status (see :class:`MemberFlags`)."""
+        rules = self.model.accounts
+        engagement, last, attrs = self._member(member)
+        engaged: bool | None = None
+        if rules.mqa is not None:
+            spec = rules.mqa
+            recent = spec.within_days is None or (
+                last is not None and age_days(last, self.as_of) <= spec.within_days
+            )
+            engaged = engagement >= spec.min_engagement and recent
+        roles: tuple[str, ...] = ()
+        if rules.committee is not None:
+            roles = tuple(
+                role
+                for role, spec_role in rules.committee.roles.items()
+                if holds(spec_role.when, _Context(attrs, {}, [], self.as_of)) is True
+            )
+        return MemberFlags(engaged, roles)
 
     def _account(self, account: AccountFacts | None, reasons: list[Reason]) -> AccountStatus | None:
         rules = self.model.accounts
@@ -388,75 +413,15 @@ class _Evaluator:
             return None
         cached = self._account_cache.get(account.account_id)
         if cached is None:
-            cached = self._account_status(account)
+            flags = {m.lead_id: self.member_flags(m) for m in account.members}
+            cached = account_status(self.model, account.account_id, flags)
             self._account_cache[account.account_id] = cached
         reasons.extend(cached[1])
         return cached[0]
 
-    def _account_status(self, account: AccountFacts) -> tuple[AccountStatus, list[Reason]]:
-        rules = self.model.accounts
-        reasons: list[Reason] = []
-        members = {m.lead_id: self._member(m) for m in account.members}
-        engaged: list[str] = []
-        mqa: bool | None = None
-        if rules.mqa is not None:
-            spec = rules.mqa
-            for lead_id, (engagement, last, _) in sorted(members.items()):
-                recent = spec.within_days is None or (
-                    last is not None and age_days(last, self.as_of) <= spec.within_days
-                )
-                if engagement >= spec.min_engagement and recent:
-                    engaged.append(lead_id)
-            mqa = apply_checks(float(len(engaged)), spec.engaged_leads) is True
-            window = (
-                f" active in the last {format_value(spec.within_days)} days"
-                if spec.within_days
-                else ""
-            )
-            reasons.append(
-                Reason(
-                    "account",
-                    "mqa",
-                    f"Account {account.account_id} {'is' if mqa else 'is not'} an MQA: "
-                    f"{len(engaged)} engaged lead{'s' if len(engaged) != 1 else ''} "
-                    f"(engagement at least {format_value(spec.min_engagement)}{window})",
-                    facts=tuple(engaged),
-                )
-            )
-        roles: dict[str, bool] = {}
-        covered_by: dict[str, list[str]] = {}
-        committee_covered: bool | None = None
-        if rules.committee is not None:
-            for role, spec_role in rules.committee.roles.items():
-                who = [
-                    lead_id
-                    for lead_id, (_, _, attrs) in sorted(members.items())
-                    if holds(spec_role.when, _Context(attrs, {}, [], self.as_of)) is True
-                ]
-                roles[role] = bool(who)
-                covered_by[role] = who
-            need = rules.committee.require or len(roles)
-            committee_covered = sum(roles.values()) >= need
-            listing = (
-                ", ".join(f"{r} ({', '.join(w)})" for r, w in covered_by.items() if w) or "none"
-            )
-            reasons.append(
-                Reason(
-                    "account",
-                    "committee",
-                    f"Buying committee {'covered' if committee_covered else 'not covered'}: "
-                    f"{sum(roles.values())} of {len(roles)} roles (need {need}): {listing}",
-                )
-            )
-        status = AccountStatus(
-            account_id=account.account_id,
-            engaged_leads=len(engaged),
-            mqa=mqa,
-            roles=roles,
-            roles_covered=sum(roles.values()),
-            committee_covered=committee_covered,
-        )
-        return status, reasons
+    def seed_account(self, account_id: str, status: tuple[AccountStatus, list[Reason]]) -> None:
+        """Use this status for ``account_id`` (computed from members' flags elsewhere)."""
+        self._account_cache[account_id] = status
 
     # frameworks
 
@@ -675,3 +640,72 @@ def _account_values(status: AccountStatus) -> Mapping[str, Value]:
     for role, covered in status.roles.items():
         values[f"account.committee.{role}"] = covered
     return values
+
+
+@dataclass(frozen=True)
+class MemberFlags:
+    """What one member lead brings to its account's status at an ``as_of``.
+
+    ``engaged``: whether it counts toward MQA (engagement at least the
+    minimum, active within the window; None when the model has no MQA rule);
+    ``roles``: the buying-committee roles it covers, in the model's order.
+    """
+
+    engaged: bool | None
+    roles: tuple[str, ...]
+
+
+def account_status(
+    model: Model, account_id: str, members: Mapping[str, MemberFlags]
+) -> tuple[AccountStatus, list[Reason]]:
+    """An account's MQA and committee status, and its reasons, from its members' flags."""
+    rules = model.accounts
+    reasons: list[Reason] = []
+    ordered = sorted(members.items())
+    engaged: list[str] = []
+    mqa: bool | None = None
+    if rules.mqa is not None:
+        spec = rules.mqa
+        engaged = [lead_id for lead_id, flags in ordered if flags.engaged]
+        mqa = apply_checks(float(len(engaged)), spec.engaged_leads) is True
+        window = (
+            f" active in the last {format_value(spec.within_days)} days" if spec.within_days else ""
+        )
+        reasons.append(
+            Reason(
+                "account",
+                "mqa",
+                f"Account {account_id} {'is' if mqa else 'is not'} an MQA: "
+                f"{len(engaged)} engaged lead{'s' if len(engaged) != 1 else ''} "
+                f"(engagement at least {format_value(spec.min_engagement)}{window})",
+                facts=tuple(engaged),
+            )
+        )
+    roles: dict[str, bool] = {}
+    covered_by: dict[str, list[str]] = {}
+    committee_covered: bool | None = None
+    if rules.committee is not None:
+        for role in rules.committee.roles:
+            who = [lead_id for lead_id, flags in ordered if role in flags.roles]
+            roles[role] = bool(who)
+            covered_by[role] = who
+        need = rules.committee.require or len(roles)
+        committee_covered = sum(roles.values()) >= need
+        listing = ", ".join(f"{r} ({', '.join(w)})" for r, w in covered_by.items() if w) or "none"
+        reasons.append(
+            Reason(
+                "account",
+                "committee",
+                f"Buying committee {'covered' if committee_covered else 'not covered'}: "
+                f"{sum(roles.values())} of {len(roles)} roles (need {need}): {listing}",
+            )
+        )
+    status = AccountStatus(
+        account_id=account_id,
+        engaged_leads=len(engaged),
+        mqa=mqa,
+        roles=roles,
+        roles_covered=sum(roles.values()),
+        committee_covered=committee_covered,
+    )
+    return status, reasons

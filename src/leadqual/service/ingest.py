@@ -33,10 +33,13 @@ from leadqual.engine.incremental import (
     Evaluation,
     LeadState,
     Plan,
+    flags_from_json,
+    flags_to_json,
     next_change,
     profile_id_of,
 )
-from leadqual.engine.result import AccountStatus, Qualification
+from leadqual.engine.reference import MemberFlags
+from leadqual.engine.result import AccountStatus, Qualification, Reason
 from leadqual.facts.dataset import FactSet
 from leadqual.facts.freemail import is_free_mail
 from leadqual.facts.types import (
@@ -52,7 +55,7 @@ from leadqual.model.schema import Model
 from leadqual.routing.config import RoutingConfig
 from leadqual.routing.router import Router, RoutingResult
 from leadqual.store import Store, reader, schema, state, versions
-from leadqual.store.identity import chunks
+from leadqual.store.identity import chunks, run_in, select_in
 
 STAGE_CHANGED = "stage_changed"
 """The webhook event kind of a stage change."""
@@ -60,6 +63,9 @@ NURTURE_CHANGED = "nurture_changed"
 """The webhook event kind of a lead entering, leaving or changing nurture track."""
 
 LeadFact = LeadProfile | Event | SalesAnswer | Decision | Outcome
+
+Members = dict[str, LeadState | MemberFlags]
+"""An account's members: the state of each one evaluated now, the stored flags of the rest."""
 
 Progress = Callable[[int, int], None]
 """Called with (leads qualified so far, leads to qualify) during a recompute."""
@@ -124,16 +130,20 @@ class _Work:
         self.qualified: dict[str, Qualification] = {}
         self.next_at: dict[str, datetime | None] = {}
         self.stored_nurture: dict[str, str | None] = {}
+        self.flags: dict[str, MemberFlags] = {}
 
     # -- loading
 
     def _rows(self, table: Any, column: Any, values: Iterable[str]) -> Iterable[Any]:
         lock = self.connection.dialect.name == "postgresql" and table is schema.lead_state
-        for part in chunks(sorted(set(values))):
-            query = select(table).where(column.in_(part))
-            if lock:
-                query = query.with_for_update()
-            yield from self.connection.execute(query).mappings()
+
+        def build(ids: Any) -> Any:
+            query = select(table).where(column.in_(ids))
+            return query.with_for_update() if lock else query
+
+        key = ("ingest.rows", table.name, column.key, "lock" if lock else "")
+        for row in select_in(self.connection, key, build, values):
+            yield row._mapping
 
     def serialise_time(self, now: datetime) -> datetime:
         """The time this transaction evaluates at: ``now``, or later if a state is ahead.
@@ -235,11 +245,13 @@ class _Work:
         if not self.changed_domains:
             return set()
         t = schema.lead_state
-        found: set[str] = set()
-        for part in chunks(sorted(self.changed_domains)):
-            query = select(t.c.lead_id).where(t.c.link_domain.in_(part))
-            found.update(lead for (lead,) in self.connection.execute(query))
-        return found
+        rows = select_in(
+            self.connection,
+            ("ingest.relinked",),
+            lambda ids: select(t.c.lead_id).where(t.c.link_domain.in_(ids)),
+            self.changed_domains,
+        )
+        return {lead for (lead,) in rows}
 
     def link(self, lead_ids: Iterable[str]) -> None:
         """Work out the account of each lead (FactSet's linking rules)."""
@@ -248,21 +260,40 @@ class _Work:
         for s in states:
             self.account_of[s.lead_id] = s.link(self.domains) if s.has_profile else None
 
-    def members(self, account_ids: Collection[str]) -> dict[str, list[LeadState]]:
-        """Every lead with a profile counting for each account, as of this transaction."""
+    def members(self, account_ids: Collection[str]) -> dict[str, Members]:
+        """Every lead with a profile counting for each account, as of this transaction.
+
+        A member at hand in this transaction, or whose stored flags may have
+        changed since (its ``next_change_at`` has come, or it has none for this
+        model), is its state (loaded read-only); every other member is its
+        stored :class:`MemberFlags`, which still hold.
+        """
         t = schema.lead_state
-        stored: set[str] = set()
-        for part in chunks(sorted(account_ids)):
-            query = select(t.c.lead_id).where(t.c.account_id.in_(part), t.c.has_profile)
-            stored.update(lead for (lead,) in self.connection.execute(query))
-        fresh = stored - self.leads.keys()
+        out: dict[str, Members] = {a: {} for a in account_ids}
+        if not self.plan.has_account_rules:
+            return out
+        fresh: set[str] = set()
+        rows = select_in(
+            self.connection,
+            ("ingest.members",),
+            lambda ids: select(
+                t.c.lead_id, t.c.account_id, t.c.member_flags, t.c.next_change_at, t.c.model_key
+            ).where(t.c.account_id.in_(ids), t.c.has_profile),
+            account_ids,
+        )
+        for lead, account, flags, next_at, key in rows:
+            if lead in self.leads:
+                continue
+            still_true = next_at is None or next_at > self.now
+            if flags is not None and key == self.plan.key and still_true:
+                out[account][lead] = flags_from_json(flags)
+            else:
+                fresh.add(lead)
         self.load_leads_readonly(fresh)
         self.link(fresh - self.account_of.keys())
-        out: dict[str, list[LeadState]] = {a: [] for a in account_ids}
-        for lead in stored | {lead for lead, acc in self.account_of.items() if acc in out}:
-            account = self.account_of.get(lead)
+        for lead, account in self.account_of.items():
             if account in out and self.leads[lead].has_profile:
-                out[account].append(self.leads[lead])
+                out[account][lead] = self.leads[lead]
         return out
 
     def load_leads_readonly(self, lead_ids: Collection[str]) -> None:
@@ -286,31 +317,35 @@ class _Work:
         members = self.members(accounts)
         self.load_accounts(accounts)
         evaluation = Evaluation(self.plan, self.now)
-        views = {a: evaluation.account_view(a, self.accounts.get(a), members[a]) for a in accounts}
-        stored_status = self._stored_status(accounts)
+        for account in sorted(accounts):
+            evaluation.set_account(account, self.accounts.get(account), members[account])
+        stored_status = self._stored_status(evaluation.statuses)
         out: dict[str, Qualification] = {}
         everyone: set[str] = set()
-        for account, view in views.items():
-            status = evaluation.account_status(view)
+        for account, status in evaluation.statuses.items():
             if (
                 account in self.changed_accounts
                 or account in extra_accounts
-                or _status_key(status) != stored_status.get(account)
+                or _status_key(status[0]) != stored_status.get(account)
             ):
-                everyone.update(s.lead_id for s in members[account])
+                everyone.update(members[account])
         ordered = sorted(set(lead_ids) | everyone)
+        missing = everyone - self.leads.keys()
+        self.load_leads_readonly(missing)
+        self.link(missing)
         for done, lead in enumerate(ordered, start=1):
             s = self.leads[lead]
             if progress is not None and (done % 500 == 0 or done == len(ordered)):
                 progress(done, len(ordered))
             if not s.has_profile:
                 continue
-            linked = self.account_of.get(lead)
-            out[lead] = evaluation.qualify(s, views[linked] if linked is not None else None)
+            out[lead] = evaluation.qualify(s, self.account_of.get(lead))
+            if self.plan.has_account_rules:
+                self.flags[lead] = evaluation.member_flags(s)
         self.qualified.update(out)
         for lead, q in out.items():
             self.next_at[lead] = self._next_change(lead, q)
-        self._save_status(views, evaluation)
+        self._save_status(evaluation.statuses, members)
         return out
 
     def _next_change(self, lead: str, q: Qualification) -> datetime | None:
@@ -335,12 +370,15 @@ class _Work:
             )
         return out
 
-    def _save_status(self, views: dict[str, Any], evaluation: Evaluation) -> None:
+    def _save_status(
+        self,
+        statuses: dict[str, tuple[AccountStatus, list[Reason]]],
+        members: dict[str, Members],
+    ) -> None:
         t = schema.account_status
         rows = []
-        for account, view in views.items():
-            status = evaluation.account_status(view)
-            if status is None or not view.members:
+        for account, (status, _) in statuses.items():
+            if not members[account]:
                 continue
             rows.append(
                 {
@@ -355,8 +393,12 @@ class _Work:
                     "updated_at": self.now,
                 }
             )
-        for part in chunks(sorted(views)):
-            self.connection.execute(t.delete().where(t.c.account_id.in_(part)))
+        run_in(
+            self.connection,
+            ("ingest.status.delete",),
+            lambda ids: t.delete().where(t.c.account_id.in_(ids)),
+            statuses,
+        )
         if rows:
             self.connection.execute(t.insert(), rows)
 
@@ -366,11 +408,15 @@ class _Work:
         """The stored stage of each lead (and, in ``stored_nurture``, its nurture track)."""
         t = schema.qualifications
         out: dict[str, str] = {}
-        for part in chunks(sorted(set(lead_ids))):
-            query = select(t.c.lead_id, t.c.stage, t.c.routing).where(t.c.lead_id.in_(part))
-            for lead, stage, routing in self.connection.execute(query):
-                out[lead] = stage
-                self.stored_nurture[lead] = json.loads(routing).get("nurture") if routing else None
+        rows = select_in(
+            self.connection,
+            ("ingest.stages",),
+            lambda ids: select(t.c.lead_id, t.c.stage, t.c.routing).where(t.c.lead_id.in_(ids)),
+            lead_ids,
+        )
+        for lead, stage, routing in rows:
+            out[lead] = stage
+            self.stored_nurture[lead] = json.loads(routing).get("nurture") if routing else None
         return out
 
     def record_nurture_changes(
@@ -417,18 +463,22 @@ class _Work:
                     "model_key": self.plan.key,
                     "state": s.to_json(),
                     "updated_at": wall,
+                    "member_flags": flags_to_json(f) if (f := self.flags.get(lead)) else None,
                 }
             )
-        for part in chunks(sorted(lead_ids)):
-            self.connection.execute(t.delete().where(t.c.lead_id.in_(part)))
+        _delete_states(self.connection, lead_ids)
         if rows:
             self.connection.execute(t.insert(), rows)
 
     def write_accounts(self, wall: datetime) -> None:
         t = schema.account_state
         ids = sorted(self.changed_accounts)
-        for part in chunks(ids):
-            self.connection.execute(t.delete().where(t.c.account_id.in_(part)))
+        run_in(
+            self.connection,
+            ("ingest.accounts.delete",),
+            lambda ids: t.delete().where(t.c.account_id.in_(ids)),
+            ids,
+        )
         if ids:
             self.connection.execute(
                 t.insert(),
@@ -439,8 +489,12 @@ class _Work:
             )
         d = schema.account_domains
         domains = sorted(self.changed_domains)
-        for part in chunks(domains):
-            self.connection.execute(d.delete().where(d.c.domain.in_(part)))
+        run_in(
+            self.connection,
+            ("ingest.domains.delete",),
+            lambda ids: d.delete().where(d.c.domain.in_(ids)),
+            domains,
+        )
         if domains:
             self.connection.execute(
                 d.insert(), [{"domain": x, "account_id": self.domains[x]} for x in domains]
@@ -516,9 +570,12 @@ class _Work:
         return records
 
 
-def _status_key(status: AccountStatus | None) -> tuple[Any, ...] | None:
-    if status is None:
-        return None
+def _status_key(status: AccountStatus) -> tuple[Any, ...]:
+    """What makes an account's status change for its members: MQA, counts and roles.
+
+    Which leads are the engaged ones is not part of it: a member's stored
+    qualification names those as of its own ``as_of``.
+    """
     return (
         status.mqa,
         status.engaged_leads,
@@ -614,8 +671,12 @@ class Ingestor:
 
 def _delete_states(connection: Connection, lead_ids: Collection[str]) -> None:
     t = schema.lead_state
-    for part in chunks(sorted(lead_ids)):
-        connection.execute(t.delete().where(t.c.lead_id.in_(part)))
+    run_in(
+        connection,
+        ("ingest.states.delete",),
+        lambda ids: t.delete().where(t.c.lead_id.in_(ids)),
+        lead_ids,
+    )
 
 
 def _require_aware(now: datetime) -> None:
@@ -744,16 +805,12 @@ def qualify_from_state(
         accounts = {a for lead in lead_ids if (a := work.account_of.get(lead)) is not None}
         members = work.members(accounts)
         work.load_accounts(accounts)
+        for account in sorted(accounts):
+            evaluation.set_account(account, work.accounts.get(account), members[account])
         out = []
         for lead in sorted(lead_ids):
             s = work.leads[lead]
             if not s.has_profile:
                 continue
-            account = work.account_of.get(lead)
-            view = (
-                evaluation.account_view(account, work.accounts.get(account), members[account])
-                if account is not None
-                else None
-            )
-            out.append(evaluation.qualify(s, view))
+            out.append(evaluation.qualify(s, work.account_of.get(lead)))
         return out

@@ -17,12 +17,13 @@ applied when facts are read or attributed:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.expression import BindParameter, Executable
 
 from leadqual.store import schema
 
@@ -41,6 +42,46 @@ def normalise_email(email: str | None) -> str | None:
 def chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), CHUNK):
         yield values[start : start + CHUNK]
+
+
+_PREPARED: dict[tuple[str, ...], Executable] = {}
+
+
+def prepared(key: tuple[str, ...], build: Callable[[BindParameter[Any]], Executable]) -> Executable:
+    """A statement over an expanding list parameter ``ids``, built once per ``key``.
+
+    Building a SQLAlchemy expression (``column.in_(...)``) costs more than
+    running a small statement; a built one is reused with new ``ids``.
+    """
+    statement = _PREPARED.get(key)
+    if statement is None:
+        statement = build(bindparam("ids", expanding=True))
+        _PREPARED[key] = statement
+    return statement
+
+
+def select_in(
+    connection: Connection,
+    key: tuple[str, ...],
+    build: Callable[[BindParameter[Any]], Executable],
+    values: Iterable[Any],
+) -> Iterator[Any]:
+    """The rows of a :func:`prepared` select, run over ``values`` (distinct, sorted) in chunks."""
+    statement = prepared(key, build)
+    for part in chunks(sorted(set(values))):
+        yield from connection.execute(statement, {"ids": list(part)})
+
+
+def run_in(
+    connection: Connection,
+    key: tuple[str, ...],
+    build: Callable[[BindParameter[Any]], Executable],
+    values: Iterable[Any],
+) -> None:
+    """Run a :func:`prepared` statement (a delete, an update) over ``values`` in chunks."""
+    statement = prepared(key, build)
+    for part in chunks(sorted(set(values))):
+        connection.execute(statement, {"ids": list(part)})
 
 
 class Identity:

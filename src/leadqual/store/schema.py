@@ -359,13 +359,18 @@ lead_state = Table(
     Column("model_key", String(HASH), nullable=False),
     Column("state", Text(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("member_flags", Text()),
 )
 """Each lead's incremental state (``leadqual.engine.incremental``), JSON in ``state``.
 
 ``account_id`` is the account the lead counts for (explicit, or by its email's
 domain), ``link_domain`` the domain that links it when it names no account,
 ``next_change_at`` the earliest time its stage could change with time alone
-(what the tick looks for), ``model_key`` the model the state was built for."""
+(what the tick looks for), ``model_key`` the model the state was built for.
+``member_flags`` (revision 0004) is what the lead brings to its account's status
+as of its last qualification (``reference.MemberFlags`` as JSON ``[engaged,
+[roles]]``): still true while ``next_change_at`` has not come, so an account's
+status needs only its changed members evaluated."""
 
 account_state = Table(
     "account_state",

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from leadqual.engine.result import Qualification
 from leadqual.errors import NotFoundError
 from leadqual.store import schema
+from leadqual.store.identity import run_in
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,12 @@ def save_qualifications(
         return
     t = schema.qualifications
     rows = [qualification_row(q, model_version_id, now) for q in qualifications]
-    connection.execute(t.delete().where(t.c.lead_id.in_([row["lead_id"] for row in rows])))
+    run_in(
+        connection,
+        ("state.qualifications.delete",),
+        lambda ids: t.delete().where(t.c.lead_id.in_(ids)),
+        [row["lead_id"] for row in rows],
+    )
     connection.execute(t.insert(), rows)
 
 

@@ -9,9 +9,10 @@ trace even inside a caller's larger transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
@@ -20,7 +21,7 @@ from leadqual.errors import ConflictError, NotFoundError
 from leadqual.facts.types import Fact
 from leadqual.store import codec, schema
 from leadqual.store.codec import Encoded
-from leadqual.store.identity import Identity, chunks, normalise_email
+from leadqual.store.identity import Identity, normalise_email, select_in
 
 TABLES: dict[str, Table] = {table.name: table for table in schema.FACT_TABLES}
 KIND = {
@@ -161,19 +162,25 @@ def _new_facts(
     fresh: dict[str, list[codec.Row]] = {}
     for name, items in by_table.items():
         table = TABLES[name]
-        key = table.primary_key.columns.values()[0]
-        for part in chunks(list(items)):
-            query = select(key, table.c.payload_hash).where(key.in_(part))
-            for fact_id, stored_hash in connection.execute(query):
-                if items[fact_id].row["payload_hash"] != stored_hash:
-                    raise ConflictError(
-                        f"{KIND[name]} '{fact_id}' is already stored with a different payload; "
-                        "nothing from this batch was written"
-                    )
-                del items[fact_id]
-                duplicates += 1
+        stored = list(
+            select_in(connection, ("writer.stored", name), _stored_hashes(table), list(items))
+        )
+        for fact_id, stored_hash in stored:
+            if items[fact_id].row["payload_hash"] != stored_hash:
+                raise ConflictError(
+                    f"{KIND[name]} '{fact_id}' is already stored with a different payload; "
+                    "nothing from this batch was written"
+                )
+            del items[fact_id]
+            duplicates += 1
         fresh[name] = [item.row for item in items.values()]
     return fresh, duplicates
+
+
+def _stored_hashes(table: Table) -> Callable[[Any], Any]:
+    """The select of stored payload hashes of a fact table, by id."""
+    key = table.primary_key.columns.values()[0]
+    return lambda ids: select(key, table.c.payload_hash).where(key.in_(ids))
 
 
 def _check_known(
@@ -189,9 +196,13 @@ def _check_known(
         if row["lead_id"] and row["lead_id"] not in known and row["lead_id"] not in identity.aliases
     }
     p = schema.lead_profiles
-    for part in chunks(sorted(wanted)):
-        query = select(p.c.lead_id).where(p.c.lead_id.in_(part)).distinct()
-        known.update(lead for (lead,) in connection.execute(query))
+    rows = select_in(
+        connection,
+        ("writer.known",),
+        lambda ids: select(p.c.lead_id).where(p.c.lead_id.in_(ids)).distinct(),
+        wanted,
+    )
+    known.update(lead for (lead,) in rows)
     for table in ("events", "answers", "decisions", "outcomes"):
         for row in fresh[table]:
             lead, fact_id = row["lead_id"], row[TABLES[table].primary_key.columns.values()[0].key]
