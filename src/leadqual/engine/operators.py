@@ -98,7 +98,28 @@ def apply_check(value: Value, check: Check) -> Tri:
     return _compare(_number(value), op, operand)
 
 
+_FOLDED: dict[int, tuple[Any, frozenset[str] | None]] = {}
+
+
+def _folded_texts(operands: Any) -> frozenset[str] | None:
+    """The casefolded operands when every one is text (None otherwise), made once per list."""
+    cached = _FOLDED.get(id(operands))
+    if cached is None or cached[0] is not operands:
+        texts = None
+        if isinstance(operands, list | tuple) and all(isinstance(o, str) for o in operands):
+            texts = frozenset(o.casefold() for o in operands)
+        if len(_FOLDED) > 4096:
+            _FOLDED.clear()
+        cached = (operands, texts)
+        _FOLDED[id(operands)] = cached
+    return cached[1]
+
+
 def _any_equal(value: Value, operands: Iterable[Any]) -> Tri:
+    if isinstance(value, str):
+        texts = _folded_texts(operands)
+        if texts is not None:  # text against text: what _equal does, with a set
+            return value.casefold() in texts
     results = [_equal(value, o) for o in operands]
     if any(r is True for r in results):
         return True

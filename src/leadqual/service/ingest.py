@@ -55,7 +55,7 @@ from leadqual.model.schema import Model
 from leadqual.routing.config import RoutingConfig
 from leadqual.routing.router import Router, RoutingResult
 from leadqual.store import Store, reader, schema, state, versions
-from leadqual.store.identity import chunks, run_in, select_in
+from leadqual.store.identity import chunks, run_in, select_in, upsert
 
 STAGE_CHANGED = "stage_changed"
 """The webhook event kind of a stage change."""
@@ -377,8 +377,10 @@ class _Work:
     ) -> None:
         t = schema.account_status
         rows = []
+        empty: list[str] = []  # an account left without members has no status
         for account, (status, _) in statuses.items():
             if not members[account]:
+                empty.append(account)
                 continue
             rows.append(
                 {
@@ -397,10 +399,9 @@ class _Work:
             self.connection,
             ("ingest.status.delete",),
             lambda ids: t.delete().where(t.c.account_id.in_(ids)),
-            statuses,
+            empty,
         )
-        if rows:
-            self.connection.execute(t.insert(), rows)
+        upsert(self.connection, t, rows)
 
     # -- writing back
 
@@ -448,7 +449,7 @@ class _Work:
         state.enqueue_webhooks_many(self.connection, NURTURE_CHANGED, announcements, wall)
 
     def write_states(self, lead_ids: Collection[str], wall: datetime) -> None:
-        """Upsert these leads' states (delete, then one executemany)."""
+        """Upsert these leads' states."""
         t = schema.lead_state
         rows = []
         for lead in sorted(lead_ids):
@@ -466,9 +467,7 @@ class _Work:
                     "member_flags": flags_to_json(f) if (f := self.flags.get(lead)) else None,
                 }
             )
-        _delete_states(self.connection, lead_ids)
-        if rows:
-            self.connection.execute(t.insert(), rows)
+        upsert(self.connection, t, rows)
 
     def write_accounts(self, wall: datetime) -> None:
         t = schema.account_state

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import BindParameter, Executable
 
@@ -107,17 +107,29 @@ class Identity:
         """Fetch the aliases, email owners and visitor links a batch refers to."""
         conn = self.connection
         t = schema.lead_aliases
-        for part in chunks(sorted(set(lead_ids) - self.aliases.keys())):
-            rows = conn.execute(select(t.c.alias_id, t.c.lead_id).where(t.c.alias_id.in_(part)))
-            self.aliases.update((alias, lead) for alias, lead in rows)
+        rows = select_in(
+            conn,
+            ("identity.aliases",),
+            lambda ids: select(t.c.alias_id, t.c.lead_id).where(t.c.alias_id.in_(ids)),
+            set(lead_ids) - self.aliases.keys(),
+        )
+        self.aliases.update((alias, lead) for alias, lead in rows)
         e = schema.lead_emails
-        for part in chunks(sorted(set(emails) - self.emails.keys())):
-            rows = conn.execute(select(e.c.email, e.c.lead_id).where(e.c.email.in_(part)))
-            self.emails.update((email, lead) for email, lead in rows)
+        rows = select_in(
+            conn,
+            ("identity.emails",),
+            lambda ids: select(e.c.email, e.c.lead_id).where(e.c.email.in_(ids)),
+            set(emails) - self.emails.keys(),
+        )
+        self.emails.update((email, lead) for email, lead in rows)
         v = schema.visitor_links
-        for part in chunks(sorted(set(visitors) - self.visitors.keys())):
-            rows = conn.execute(select(v.c.visitor_id, v.c.lead_id).where(v.c.visitor_id.in_(part)))
-            self.visitors.update((visitor, lead) for visitor, lead in rows)
+        rows = select_in(
+            conn,
+            ("identity.visitors",),
+            lambda ids: select(v.c.visitor_id, v.c.lead_id).where(v.c.visitor_id.in_(ids)),
+            set(visitors) - self.visitors.keys(),
+        )
+        self.visitors.update((visitor, lead) for visitor, lead in rows)
 
     def canonical(self, lead_id: str) -> str:
         """The lead a (possibly merged) lead id stands for now."""
@@ -234,3 +246,30 @@ class Identity:
                     updates,
                 )
         return touched
+
+
+def upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows, replacing those with the same primary key (one statement, executemany).
+
+    Every row names the same columns; on a conflict those columns are set
+    from the new row. The rows' keys must be distinct.
+    """
+    if not rows:
+        return
+    dialect = connection.dialect.name
+    columns = tuple(rows[0])
+    statement = _PREPARED.get(("upsert", dialect, table.name, *columns))
+    if statement is None:
+        key = [c.name for c in table.primary_key.columns]
+        insert: Any
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        proposed = insert(table)
+        statement = proposed.on_conflict_do_update(
+            index_elements=key,
+            set_={name: proposed.excluded[name] for name in columns if name not in key},
+        )
+        _PREPARED[("upsert", dialect, table.name, *columns)] = statement
+    connection.execute(statement, list(rows))

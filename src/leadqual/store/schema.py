@@ -305,7 +305,13 @@ webhook_outbox = Table(
     "webhook_outbox",
     metadata,
     Column("id", Serial, primary_key=True, autoincrement=True),
-    Column("subscription_id", Serial, ForeignKey("webhook_subscriptions.id"), nullable=False),
+    Column(
+        "subscription_id",
+        Serial,
+        ForeignKey("webhook_subscriptions.id"),
+        nullable=False,
+        index=True,  # a subscription's deliveries (revision 0004)
+    ),
     Column("event_kind", String(NAME), nullable=False),
     Column("payload", Text(), nullable=False),
     Column("status", String(16), nullable=False, default="pending"),

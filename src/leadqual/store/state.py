@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from leadqual.engine.result import Qualification
 from leadqual.errors import NotFoundError
 from leadqual.store import schema
-from leadqual.store.identity import run_in
+from leadqual.store.identity import upsert
 
 
 @dataclass(frozen=True)
@@ -131,18 +131,12 @@ def save_qualifications(
     model_version_id: int | None,
     now: datetime,
 ) -> None:
-    """Replace the stored qualification of each given lead (delete, then one executemany)."""
+    """Replace the stored qualification of each given lead (one upsert)."""
     if not qualifications:
         return
     t = schema.qualifications
     rows = [qualification_row(q, model_version_id, now) for q in qualifications]
-    run_in(
-        connection,
-        ("state.qualifications.delete",),
-        lambda ids: t.delete().where(t.c.lead_id.in_(ids)),
-        [row["lead_id"] for row in rows],
-    )
-    connection.execute(t.insert(), rows)
+    upsert(connection, t, rows)
 
 
 def _stored(row: Mapping[Any, Any]) -> StoredQualification:

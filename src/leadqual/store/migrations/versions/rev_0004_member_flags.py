@@ -1,4 +1,4 @@
-"""Account status from members' flags: lead_state.member_flags.
+"""Account status from members' flags (lead_state.member_flags); the outbox by subscription.
 
 Revision ID: 0004
 Revises: 0003
@@ -20,8 +20,12 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("lead_state", sa.Column("member_flags", sa.Text(), nullable=True))
+    op.create_index(
+        op.f("ix_webhook_outbox_subscription_id"), "webhook_outbox", ["subscription_id"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_webhook_outbox_subscription_id"), table_name="webhook_outbox")
     with op.batch_alter_table("lead_state") as batch:
         batch.drop_column("member_flags")
