@@ -75,7 +75,8 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """The app's runtime (``async``: a plain dependency would cost a thread-pool hop)."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 

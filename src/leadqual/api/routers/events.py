@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
 
 from leadqual.api import facts
 from leadqual.api.auth import get_runtime, require
@@ -23,16 +24,21 @@ router = APIRouter(
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+# The endpoints are ``async`` and hand only the write to the thread pool: a plain
+# ``def`` endpoint also has its response checked in the pool, a second hop.
+
+
 @router.post("", response_model=WriteResult)
-def post_event(body: EventIn, runtime: RuntimeDep) -> WriteResult:
+async def post_event(body: EventIn, runtime: RuntimeDep) -> WriteResult:
     """Record one event. The same `event_id` and payload again is a no-op (200,
     `duplicates: 1`); the same id with another payload is a 409 and changes nothing."""
-    return apply_facts(runtime, [facts.event(body)])
+    return await run_in_threadpool(apply_facts, runtime, [facts.event(body)])
 
 
 @router.post("/batch", response_model=WriteResult)
-def post_events(body: EventBatchIn, runtime: RuntimeDep) -> WriteResult:
+async def post_events(body: EventBatchIn, runtime: RuntimeDep) -> WriteResult:
     """Record up to 1,000 events in one transaction: all of them, or (on any error) none.
 
     An error names the index of the item at fault and its field."""
-    return apply_facts(runtime, [facts.event(item) for item in body.events], batch=True)
+    events = [facts.event(item) for item in body.events]
+    return await run_in_threadpool(apply_facts, runtime, events, batch=True)
