@@ -17,7 +17,7 @@ from leadqual.facts.types import Decision, Event
 from leadqual.model.load import load_model
 from leadqual.service import Ingestor, recompute
 from leadqual.store import Store, schema, state
-from tests.service.builders import lead_profile, pricing_views
+from tests.service.builders import lead_profile, mql_facts, pricing_views
 from tests.service.conftest import dump
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
@@ -136,3 +136,33 @@ def test_a_writer_that_waited_behind_a_later_one_evaluates_at_its_time(store: St
     expected = evaluate_all(MODEL, store.load_facts(resolve=True), later)
     assert stored.stage == expected[0].stage
     assert abs(stored.total - expected[0].total) <= 1e-9 * max(1.0, abs(expected[0].total))
+
+
+def test_a_writer_behind_a_later_one_catches_up_when_it_reads_that_ones_colleagues(
+    store: Store,
+) -> None:
+    """A writer whose account status moves re-qualifies the account's members; a member
+    a later writer already advanced past this writer's ``now`` moves the whole
+    transaction to that later time (it starts again: nothing is evaluated twice over)."""
+    ingestor = Ingestor(store, MODEL)
+    later = NOW + timedelta(seconds=1)
+    ingestor.apply([_lead("L2"), _lead("L3")], NOW - timedelta(hours=2))
+    ingestor.apply([*mql_facts("L2", "US", NOW)[1:], *mql_facts("L3", "US", NOW)[1:]], later)
+    assert "is not an MQA: 2 engaged leads" in _mqa_reason(store, "L2")  # 3 are needed
+    # L1 joins the account engaged (its own state is new): the status moves, so L2 and
+    # L3 are re-qualified, and their states are at ``later``
+    result = ingestor.apply(mql_facts("L1", "US", NOW), NOW)  # took now earlier
+    assert set(result.qualified) == {"L1", "L2", "L3"}  # the account became an MQA
+    expected = {q.lead_id: q for q in evaluate_all(MODEL, store.load_facts(resolve=True), later)}
+    for lead_id in ("L1", "L2", "L3"):
+        stored = store.qualification(lead_id)
+        assert stored.as_of == later
+        assert "is an MQA: 3 engaged leads" in _mqa_reason(store, lead_id)
+        assert stored.stage == expected[lead_id].stage
+        reasons = state.qualification_row(expected[lead_id], None, NOW)["reasons"]
+        assert stored.reasons == json.loads(reasons)
+
+
+def _mqa_reason(store: Store, lead_id: str) -> str:
+    reasons = store.qualification(lead_id).reasons
+    return next(r["text"] for r in reasons if (r["kind"], r["rule"]) == ("account", "mqa"))

@@ -296,6 +296,19 @@ class _Work:
                 out[account][lead] = self.leads[lead]
         return out
 
+    def catch_up(self) -> None:
+        """Move this transaction's time to the latest state read, if one is ahead of it.
+
+        Members read for an account's status can have been advanced past
+        ``now`` by a writer that committed while this one waited for their
+        locks (PostgreSQL); every state read is evaluated at one time, which
+        never goes backwards for a lead.
+        """
+        latest = self.serialise_time(self.now)
+        for lead_state in self.leads.values():
+            if lead_state.horizon is not None and lead_state.horizon < latest:
+                lead_state.advance(latest, self.plan)
+
     def load_leads_readonly(self, lead_ids: Collection[str]) -> None:
         stale = self.load_leads(lead_ids)
         self.rebuild(stale)
@@ -315,6 +328,7 @@ class _Work:
         accounts.update(a for lead in lead_ids if (a := self.stored_account.get(lead)) is not None)
         accounts.update(extra_accounts)
         members = self.members(accounts)
+        self.catch_up()
         self.load_accounts(accounts)
         evaluation = Evaluation(self.plan, self.now)
         for account in sorted(accounts):
@@ -332,6 +346,9 @@ class _Work:
         ordered = sorted(set(lead_ids) | everyone)
         missing = everyone - self.leads.keys()
         self.load_leads_readonly(missing)
+        ahead = max((h for m in missing if (h := self.leads[m].horizon) is not None), default=None)
+        if ahead is not None and ahead > self.now:
+            raise StateAhead(ahead)  # too late to move this evaluation's time: start again
         self.link(missing)
         for done, lead in enumerate(ordered, start=1):
             s = self.leads[lead]
@@ -602,8 +619,15 @@ class Ingestor:
         self.plan = Plan(model)
 
     def apply(self, facts: Sequence[Fact], now: datetime, *, strict: bool = False) -> ApplyResult:
-        """Append ``facts`` and update everything they change, in one transaction at ``now``."""
+        """Append ``facts`` and update everything they change, in one transaction at ``now``.
+
+        ``now`` moves later if a state read is already ahead of it (a
+        concurrent writer with a later time committed first); see ``catch_up``.
+        """
         _require_aware(now)
+        return _retrying_ahead(lambda at: self._apply(facts, at, strict), now)
+
+    def _apply(self, facts: Sequence[Fact], now: datetime, strict: bool) -> ApplyResult:
         with self.store.transaction() as tx:
             result = tx.append(facts, strict=strict)
             work = _Work(tx.connection, self.plan, self.model_version_id, now)
@@ -642,6 +666,7 @@ class Ingestor:
                 a for lead in gone if (a := work.stored_account.get(lead)) is not None
             }
             qualified = work.qualify(touched, extra)
+            now = work.now
             before = work.stored_stages(qualified)
             tx.save_qualifications(list(qualified.values()), self.model_version_id)
             changes = work.record_changes(qualified, before, "fact", tx.now, by_lead)
@@ -666,6 +691,27 @@ class Ingestor:
 
     def tick(self, now: datetime) -> ApplyResult:
         return tick(self.store, self.model, now, self.model_version_id, self.routing)
+
+
+class StateAhead(Exception):
+    """A lead's state read by a transaction is already at a later time than the
+    transaction's: it starts again at that time (nothing was written)."""
+
+    def __init__(self, at: datetime) -> None:
+        super().__init__(f"a lead's state is already at {at.isoformat()}")
+        self.at = at
+
+
+AHEAD_ATTEMPTS = 5
+
+
+def _retrying_ahead(run: Callable[[datetime], ApplyResult], now: datetime) -> ApplyResult:
+    for _ in range(AHEAD_ATTEMPTS - 1):
+        try:
+            return run(now)
+        except StateAhead as ahead:
+            now = ahead.at
+    return run(now)
 
 
 def _delete_states(connection: Connection, lead_ids: Collection[str]) -> None:
@@ -702,6 +748,16 @@ def tick(
     """
     _require_aware(now)
     plan = Plan(model)
+    return _retrying_ahead(lambda at: _tick(store, plan, at, model_version_id, routing), now)
+
+
+def _tick(
+    store: Store,
+    plan: Plan,
+    now: datetime,
+    model_version_id: int | None,
+    routing: RoutingConfig | None,
+) -> ApplyResult:
     with store.transaction() as tx:
         t = schema.lead_state
         query = select(t.c.lead_id).where(t.c.next_change_at <= now, t.c.has_profile)
@@ -714,6 +770,7 @@ def tick(
             work.leads[lead].advance(now, plan)
         work.link(due)
         qualified = work.qualify(due)
+        now = work.now
         before = work.stored_stages(qualified)
         moved = {lead: q for lead, q in qualified.items() if before.get(lead) != q.stage}
         tx.save_qualifications(list(moved.values()), model_version_id)
