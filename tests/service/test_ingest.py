@@ -165,4 +165,4 @@ def test_a_writer_behind_a_later_one_catches_up_when_it_reads_that_ones_colleagu
 
 def _mqa_reason(store: Store, lead_id: str) -> str:
     reasons = store.qualification(lead_id).reasons
-    return next(r["text"] for r in reasons if (r["kind"], r["rule"]) == ("account", "mqa"))
+    return str(next(r["text"] for r in reasons if (r["kind"], r["rule"]) == ("account", "mqa")))
