@@ -84,6 +84,11 @@ def run_in(
         connection.execute(statement, {"ids": list(part)})
 
 
+def _lookup(key: Any, lead: Any) -> Callable[[Any], Executable]:
+    """The select of (key, lead) pairs of an identity table for a list of keys."""
+    return lambda ids: select(key, lead).where(key.in_(ids))
+
+
 class Identity:
     """The identity tables seen through one transaction, with batch look-ups cached.
 
@@ -105,31 +110,20 @@ class Identity:
         self, lead_ids: Iterable[str], emails: Iterable[str], visitors: Iterable[str]
     ) -> None:
         """Fetch the aliases, email owners and visitor links a batch refers to."""
-        conn = self.connection
-        t = schema.lead_aliases
-        rows = select_in(
-            conn,
-            ("identity.aliases",),
-            lambda ids: select(t.c.alias_id, t.c.lead_id).where(t.c.alias_id.in_(ids)),
-            set(lead_ids) - self.aliases.keys(),
-        )
-        self.aliases.update((alias, lead) for alias, lead in rows)
-        e = schema.lead_emails
-        rows = select_in(
-            conn,
-            ("identity.emails",),
-            lambda ids: select(e.c.email, e.c.lead_id).where(e.c.email.in_(ids)),
-            set(emails) - self.emails.keys(),
-        )
-        self.emails.update((email, lead) for email, lead in rows)
-        v = schema.visitor_links
-        rows = select_in(
-            conn,
-            ("identity.visitors",),
-            lambda ids: select(v.c.visitor_id, v.c.lead_id).where(v.c.visitor_id.in_(ids)),
-            set(visitors) - self.visitors.keys(),
-        )
-        self.visitors.update((visitor, lead) for visitor, lead in rows)
+        lookups: tuple[tuple[dict[str, str], Any, Any, Iterable[str]], ...] = (
+            (self.aliases, schema.lead_aliases.c.alias_id, schema.lead_aliases.c.lead_id, lead_ids),
+            (self.emails, schema.lead_emails.c.email, schema.lead_emails.c.lead_id, emails),
+            (self.visitors, schema.visitor_links.c.visitor_id, schema.visitor_links.c.lead_id,
+             visitors),
+        )  # fmt: skip
+        for known, key, lead, wanted in lookups:
+            rows = select_in(
+                self.connection,
+                ("identity.preload", key.table.name),
+                _lookup(key, lead),
+                set(wanted) - known.keys(),
+            )
+            known.update((found, owner) for found, owner in rows)
 
     def canonical(self, lead_id: str) -> str:
         """The lead a (possibly merged) lead id stands for now."""
