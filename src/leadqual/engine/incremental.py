@@ -811,9 +811,10 @@ def _decay_bound(
     plan: Plan, events: list[Event], q: Qualification, now: datetime
 ) -> datetime | None:
     rate = 0.0  # an upper bound on how fast any score moves, in points per day
+    by_type = events_by_type(events)
     for rule, half_life in plan.decaying:
         assert half_life is not None
-        scored = score_rule(rule, events, now, plan.model)
+        scored = score_rule(rule, events, now, plan.model, by_type)
         weight = sum(0.5 ** (age_days(e.at, now) / half_life) for e in scored.events)
         rate += abs(rule.points) * weight * LN2 / half_life
     if rate <= 0.0:
