@@ -53,6 +53,8 @@ def score_rule(
     flt, types = _rule_filter(rule)
     if by_type is not None and types:
         candidates = [e for t in types for e in by_type.get(t, ())]
+        if not candidates:  # what the steps below give for no matching event
+            return RuleScore(rule, 0, rule.points * 0, (), False)
     else:
         candidates = events
     matched = [e for e in candidates if event_matches(e, flt)]

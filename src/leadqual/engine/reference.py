@@ -80,6 +80,7 @@ from leadqual.model.conditions import (
     Not,
     Sequence,
     Test,
+    walk,
 )
 from leadqual.model.schema import Model
 
@@ -260,6 +261,36 @@ def _observed(condition: Condition, ctx: _Context) -> str:
     return f" ({', '.join(values)})" if values else ""
 
 
+FIT_CACHE_SIZE = 20_000
+"""Combinations of tested values remembered per model (see ``_fit_and_grade``)."""
+_FitResults = dict[tuple[str, ...], tuple[float, str, tuple["Reason", ...]]]
+_FIT_CACHE: dict[int, tuple[Model, _FitResults]] = {}
+_FIT_PATHS: dict[int, tuple[Model, tuple[str, ...] | None]] = {}
+
+
+def _fit_paths(model: Model) -> tuple[str, ...] | None:
+    """The attribute paths the model's fit rules test (None: they test more than attributes)."""
+    cached = _FIT_PATHS.get(id(model))
+    if cached is None or cached[0] is not model:
+        paths: list[str] | None = []
+        for rule in model.fit.rules:
+            for node in walk(rule.when):
+                if isinstance(node, All | AnyOf | Not):
+                    continue
+                if not isinstance(node, Test) or not node.path.startswith(("lead.", "account.")):
+                    paths = None
+                    break
+                assert paths is not None
+                paths.append(node.path)
+            if paths is None:
+                break
+        if len(_FIT_PATHS) > 16:
+            _FIT_PATHS.clear()
+        cached = (model, tuple(dict.fromkeys(paths)) if paths is not None else None)
+        _FIT_PATHS[id(model)] = cached
+    return cached[1]
+
+
 class _Evaluator:
     def __init__(self, model: Model, as_of: datetime) -> None:
         self.model = model
@@ -286,8 +317,7 @@ class _Evaluator:
         ctx = _Context(dict(attributes), account_attrs, events, as_of)
         reasons: list[Reason] = []
 
-        fit = self._fit(ctx, reasons)
-        grade = self._grade(fit, reasons)
+        fit, grade = self._fit_and_grade(ctx, reasons)
         reasons.extend(engagement.reasons)
         total = fit + engagement.total
         ctx.values.update(
@@ -333,6 +363,36 @@ class _Evaluator:
         )
 
     # fit and grade
+
+    def _fit_and_grade(self, ctx: _Context, reasons: list[Reason]) -> tuple[float, str]:
+        """Fit and grade with their reasons; the same for leads with the same tested values.
+
+        When every fit rule tests attributes only (no events, scores or stages),
+        the result depends on nothing but the values of the paths they test,
+        so it is made once per model and combination of those values.
+        """
+        paths = _fit_paths(self.model)
+        if paths is None:
+            fit = self._fit(ctx, reasons)
+            return fit, self._grade(fit, reasons)
+        # repr: a key tells True from 1.0 and -0.0 from 0.0, as the reasons' text does
+        key = tuple(repr(ctx.value(path)) for path in paths)
+        cache = _FIT_CACHE.get(id(self.model))
+        if cache is None or cache[0] is not self.model:
+            if len(_FIT_CACHE) > 16:
+                _FIT_CACHE.clear()
+            cache = (self.model, {})
+            _FIT_CACHE[id(self.model)] = cache
+        found = cache[1].get(key)
+        if found is None:
+            made: list[Reason] = []
+            fit = self._fit(ctx, made)
+            grade = self._grade(fit, made)
+            if len(cache[1]) > FIT_CACHE_SIZE:
+                cache[1].clear()
+            found = cache[1][key] = (fit, grade, tuple(made))
+        reasons.extend(found[2])
+        return found[0], found[1]
 
     def _fit(self, ctx: _Context, reasons: list[Reason]) -> float:
         spec = self.model.fit
