@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from leadqual.api.group_commit import GroupCommit
 from leadqual.facts.types import Fact
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.model.schema import Model
@@ -51,6 +52,7 @@ class Runtime:
             self._ingestor = Ingestor(store, _load_version(version), version.id, routing)
         # Activation rebuilds under the write lock: facts arriving meanwhile wait,
         # then are applied with the new model (never written as the old one's state).
+        self.group_commit = GroupCommit(self._write_lock, self._apply)
         self.activator = Activator(
             store, on_activated=lambda v, m: self._use(m, v.id), write_lock=self._write_lock
         )
@@ -73,14 +75,19 @@ class Runtime:
         return self._ingestor.model_version_id
 
     def apply(self, facts: Sequence[Fact]) -> ApplyResult:
-        """Append facts and update everything they change, in one transaction, at now."""
-        ingestor = self._ingestor
+        """Append facts and update everything they change, in one transaction, at now.
+
+        Where writes are serialised, requests queued for the write lock are
+        applied together (see ``group_commit``); each still gets its own result.
+        """
+        if self._serialised():
+            return self.group_commit.submit(facts)
+        return self._apply(facts)
+
+    def _apply(self, facts: Sequence[Fact]) -> ApplyResult:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                if self._serialised():
-                    with self._write_lock:
-                        return self._ingestor.apply(facts, datetime.now(UTC), strict=True)
-                return ingestor.apply(facts, datetime.now(UTC), strict=True)
+                return self._ingestor.apply(facts, datetime.now(UTC), strict=True)
             except (IntegrityError, OperationalError):
                 if attempt == WRITE_ATTEMPTS:
                     raise

@@ -94,6 +94,8 @@ class ApplyResult:
     stage_changes: tuple[StageChangeRecord, ...]
     routing: RoutingResult | None = None
     """Assignments, SLA clocks stopped and breaches (None without a routing config)."""
+    new_facts: tuple[tuple[int, str | None], ...] = ()
+    """(index in the facts applied, lead it counts for) of each fact that was new."""
 
 
 def _fact_id(fact: Fact) -> str | None:
@@ -687,6 +689,7 @@ class Ingestor:
                 tuple(sorted(qualified)),
                 tuple(changes),
                 routed,
+                result.new_facts,
             )
 
     def tick(self, now: datetime) -> ApplyResult:

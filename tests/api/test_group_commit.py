@@ -1,0 +1,105 @@
+"""Group commit: requests queued for the write lock go in one transaction, each answered
+as if it had been alone (a real SQLite file; the queue is built by holding the lock)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from leadqual.api.runtime import Runtime
+from leadqual.engine.reference import evaluate_all
+from leadqual.errors import ConflictError, NotFoundError
+from leadqual.facts.types import Event, Fact
+from leadqual.model.load import load_model
+from leadqual.service import ApplyResult
+from leadqual.store import Store
+from tests.service.builders import lead_profile
+
+MODEL = load_model("b2b_example")
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    with Store.open(f"sqlite:///{tmp_path / 'group.db'}") as store:
+        runtime = Runtime(store, MODEL)
+        runtime.apply([lead_profile("L1", now=NOW), lead_profile("L2", now=NOW)])
+        yield runtime
+
+
+def demo(event_id: str, lead_id: str, type_: str = "demo_request") -> Event:
+    return Event(event_id, type_, NOW - timedelta(minutes=5), lead_id)
+
+
+def queued(runtime: Runtime, requests: Sequence[Sequence[Fact]]) -> list[ApplyResult | Exception]:
+    """Send ``requests`` from threads while the write lock is held, in this order; release."""
+    answers: list[ApplyResult | Exception | None] = [None] * len(requests)
+
+    def send(position: int, facts: Sequence[Fact]) -> None:
+        try:
+            answers[position] = runtime.apply(facts)
+        except Exception as error:
+            answers[position] = error
+
+    threads = []
+    with runtime._write_lock:
+        for position, facts in enumerate(requests):
+            thread = threading.Thread(target=send, args=(position, facts))
+            thread.start()
+            threads.append(thread)
+            while len(runtime.group_commit._pending) <= position:  # queued in this order
+                time.sleep(0.001)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert all(answer is not None for answer in answers)
+    return [answer for answer in answers if answer is not None]
+
+
+def test_queued_requests_share_one_transaction_and_keep_their_own_results(
+    runtime: Runtime,
+) -> None:
+    before = runtime.group_commit.transactions
+    first, second, again = queued(
+        runtime,
+        [[demo("E1", "L1")], [demo("E2", "L2")], [demo("E1", "L1")]],  # the last: a re-send
+    )
+    assert runtime.group_commit.transactions == before + 1
+    assert isinstance(first, ApplyResult) and isinstance(second, ApplyResult)
+    assert isinstance(again, ApplyResult)
+    assert (first.accepted, first.duplicates) == (1, 0)
+    assert (second.accepted, second.duplicates) == (1, 0)
+    assert (again.accepted, again.duplicates) == (0, 1)  # new once, in arrival order
+    assert {c.lead_id for c in first.stage_changes} <= {"L1"}
+    assert {c.lead_id for c in second.stage_changes} <= {"L2"}
+    assert {c.lead_id for c in first.stage_changes} == {"L1"}  # a demo request moves it
+    store = runtime.store
+    as_of = store.qualification("L1").as_of
+    assert store.qualification("L2").as_of == as_of  # one transaction, one time
+    expected = {q.lead_id: q for q in evaluate_all(MODEL, store.load_facts(resolve=True), as_of)}
+    for lead_id in ("L1", "L2"):
+        assert store.qualification(lead_id).stage == expected[lead_id].stage
+
+
+def test_a_bad_request_in_a_group_fails_alone(runtime: Runtime) -> None:
+    before = runtime.group_commit.transactions
+    good, unknown, conflicting, other = queued(
+        runtime,
+        [
+            [demo("E1", "L1")],
+            [demo("E9", "L9")],  # no such lead
+            [demo("E1", "L1", "page_view")],  # E1 again with another payload
+            [demo("E2", "L2")],
+        ],
+    )
+    assert isinstance(good, ApplyResult) and good.accepted == 1
+    assert isinstance(unknown, NotFoundError) and "L9" in str(unknown)
+    assert isinstance(conflicting, ConflictError) and "E1" in str(conflicting)
+    assert isinstance(other, ApplyResult) and other.accepted == 1
+    assert runtime.group_commit.transactions == before + 4  # the group failed: one by one
+    stored = {e.event_id: e.type for e in runtime.store.load_facts().events}
+    assert stored == {"E1": "demo_request", "E2": "demo_request"}
