@@ -1,5 +1,6 @@
 """Group commit: requests queued for the write lock go in one transaction, each answered
-as if it had been alone (a real SQLite file; the queue is built by holding the lock)."""
+as if it had been alone (on a SQLite file and on PostgreSQL; the queue is built by
+holding the lock)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -17,16 +17,16 @@ from leadqual.errors import ConflictError, NotFoundError
 from leadqual.facts.types import Event, Fact
 from leadqual.model.load import load_model
 from leadqual.service import ApplyResult
-from leadqual.store import Store
 from tests.service.builders import lead_profile
+from tests.service.conftest import BACKENDS, fresh_store
 
 MODEL = load_model("b2b_example")
 NOW = datetime.now(UTC)
 
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Runtime]:
-    with Store.open(f"sqlite:///{tmp_path / 'group.db'}") as store:
+@pytest.fixture(params=BACKENDS)
+def runtime(request: pytest.FixtureRequest) -> Iterator[Runtime]:
+    with fresh_store(request.param) as store:
         runtime = Runtime(store, MODEL)
         runtime.apply([lead_profile("L1", now=NOW), lead_profile("L2", now=NOW)])
         yield runtime

@@ -1,12 +1,13 @@
 """Group commit: writes that queue for the one writer are applied together.
 
-On SQLite one writer runs at a time, so under load requests wait for the
-write lock. Instead of one transaction each, the request that gets the lock
-takes every request queued by then (up to :data:`MAX_GROUP_FACTS` facts) and
-applies their facts in **one** transaction; the others find their result
-ready when they get the lock. A transaction's fixed cost (its statements, the
-commit, the account look-ups) is paid once per group, so the writer keeps up
-at a higher rate and a request waits less.
+One writer of a process runs at a time (SQLite allows no more anyway), so
+under load requests wait for the write lock. Instead of one transaction
+each, the request that gets the lock takes every request queued by then (up
+to :data:`MAX_GROUP_FACTS` facts) and applies their facts in **one**
+transaction; the others find their result ready when they get the lock. A
+transaction's fixed cost (its statements, the commit, the account look-ups)
+is paid once per group, so the writer keeps up at a higher rate and a
+request waits less.
 
 What each request sees is what it would see alone:
 

@@ -3,9 +3,13 @@
 Every write of the API goes through :meth:`Runtime.apply`, which calls
 ``Ingestor.apply`` (facts, state, stage history and webhook outbox in one
 transaction). The model is loaded once and swapped when a version is
-activated, never per request. On SQLite, writers are serialised by a lock in
-the process: SQLite allows one writer at a time anyway, and queueing on a
-lock is cheaper and fairer than busy-waiting on the database lock.
+activated, never per request. The writes of one process are serialised by a
+lock, and the requests queued for it are applied together in one transaction
+(``group_commit``): SQLite allows one writer at a time anyway, and queueing on
+a lock is cheaper and fairer than busy-waiting on the database lock; on
+PostgreSQL a group pays a transaction's fixed cost once instead of once per
+request. Several processes (or hosts) still write to PostgreSQL side by side:
+lead states are locked row by row.
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ class Runtime:
     ) -> None:
         self.store = store
         self.routing = routing
-        self.sqlite = store.engine.dialect.name == "sqlite"
         self._write_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         if model is not None:
@@ -56,11 +59,6 @@ class Runtime:
         self.activator = Activator(
             store, on_activated=lambda v, m: self._use(m, v.id), write_lock=self._write_lock
         )
-
-    def _serialised(self) -> bool:
-        """Whether writes take the lock: always on SQLite; on PostgreSQL while activating."""
-        status = self.activator.status
-        return self.sqlite or (status is not None and status.state == "running")
 
     @property
     def ingestor(self) -> Ingestor:
@@ -77,12 +75,10 @@ class Runtime:
     def apply(self, facts: Sequence[Fact]) -> ApplyResult:
         """Append facts and update everything they change, in one transaction, at now.
 
-        Where writes are serialised, requests queued for the write lock are
+        Writes of this process take the write lock; requests queued for it are
         applied together (see ``group_commit``); each still gets its own result.
         """
-        if self._serialised():
-            return self.group_commit.submit(facts)
-        return self._apply(facts)
+        return self.group_commit.submit(facts)
 
     def _apply(self, facts: Sequence[Fact]) -> ApplyResult:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
