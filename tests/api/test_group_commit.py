@@ -103,3 +103,35 @@ def test_a_bad_request_in_a_group_fails_alone(runtime: Runtime) -> None:
     assert runtime.group_commit.transactions == before + 4  # the group failed: one by one
     stored = {e.event_id: e.type for e in runtime.store.load_facts().events}
     assert stored == {"E1": "demo_request", "E2": "demo_request"}
+
+
+def test_a_group_stopped_midway_answers_every_request(runtime: Runtime) -> None:
+    """If applying stops with something no request caused (here an interrupt), none of
+    the group's requests is left waiting: each gets an error, and the writer goes on."""
+    apply = runtime.group_commit._apply
+
+    def interrupted(facts: Sequence[Fact]) -> ApplyResult:
+        raise KeyboardInterrupt
+
+    runtime.group_commit._apply = interrupted
+    answers: list[BaseException | None] = []
+
+    def send(facts: Sequence[Fact]) -> None:
+        try:
+            runtime.apply(facts)
+        except BaseException as error:
+            answers.append(error)
+
+    with runtime._write_lock:
+        threads = [threading.Thread(target=send, args=([demo(f"E{i}", "L1")],)) for i in (1, 2)]
+        for position, thread in enumerate(threads):
+            thread.start()
+            while len(runtime.group_commit._pending) <= position:
+                time.sleep(0.001)
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sorted(type(a).__name__ for a in answers) == ["KeyboardInterrupt", "RuntimeError"]
+    runtime.group_commit._apply = apply
+    result = runtime.apply([demo("E3", "L1")])
+    assert result.accepted == 1

@@ -65,7 +65,14 @@ class GroupCommit:
             self._pending.append(ticket)
         with self._lock:
             while not ticket.done:  # older requests first, a group at a time
-                self._run(self._take())
+                group = self._take()
+                try:
+                    self._run(group)
+                finally:  # whatever stopped the group, no request of it waits forever
+                    for stranded in group:
+                        if not stranded.done:
+                            stranded.error = RuntimeError("the write was interrupted")
+                            self._finish(stranded)
         if ticket.error is not None:
             raise ticket.error
         assert ticket.result is not None
