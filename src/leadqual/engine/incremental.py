@@ -175,28 +175,31 @@ class Plan:
         ]
         self.predicates: list[_PredicateNeed] = []
         self.sequences: list[Sequence] = []
-        offsets: set[float] = {r.within_days for r in model.engagement.rules if r.within_days}
+        self.windows: list[tuple[EventFilter, tuple[float, ...]]] = [
+            (need.filter, (need.within_days,)) for need in self.rules if need.within_days
+        ]
+        """Per event filter, the ages (days) at which a matching event changes a result."""
         thresholds: list[tuple[str, float]] = []
         for condition in _conditions(model):
             for node in _walk(condition):
                 if isinstance(node, EventPredicate):
                     self.predicates.append(self._predicate(node))
-                    if node.within_days is not None:
-                        offsets.add(node.within_days)
+                    ages = [node.within_days] if node.within_days is not None else []
                     for metric, check in node.metrics:
                         if metric != "count":
-                            offsets.update(_numbers(check.value) or [])
+                            ages.extend(_numbers(check.value) or [])
+                    if ages:
+                        self.windows.append((node.filter, tuple(ages)))
                 elif isinstance(node, Sequence):
                     self.sequences.append(node)
                 elif isinstance(node, Test) and node.path.startswith("score."):
                     for check in node.checks:
                         thresholds.extend((node.path, n) for n in _numbers(check.value) or [])
         mqa = model.accounts.mqa
+        self.recency_days = mqa.within_days if mqa is not None else None
+        """MQA's window: a member stops counting that long after its latest event."""
         if mqa is not None:
             thresholds.append(("score.engagement", float(mqa.min_engagement)))
-            if mqa.within_days is not None:
-                offsets.add(mqa.within_days)
-        self.offsets = sorted(offsets)
         self.thresholds = thresholds
         self.has_account_rules = mqa is not None or model.accounts.committee is not None
         self.inactive_days = sorted({r.inactive_days for r in model.recycle if r.inactive_days})
@@ -777,10 +780,11 @@ def next_change(
 ) -> datetime | None:
     """The earliest time after ``now`` at which this lead's stage can change with time alone.
 
-    Exact for facts dated in the future, for window edges (engagement rules,
-    event predicates, MQA recency), first/last-seen thresholds and inactivity
-    deadlines (each edge ``b`` gives ``b`` and ``b`` + 1 µs, because a window
-    ``age <= w`` changes just after its edge). Decay is bounded: every score
+    Exact for facts dated in the future, for window edges (of the events each
+    engagement rule or event test matches; MQA recency from the latest event),
+    first/last-seen thresholds and inactivity deadlines (each edge ``b`` gives
+    ``b`` and ``b`` + 1 µs, because a window ``age <= w`` changes just after
+    its edge). Decay is bounded: every score
     moves at most ``R`` points a day, where ``R`` sums each counted event's
     current decayed points times ln 2 / half-life, so no score threshold is
     crossed before ``distance / R`` days.
@@ -792,8 +796,14 @@ def next_change(
     current = state.at(now, plan)
     events = current.sorted_events()
     edges: list[datetime] = []
-    for event in events:
-        edges.extend(event.at + timedelta(days=d) for d in plan.offsets)
+    by_type = events_by_type(events)
+    for flt, ages in plan.windows:
+        typed = [e for t in dict.fromkeys(flt.types) for e in by_type.get(t, ())]
+        for event in typed if flt.types else events:
+            if event_matches(event, flt):
+                edges.extend(event.at + timedelta(days=d) for d in ages)
+    if plan.recency_days is not None and events:
+        edges.append(events[-1].at + timedelta(days=plan.recency_days))
     last = current.last_activity()
     if last is not None:
         edges.extend(last + timedelta(days=d) for d in plan.inactive_days)
