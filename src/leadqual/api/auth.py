@@ -81,6 +81,10 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+"""An endpoint parameter that receives the app's runtime."""
+
+
 def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 

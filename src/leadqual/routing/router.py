@@ -36,7 +36,7 @@ from leadqual.facts.types import Decision, Event, Fact
 from leadqual.routing.assign import choose_rep
 from leadqual.routing.config import RoutingConfig, Sla, business_deadline
 from leadqual.store import schema, state
-from leadqual.store.identity import chunks
+from leadqual.store.statements import chunks
 
 ASSIGNED = "assigned"
 """The webhook event kind of an assignment."""

@@ -55,7 +55,7 @@ from leadqual.model.schema import Model
 from leadqual.routing.config import RoutingConfig
 from leadqual.routing.router import Router, RoutingResult
 from leadqual.store import Store, reader, schema, state, versions
-from leadqual.store.identity import chunks, run_in, select_in, upsert
+from leadqual.store.statements import chunks, run_in, select_in, upsert
 
 STAGE_CHANGED = "stage_changed"
 """The webhook event kind of a stage change."""

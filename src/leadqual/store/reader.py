@@ -23,7 +23,7 @@ from leadqual.facts.dataset import FactSet
 from leadqual.facts.freemail import email_domain
 from leadqual.facts.types import Event
 from leadqual.store import codec, schema
-from leadqual.store.identity import chunks
+from leadqual.store.statements import chunks
 
 _T = TypeVar("_T")
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from leadqual.engine.result import Qualification
 from leadqual.errors import NotFoundError
 from leadqual.store import schema
-from leadqual.store.identity import upsert
+from leadqual.store.statements import upsert
 
 
 @dataclass(frozen=True)

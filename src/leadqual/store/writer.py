@@ -21,7 +21,8 @@ from leadqual.errors import ConflictError, NotFoundError
 from leadqual.facts.types import Fact
 from leadqual.store import codec, schema
 from leadqual.store.codec import Encoded
-from leadqual.store.identity import Identity, normalise_email, select_in
+from leadqual.store.identity import Identity, normalise_email
+from leadqual.store.statements import select_in
 
 TABLES: dict[str, Table] = {table.name: table for table in schema.FACT_TABLES}
 KIND = {

@@ -8,10 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from leadqual.api import facts, queries
-from leadqual.api.auth import get_runtime, require
+from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import ApiError, responses
 from leadqual.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
-from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import AccountIn, AccountOut, AccountPage, WriteResult
 from leadqual.api.writes import apply_facts
 from leadqual.store.codec import MAX_ID
@@ -20,7 +19,6 @@ router = APIRouter(
     prefix="/v1/accounts", tags=["accounts"], responses=responses(400, 401, 403, 422, 500)
 )
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 AccountId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="The account's id.")]
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 
 from leadqual.api import facts
-from leadqual.api.auth import get_runtime, require
+from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
-from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import EventBatchIn, EventIn, WriteResult
 from leadqual.api.writes import apply_facts
 
@@ -20,8 +17,6 @@ router = APIRouter(
     dependencies=[Depends(require("ingest"))],
     responses=responses(400, 401, 403, 409, 413, 422, 500),
 )
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 # The endpoints are ``async`` and hand only the write to the thread pool: a plain

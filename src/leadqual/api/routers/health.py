@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from leadqual.api.auth import get_runtime
-from leadqual.api.runtime import Runtime
+from leadqual.api.auth import RuntimeDep
 from leadqual.api.schemas import Health, ModelRef
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
-def health(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Health:
+def health(runtime: RuntimeDep) -> Health:
     model = runtime.model
     return Health(
         status="ok",

@@ -8,10 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from leadqual.api import facts
-from leadqual.api.auth import get_runtime, require
+from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
 from leadqual.api.queries import qualification_out
-from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import (
     AssignmentRow,
     Assignments,
@@ -26,7 +25,6 @@ from leadqual.store.codec import MAX_ID
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"], responses=responses(400, 401, 403, 422, 500))
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 LeadId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="The lead's id.")]
 
 

@@ -7,9 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from leadqual.api.auth import get_runtime, require
+from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
-from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import (
     ActivationOut,
     ModelChange,
@@ -33,7 +32,6 @@ router = APIRouter(
 )
 
 UPLOADED = "<uploaded model>"
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A model version's id.")]
 
 

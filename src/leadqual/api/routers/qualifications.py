@@ -7,10 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from leadqual.api import queries
-from leadqual.api.auth import get_runtime, require
+from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
 from leadqual.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
-from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import QualificationPage
 from leadqual.store.codec import MAX_ID, MAX_NAME
 
@@ -21,7 +20,6 @@ router = APIRouter(
     responses=responses(400, 401, 403, 422, 500),
 )
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 NameFilter = Annotated[str | None, Query(min_length=1, max_length=MAX_NAME)]
 IdFilter = Annotated[str | None, Query(min_length=1, max_length=MAX_ID)]
 

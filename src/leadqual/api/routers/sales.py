@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from leadqual.api import facts
-from leadqual.api.auth import get_runtime, require
+from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
-from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import AnswerIn, DecisionIn, OutcomeIn, WriteResult
 from leadqual.api.writes import apply_facts
 from leadqual.store.codec import MAX_ID
@@ -21,7 +20,6 @@ router = APIRouter(
     responses=responses(400, 401, 403, 404, 409, 413, 422, 500),
 )
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 LeadId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="The lead's id.")]
 
 

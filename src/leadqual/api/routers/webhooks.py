@@ -12,9 +12,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
-from leadqual.api.auth import get_runtime, require
+from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import ApiError, responses
-from leadqual.api.runtime import Runtime
 from leadqual.integrations.webhooks import (
     ALL_KINDS,
     EVENT_KINDS,
@@ -35,7 +34,6 @@ router = APIRouter(
     responses=responses(400, 401, 403, 422, 500),
 )
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SubscriptionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A subscription's id.")]
 
 
