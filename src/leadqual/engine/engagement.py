@@ -7,6 +7,7 @@ from datetime import datetime
 
 from leadqual.engine.decay import age_days, decayed
 from leadqual.engine.explain import describe_filter, format_points, format_value
+from leadqual.engine.memo import PerObject
 from leadqual.engine.operators import event_matches
 from leadqual.engine.result import Reason
 from leadqual.facts.dataset import LeadFacts
@@ -113,19 +114,13 @@ def score_engagement(model: Model, events: list[Event], as_of: datetime) -> Enga
     return Engagement(limited, groups, tuple(rules), tuple(reasons))
 
 
-_FILTERS: dict[int, tuple[EngagementRule, EventFilter, tuple[str, ...]]] = {}
+def _make_rule_filter(rule: EngagementRule) -> tuple[EventFilter, tuple[str, ...]]:
+    """A rule's event filter and its distinct event types."""
+    flt = EventFilter(rule.event_types, rule.where)
+    return flt, tuple(dict.fromkeys(flt.types))
 
 
-def _rule_filter(rule: EngagementRule) -> tuple[EventFilter, tuple[str, ...]]:
-    """A rule's event filter and its distinct event types, made once per rule object."""
-    cached = _FILTERS.get(id(rule))
-    if cached is None or cached[0] is not rule:
-        flt = EventFilter(rule.event_types, rule.where)
-        if len(_FILTERS) > 4096:
-            _FILTERS.clear()
-        cached = (rule, flt, tuple(dict.fromkeys(flt.types)))
-        _FILTERS[id(rule)] = cached
-    return cached[1], cached[2]
+_rule_filter = PerObject(_make_rule_filter)
 
 
 def events_by_type(events: list[Event]) -> dict[str, list[Event]]:

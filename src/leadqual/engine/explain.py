@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from leadqual.engine.memo import PerObject
 from leadqual.model.conditions import (
     All,
     AnyOf,
@@ -101,19 +102,9 @@ def _event(pred: EventPredicate) -> str:
     return " and ".join(parts)
 
 
-_DESCRIBED: dict[int, tuple[Condition, str]] = {}
-
-
 def describe(condition: Condition) -> str:
     """One English sentence (without a full stop) for a condition."""
-    cached = _DESCRIBED.get(id(condition))
-    if cached is not None and cached[0] is condition:
-        return cached[1]
-    text = _describe(condition)
-    if len(_DESCRIBED) > 4096:
-        _DESCRIBED.clear()
-    _DESCRIBED[id(condition)] = (condition, text)  # a model's conditions outlive its leads
-    return text
+    return _described(condition)  # a model's conditions outlive its leads: made once each
 
 
 def _describe(condition: Condition) -> str:
@@ -132,6 +123,9 @@ def _describe(condition: Condition) -> str:
             chain = ", then ".join(describe_filter(s) for s in steps)
             return chain + (f", within {_fmt(within)} days" if within is not None else "")
     raise TypeError(f"not a condition: {condition!r}")  # pragma: no cover
+
+
+_described = PerObject(_describe)
 
 
 def _grouped(condition: Condition) -> str:

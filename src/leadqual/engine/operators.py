@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
+from leadqual.engine.memo import PerObject
 from leadqual.facts.types import Event, Value
 from leadqual.model.conditions import Check, EventFilter, PropertyTest
 
@@ -98,21 +99,14 @@ def apply_check(value: Value, check: Check) -> Tri:
     return _compare(_number(value), op, operand)
 
 
-_FOLDED: dict[int, tuple[Any, frozenset[str] | None]] = {}
+def _make_folded_texts(operands: Any) -> frozenset[str] | None:
+    """The casefolded operands when every one is text (None otherwise)."""
+    if isinstance(operands, list | tuple) and all(isinstance(o, str) for o in operands):
+        return frozenset(o.casefold() for o in operands)
+    return None
 
 
-def _folded_texts(operands: Any) -> frozenset[str] | None:
-    """The casefolded operands when every one is text (None otherwise), made once per list."""
-    cached = _FOLDED.get(id(operands))
-    if cached is None or cached[0] is not operands:
-        texts = None
-        if isinstance(operands, list | tuple) and all(isinstance(o, str) for o in operands):
-            texts = frozenset(o.casefold() for o in operands)
-        if len(_FOLDED) > 4096:
-            _FOLDED.clear()
-        cached = (operands, texts)
-        _FOLDED[id(operands)] = cached
-    return cached[1]
+_folded_texts = PerObject(_make_folded_texts)  # once per operand list
 
 
 def _any_equal(value: Value, operands: Iterable[Any]) -> Tri:

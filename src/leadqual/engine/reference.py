@@ -36,6 +36,7 @@ from leadqual.engine.explain import (
     format_value,
     tested_paths,
 )
+from leadqual.engine.memo import PerObject
 from leadqual.engine.operators import (
     Tri,
     apply_check,
@@ -264,31 +265,24 @@ def _observed(condition: Condition, ctx: _Context) -> str:
 FIT_CACHE_SIZE = 20_000
 """Combinations of tested values remembered per model (see ``_fit_and_grade``)."""
 _FitResults = dict[tuple[str, ...], tuple[float, str, tuple["Reason", ...]]]
-_FIT_CACHE: dict[int, tuple[Model, _FitResults]] = {}
-_FIT_PATHS: dict[int, tuple[Model, tuple[str, ...] | None]] = {}
 
 
-def _fit_paths(model: Model) -> tuple[str, ...] | None:
+def _make_fit_paths(model: Model) -> tuple[str, ...] | None:
     """The attribute paths the model's fit rules test (None: they test more than attributes)."""
-    cached = _FIT_PATHS.get(id(model))
-    if cached is None or cached[0] is not model:
-        paths: list[str] | None = []
-        for rule in model.fit.rules:
-            for node in walk(rule.when):
-                if isinstance(node, All | AnyOf | Not):
-                    continue
-                if not isinstance(node, Test) or not node.path.startswith(("lead.", "account.")):
-                    paths = None
-                    break
-                assert paths is not None
-                paths.append(node.path)
-            if paths is None:
-                break
-        if len(_FIT_PATHS) > 16:
-            _FIT_PATHS.clear()
-        cached = (model, tuple(dict.fromkeys(paths)) if paths is not None else None)
-        _FIT_PATHS[id(model)] = cached
-    return cached[1]
+    paths: list[str] = []
+    for rule in model.fit.rules:
+        for node in walk(rule.when):
+            if isinstance(node, All | AnyOf | Not):
+                continue
+            if not isinstance(node, Test) or not node.path.startswith(("lead.", "account.")):
+                return None
+            paths.append(node.path)
+    return tuple(dict.fromkeys(paths))
+
+
+_fit_paths = PerObject(_make_fit_paths, size=16)
+_fit_results: PerObject[Model, _FitResults] = PerObject(lambda _: {}, size=16)
+"""Per model: fit, grade and reasons by the tested values (see ``_fit_and_grade``)."""
 
 
 class _Evaluator:
@@ -377,20 +371,15 @@ class _Evaluator:
             return fit, self._grade(fit, reasons)
         # repr: a key tells True from 1.0 and -0.0 from 0.0, as the reasons' text does
         key = tuple(repr(ctx.value(path)) for path in paths)
-        cache = _FIT_CACHE.get(id(self.model))
-        if cache is None or cache[0] is not self.model:
-            if len(_FIT_CACHE) > 16:
-                _FIT_CACHE.clear()
-            cache = (self.model, {})
-            _FIT_CACHE[id(self.model)] = cache
-        found = cache[1].get(key)
+        results = _fit_results(self.model)
+        found = results.get(key)
         if found is None:
             made: list[Reason] = []
             fit = self._fit(ctx, made)
             grade = self._grade(fit, made)
-            if len(cache[1]) > FIT_CACHE_SIZE:
-                cache[1].clear()
-            found = cache[1][key] = (fit, grade, tuple(made))
+            if len(results) > FIT_CACHE_SIZE:
+                results.clear()
+            found = results[key] = (fit, grade, tuple(made))
         reasons.extend(found[2])
         return found[0], found[1]
 
