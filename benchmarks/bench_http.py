@@ -6,11 +6,15 @@ example model and the demo generator's leads already loaded. Then, measured in
 the same run:
 
 * **single events at a fixed rate**: ``POST /v1/events`` at ``--rate`` requests
-  per second (200 by default) for ``--seconds``, open loop: request *i* is due
-  at ``start + i / rate`` whatever happened to earlier ones, from a pool of
-  client threads. Latency is reported two ways: from sending to the answer,
-  and from when the request was due (which counts the time a request waited
-  because the server was late: the honest figure for a fixed arrival rate);
+  per second (200 by default) for ``--seconds``, after ``--warmup`` seconds at
+  the same rate that are sent but not measured (a service is measured warm:
+  its statement caches built, its heap frozen, see ``leadqual.api.heap``).
+  Open loop: request *i* is due at ``start + i / rate`` whatever happened to
+  earlier ones, from a pool of client threads. Latency is reported two ways:
+  from sending to the answer, and from when the request was due (which counts
+  the time a request waited because the server was late: the honest figure
+  for a fixed arrival rate). Beside it, the server process's CPU time per
+  request (how busy the one core its interpreter can use is);
 * **batches**: ``POST /v1/events/batch`` of ``--batch`` events, back to back;
 * **baseline**: plain inserts of the same rows into a bare table (SQLite
   ``executemany`` and one insert + commit per row; PostgreSQL the same), so the
@@ -70,6 +74,9 @@ class Measured:
     plain_batch_rate: float
     plain_single_p50: float
     plain_single_p99: float
+    server_cpu_ms: float
+    """The server process's CPU time per single event (user + system): at ``rate``
+    requests/s, ``rate * server_cpu_ms / 1000`` of a core is busy."""
 
 
 def _free_port() -> int:
@@ -94,8 +101,8 @@ def _event_json(event: Event, at: datetime) -> dict[str, Any]:
 
 
 @contextmanager
-def _server(url: str, port: int) -> Iterator[str]:
-    """``leadqual serve`` on ``url`` in a child process; yields its base URL."""
+def _server(url: str, port: int) -> Iterator[tuple[str, int]]:
+    """``leadqual serve`` on ``url`` in a child process; yields its base URL and pid."""
     executable = str(Path(sys.executable).parent / "leadqual")
     command = [executable, "serve", "--database-url", url, "--port", str(port),
                "--tick-seconds", "0"]  # fmt: skip
@@ -113,7 +120,7 @@ def _server(url: str, port: int) -> Iterator[str]:
             if child.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start; its log: {log.name}")
             time.sleep(0.1)
-        yield base
+        yield base, child.pid
     finally:
         child.terminate()
         try:
@@ -122,6 +129,15 @@ def _server(url: str, port: int) -> Iterator[str]:
             child.kill()
         log.close()
         console.print(f"server log: {log.name}")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far, user + system (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _percentiles(values: Sequence[float]) -> tuple[float, float]:
@@ -242,17 +258,24 @@ def measure(
     backend: str, url: str, plain: str, args: argparse.Namespace
 ) -> Measured:  # fmt: skip
     count = int(args.rate * args.seconds)
-    token, events = _prepare(url, args.leads, args.accounts, count + args.batch_events)
+    warm = int(args.rate * args.warmup)
+    token, events = _prepare(url, args.leads, args.accounts, warm + count + args.batch_events)
     # Events are re-dated to just before now, so none is in the future when it arrives.
     stamp = _now() - timedelta(minutes=5)
     payloads = [_event_json(e, stamp) for e in events]
+    warming, payloads = payloads[:warm], payloads[warm:]
+    events = events[warm:]
     singles, batched = payloads[:count], payloads[count : count + args.batch_events]
     port = _free_port()
     with (
         console.status(f"{backend}: {count:,} single events at {args.rate:.0f}/s"),
-        _server(url, port) as base,
+        _server(url, port) as (base, pid),
     ):
+        if warming:
+            _fixed_rate(base, token, warming, args.rate, args.threads)
+        cpu_before = _cpu_seconds(pid)
         service, due, errors = _fixed_rate(base, token, singles, args.rate, args.threads)
+        server_cpu_ms = (_cpu_seconds(pid) - cpu_before) / len(singles) * 1000
         batch_rate = _batches(base, token, batched, args.batch)
     plain_events = events[count : count + args.batch_events]
     if plain.startswith("sqlite"):
@@ -265,7 +288,8 @@ def measure(
     service_p50, service_p99 = _percentiles(service)
     due_p50, due_p99 = _percentiles(due)
     return Measured(backend, args.rate, len(service), errors, service_p50, service_p99,
-                    due_p50, due_p99, batch_rate, plain_batch, single_p50, single_p99)  # fmt: skip
+                    due_p50, due_p99, batch_rate, plain_batch, single_p50, single_p99,
+                    server_cpu_ms)  # fmt: skip
 
 
 @contextmanager
@@ -287,6 +311,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=200.0, help="single events per second")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds sent, not measured")
     parser.add_argument("--threads", type=int, default=8, help="client threads")
     parser.add_argument("--leads", type=int, default=3000)
     parser.add_argument("--accounts", type=int, default=300)
@@ -310,13 +335,15 @@ def main() -> None:
     table = Table(title=f"Ingest over HTTP (leadqual serve, uvicorn): single events at "
                         f"{args.rate:.0f}/s open loop, then batches of {args.batch:,}")  # fmt: skip
     for column in ("backend", "singles sent", "errors", "p50 ms", "p99 ms", "p50 ms from due",
-                   "p99 ms from due", "plain insert+commit p50 / p99 ms", "batches events/s",
+                   "p99 ms from due", "server CPU ms per single",
+                   "plain insert+commit p50 / p99 ms", "batches events/s",
                    "plain executemany events/s", "plain / batches"):  # fmt: skip
         table.add_column(column, justify="left" if column == "backend" else "right")
     for r in results:
         table.add_row(
             r.backend, f"{r.sent:,}", str(r.errors), f"{r.service_p50:.1f}",
             f"{r.service_p99:.1f}", f"{r.due_p50:.1f}", f"{r.due_p99:.1f}",
+            f"{r.server_cpu_ms:.2f} ({r.rate * r.server_cpu_ms / 10:.0f}% of a core)",
             f"{r.plain_single_p50:.2f} / {r.plain_single_p99:.2f}", f"{r.batch_rate:,.0f}",
             f"{r.plain_batch_rate:,.0f}", f"{r.plain_batch_rate / r.batch_rate:.1f}",
         )  # fmt: skip

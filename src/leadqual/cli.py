@@ -650,7 +650,9 @@ def serve_command(
             f"  leadqual keys create --name admin --scope admin{where}",
             markup=False,
         )
-    api = create_app(database_url, tick_seconds=tick_seconds or None, routing=config)
+    api = create_app(
+        database_url, tick_seconds=tick_seconds or None, routing=config, freeze_heap=True
+    )
     out.print(
         f"leadqual API on http://{host}:{port} (docs: http://{host}:{port}/docs)", markup=False
     )

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from leadqual.api.auth import KEY_CACHE_SECONDS, KeyCache
 from leadqual.api.background import Ticker, Worker, webhook_worker
 from leadqual.api.errors import install_error_handlers
+from leadqual.api.heap import HeapFreezer
 from leadqual.api.limits import DEFAULT_MAX_BODY, BodySizeLimit
 from leadqual.api.routers import (
     accounts,
@@ -61,6 +62,7 @@ def create_app(
     key_cache_seconds: float = KEY_CACHE_SECONDS,
     webhooks: bool = True,
     routing: RoutingConfig | None = None,
+    freeze_heap: bool = False,
 ) -> FastAPI:
     """The API over the store at ``store_url`` (None: ``$LEADQUAL_DATABASE_URL`` or ./leadqual.db).
 
@@ -69,9 +71,11 @@ def create_app(
     model is registered and activated. ``tick_seconds=None`` turns the
     periodic tick off; ``webhooks=False`` does not start webhook delivery.
     ``routing`` (teams, reps, SLAs) turns on assignment to reps and SLA clocks.
+    ``freeze_heap`` keeps full garbage collections short (``leadqual serve``
+    sets it; see :mod:`leadqual.api.heap`): for a process that serves one app.
     """
     store = Store.open(store_url)
-    runtime = Runtime(store, model, routing)
+    runtime = Runtime(store, model, routing, HeapFreezer() if freeze_heap else None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -82,6 +86,8 @@ def create_app(
             workers.append(worker)
         for started in workers:
             started.start()
+        if runtime.heap is not None:
+            runtime.heap.startup()
         try:
             yield
         finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from leadqual.api.group_commit import GroupCommit
+from leadqual.api.heap import HeapFreezer
 from leadqual.facts.types import Fact
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.model.schema import Model
@@ -42,10 +43,15 @@ class Runtime:
     """The store and the model every request of one app uses."""
 
     def __init__(
-        self, store: Store, model: Model | None = None, routing: RoutingConfig | None = None
+        self,
+        store: Store,
+        model: Model | None = None,
+        routing: RoutingConfig | None = None,
+        heap: HeapFreezer | None = None,
     ) -> None:
         self.store = store
         self.routing = routing
+        self.heap = heap
         self._write_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         if model is not None:
@@ -78,7 +84,10 @@ class Runtime:
         Writes of this process take the write lock; requests queued for it are
         applied together (see ``group_commit``); each still gets its own result.
         """
-        return self.group_commit.submit(facts)
+        result = self.group_commit.submit(facts)
+        if self.heap is not None:
+            self.heap.wrote()
+        return result
 
     def _apply(self, facts: Sequence[Fact]) -> ApplyResult:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
