@@ -3,9 +3,14 @@
 Facts of a generated case are applied in a random order, in random batches,
 at increasing times. After every step the stored qualification of every lead
 the step re-qualified equals ``evaluate_all`` on all facts so far at that
-time, and the live state qualifies every lead as the reference does. Then a
-tick at a later time changes exactly the leads whose stage changed with time,
-and a recompute from the log equals the live state.
+time, and the live state qualifies every lead as the reference does. Then
+time runs from edge to edge: every lead's stored ``next_change_at`` is
+probed (until the earliest one of its account's members, the reference gives
+it the same stage and account status at every time probed: just before that
+edge, and at a drawn time between), a tick runs at the earliest edge, and
+every stored stage equals the reference's there. Then a tick at a later time
+changes exactly the leads whose stage changed with time, and a recompute from
+the log equals the live state.
 
 The oracle reads the fact log back as attributed (``load_facts(resolve=True)``):
 identity (merges, emails, visitors) is the store's job and tested there.
@@ -20,6 +25,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from leadqual.engine.reference import evaluate_all
 from leadqual.engine.result import Qualification
@@ -27,7 +33,7 @@ from leadqual.facts.dataset import Facts, FactSet
 from leadqual.facts.types import Fact
 from leadqual.model.schema import Model
 from leadqual.service import Ingestor, qualify_from_state, recompute, tick
-from leadqual.store import Store, StoredQualification
+from leadqual.store import Store, StoredQualification, schema
 from leadqual.store.state import qualification_row
 from tests.builders import AS_OF
 from tests.property import strategies
@@ -35,12 +41,17 @@ from tests.property.wide import wide_cases
 from tests.service.conftest import BACKENDS, fresh_store
 
 SETTINGS = settings(
-    max_examples=20,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 STEPS_DAYS = (0.0, 1 / 24, 0.5, 1.0, 3.0)
 TICK_DAYS = (1 / 24, 0.5, 2.0, 10.0, 40.0)
+MICROSECOND = timedelta(microseconds=1)
+NEVER_PROBES_DAYS = (1.0, 45.0, 400.0)
+"""Where a lead with no ``next_change_at`` is probed (it promises no change ever)."""
+EDGE_HOPS = 4
+"""Ticks at successive edges after the stream (see :func:`walk_edges`)."""
 
 
 def flatten(facts: FactSet) -> list[Fact]:
@@ -87,6 +98,81 @@ def assert_stored(stored: StoredQualification, expected: Qualification) -> None:
     assert stored.as_of == expected.as_of
 
 
+def _status_key(q: Qualification) -> tuple[Any, ...] | None:
+    a = q.account
+    if a is None:
+        return None
+    return (a.mqa, a.engaged_leads, a.roles_covered, a.committee_covered, sorted(a.roles.items()))
+
+
+def stored_edges(store: Store) -> dict[str, datetime | None]:
+    t = schema.lead_state
+    with store.engine.connect() as connection:
+        return dict(connection.execute(select(t.c.lead_id, t.c.next_change_at)).all())
+
+
+def walk_edges(store: Store, model: Model, now: datetime, data: st.DataObject) -> datetime:
+    """Tick at each earliest edge in turn, checking stability before it and stages at it.
+
+    A lead left at an edge's microsecond without its change (an edge taken as
+    "changes at" where the change comes just after) would come due again only
+    at some later edge: the probes after the tick see the stage it missed.
+    """
+    for _ in range(EDGE_HOPS):
+        assert_stable_until_next_change(store, model, now, data)
+        edge = min((e for e in stored_edges(store).values() if e is not None), default=None)
+        if edge is None:
+            break
+        now = max(now, edge)
+        tick(store, model, now)
+        expected = reference(store, model, now)
+        stored = {q.lead_id: q.stage for q in store.qualifications()}
+        assert stored == {lead: q.stage for lead, q in expected.items()}, now.isoformat()
+    return now
+
+
+def assert_stable_until_next_change(
+    store: Store, model: Model, now: datetime, data: st.DataObject
+) -> None:
+    """Nothing a tick acts on changes before the edges ``next_change`` stored.
+
+    A lead's stage, and its account's status (made from members' flags that
+    stay true until each member's ``next_change_at``), must hold from ``now``
+    until the earliest ``next_change_at`` among its account's members: the
+    tick looks at no lead before its edge. Probed just before that edge and at
+    drawn times between; a lead with no edge at all, far into the future.
+    """
+    edges = stored_edges(store)
+    expected = reference(store, model, now)
+    members: dict[str | None, list[str]] = {}
+    for lead, q in expected.items():
+        members.setdefault(q.account_id, []).append(lead)
+    probes: dict[datetime, list[str]] = {}
+    for lead, q in sorted(expected.items()):
+        group = members[q.account_id] if q.account_id is not None else [lead]
+        known = [edge for m in group if (edge := edges.get(m)) is not None]
+        horizon = min(known, default=None)
+        if horizon is None:
+            times = [now + timedelta(days=d) for d in NEVER_PROBES_DAYS]
+        elif horizon <= now:
+            continue  # due already: the tick takes it from here
+        else:
+            fraction = data.draw(st.floats(0.0, 1.0, exclude_max=True), label="probe")
+            between = now + (horizon - now) * fraction  # rounded to a microsecond
+            times = [horizon - MICROSECOND, min(between, horizon - MICROSECOND)]
+        for at in times:
+            if at >= now:
+                probes.setdefault(at, []).append(lead)
+    for at, leads in sorted(probes.items()):
+        later = reference(store, model, at)
+        for lead in leads:
+            was, then = expected[lead], later[lead]
+            assert (then.stage, _status_key(then)) == (was.stage, _status_key(was)), (
+                f"{lead} changed at {at.isoformat()} before its account's earliest "
+                f"next_change_at (now {now.isoformat()})"
+            )
+
+
 def stream_and_check(kind: str, model: Model, facts: FactSet, as_of: datetime, data: Any) -> None:
     items = data.draw(st.permutations(flatten(facts)), label="order")
     with fresh_store(kind) as store:
@@ -106,6 +192,8 @@ def stream_and_check(kind: str, model: Model, facts: FactSet, as_of: datetime, d
             assert stored == set(expected)
             live = {q.lead_id: q for q in qualify_from_state(store, model, now)}
             assert live == expected
+
+        now = walk_edges(store, model, now, data)
 
         # a tick changes exactly the leads whose stage changed with time
         later = now + timedelta(days=data.draw(st.sampled_from(TICK_DAYS), label="tick"))
