@@ -163,6 +163,30 @@ def test_a_writer_behind_a_later_one_catches_up_when_it_reads_that_ones_colleagu
         assert stored.reasons == json.loads(reasons)
 
 
+def test_an_account_status_row_is_written_when_the_status_changes_only(store: Store) -> None:
+    """Its ``as_of`` is when it last changed, as a lead's qualification's is."""
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead("L1"), _lead("L2"), _lead("L3")], NOW - timedelta(hours=2))
+    ingestor.apply([*mql_facts("L1", "US", NOW)[1:], *mql_facts("L2", "US", NOW)[1:]], NOW)
+    before = _status_row(store)
+    assert (before["engaged_leads"], before["mqa"], before["as_of"]) == (2, False, NOW)
+    # one more pricing view of an engaged lead: the status is the same, its row stands
+    view = Event("L1-late", "page_view", NOW, "L1", None, {"url": "/pricing"})
+    ingestor.apply([view], NOW + timedelta(minutes=5))
+    assert _status_row(store) == before
+    # a third engaged lead makes the account an MQA: the row moves to that time
+    ingestor.apply(mql_facts("L3", "US", NOW)[1:], NOW + timedelta(minutes=10))
+    after = _status_row(store)
+    assert (after["engaged_leads"], after["mqa"]) == (3, True)
+    assert after["as_of"] == NOW + timedelta(minutes=10)
+
+
+def _status_row(store: Store) -> dict[str, object]:
+    with store.engine.connect() as connection:
+        (row,) = connection.execute(select(schema.account_status)).mappings().all()
+    return dict(row)
+
+
 def _mqa_reason(store: Store, lead_id: str) -> str:
     reasons = store.qualification(lead_id).reasons
     return str(next(r["text"] for r in reasons if (r["kind"], r["rule"]) == ("account", "mqa")))

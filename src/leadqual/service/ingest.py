@@ -133,6 +133,8 @@ class _Work:
         self.next_at: dict[str, datetime | None] = {}
         self.stored_nurture: dict[str, str | None] = {}
         self.flags: dict[str, MemberFlags] = {}
+        self.stored_status: dict[str, tuple[Any, ...]] = {}
+        self.status_version: dict[str, int | None] = {}
 
     # -- loading
 
@@ -377,6 +379,8 @@ class _Work:
         return when
 
     def _stored_status(self, accounts: Collection[str]) -> dict[str, tuple[Any, ...]]:
+        """The stored status key of each account (see :func:`_status_key`); also
+        remembers which model version each was stored for (``_save_status``)."""
         t = schema.account_status
         out: dict[str, tuple[Any, ...]] = {}
         for row in self._rows(t, t.c.account_id, accounts):
@@ -387,6 +391,8 @@ class _Work:
                 row["committee_covered"],
                 row["roles"],
             )
+            self.status_version[row["account_id"]] = row["model_version_id"]
+        self.stored_status = out
         return out
 
     def _save_status(
@@ -401,6 +407,11 @@ class _Work:
             if not members[account]:
                 empty.append(account)
                 continue
+            if (
+                self.stored_status.get(account) == _status_key(status)
+                and self.status_version.get(account) == self.model_version_id
+            ):
+                continue  # unchanged: the stored row (and its as_of, when it last changed) stands
             rows.append(
                 {
                     "account_id": account,
