@@ -154,6 +154,8 @@ class ModelIn(Body):
 
 
 class StageChangeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # made from the service's records
+
     lead_id: str
     from_stage: str | None
     to_stage: str
@@ -263,6 +265,8 @@ class StageHistory(BaseModel):
 
 class AssignmentRow(BaseModel):
     """One assignment of the lead: the open one has ``ended_at`` null; each says why."""
+
+    model_config = ConfigDict(from_attributes=True)  # made from the store's records
 
     team: str | None
     rep: str | None

@@ -41,18 +41,7 @@ def apply_facts(
     return WriteResult(
         accepted=result.accepted,
         duplicates=result.duplicates,
-        stage_changes=[
-            StageChangeOut(
-                lead_id=change.lead_id,
-                from_stage=change.from_stage,
-                to_stage=change.to_stage,
-                at=change.at,
-                cause_kind=change.cause_kind,
-                cause_rule=change.cause_rule,
-                cause_fact_id=change.cause_fact_id,
-            )
-            for change in result.stage_changes
-        ],
+        stage_changes=[StageChangeOut.model_validate(c) for c in result.stage_changes],
     )
 
 

@@ -66,21 +66,7 @@ def get_stage_history(lead_id: LeadId, runtime: RuntimeDep) -> StageHistory:
     current = runtime.store.qualification(lead_id)  # 404 for a lead nobody has sent
     changes = runtime.store.stage_history(current.lead_id)
     return StageHistory(
-        lead_id=current.lead_id,
-        changes=[
-            StageChangeRow(
-                lead_id=c.lead_id,
-                from_stage=c.from_stage,
-                to_stage=c.to_stage,
-                at=c.at,
-                cause_kind=c.cause_kind,
-                cause_rule=c.cause_rule,
-                cause_fact_id=c.cause_fact_id,
-                model_version_id=c.model_version_id,
-                recorded_at=c.recorded_at,
-            )
-            for c in changes
-        ],
+        lead_id=current.lead_id, changes=[StageChangeRow.model_validate(c) for c in changes]
     )
 
 
@@ -97,17 +83,6 @@ def get_assignments(lead_id: LeadId, runtime: RuntimeDep) -> Assignments:
     return Assignments(
         lead_id=current.lead_id,
         assignments=[
-            AssignmentRow(
-                team=a.team,
-                rep=a.rep,
-                method=a.method,
-                rule=a.rule,
-                reason=a.reason,
-                at=a.at,
-                ended_at=a.ended_at,
-                ended_reason=a.ended_reason,
-                model_version_id=a.model_version_id,
-            )
-            for a in runtime.store.assignments(current.lead_id)
+            AssignmentRow.model_validate(a) for a in runtime.store.assignments(current.lead_id)
         ],
     )
