@@ -133,8 +133,6 @@ class _Work:
         self.next_at: dict[str, datetime | None] = {}
         self.stored_nurture: dict[str, str | None] = {}
         self.flags: dict[str, MemberFlags] = {}
-        self.stored_status: dict[str, tuple[Any, ...]] = {}
-        self.status_version: dict[str, int | None] = {}
 
     # -- loading
 
@@ -338,13 +336,14 @@ class _Work:
         for account in sorted(accounts):
             evaluation.set_account(account, self.accounts.get(account), members[account])
         stored_status = self._stored_status(evaluation.statuses)
+        keys = {account: _status_key(s) for account, (s, _) in evaluation.statuses.items()}
         out: dict[str, Qualification] = {}
         everyone: set[str] = set()
-        for account, status in evaluation.statuses.items():
+        for account, key in keys.items():
             if (
                 account in self.changed_accounts
                 or account in extra_accounts
-                or _status_key(status[0]) != stored_status.get(account)
+                or key != stored_status.get(account, (None, None))[0]
             ):
                 everyone.update(members[account])
         ordered = sorted(set(lead_ids) | everyone)
@@ -366,7 +365,10 @@ class _Work:
         self.qualified.update(out)
         for lead, q in out.items():
             self.next_at[lead] = self._next_change(lead, q)
-        self._save_status(evaluation.statuses, members)
+        unchanged = {
+            a for a, key in keys.items() if stored_status.get(a) == (key, self.model_version_id)
+        }
+        self._save_status(evaluation.statuses, members, unchanged)
         return out
 
     def _next_change(self, lead: str, q: Qualification) -> datetime | None:
@@ -378,28 +380,32 @@ class _Work:
                 when = pending
         return when
 
-    def _stored_status(self, accounts: Collection[str]) -> dict[str, tuple[Any, ...]]:
-        """The stored status key of each account (see :func:`_status_key`); also
-        remembers which model version each was stored for (``_save_status``)."""
+    def _stored_status(
+        self, accounts: Collection[str]
+    ) -> dict[str, tuple[tuple[Any, ...], int | None]]:
+        """Each stored account status: its key (see :func:`_status_key`) and the model
+        version it was stored for."""
         t = schema.account_status
-        out: dict[str, tuple[Any, ...]] = {}
+        out: dict[str, tuple[tuple[Any, ...], int | None]] = {}
         for row in self._rows(t, t.c.account_id, accounts):
-            out[row["account_id"]] = (
+            key = (
                 row["mqa"],
                 row["engaged_leads"],
                 row["roles_covered"],
                 row["committee_covered"],
                 row["roles"],
             )
-            self.status_version[row["account_id"]] = row["model_version_id"]
-        self.stored_status = out
+            out[row["account_id"]] = (key, row["model_version_id"])
         return out
 
     def _save_status(
         self,
         statuses: dict[str, tuple[AccountStatus, list[Reason]]],
         members: dict[str, Members],
+        unchanged: Collection[str],
     ) -> None:
+        """Write each status that changed (its row's ``as_of`` is when it last changed);
+        delete the status of an account left without members."""
         t = schema.account_status
         rows = []
         empty: list[str] = []  # an account left without members has no status
@@ -407,11 +413,8 @@ class _Work:
             if not members[account]:
                 empty.append(account)
                 continue
-            if (
-                self.stored_status.get(account) == _status_key(status)
-                and self.status_version.get(account) == self.model_version_id
-            ):
-                continue  # unchanged: the stored row (and its as_of, when it last changed) stands
+            if account in unchanged:
+                continue
             rows.append(
                 {
                     "account_id": account,
