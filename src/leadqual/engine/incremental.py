@@ -61,6 +61,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from leadqual.engine.decay import age_days
 from leadqual.engine.engagement import events_by_type, score_rule
 from leadqual.engine.operators import event_matches
@@ -515,7 +517,7 @@ class LeadState:
     # -- serialisation
 
     def to_json(self) -> str:
-        return json.dumps(
+        return _dumps(
             {
                 "v": STATE_VERSION,
                 "lead": self.lead_id,
@@ -529,13 +531,12 @@ class LeadState:
                 "answers": [_encode(a) for a in self.answers.values()],
                 "steps": [_encode(s) for s in self.steps.values()],
                 "pending": [[_encode(f), p] for f, p in self.pending],
-            },
-            separators=(",", ":"),
+            }
         )
 
     @classmethod
     def from_json(cls, text: str) -> LeadState:
-        data = json.loads(text)
+        data = orjson.loads(text)
         state = cls(data["lead"], _time(data["horizon"]), data["has_profile"])
         state.attrs = {n: _Best(_time(a), v, p) for n, (a, v, p) in data["attrs"].items()}
         state.first_dated = _time(data["first_dated"])
@@ -622,6 +623,11 @@ def _decode(item: list[Any]) -> Fact:
         return LeadProfile(lead, email, account, attributes, _time(at))
     _, account, domain, attributes, at = item
     return AccountProfile(account, domain, attributes, _time(at))
+
+
+def _dumps(data: Any) -> str:
+    """Compact JSON text of a state (what ``json.dumps`` with compact separators gives)."""
+    return orjson.dumps(data).decode()
 
 
 def _need(text: str | None) -> datetime:

@@ -176,7 +176,7 @@ class _Context:
     def __init__(
         self,
         lead: dict[str, Value],
-        account: dict[str, Value],
+        account: Mapping[str, Value],
         events: list[Event],
         as_of: datetime,
     ) -> None:
@@ -291,6 +291,7 @@ class _Evaluator:
         self.as_of = as_of
         self._leads: dict[str, tuple[list[Event], Engagement, dict[str, Value]]] = {}
         self._account_cache: dict[str, tuple[AccountStatus, list[Reason]]] = {}
+        self._account_attrs: dict[str, tuple[AccountFacts, dict[str, Value]]] = {}
 
     def _lead(self, lead: LeadFacts) -> tuple[list[Event], Engagement, dict[str, Value]]:
         """A lead's known events, engagement and attributes: shared by its own
@@ -307,7 +308,7 @@ class _Evaluator:
         model, as_of = self.model, self.as_of
         lead = facts.lead
         events, engagement, attributes = self._lead(lead)
-        account_attrs = merge_profiles(facts.account.profiles, as_of) if facts.account else {}
+        account_attrs = self._account_attributes(facts.account)
         ctx = _Context(dict(attributes), account_attrs, events, as_of)
         reasons: list[Reason] = []
 
@@ -355,6 +356,17 @@ class _Evaluator:
             account=account,
             reasons=tuple(reasons),
         )
+
+    def _account_attributes(self, account: AccountFacts | None) -> Mapping[str, Value]:
+        """The account's merged attributes: made once per account and shared by its members
+        (read only), as long as the members come with the same account facts."""
+        if account is None:
+            return {}
+        cached = self._account_attrs.get(account.account_id)
+        if cached is None or cached[0] is not account:
+            cached = (account, merge_profiles(account.profiles, self.as_of))
+            self._account_attrs[account.account_id] = cached
+        return cached[1]
 
     # fit and grade
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from leadqual.engine.result import Qualification
+from leadqual.engine.result import Qualification, Routing
 from leadqual.errors import NotFoundError
 from leadqual.store import schema
 from leadqual.store.statements import upsert
@@ -100,11 +101,22 @@ def _frameworks(q: Qualification) -> dict[str, Any]:
     return out
 
 
+def _sorted_json(data: Any) -> str:
+    """JSON text with sorted keys (``str`` of any value JSON has no type for)."""
+    return orjson.dumps(data, default=str, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _routing_dict(routing: Routing) -> dict[str, Any]:
+    """``dataclasses.asdict`` of a routing decision (its fields are plain values), without
+    the deep copy."""
+    return {f.name: getattr(routing, f.name) for f in fields(routing)}
+
+
 def qualification_row(
     q: Qualification, model_version_id: int | None, now: datetime
 ) -> dict[str, Any]:
     """A qualification as a row of ``qualifications``."""
-    routing = asdict(q.routing) if q.routing is not None else None
+    routing = _routing_dict(q.routing) if q.routing is not None else None
     return {
         "lead_id": q.lead_id,
         "account_id": q.account_id,
@@ -114,12 +126,12 @@ def qualification_row(
         "fit": q.fit,
         "engagement": q.engagement,
         "total": q.total,
-        "groups": json.dumps(q.groups, sort_keys=True),
+        "groups": _sorted_json(q.groups),
         "grade": q.grade,
         "stage": q.stage,
-        "frameworks": json.dumps(_frameworks(q), sort_keys=True),
-        "routing": json.dumps(routing, sort_keys=True, default=str) if routing else None,
-        "reasons": json.dumps([reason.to_dict() for reason in q.reasons]),
+        "frameworks": _sorted_json(_frameworks(q)),
+        "routing": _sorted_json(routing) if routing else None,
+        "reasons": orjson.dumps([reason.to_dict() for reason in q.reasons]).decode(),
         "as_of": q.as_of,
         "updated_at": now,
     }
