@@ -536,7 +536,7 @@ class LeadState:
 
     @classmethod
     def from_json(cls, text: str) -> LeadState:
-        data = orjson.loads(text)
+        data = json.loads(text)  # not orjson's: it reads an integer wider than 64 bits as a float
         state = cls(data["lead"], _time(data["horizon"]), data["has_profile"])
         state.attrs = {n: _Best(_time(a), v, p) for n, (a, v, p) in data["attrs"].items()}
         state.first_dated = _time(data["first_dated"])
@@ -626,8 +626,15 @@ def _decode(item: list[Any]) -> Fact:
 
 
 def _dumps(data: Any) -> str:
-    """Compact JSON text of a state (what ``json.dumps`` with compact separators gives)."""
-    return orjson.dumps(data).decode()
+    """Compact JSON text of a state (what ``json.dumps`` with compact separators gives).
+
+    orjson is several times faster; what it refuses (an integer wider than 64
+    bits) goes through ``json``.
+    """
+    try:
+        return orjson.dumps(data).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(data, separators=(",", ":"))
 
 
 def _need(text: str | None) -> datetime:

@@ -103,7 +103,17 @@ def _frameworks(q: Qualification) -> dict[str, Any]:
 
 def _sorted_json(data: Any) -> str:
     """JSON text with sorted keys (``str`` of any value JSON has no type for)."""
-    return orjson.dumps(data, default=str, option=orjson.OPT_SORT_KEYS).decode()
+    try:
+        return orjson.dumps(data, default=str, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:  # an integer wider than 64 bits
+        return json.dumps(data, sort_keys=True, default=str)
+
+
+def _json(data: Any) -> str:
+    try:
+        return orjson.dumps(data).decode()
+    except orjson.JSONEncodeError:  # an integer wider than 64 bits
+        return json.dumps(data)
 
 
 def _routing_dict(routing: Routing) -> dict[str, Any]:
@@ -131,7 +141,7 @@ def qualification_row(
         "stage": q.stage,
         "frameworks": _sorted_json(_frameworks(q)),
         "routing": _sorted_json(routing) if routing else None,
-        "reasons": orjson.dumps([reason.to_dict() for reason in q.reasons]).decode(),
+        "reasons": _json([reason.to_dict() for reason in q.reasons]),
         "as_of": q.as_of,
         "updated_at": now,
     }

@@ -1,0 +1,50 @@
+"""A lead's incremental state survives its JSON text (orjson, with ``json`` for what
+orjson refuses) exactly: every value, time and kind of fact comes back equal."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from leadqual.engine.incremental import LeadState, Plan
+from leadqual.facts.types import Decision, Event, LeadProfile, Outcome, SalesAnswer, Value
+from leadqual.model.load import load_model
+
+PLAN = Plan(load_model("b2b_example"))
+T0 = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def _lead(properties: dict[str, Value]) -> LeadState:
+    lead = LeadState("L1")
+    lead.add(LeadProfile("L1", "Ann@Example.com", None, {"title": "VP", "employees": 250.5}, T0))
+    lead.add(Event("E1", "demo_request", T0 + timedelta(hours=1), "L1", None, properties))
+    lead.add(SalesAnswer("A1", "L1", "bant", "budget", "met", T0 + timedelta(hours=2), "rep"))
+    lead.add(Decision("D1", "L1", "accept", T0 + timedelta(hours=3), None, "rep"))
+    lead.add(Outcome("O1", "L1", "won", T0 + timedelta(days=90), 1200.0))  # pending
+    lead.advance(T0 + timedelta(days=1), PLAN)
+    return lead
+
+
+def test_a_state_comes_back_equal_from_its_json() -> None:
+    lead = _lead({"page": "/pricing", "score": 0.1, "count": 3, "flag": True, "none": None})
+    text = lead.to_json()
+    back = LeadState.from_json(text)
+    assert back.to_json() == text
+    assert back.events["E1"].properties == lead.events["E1"].properties
+    assert (back.attrs, back.answers, back.steps, back.pending) == (
+        lead.attrs,
+        lead.answers,
+        lead.steps,
+        lead.pending,
+    )
+    assert back.horizon == lead.horizon == T0 + timedelta(days=1)
+    assert json.loads(text)["lead"] == "L1"  # plain JSON any reader can parse
+    assert ", " not in text and ": " not in text  # compact
+
+
+def test_an_integer_wider_than_64_bits_is_kept_exactly() -> None:
+    lead = _lead({"big": 2**70})
+    back = LeadState.from_json(lead.to_json())
+    big = back.events["E1"].properties["big"]
+    assert big == 2**70 and isinstance(big, int)
+    assert back.to_json() == lead.to_json()
