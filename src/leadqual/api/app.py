@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from leadqual.api.auth import KEY_CACHE_SECONDS, KeyCache
-from leadqual.api.background import Ticker, Worker, webhook_worker
+from leadqual.api.background import Checkpointer, Ticker, Worker, webhook_worker
 from leadqual.api.errors import install_error_handlers
 from leadqual.api.heap import HeapFreezer
 from leadqual.api.limits import DEFAULT_MAX_BODY, BodySizeLimit
@@ -80,6 +80,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         workers: list[Worker] = []
+        if store.checkpoint_in_background():  # SQLite: no commit waits for a checkpoint
+            workers.append(Checkpointer(store))
         if tick_seconds is not None:
             workers.append(Ticker(runtime, tick_seconds))
         if webhooks and (worker := webhook_worker(runtime)) is not None:

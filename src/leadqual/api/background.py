@@ -1,4 +1,4 @@
-"""Work the service does on its own: the periodic tick and webhook delivery.
+"""Work the service does on its own: the periodic tick, webhook delivery, WAL checkpoints.
 
 The tick re-qualifies leads whose stage changes with time alone (decay,
 windows, inactivity); it runs in a daemon thread every ``interval`` seconds
@@ -14,6 +14,7 @@ import threading
 from typing import Protocol
 
 from leadqual.api.runtime import Runtime
+from leadqual.store import Store
 
 log = logging.getLogger("leadqual.api")
 
@@ -51,6 +52,46 @@ class Ticker:
                     log.info("tick: %d stage change(s)", len(result.stage_changes))
             except Exception:  # a failed tick is retried at the next one; the thread lives on
                 log.exception("tick failed")
+
+
+CHECKPOINT_SECONDS = 1.0
+
+
+class Checkpointer:
+    """Checkpoints the SQLite WAL every ``interval`` seconds in a thread of its own.
+
+    The service turns off SQLite's checkpoints on commit
+    (:meth:`Store.checkpoint_in_background`): the commit that ran one, and every
+    request queued behind it, waited for the copy and the sync of the database
+    file. A passive checkpoint here blocks neither readers nor writers, and
+    the sqlite3 driver lets go of the GIL while it runs.
+    """
+
+    def __init__(self, store: Store, interval: float = CHECKPOINT_SECONDS) -> None:
+        self.store = store
+        self.interval = interval
+        self.runs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="leadqual-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._checkpoint()  # what the last second wrote
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        try:
+            self.store.checkpoint()
+            self.runs += 1
+        except Exception:  # retried at the next one; the thread lives on
+            log.exception("WAL checkpoint failed")
 
 
 class Webhooks:

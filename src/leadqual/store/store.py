@@ -78,7 +78,14 @@ def _switch_to_wal(cursor: Any) -> None:
             time.sleep(0.01)
 
 
-def _sqlite_engine(url: URL) -> Engine:
+class _SqliteOptions:
+    """What the SQLite connect hook sets on each new connection (changeable while open)."""
+
+    def __init__(self) -> None:
+        self.autocheckpoint = True
+
+
+def _sqlite_engine(url: URL, options: _SqliteOptions) -> Engine:
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -90,6 +97,8 @@ def _sqlite_engine(url: URL) -> Engine:
         _switch_to_wal(cursor)
         for pragma in ("foreign_keys=ON", "synchronous=NORMAL"):
             cursor.execute(f"PRAGMA {pragma}")
+        if not options.autocheckpoint:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -147,15 +156,18 @@ class Transaction:
 class Store:
     """A leadqual database: the fact log, identity, derived state, models and keys."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, sqlite: _SqliteOptions | None = None) -> None:
         self.engine = engine
+        self._sqlite = sqlite
 
     @classmethod
     def open(cls, url: str | None = None, path: str | Path = DEFAULT_PATH) -> Store:
         """Open (creating if needed) and upgrade the database named by ``url`` or ``path``."""
         resolved = database_url(url, path)
+        sqlite: _SqliteOptions | None = None
         if resolved.get_backend_name() == "sqlite":
-            engine = _sqlite_engine(resolved)
+            sqlite = _SqliteOptions()
+            engine = _sqlite_engine(resolved, sqlite)
         else:
             # No server-side prepared statements: the idempotency look-ups send
             # IN lists of varying length, and a generic plan for one of them
@@ -163,13 +175,47 @@ class Store:
             engine = create_engine(
                 resolved, pool_pre_ping=True, connect_args={"prepare_threshold": None}
             )
-        store = cls(engine)
+        store = cls(engine, sqlite)
         with store._write() as connection:
             migrate.upgrade(connection)
         return store
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def checkpoint_in_background(self) -> bool:
+        """Take WAL checkpoints off the write path (SQLite; False for PostgreSQL).
+
+        By default the commit that takes SQLite's write-ahead log past 1,000
+        pages copies them into the database file and syncs it, and that commit
+        (and every writer queued behind it) waits several milliseconds. After
+        this call no commit of this store checkpoints: the caller must call
+        :meth:`checkpoint` regularly (the service does, every second), or the
+        log grows until the store is closed.
+        """
+        if self._sqlite is None:
+            return False
+        self._sqlite.autocheckpoint = False
+        self.engine.dispose()  # pooled connections were opened with auto-checkpoints
+        return True
+
+    def checkpoint(self) -> tuple[int, int, int] | None:
+        """Copy the committed pages of SQLite's WAL into the database file, without
+        waiting for (or blocking) readers and writers: ``PRAGMA wal_checkpoint(PASSIVE)``'s
+        (busy, pages in the log, pages checkpointed). None for PostgreSQL."""
+        if self._sqlite is None:
+            return None
+        connection = self.engine.raw_connection()  # autocommit: no transaction around it
+        try:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            connection.close()
+        assert row is not None  # the pragma always answers one row
+        busy, log, done = row
+        return int(busy), int(log), int(done)
 
     def __enter__(self) -> Store:
         return self
