@@ -11,10 +11,11 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from leadqual.cli import app
+from leadqual.engine.incremental import Plan
 from leadqual.engine.reference import evaluate_all
 from leadqual.errors import ConflictError, FactError, NotFoundError
 from leadqual.facts.types import Decision, Event
-from leadqual.model.load import load_model
+from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.service import Ingestor, recompute
 from leadqual.store import Store, schema, state
 from tests.service.builders import lead_profile, mql_facts, pricing_views
@@ -190,3 +191,57 @@ def _status_row(store: Store) -> dict[str, object]:
 def _mqa_reason(store: Store, lead_id: str) -> str:
     reasons = store.qualification(lead_id).reasons
     return str(next(r["text"] for r in reasons if (r["kind"], r["rule"]) == ("account", "mqa")))
+
+
+def test_members_follow_their_account_when_what_they_show_of_it_changes(store: Store) -> None:
+    """A second engaged lead (the account still needs a third to be an MQA) changes no
+    member's qualification: only the writer's own lead is re-qualified, and the other
+    member's account reason stays as of its own ``as_of``. The third flips the verdict,
+    which every member's reasons state: all of them are re-qualified."""
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead("L1"), _lead("L2"), _lead("L3")], NOW - timedelta(hours=2))
+    first = ingestor.apply(mql_facts("L1", "US", NOW)[1:], NOW)
+    assert set(first.qualified) == {"L1"}
+    l1 = store.qualification("L1")
+    assert "is not an MQA: 1 engaged lead " in _mqa_reason(store, "L1")
+    second = ingestor.apply(mql_facts("L2", "US", NOW)[1:], NOW + timedelta(minutes=5))
+    assert set(second.qualified) == {"L2"}  # 1 -> 2 engaged leads: the verdict stands
+    assert store.qualification("L1") == l1
+    assert "is not an MQA: 2 engaged leads" in _mqa_reason(store, "L2")
+    later = NOW + timedelta(minutes=10)
+    third = ingestor.apply(mql_facts("L3", "US", NOW)[1:], later)
+    assert set(third.qualified) == {"L1", "L2", "L3"}  # now an MQA
+    expected = {q.lead_id: q for q in evaluate_all(MODEL, store.load_facts(resolve=True), later)}
+    for lead_id in ("L1", "L2", "L3"):
+        assert "is an MQA: 3 engaged leads" in _mqa_reason(store, lead_id)
+        reasons = state.qualification_row(expected[lead_id], None, later)["reasons"]
+        assert store.qualification(lead_id).reasons == json.loads(reasons)
+
+
+COUNTING_MODEL = load_model_text(
+    preset_path(EXAMPLE_MODEL)
+    .read_text(encoding="utf-8")
+    .replace(
+        "  - {id: warm, enter: {score.engagement: {gte: 10}}}",
+        "  - {id: warm, enter: {any: [{score.engagement: {gte: 10}},"
+        " {account.engaged_leads: {gte: 2}}]}}",
+    ),
+    "counting.yaml",
+)
+
+
+def test_members_follow_every_status_value_the_model_tests(store: Store) -> None:
+    """A model whose stage tests the number of engaged leads: the second engaged lead
+    moves a quiet colleague to warm, so the members are re-qualified."""
+    assert Plan(COUNTING_MODEL).status_paths == ("account.engaged_leads",)
+    ingestor = Ingestor(store, COUNTING_MODEL)
+    ingestor.apply([_lead("L1"), _lead("L2"), _lead("L3")], NOW - timedelta(hours=2))
+    ingestor.apply(mql_facts("L1", "US", NOW)[1:], NOW)
+    assert store.qualification("L3").stage == "cold"
+    later = NOW + timedelta(minutes=5)
+    result = ingestor.apply(mql_facts("L2", "US", NOW)[1:], later)
+    assert set(result.qualified) == {"L1", "L2", "L3"}
+    expected = evaluate_all(COUNTING_MODEL, store.load_facts(resolve=True), later)
+    assert {q.lead_id: q.stage for q in expected}["L3"] == "warm"
+    assert store.qualification("L3").stage == "warm"
+    assert ("L3", "warm") in {(c.lead_id, c.to_stage) for c in result.stage_changes}

@@ -134,6 +134,25 @@ def _walk(condition: Condition) -> Iterator[Condition]:
             yield from _walk(item)
 
 
+STATUS_PATHS = frozenset(
+    {"account.engaged_leads", "account.roles_covered", "account.mqa", "account.committee_covered"}
+)
+"""Paths whose value is the account's status, not an attribute (``reference.account_values``)."""
+
+
+def _status_paths(model: Model) -> tuple[str, ...]:
+    paths = {
+        node.path
+        for condition in _conditions(model)
+        for node in _walk(condition)
+        if isinstance(node, Test)
+    }
+    paths.update(r.assign.key for r in model.routing if r.assign is not None and r.assign.key)
+    return tuple(
+        sorted(p for p in paths if p in STATUS_PATHS or p.startswith("account.committee."))
+    )
+
+
 def _numbers(value: Any) -> list[float] | None:
     """The numeric operands of a check (None: an operand that is not a number)."""
     items = value if isinstance(value, list | tuple) else [value]
@@ -204,6 +223,10 @@ class Plan:
             thresholds.append(("score.engagement", float(mqa.min_engagement)))
         self.thresholds = thresholds
         self.has_account_rules = mqa is not None or model.accounts.committee is not None
+        self.status_paths = _status_paths(model)
+        """The account status values (``account.mqa``, ``account.engaged_leads``, ...) the
+        model's conditions or routing keys read, sorted: a change in one can move a
+        member's stage, frameworks or routing."""
         self.inactive_days = sorted({r.inactive_days for r in model.recycle if r.inactive_days})
         half = model.engagement.half_life_days
         self.decaying = [

@@ -327,7 +327,7 @@ class _Evaluator:
 
         account = self._account(facts.account, reasons)
         if account is not None:
-            ctx.values.update(_account_values(account))
+            ctx.values.update(account_values(account))
 
         frameworks = {name: self._framework(name, lead, ctx, reasons) for name in model.frameworks}
         for name, result in frameworks.items():
@@ -689,7 +689,7 @@ def _routing_text(routing: Routing, when: Condition, ctx: _Context) -> str:
     )
 
 
-def _account_values(status: AccountStatus) -> Mapping[str, Value]:
+def account_values(status: AccountStatus) -> Mapping[str, Value]:
     values: dict[str, Value] = {
         "account.engaged_leads": float(status.engaged_leads),
         "account.roles_covered": float(status.roles_covered),

@@ -38,7 +38,7 @@ from leadqual.engine.incremental import (
     next_change,
     profile_id_of,
 )
-from leadqual.engine.reference import MemberFlags
+from leadqual.engine.reference import MemberFlags, account_values
 from leadqual.engine.result import AccountStatus, Qualification, Reason
 from leadqual.facts.dataset import FactSet
 from leadqual.facts.freemail import is_free_mail
@@ -325,7 +325,8 @@ class _Work:
         extra_accounts: Collection[str] = (),
         progress: Progress | None = None,
     ) -> dict[str, Qualification]:
-        """Qualify the leads at ``now``, and every member of an account whose status changed."""
+        """Qualify the leads at ``now``, and every member of an account whose attributes
+        changed or whose status changed as its members see it (:func:`_seen_by_members`)."""
         accounts = {a for lead in lead_ids if (a := self.account_of.get(lead)) is not None}
         accounts.update(a for lead in lead_ids if (a := self.stored_account.get(lead)) is not None)
         accounts.update(extra_accounts)
@@ -340,10 +341,12 @@ class _Work:
         out: dict[str, Qualification] = {}
         everyone: set[str] = set()
         for account, key in keys.items():
+            stored = stored_status.get(account)
             if (
                 account in self.changed_accounts
                 or account in extra_accounts
-                or key != stored_status.get(account, (None, None))[0]
+                or stored is None
+                or _seen_by_members(self.plan, key) != _seen_by_members(self.plan, stored[0])
             ):
                 everyone.update(members[account])
         ordered = sorted(set(lead_ids) | everyone)
@@ -615,6 +618,23 @@ def _status_key(status: AccountStatus) -> tuple[Any, ...]:
         status.committee_covered,
         json.dumps(status.roles, sort_keys=True),
     )
+
+
+def _seen_by_members(plan: Plan, key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """What of an account's status (a :func:`_status_key`) its members' qualifications
+    follow: the MQA verdict and the committee's coverage, which each member's reasons
+    state, and every status value the model's conditions test (``Plan.status_paths``).
+
+    A change in anything else (the number of engaged leads while the verdict stands,
+    say) leaves the members' stored qualifications as they were: their account reasons
+    stay as of their own ``as_of``, and nothing in them can move.
+    """
+    mqa, engaged, roles_covered, committee_covered, roles = key
+    if not plan.status_paths:
+        return (mqa, committee_covered)
+    status = AccountStatus("", engaged, mqa, json.loads(roles), roles_covered, committee_covered)
+    values = account_values(status)
+    return (mqa, committee_covered, tuple(values.get(path) for path in plan.status_paths))
 
 
 class Ingestor:
