@@ -27,14 +27,19 @@ class Worker(Protocol):
     def stop(self) -> None: ...
 
 
-class Ticker:
-    """Calls ``runtime.tick()`` every ``interval`` seconds until stopped."""
+class _Every:
+    """Runs :meth:`turn` every ``interval`` seconds in a daemon thread until stopped.
 
-    def __init__(self, runtime: Runtime, interval: float) -> None:
-        self.runtime = runtime
+    A turn that fails is logged and the next one comes as usual: the thread lives on.
+    """
+
+    name = "leadqual-worker"
+    what = "background work"
+
+    def __init__(self, interval: float) -> None:
         self.interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="leadqual-tick", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -43,21 +48,41 @@ class Ticker:
         self._stop.set()
         self._thread.join(timeout=30)
 
+    def turn(self) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.runtime.refresh_model()
-                result = self.runtime.tick()
-                if result.stage_changes:
-                    log.info("tick: %d stage change(s)", len(result.stage_changes))
-            except Exception:  # a failed tick is retried at the next one; the thread lives on
-                log.exception("tick failed")
+            self._turn()
+
+    def _turn(self) -> None:
+        try:
+            self.turn()
+        except Exception:
+            log.exception("%s failed", self.what)
+
+
+class Ticker(_Every):
+    """Calls ``runtime.tick()`` every ``interval`` seconds until stopped."""
+
+    name = "leadqual-tick"
+    what = "tick"
+
+    def __init__(self, runtime: Runtime, interval: float) -> None:
+        self.runtime = runtime
+        super().__init__(interval)
+
+    def turn(self) -> None:
+        self.runtime.refresh_model()
+        result = self.runtime.tick()
+        if result.stage_changes:
+            log.info("tick: %d stage change(s)", len(result.stage_changes))
 
 
 CHECKPOINT_SECONDS = 1.0
 
 
-class Checkpointer:
+class Checkpointer(_Every):
     """Checkpoints the SQLite WAL every ``interval`` seconds in a thread of its own.
 
     The service turns off SQLite's checkpoints on commit
@@ -67,31 +92,19 @@ class Checkpointer:
     the sqlite3 driver lets go of the GIL while it runs.
     """
 
+    name = "leadqual-checkpoint"
+    what = "WAL checkpoint"
+
     def __init__(self, store: Store, interval: float = CHECKPOINT_SECONDS) -> None:
         self.store = store
-        self.interval = interval
-        self.runs = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="leadqual-checkpoint", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
+        super().__init__(interval)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        self._checkpoint()  # what the last second wrote
+        super().stop()
+        self._turn()  # what the last second wrote
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._checkpoint()
-
-    def _checkpoint(self) -> None:
-        try:
-            self.store.checkpoint()
-            self.runs += 1
-        except Exception:  # retried at the next one; the thread lives on
-            log.exception("WAL checkpoint failed")
+    def turn(self) -> None:
+        self.store.checkpoint()
 
 
 class Webhooks:

@@ -140,7 +140,8 @@ def qualification_row(
         "grade": q.grade,
         "stage": q.stage,
         "frameworks": _sorted_json(_frameworks(q)),
-        "routing": _sorted_json(routing) if routing else None,
+        # json's own text, spaces and all: the team filter matches '"team": "<name>"' in it
+        "routing": json.dumps(routing, sort_keys=True, default=str) if routing else None,
         "reasons": _json([reason.to_dict() for reason in q.reasons]),
         "as_of": q.as_of,
         "updated_at": now,
