@@ -61,8 +61,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
+from leadqual import jsontext
 from leadqual.engine.decay import age_days
 from leadqual.engine.engagement import events_by_type, score_rule
 from leadqual.engine.operators import event_matches
@@ -140,17 +139,8 @@ STATUS_PATHS = frozenset(
 """Paths whose value is the account's status, not an attribute (``reference.account_values``)."""
 
 
-def _status_paths(model: Model) -> tuple[str, ...]:
-    paths = {
-        node.path
-        for condition in _conditions(model)
-        for node in _walk(condition)
-        if isinstance(node, Test)
-    }
-    paths.update(r.assign.key for r in model.routing if r.assign is not None and r.assign.key)
-    return tuple(
-        sorted(p for p in paths if p in STATUS_PATHS or p.startswith("account.committee."))
-    )
+def _is_status_path(path: str) -> bool:
+    return path in STATUS_PATHS or path.startswith("account.committee.")
 
 
 def _numbers(value: Any) -> list[float] | None:
@@ -201,6 +191,11 @@ class Plan:
         ]
         """Per event filter, the ages (days) at which a matching event changes a result."""
         thresholds: list[tuple[str, float]] = []
+        status_paths = {
+            key
+            for r in model.routing
+            if r.assign and (key := r.assign.key) and _is_status_path(key)
+        }
         for condition in _conditions(model):
             for node in _walk(condition):
                 if isinstance(node, EventPredicate):
@@ -216,6 +211,8 @@ class Plan:
                 elif isinstance(node, Test) and node.path.startswith("score."):
                     for check in node.checks:
                         thresholds.extend((node.path, n) for n in _numbers(check.value) or [])
+                elif isinstance(node, Test) and _is_status_path(node.path):
+                    status_paths.add(node.path)
         mqa = model.accounts.mqa
         self.recency_days = mqa.within_days if mqa is not None else None
         """MQA's window: a member stops counting that long after its latest event."""
@@ -223,7 +220,7 @@ class Plan:
             thresholds.append(("score.engagement", float(mqa.min_engagement)))
         self.thresholds = thresholds
         self.has_account_rules = mqa is not None or model.accounts.committee is not None
-        self.status_paths = _status_paths(model)
+        self.status_paths = tuple(sorted(status_paths))
         """The account status values (``account.mqa``, ``account.engaged_leads``, ...) the
         model's conditions or routing keys read, sorted: a change in one can move a
         member's stage, frameworks or routing."""
@@ -540,7 +537,7 @@ class LeadState:
     # -- serialisation
 
     def to_json(self) -> str:
-        return _dumps(
+        return jsontext.dumps(
             {
                 "v": STATE_VERSION,
                 "lead": self.lead_id,
@@ -646,18 +643,6 @@ def _decode(item: list[Any]) -> Fact:
         return LeadProfile(lead, email, account, attributes, _time(at))
     _, account, domain, attributes, at = item
     return AccountProfile(account, domain, attributes, _time(at))
-
-
-def _dumps(data: Any) -> str:
-    """Compact JSON text of a state (what ``json.dumps`` with compact separators gives).
-
-    orjson is several times faster; what it refuses (an integer wider than 64
-    bits) goes through ``json``.
-    """
-    try:
-        return orjson.dumps(data).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(data, separators=(",", ":"))
 
 
 def _need(text: str | None) -> datetime:

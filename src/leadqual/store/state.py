@@ -15,10 +15,10 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from leadqual import jsontext
 from leadqual.engine.result import Qualification, Routing
 from leadqual.errors import NotFoundError
 from leadqual.store import schema
@@ -101,21 +101,6 @@ def _frameworks(q: Qualification) -> dict[str, Any]:
     return out
 
 
-def _sorted_json(data: Any) -> str:
-    """JSON text with sorted keys (``str`` of any value JSON has no type for)."""
-    try:
-        return orjson.dumps(data, default=str, option=orjson.OPT_SORT_KEYS).decode()
-    except orjson.JSONEncodeError:  # an integer wider than 64 bits
-        return json.dumps(data, sort_keys=True, default=str)
-
-
-def _json(data: Any) -> str:
-    try:
-        return orjson.dumps(data).decode()
-    except orjson.JSONEncodeError:  # an integer wider than 64 bits
-        return json.dumps(data)
-
-
 def _routing_dict(routing: Routing) -> dict[str, Any]:
     """``dataclasses.asdict`` of a routing decision (its fields are plain values), without
     the deep copy."""
@@ -136,13 +121,13 @@ def qualification_row(
         "fit": q.fit,
         "engagement": q.engagement,
         "total": q.total,
-        "groups": _sorted_json(q.groups),
+        "groups": jsontext.dumps(q.groups, sort_keys=True),
         "grade": q.grade,
         "stage": q.stage,
-        "frameworks": _sorted_json(_frameworks(q)),
+        "frameworks": jsontext.dumps(_frameworks(q), sort_keys=True),
         # json's own text, spaces and all: the team filter matches '"team": "<name>"' in it
         "routing": json.dumps(routing, sort_keys=True, default=str) if routing else None,
-        "reasons": _json([reason.to_dict() for reason in q.reasons]),
+        "reasons": jsontext.dumps([reason.to_dict() for reason in q.reasons]),
         "as_of": q.as_of,
         "updated_at": now,
     }
