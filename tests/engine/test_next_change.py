@@ -1,15 +1,17 @@
 """``next_change``: the window edges it watches are those of the events each window
 matches, and MQA recency runs from the latest event (the example model: a 90-day
 test on demo, case-study and contact requests; MQA within 30 days; recycling after
-45 idle days). Decay is left out here (no qualification given)."""
+45 idle days). Without a qualification every edge is watched and decay is left out;
+with one, only the edges that can change something (see the tests below)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from leadqual.engine.incremental import LeadState, Plan, next_change
-from leadqual.facts.types import Event
-from leadqual.model.load import load_model
+from leadqual.engine.incremental import Evaluation, LeadState, Plan, next_change
+from leadqual.engine.result import Qualification
+from leadqual.facts.types import Event, LeadProfile
+from leadqual.model.load import load_model, load_model_text
 
 PLAN = Plan(load_model("b2b_example"))
 T0 = datetime(2026, 6, 1, 12, tzinfo=UTC)
@@ -44,3 +46,158 @@ def test_a_window_edge_comes_only_from_the_events_the_window_matches() -> None:
     assert next_change(PLAN, demo, None, now) == T0 + timedelta(days=80)
     views = state(("page_view", 10), ("page_view", 0), now=now)
     assert next_change(PLAN, views, None, now) is None  # no window matches a page view
+
+
+# -- with a qualification: only the edges that can change something --------------------
+
+
+def qualified(lead: LeadState, now: datetime) -> Qualification:
+    return Evaluation(PLAN, now).qualify(lead, None)
+
+
+def profiled(*events: tuple[str, float], now: datetime, **attributes: str) -> LeadState:
+    """A lead with a profile (these attributes, known from the start) and these events."""
+    lead = LeadState("L1")
+    lead.add(LeadProfile("L1", "ann@example.com", None, attributes))
+    for number, (type_, days) in enumerate(events):
+        lead.add(Event(f"E{number}", type_, T0 - timedelta(days=days), "L1"))
+    lead.advance(now, PLAN)
+    return lead
+
+
+def test_a_lead_under_every_threshold_watches_nothing_decay_cannot_raise_it() -> None:
+    """The example's decaying rules all give points, so scores only fall with time: a
+    cold lead has no threshold under its scores, cannot become engaged for MQA, and
+    is in no stage inactivity recycles from; nothing in it moves with time alone."""
+    now = T0 + timedelta(hours=1)
+    lead = profiled(("page_view", 1), ("page_view", 0), now=now)
+    q = qualified(lead, now)
+    assert (q.stage, q.engagement < 10) == ("cold", True)
+    assert next_change(PLAN, lead, None, now) == T0 + timedelta(days=30)  # without q: recency
+    assert next_change(PLAN, lead, q, now) is None
+    for days in (29.0, 31.0, 46.0, 400.0):  # the reference agrees: nothing moves
+        later = T0 + timedelta(days=days)
+        then = Evaluation(PLAN, later).qualify(lead, None)
+        assert then.stage == q.stage
+        assert Evaluation(PLAN, later).member_flags(lead).engaged is False
+
+
+def test_an_engaged_lead_watches_mqa_recency() -> None:
+    now = T0 + timedelta(hours=1)
+    lead = profiled(("demo_request", 0), now=now)  # 40 points that do not decay
+    q = qualified(lead, now)
+    assert q.engagement >= 20
+    assert next_change(PLAN, lead, q, now) == T0 + timedelta(days=30)
+    assert Evaluation(PLAN, T0 + timedelta(days=31)).member_flags(lead).engaged is False
+
+
+def test_only_a_lead_inactivity_can_recycle_watches_its_deadline() -> None:
+    now = T0 + timedelta(days=31)  # past MQA recency
+    buyer = {"seniority": "vp", "industry": "software", "company_name": "Acme"}  # grade B
+    mql = profiled(("demo_request", 0), now=now, **buyer)
+    q = qualified(mql, now)
+    assert q.stage == "mql"
+    assert next_change(PLAN, mql, q, now) == T0 + timedelta(days=45)
+    assert qualified(mql, T0 + timedelta(days=45)).stage == "nurture"  # recycled then
+
+    warm = profiled(("demo_request", 0), now=now)  # no company: grade F, so never an MQL
+    q = qualified(warm, now)
+    assert q.stage == "warm"
+    assert next_change(PLAN, warm, None, now) == T0 + timedelta(days=45)  # without q: inactivity
+    assert next_change(PLAN, warm, q, now) == T0 + timedelta(days=90)  # the demo's window only
+    assert qualified(warm, T0 + timedelta(days=89)).stage == "warm"
+
+
+def test_a_falling_score_watches_only_the_thresholds_under_it() -> None:
+    """Engagement just under 20 (two webinar registrations, decaying): it can fall to 10
+    (warm ends) but never rise to 20 or 25, so the decay edge is the time it takes to
+    lose about 10 points (weeks), not the 0.1 points to 20 (hours)."""
+    now = T0
+    lead = profiled(("webinar_register", 0), ("webinar_register", 0.5), now=now)
+    q = qualified(lead, now)
+    assert 19 < q.engagement < 20
+    edge = next_change(PLAN, lead, q, now)
+    assert edge is not None and edge > now + timedelta(days=10)
+    assert qualified(lead, edge - timedelta(microseconds=1)).stage == q.stage
+
+
+TWO_LIMITS = Plan(
+    load_model_text(
+        """
+name: two-limits
+version: 1
+engagement:
+  rules:
+    - {id: demo, event: demo_request, points: 40, decay: false}
+stages:
+  - {id: cold}
+  - {id: mql, enter: {score.engagement: {gte: 25}}}
+  - {id: nurture, hold: true}
+recycle:
+  - {id: long_quiet, from: [mql], inactive_days: 90, to: nurture}
+  - {id: short_quiet, from: [mql], inactive_days: 45, to: cold}
+"""
+    )
+)
+
+
+def test_a_lead_recycled_by_one_limit_still_watches_a_longer_one() -> None:
+    """After 45 idle days the MQL is recycled to cold; at 90 the first rule takes it to
+    nurture: a cold lead that inactivity put there still has a deadline to watch."""
+    lead = LeadState("L1")
+    lead.add(LeadProfile("L1", "ann@example.com"))
+    lead.add(Event("E1", "demo_request", T0, "L1"))
+    now = T0 + timedelta(days=50)
+    lead.advance(now, TWO_LIMITS)
+    q = Evaluation(TWO_LIMITS, now).qualify(lead, None)
+    assert q.stage == "cold"
+    assert next_change(TWO_LIMITS, lead, q, now) == T0 + timedelta(days=90)
+    later = T0 + timedelta(days=90)
+    assert Evaluation(TWO_LIMITS, later).qualify(lead, None).stage == "nurture"
+
+
+RISING = Plan(
+    load_model_text(
+        """
+name: rising
+version: 1
+engagement:
+  half_life_days: 10
+  rules:
+    - {id: visit, event: page_view, points: 5, decay: false}
+    - {id: unsubscribed, event: email_unsubscribe, points: -20}
+stages:
+  - {id: cold}
+  - {id: warm, enter: {score.engagement: {gte: 0}}}
+"""
+    )
+)
+
+
+def test_a_decaying_penalty_makes_scores_rise_so_thresholds_above_count() -> None:
+    lead = LeadState("L1")
+    lead.add(LeadProfile("L1", "ann@example.com"))
+    lead.add(Event("E1", "page_view", T0, "L1"))
+    lead.add(Event("E2", "email_unsubscribe", T0, "L1"))
+    lead.advance(T0, RISING)
+    q = Evaluation(RISING, T0).qualify(lead, None)
+    assert (q.stage, q.engagement) == ("cold", -15.0)
+    edge = next_change(RISING, lead, q, T0)
+    assert edge is not None
+    assert Evaluation(RISING, edge - timedelta(microseconds=1)).qualify(lead, None).stage == "cold"
+    assert Evaluation(RISING, T0 + timedelta(days=30)).qualify(lead, None).stage == "warm"
+
+
+def test_the_engagement_at_hand_gives_the_same_edge_as_scoring_again() -> None:
+    """``ingest`` passes the engagement its evaluation already made; the edge is the same."""
+    now = T0
+    for lead in (
+        profiled(("webinar_register", 0), ("webinar_register", 0.5), now=now),
+        profiled(("page_view", 3), ("email_click", 2), ("webinar_attend", 1), now=now),
+    ):
+        evaluation = Evaluation(PLAN, now)
+        q = evaluation.qualify(lead, None)
+        assert next_change(PLAN, lead, q, now, evaluation.engagement(lead)) == next_change(
+            PLAN, lead, q, now
+        )
+        assert next_change(PLAN, lead, q, now) is not None

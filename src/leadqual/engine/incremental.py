@@ -63,7 +63,7 @@ from typing import Any
 
 from leadqual import jsontext
 from leadqual.engine.decay import age_days
-from leadqual.engine.engagement import events_by_type, score_rule
+from leadqual.engine.engagement import Engagement, events_by_type, score_rule
 from leadqual.engine.operators import event_matches
 from leadqual.engine.reference import MemberFlags, _Evaluator, account_status
 from leadqual.engine.result import AccountStatus, Qualification, Reason
@@ -225,12 +225,25 @@ class Plan:
         model's conditions or routing keys read, sorted: a change in one can move a
         member's stage, frameworks or routing."""
         self.inactive_days = sorted({r.inactive_days for r in model.recycle if r.inactive_days})
+        idle_rules = [r for r in model.recycle if r.inactive_days]
+        self.idle_stages = frozenset(
+            [s for r in idle_rules for s in r.from_] + [r.to for r in idle_rules]
+        )
+        """The stages inactivity can recycle from, and those it recycles to (a lead
+        recycled by one rule can be recycled again by a later rule with a longer
+        limit): a lead in any other stage has no inactivity deadline to watch."""
+        self.min_engagement = float(mqa.min_engagement) if mqa is not None else None
         half = model.engagement.half_life_days
         self.decaying = [
-            (rule, rule.half_life_days or half)
-            for rule in model.engagement.rules
+            (index, rule, rule.half_life_days or half)
+            for index, rule in enumerate(model.engagement.rules)
             if rule.decay and (rule.half_life_days or half)
         ]
+        """(index among the model's rules, rule, half-life) of each rule that decays."""
+        self.decay_only_lowers = all(rule.points >= 0 for _, rule, _ in self.decaying)
+        """Decay can only lower scores (no decaying rule has negative points): between
+        window edges every score falls or stays, so only thresholds at or under a score
+        can be crossed by time alone."""
 
     @staticmethod
     def _predicate(node: EventPredicate) -> _PredicateNeed:
@@ -755,6 +768,10 @@ class Evaluation:
             self._views[state.lead_id] = view
         return view
 
+    def engagement(self, state: LeadState) -> Engagement:
+        """The lead's engagement at ``as_of`` (made once, shared with its qualification)."""
+        return self._evaluator.engagement(self.lead_view(state))
+
     def member_flags(self, state: LeadState) -> MemberFlags:
         """What this lead brings to its account's status at ``as_of``."""
         flags = self._flags.get(state.lead_id)
@@ -797,7 +814,11 @@ def flags_from_json(text: str) -> MemberFlags:
 
 
 def next_change(
-    plan: Plan, state: LeadState, q: Qualification | None, now: datetime
+    plan: Plan,
+    state: LeadState,
+    q: Qualification | None,
+    now: datetime,
+    engagement: Engagement | None = None,
 ) -> datetime | None:
     """The earliest time after ``now`` at which this lead's stage can change with time alone.
 
@@ -808,7 +829,11 @@ def next_change(
     its edge). Decay is bounded: every score
     moves at most ``R`` points a day, where ``R`` sums each counted event's
     current decayed points times ln 2 / half-life, so no score threshold is
-    crossed before ``distance / R`` days.
+    crossed before ``distance / R`` days. When no decaying rule has negative
+    points, scores only fall between edges, so only the thresholds at or under
+    each score count: a lead below every threshold has no decay edge at all.
+    ``engagement``, the lead's at ``now`` when the caller has it, saves scoring
+    the decaying rules again.
     """
     candidates: list[datetime] = []
     pending = state.next_pending()
@@ -823,36 +848,55 @@ def next_change(
         for event in typed if flt.types else events:
             if event_matches(event, flt):
                 edges.extend(event.at + timedelta(days=d) for d in ages)
-    if plan.recency_days is not None and events:
+    if plan.recency_days is not None and events and _may_be_engaged(plan, q):
         edges.append(events[-1].at + timedelta(days=plan.recency_days))
     last = current.last_activity()
-    if last is not None:
+    if last is not None and (q is None or q.stage in plan.idle_stages):
         edges.extend(last + timedelta(days=d) for d in plan.inactive_days)
     for edge in edges:
         candidates.extend((edge, edge + MICROSECOND))
     if q is not None and plan.thresholds and plan.decaying and events:
-        decay = _decay_bound(plan, events, q, now)
+        decay = _decay_bound(plan, events, q, now, engagement)
         if decay is not None:
             candidates.append(decay)
     later = [c for c in candidates if c > now]
     return min(later) if later else None
 
 
+def _may_be_engaged(plan: Plan, q: Qualification | None) -> bool:
+    """Whether the lead can count as engaged for MQA before its next other edge: not
+    when its engagement is under the minimum and time can only lower it."""
+    if q is None or plan.min_engagement is None or not plan.decay_only_lowers:
+        return True
+    return q.engagement >= plan.min_engagement
+
+
 def _decay_bound(
-    plan: Plan, events: list[Event], q: Qualification, now: datetime
+    plan: Plan,
+    events: list[Event],
+    q: Qualification,
+    now: datetime,
+    engagement: Engagement | None = None,
 ) -> datetime | None:
     rate = 0.0  # an upper bound on how fast any score moves, in points per day
-    by_type = events_by_type(events)
-    for rule, half_life in plan.decaying:
+    by_type = events_by_type(events) if engagement is None else {}
+    for index, rule, half_life in plan.decaying:
         assert half_life is not None
-        scored = score_rule(rule, events, now, plan.model, by_type)
+        scored = (
+            engagement.rules[index]
+            if engagement is not None
+            else score_rule(rule, events, now, plan.model, by_type)
+        )
         weight = sum(0.5 ** (age_days(e.at, now) / half_life) for e in scored.events)
         rate += abs(rule.points) * weight * LN2 / half_life
     if rate <= 0.0:
         return None
     values = {"score.engagement": q.engagement, "score.total": q.total}
     values.update({f"score.{g}": v for g, v in q.groups.items()})
-    distances = [abs(values[p] - c) for p, c in plan.thresholds if p in values]
+    if plan.decay_only_lowers:  # falling scores reach only the thresholds under them
+        distances = [values[p] - c for p, c in plan.thresholds if p in values and values[p] >= c]
+    else:
+        distances = [abs(values[p] - c) for p, c in plan.thresholds if p in values]
     if not distances:
         return None
     distance = min(distances)

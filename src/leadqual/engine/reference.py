@@ -444,6 +444,10 @@ class _Evaluator:
 
     # accounts
 
+    def engagement(self, lead: LeadFacts) -> Engagement:
+        """The lead's engagement at ``as_of`` (shared with its qualification)."""
+        return self._lead(lead)[1]
+
     def _member(self, member: LeadFacts) -> tuple[float, datetime | None, dict[str, Value]]:
         events, engagement, attributes = self._lead(member)
         return engagement.total, events[-1].at if events else None, attributes

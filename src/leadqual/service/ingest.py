@@ -367,15 +367,16 @@ class _Work:
                 self.flags[lead] = evaluation.member_flags(s)
         self.qualified.update(out)
         for lead, q in out.items():
-            self.next_at[lead] = self._next_change(lead, q)
+            self.next_at[lead] = self._next_change(lead, q, evaluation)
         unchanged = {
             a for a, key in keys.items() if stored_status.get(a) == (key, self.model_version_id)
         }
         self._save_status(evaluation.statuses, members, unchanged)
         return out
 
-    def _next_change(self, lead: str, q: Qualification) -> datetime | None:
-        when = next_change(self.plan, self.leads[lead], q, self.now)
+    def _next_change(self, lead: str, q: Qualification, evaluation: Evaluation) -> datetime | None:
+        state = self.leads[lead]
+        when = next_change(self.plan, state, q, self.now, evaluation.engagement(state))
         account = self.account_of.get(lead)
         if account is not None and account in self.accounts:
             pending = self.accounts[account].next_pending()
