@@ -206,7 +206,7 @@ def main() -> None:
             f"{r.p50_ms:.1f}",
             f"{r.p99_ms:.1f}",
         )
-    Console().print(table)
+    Console(width=150).print(table)
     for clock, rate in (("replay", results[0].ingest_rate), ("import", results[0].import_rate)):
         verdict = "meets" if rate >= TARGET else "misses"
         print(f"SQLite batches ({clock}): {rate:,.0f} events/s {verdict} the target of {TARGET:,}")

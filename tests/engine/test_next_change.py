@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from leadqual.engine.incremental import Evaluation, LeadState, Plan, next_change
+from leadqual.engine.incremental import (
+    NO_BOUND,
+    Evaluation,
+    LeadState,
+    Plan,
+    flags_change,
+    flags_from_json,
+    flags_to_json,
+    next_change,
+)
+from leadqual.engine.reference import MemberFlags
 from leadqual.engine.result import Qualification
 from leadqual.facts.types import Event, LeadProfile
 from leadqual.model.load import load_model, load_model_text
@@ -201,3 +211,59 @@ def test_the_engagement_at_hand_gives_the_same_edge_as_scoring_again() -> None:
             PLAN, lead, q, now
         )
         assert next_change(PLAN, lead, q, now) is not None
+
+
+# -- member flags: until when what a lead brings to its account holds --------------------
+
+
+def test_a_lead_under_the_mqa_minimum_keeps_its_flags_while_its_stage_can_still_move() -> None:
+    """Engagement just under 20: warm, and it can decay to cold (a stage edge), but it
+    can never reach the MQA minimum by time alone, so its flags hold until its next fact."""
+    now = T0
+    lead = profiled(("webinar_register", 0), ("webinar_register", 0.5), now=now)
+    evaluation = Evaluation(PLAN, now)
+    q = evaluation.qualify(lead, None)
+    flags = evaluation.member_flags(lead)
+    assert (q.stage, flags.engaged) == ("warm", False)
+    assert next_change(PLAN, lead, q, now) is not None
+    assert flags_change(PLAN, lead, flags, q, now) is None
+    for days in (5.0, 40.0, 400.0):
+        assert Evaluation(PLAN, now + timedelta(days=days)).member_flags(lead) == flags
+
+
+def test_an_engaged_lead_keeps_its_flags_until_recency_or_decay_can_end_them() -> None:
+    now = T0
+    lead = profiled(("webinar_attend", 0), ("webinar_attend", 0.5), now=now)  # about 30
+    evaluation = Evaluation(PLAN, now)
+    q = evaluation.qualify(lead, None)
+    flags = evaluation.member_flags(lead)
+    assert flags.engaged is True
+    until = flags_change(PLAN, lead, flags, q, now)
+    assert until is not None and until < T0 + timedelta(days=30)  # decay to 20 comes first
+    stage_edge = next_change(PLAN, lead, q, now)
+    assert stage_edge is not None and stage_edge <= until
+    assert Evaluation(PLAN, until - timedelta(microseconds=1)).member_flags(lead) == flags
+    later = T0 + timedelta(days=30)
+    assert Evaluation(PLAN, later).member_flags(lead).engaged is False
+
+
+def test_flags_are_stored_with_their_bound_and_read_back_from_before_it() -> None:
+    flags = MemberFlags(True, ("champion",))
+    assert flags_from_json(flags_to_json(flags, T0)) == (flags, T0)
+    assert flags_from_json(flags_to_json(flags, None)) == (flags, None)
+    assert flags_from_json('[false,["economic_buyer"]]') == (
+        MemberFlags(False, ("economic_buyer",)),
+        NO_BOUND,
+    )
+
+
+def test_an_engaged_lead_that_does_not_decay_keeps_its_flags_until_mqa_recency() -> None:
+    now = T0 + timedelta(hours=1)
+    lead = profiled(("demo_request", 0), now=now)  # 40 points that do not decay
+    evaluation = Evaluation(PLAN, now)
+    q = evaluation.qualify(lead, None)
+    flags = evaluation.member_flags(lead)
+    assert flags.engaged is True
+    assert flags_change(PLAN, lead, flags, q, now) == T0 + timedelta(days=30)
+    after = Evaluation(PLAN, T0 + timedelta(days=30, microseconds=1)).member_flags(lead)
+    assert after.engaged is False

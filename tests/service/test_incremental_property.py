@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from leadqual.engine.reference import evaluate_all
+from leadqual.engine.incremental import NO_BOUND, flags_from_json
+from leadqual.engine.reference import MemberFlags, _Evaluator, evaluate_all
 from leadqual.engine.result import Qualification
 from leadqual.facts.dataset import Facts, FactSet
 from leadqual.facts.types import Fact
@@ -120,6 +121,7 @@ def walk_edges(store: Store, model: Model, now: datetime, data: st.DataObject) -
     """
     for _ in range(EDGE_HOPS):
         assert_stable_until_next_change(store, model, now, data)
+        assert_flags_hold_until_their_bound(store, model, now, data)
         edge = min((e for e in stored_edges(store).values() if e is not None), default=None)
         if edge is None:
             break
@@ -170,6 +172,43 @@ def assert_stable_until_next_change(
             assert (then.stage, _status_key(then)) == (was.stage, _status_key(was)), (
                 f"{lead} changed at {at.isoformat()} before its account's earliest "
                 f"next_change_at (now {now.isoformat()})"
+            )
+
+
+def assert_flags_hold_until_their_bound(
+    store: Store, model: Model, now: datetime, data: st.DataObject
+) -> None:
+    """Each lead's stored member flags are the reference's at every time before their
+    bound (``flags_change``): probed just before it and at a drawn time between; with
+    no bound (until the lead's next fact), far into the future. Colleagues read these
+    flags instead of evaluating the lead again."""
+    t = schema.lead_state
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            select(t.c.lead_id, t.c.member_flags).where(t.c.member_flags.is_not(None))
+        ).all()
+    leads = {f.lead.lead_id: f.lead for f in store.load_facts(resolve=True).group()}
+    probes: dict[datetime, list[tuple[str, MemberFlags]]] = {}
+    for lead, text in sorted(rows):
+        flags, until = flags_from_json(text)
+        assert until is not NO_BOUND  # every row is written with its bound
+        if until is None:
+            times = [now + timedelta(days=d) for d in NEVER_PROBES_DAYS]
+        else:
+            assert isinstance(until, datetime)
+            if until <= now:
+                continue  # run out: colleagues evaluate the lead again
+            fraction = data.draw(st.floats(0.0, 1.0, exclude_max=True), label="flags probe")
+            times = [until - MICROSECOND, min(now + (until - now) * fraction, until - MICROSECOND)]
+        for at in times:
+            if at >= now:
+                probes.setdefault(at, []).append((lead, flags))
+    for at, items in sorted(probes.items()):
+        evaluator = _Evaluator(model, at)
+        for lead, flags in items:
+            assert evaluator.member_flags(leads[lead]) == flags, (
+                f"{lead}'s member flags changed at {at.isoformat()}, before their bound "
+                f"(now {now.isoformat()})"
             )
 
 

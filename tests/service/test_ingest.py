@@ -12,11 +12,12 @@ from typer.testing import CliRunner
 
 from leadqual.cli import app
 from leadqual.engine.incremental import Plan
-from leadqual.engine.reference import evaluate_all
+from leadqual.engine.reference import MemberFlags, evaluate_all
 from leadqual.errors import ConflictError, FactError, NotFoundError
 from leadqual.facts.types import Decision, Event
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.service import Ingestor, recompute
+from leadqual.service.ingest import _Work
 from leadqual.store import Store, schema, state
 from tests.service.builders import lead_profile, mql_facts, pricing_views
 from tests.service.conftest import dump
@@ -245,3 +246,34 @@ def test_members_follow_every_status_value_the_model_tests(store: Store) -> None
     assert {q.lead_id: q.stage for q in expected}["L3"] == "warm"
     assert store.qualification("L3").stage == "warm"
     assert ("L3", "warm") in {(c.lead_id, c.to_stage) for c in result.stage_changes}
+
+
+def test_a_colleague_whose_stage_can_move_but_whose_flags_cannot_is_read_from_its_flags(
+    store: Store,
+) -> None:
+    """L2 is warm, with engagement just under the MQA minimum: decay can take it to cold
+    (it has a ``next_change_at``) but never make it engaged, so its flags are stored with
+    no bound. After its ``next_change_at``, an event of L1 takes L2's stored flags instead
+    of evaluating L2 again, and L1's qualification is still the reference's."""
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead("L1"), _lead("L2")], NOW - timedelta(hours=2))
+    registrations = [
+        Event(f"W{i}", "webinar_register", NOW - timedelta(hours=12 * i), "L2") for i in (0, 1)
+    ]
+    ingestor.apply(registrations, NOW)
+    t = schema.lead_state
+    with store.engine.connect() as connection:
+        next_at, flags = connection.execute(
+            select(t.c.next_change_at, t.c.member_flags).where(t.c.lead_id == "L2")
+        ).one()
+    assert next_at is not None
+    assert json.loads(flags)[0] is False and json.loads(flags)[2] is None
+    later = next_at.replace(tzinfo=UTC) + timedelta(days=1)
+    assert store.qualification("L2").stage == "warm"
+    with store.transaction() as tx:
+        members = _Work(tx.connection, ingestor.plan, None, later).members({"domain:acme.io"})
+    assert isinstance(members["domain:acme.io"]["L2"], MemberFlags)
+    ingestor.apply([Event("V1", "page_view", later, "L1")], later)
+    expected = {q.lead_id: q for q in evaluate_all(MODEL, store.load_facts(resolve=True), later)}
+    reasons = state.qualification_row(expected["L1"], None, later)["reasons"]
+    assert store.qualification("L1").reasons == json.loads(reasons)

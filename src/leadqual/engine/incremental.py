@@ -190,6 +190,8 @@ class Plan:
             (need.filter, (need.within_days,)) for need in self.rules if need.within_days
         ]
         """Per event filter, the ages (days) at which a matching event changes a result."""
+        self.rule_windows = list(self.windows)
+        """The engagement rules' own windows (what engagement, so MQA, can move at)."""
         thresholds: list[tuple[str, float]] = []
         status_paths = {
             key
@@ -233,6 +235,9 @@ class Plan:
         recycled by one rule can be recycled again by a later rule with a longer
         limit): a lead in any other stage has no inactivity deadline to watch."""
         self.min_engagement = float(mqa.min_engagement) if mqa is not None else None
+        self.engaged_threshold = (
+            [("score.engagement", self.min_engagement)] if self.min_engagement is not None else []
+        )
         half = model.engagement.half_life_days
         self.decaying = [
             (index, rule, rule.half_life_days or half)
@@ -804,13 +809,67 @@ class Evaluation:
         return self._evaluator.qualify(Facts(self.lead_view(state), account))
 
 
-def flags_to_json(flags: MemberFlags) -> str:
-    return json.dumps([flags.engaged, list(flags.roles)], separators=(",", ":"))
+def flags_to_json(flags: MemberFlags, until: datetime | None) -> str:
+    """The flags and until when they hold (:func:`flags_change`; null: until the lead's
+    next fact)."""
+    return json.dumps([flags.engaged, list(flags.roles), _text(until)], separators=(",", ":"))
 
 
-def flags_from_json(text: str) -> MemberFlags:
-    engaged, roles = json.loads(text)
-    return MemberFlags(engaged, tuple(roles))
+NO_BOUND = object()
+"""What :func:`flags_from_json` gives for flags stored without a bound of their own
+(before it was stored): they hold until the lead's ``next_change_at``."""
+
+
+def flags_from_json(text: str) -> tuple[MemberFlags, datetime | object | None]:
+    """The flags, and until when they hold (None: until the lead's next fact;
+    :data:`NO_BOUND`: stored without one)."""
+    data = json.loads(text)
+    until: datetime | object | None = _time(data[2]) if len(data) > 2 else NO_BOUND
+    return MemberFlags(data[0], tuple(data[1])), until
+
+
+def flags_change(
+    plan: Plan,
+    state: LeadState,
+    flags: MemberFlags,
+    q: Qualification | None,
+    now: datetime,
+    engagement: Engagement | None = None,
+) -> datetime | None:
+    """The earliest time after ``now`` at which the lead's :class:`MemberFlags` can change
+    with time alone (None: only a new fact of its own changes them).
+
+    Never later than :func:`next_change`, whose edges these are a part of:
+    facts dated in the future; the engagement rules' window edges; MQA recency,
+    for an engaged member; the decay bound to the MQA minimum (which, when
+    decay only lowers scores, exists only for an engaged member). Committee
+    roles are made of attributes alone, which only facts change.
+    """
+    candidates: list[datetime] = []
+    pending = state.next_pending()
+    if pending is not None:
+        candidates.append(pending)
+    if plan.min_engagement is not None:
+        events = state.at(now, plan).sorted_events()
+        edges: list[datetime] = []
+        by_type = events_by_type(events)
+        for flt, ages in plan.rule_windows:
+            typed = [e for t in dict.fromkeys(flt.types) for e in by_type.get(t, ())]
+            for event in typed if flt.types else events:
+                if event_matches(event, flt):
+                    edges.extend(event.at + timedelta(days=d) for d in ages)
+        if flags.engaged and plan.recency_days is not None and events:
+            edges.append(events[-1].at + timedelta(days=plan.recency_days))
+        for edge in edges:
+            candidates.extend((edge, edge + MICROSECOND))
+        if q is None:
+            candidates.append(now + MICROSECOND)  # no scores to bound decay with: look again
+        elif plan.decaying and events:
+            decay = _decay_bound(plan, events, q, now, engagement, plan.engaged_threshold)
+            if decay is not None:
+                candidates.append(decay)
+    later = [c for c in candidates if c > now]
+    return min(later) if later else None
 
 
 def next_change(
@@ -877,7 +936,18 @@ def _decay_bound(
     q: Qualification,
     now: datetime,
     engagement: Engagement | None = None,
+    thresholds: list[tuple[str, float]] | None = None,
 ) -> datetime | None:
+    """The decay bound to ``thresholds`` (default: every score threshold of the model)."""
+    values = {"score.engagement": q.engagement, "score.total": q.total}
+    values.update({f"score.{g}": v for g, v in q.groups.items()})
+    watched = plan.thresholds if thresholds is None else thresholds
+    if plan.decay_only_lowers:  # falling scores reach only the thresholds under them
+        distances = [values[p] - c for p, c in watched if p in values and values[p] >= c]
+    else:
+        distances = [abs(values[p] - c) for p, c in watched if p in values]
+    if not distances:
+        return None
     rate = 0.0  # an upper bound on how fast any score moves, in points per day
     by_type = events_by_type(events) if engagement is None else {}
     for index, rule, half_life in plan.decaying:
@@ -890,14 +960,6 @@ def _decay_bound(
         weight = sum(0.5 ** (age_days(e.at, now) / half_life) for e in scored.events)
         rate += abs(rule.points) * weight * LN2 / half_life
     if rate <= 0.0:
-        return None
-    values = {"score.engagement": q.engagement, "score.total": q.total}
-    values.update({f"score.{g}": v for g, v in q.groups.items()})
-    if plan.decay_only_lowers:  # falling scores reach only the thresholds under them
-        distances = [values[p] - c for p, c in plan.thresholds if p in values and values[p] >= c]
-    else:
-        distances = [abs(values[p] - c) for p, c in plan.thresholds if p in values]
-    if not distances:
         return None
     distance = min(distances)
     if distance == 0.0:

@@ -29,10 +29,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from leadqual.engine.incremental import (
+    NO_BOUND,
     AccountState,
     Evaluation,
     LeadState,
     Plan,
+    flags_change,
     flags_from_json,
     flags_to_json,
     next_change,
@@ -133,6 +135,7 @@ class _Work:
         self.next_at: dict[str, datetime | None] = {}
         self.stored_nurture: dict[str, str | None] = {}
         self.flags: dict[str, MemberFlags] = {}
+        self.flags_until: dict[str, datetime | None] = {}
 
     # -- loading
 
@@ -266,9 +269,10 @@ class _Work:
         """Every lead with a profile counting for each account, as of this transaction.
 
         A member at hand in this transaction, or whose stored flags may have
-        changed since (its ``next_change_at`` has come, or it has none for this
-        model), is its state (loaded read-only); every other member is its
-        stored :class:`MemberFlags`, which still hold.
+        changed since (their bound, :func:`flags_change`, has come; or the
+        lead's ``next_change_at`` for flags stored without one; or there are
+        none for this model), is its state (loaded read-only); every other
+        member is its stored :class:`MemberFlags`, which still hold.
         """
         t = schema.lead_state
         out: dict[str, Members] = {a: {} for a in account_ids}
@@ -286,11 +290,14 @@ class _Work:
         for lead, account, flags, next_at, key in rows:
             if lead in self.leads:
                 continue
-            still_true = next_at is None or next_at > self.now
-            if flags is not None and key == self.plan.key and still_true:
-                out[account][lead] = flags_from_json(flags)
-            else:
-                fresh.add(lead)
+            if flags is not None and key == self.plan.key:
+                stored, until = flags_from_json(flags)
+                if until is NO_BOUND:
+                    until = next_at
+                if until is None or (isinstance(until, datetime) and until > self.now):
+                    out[account][lead] = stored
+                    continue
+            fresh.add(lead)
         self.load_leads_readonly(fresh)
         self.link(fresh - self.account_of.keys())
         for lead, account in self.account_of.items():
@@ -368,6 +375,11 @@ class _Work:
         self.qualified.update(out)
         for lead, q in out.items():
             self.next_at[lead] = self._next_change(lead, q, evaluation)
+            if lead in self.flags:
+                state = self.leads[lead]
+                self.flags_until[lead] = flags_change(
+                    self.plan, state, self.flags[lead], q, self.now, evaluation.engagement(state)
+                )
         unchanged = {
             a for a, key in keys.items() if stored_status.get(a) == (key, self.model_version_id)
         }
@@ -501,7 +513,11 @@ class _Work:
                     "model_key": self.plan.key,
                     "state": s.to_json(),
                     "updated_at": wall,
-                    "member_flags": flags_to_json(f) if (f := self.flags.get(lead)) else None,
+                    "member_flags": (
+                        flags_to_json(f, self.flags_until.get(lead))
+                        if (f := self.flags.get(lead))
+                        else None
+                    ),
                 }
             )
         upsert(self.connection, t, rows)
