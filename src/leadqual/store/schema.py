@@ -375,7 +375,9 @@ domain), ``link_domain`` the domain that links it when it names no account,
 (what the tick looks for), ``model_key`` the model the state was built for.
 ``member_flags`` (revision 0004) is what the lead brings to its account's status
 as of its last qualification (``reference.MemberFlags`` as JSON ``[engaged,
-[roles]]``): still true while ``next_change_at`` has not come, so an account's
+[roles], until]``): still true until ``until`` (``incremental.flags_change``;
+null: until the lead's next fact; rows written before it was stored have no
+third item and hold while ``next_change_at`` has not come), so an account's
 status needs only its changed members evaluated."""
 
 account_state = Table(
