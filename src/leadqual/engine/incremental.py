@@ -851,13 +851,7 @@ def flags_change(
         candidates.append(pending)
     if plan.min_engagement is not None:
         events = state.at(now, plan).sorted_events()
-        edges: list[datetime] = []
-        by_type = events_by_type(events)
-        for flt, ages in plan.rule_windows:
-            typed = [e for t in dict.fromkeys(flt.types) for e in by_type.get(t, ())]
-            for event in typed if flt.types else events:
-                if event_matches(event, flt):
-                    edges.extend(event.at + timedelta(days=d) for d in ages)
+        edges = _window_edges(plan.rule_windows, events)
         if flags.engaged and plan.recency_days is not None and events:
             edges.append(events[-1].at + timedelta(days=plan.recency_days))
         for edge in edges:
@@ -900,13 +894,7 @@ def next_change(
         candidates.append(pending)
     current = state.at(now, plan)
     events = current.sorted_events()
-    edges: list[datetime] = []
-    by_type = events_by_type(events)
-    for flt, ages in plan.windows:
-        typed = [e for t in dict.fromkeys(flt.types) for e in by_type.get(t, ())]
-        for event in typed if flt.types else events:
-            if event_matches(event, flt):
-                edges.extend(event.at + timedelta(days=d) for d in ages)
+    edges = _window_edges(plan.windows, events)
     if plan.recency_days is not None and events and _may_be_engaged(plan, q):
         edges.append(events[-1].at + timedelta(days=plan.recency_days))
     last = current.last_activity()
@@ -920,6 +908,20 @@ def next_change(
             candidates.append(decay)
     later = [c for c in candidates if c > now]
     return min(later) if later else None
+
+
+def _window_edges(
+    windows: list[tuple[EventFilter, tuple[float, ...]]], events: list[Event]
+) -> list[datetime]:
+    """When each event a window's filter matches reaches each of the window's ages."""
+    edges: list[datetime] = []
+    by_type = events_by_type(events)
+    for flt, ages in windows:
+        typed = [e for t in dict.fromkeys(flt.types) for e in by_type.get(t, ())]
+        for event in typed if flt.types else events:
+            if event_matches(event, flt):
+                edges.extend(event.at + timedelta(days=d) for d in ages)
+    return edges
 
 
 def _may_be_engaged(plan: Plan, q: Qualification | None) -> bool:
