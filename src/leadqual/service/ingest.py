@@ -514,7 +514,7 @@ class _Work:
                     "state": s.to_json(),
                     "updated_at": wall,
                     "member_flags": (
-                        flags_to_json(f, self.flags_until.get(lead))
+                        flags_to_json(f, self.flags_until[lead])
                         if (f := self.flags.get(lead))
                         else None
                     ),
