@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from leadqual.engine.engagement import Engagement
 from leadqual.engine.incremental import (
     NO_BOUND,
     AccountState,
@@ -374,11 +375,12 @@ class _Work:
                 self.flags[lead] = evaluation.member_flags(s)
         self.qualified.update(out)
         for lead, q in out.items():
-            self.next_at[lead] = self._next_change(lead, q, evaluation)
+            state = self.leads[lead]
+            engagement = evaluation.engagement(state)
+            self.next_at[lead] = self._next_change(lead, q, engagement)
             if lead in self.flags:
-                state = self.leads[lead]
                 self.flags_until[lead] = flags_change(
-                    self.plan, state, self.flags[lead], q, self.now, evaluation.engagement(state)
+                    self.plan, state, self.flags[lead], q, self.now, engagement
                 )
         unchanged = {
             a for a, key in keys.items() if stored_status.get(a) == (key, self.model_version_id)
@@ -386,9 +388,8 @@ class _Work:
         self._save_status(evaluation.statuses, members, unchanged)
         return out
 
-    def _next_change(self, lead: str, q: Qualification, evaluation: Evaluation) -> datetime | None:
-        state = self.leads[lead]
-        when = next_change(self.plan, state, q, self.now, evaluation.engagement(state))
+    def _next_change(self, lead: str, q: Qualification, engagement: Engagement) -> datetime | None:
+        when = next_change(self.plan, self.leads[lead], q, self.now, engagement)
         account = self.account_of.get(lead)
         if account is not None and account in self.accounts:
             pending = self.accounts[account].next_pending()
