@@ -58,7 +58,7 @@ from leadqual.model.schema import Model
 from leadqual.routing.config import RoutingConfig
 from leadqual.routing.router import Router, RoutingResult
 from leadqual.store import Store, reader, schema, state, versions
-from leadqual.store.statements import chunks, run_in, select_in, upsert
+from leadqual.store.statements import chunks, run_in, select_in, select_in_dicts, upsert
 
 STAGE_CHANGED = "stage_changed"
 """The webhook event kind of a stage change."""
@@ -148,8 +148,7 @@ class _Work:
             return query.with_for_update() if lock else query
 
         key = ("ingest.rows", table.name, column.key, "lock" if lock else "")
-        for row in select_in(self.connection, key, build, values):
-            yield row._mapping
+        yield from select_in_dicts(self.connection, key, build, values)
 
     def serialise_time(self, now: datetime) -> datetime:
         """The time this transaction evaluates at: ``now``, or later if a state is ahead.

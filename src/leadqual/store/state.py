@@ -22,7 +22,7 @@ from leadqual import jsontext
 from leadqual.engine.result import Qualification, Routing
 from leadqual.errors import NotFoundError
 from leadqual.store import schema
-from leadqual.store.statements import upsert
+from leadqual.store.statements import insert_many, upsert
 
 
 @dataclass(frozen=True)
@@ -293,7 +293,7 @@ def enqueue_webhooks(
 def record_stage_changes(connection: Connection, changes: Sequence[Mapping[str, Any]]) -> None:
     """Append many stage-history rows with one executemany (keys as ``record_stage_change``)."""
     if changes:
-        connection.execute(schema.stage_history.insert(), [dict(change) for change in changes])
+        insert_many(connection, schema.stage_history, [dict(change) for change in changes])
 
 
 def enqueue_webhooks_many(
@@ -322,6 +322,5 @@ def enqueue_webhooks_many(
         for payload in payloads
         for sub_id in targets
     ]
-    if outbox:
-        connection.execute(schema.webhook_outbox.insert(), outbox)
+    insert_many(connection, schema.webhook_outbox, outbox)
     return len(outbox)

@@ -3,6 +3,14 @@
 Building a SQLAlchemy expression costs more than running a small statement,
 so the hot paths (ingest, the store's writer) build each statement once and
 run it with new ids.
+
+The selects over ids (:func:`select_in`) are run on the driver's cursor of the
+connection's open transaction, as SQL that SQLAlchemy compiled once per
+statement, dialect and number of ids (:class:`_Direct`). A single event runs
+about eight of them, and SQLAlchemy's own work around each (cache key,
+parameters, result set) cost several times the driver's. Results go through
+the same type processors as SQLAlchemy's, and a driver error is raised as
+SQLAlchemy's error for it, so callers see no difference.
 """
 
 from __future__ import annotations
@@ -10,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam
-from sqlalchemy.engine import Connection
+from sqlalchemy import Insert, Select, Table, bindparam
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import BindParameter, Executable
 
 CHUNK = 500
@@ -44,11 +53,188 @@ def select_in(
     key: tuple[str, ...],
     build: Callable[[BindParameter[Any]], Executable],
     values: Iterable[Any],
-) -> Iterator[Any]:
-    """The rows of a :func:`prepared` select, run over ``values`` (distinct, sorted) in chunks."""
+) -> Iterator[tuple[Any, ...]]:
+    """The rows (tuples) of a :func:`prepared` select, run over ``values`` (distinct,
+    sorted) in chunks."""
     statement = prepared(key, build)
+    direct = _direct(key, statement, connection)
     for part in chunks(sorted(set(values))):
-        yield from connection.execute(statement, {"ids": list(part)})
+        if direct is not None:
+            yield from direct.run(connection, part)
+        else:
+            yield from connection.execute(statement, {"ids": list(part)})
+
+
+def select_in_dicts(
+    connection: Connection,
+    key: tuple[str, ...],
+    build: Callable[[BindParameter[Any]], Executable],
+    values: Iterable[Any],
+) -> Iterator[dict[str, Any]]:
+    """:func:`select_in`'s rows as dicts by column key."""
+    keys = _KEYS.get(key)
+    if keys is None:
+        statement = prepared(key, build)
+        assert isinstance(statement, Select)
+        keys = _KEYS[key] = tuple(str(column.key) for column in statement.selected_columns)
+    for row in select_in(connection, key, build, values):
+        yield dict(zip(keys, row, strict=True))
+
+
+_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
+_DIRECT: dict[tuple[str, ...], _Direct | None] = {}
+
+
+def _direct(key: tuple[str, ...], statement: Executable, connection: Connection) -> _Direct | None:
+    """The statement's :class:`_Direct` form for the connection's dialect (None: it has none,
+    or the connection is outside a transaction, where SQLAlchemy would begin one)."""
+    if not connection.in_transaction():
+        return None
+    dialect = connection.dialect
+    slot = (*key, dialect.name)
+    if slot not in _DIRECT:
+        _DIRECT[slot] = _Direct.make(statement, dialect)
+    return _DIRECT[slot]
+
+
+class _Direct:
+    """A select over an expanding ``ids`` list, compiled once and run on the driver's cursor.
+
+    Only selects whose parameters need no type conversion on the way in (ids
+    are text) take this form; their results are converted by each column's
+    result processor, as SQLAlchemy would.
+    """
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.compiled = statement.compile(dialect=dialect)
+        processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        ]
+        self.processors: tuple[Callable[[Any], Any] | None, ...] | None = (
+            tuple(processors) if any(p is not None for p in processors) else None
+        )
+        self._sizes: dict[int, tuple[str, Callable[[Sequence[Any]], Any]]] = {}
+
+    @classmethod
+    def make(cls, statement: Executable, dialect: Dialect) -> _Direct | None:
+        if not isinstance(statement, Select) or dialect.name not in ("sqlite", "postgresql"):
+            return None
+        compiled = statement.compile(dialect=dialect)
+        for bind in compiled.binds.values():
+            if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
+                return None
+        return cls(statement, dialect)
+
+    def _sql(self, count: int) -> tuple[str, Callable[[Sequence[Any]], Any]]:
+        """The SQL for ``count`` ids, and how to make its parameters from the ids."""
+        made = self._sizes.get(count)
+        if made is not None:
+            return made
+        marks = [object() for _ in range(count)]
+        expanded = self.compiled.construct_expanded_state({"ids": marks})
+        index = {id(mark): i for i, mark in enumerate(marks)}
+        template = expanded.parameters
+        slots = {name: index[id(v)] for name, v in template.items() if id(v) in index}
+        if expanded.positiontup is not None:
+            order = tuple(expanded.positiontup)
+
+            def positional(ids: Sequence[Any]) -> Any:
+                return tuple(ids[slots[n]] if n in slots else template[n] for n in order)
+
+            made = (expanded.statement, positional)
+        else:
+
+            def named(ids: Sequence[Any]) -> Any:
+                return {n: ids[slots[n]] if n in slots else v for n, v in template.items()}
+
+            made = (expanded.statement, named)
+        self._sizes[count] = made
+        return made
+
+    def run(self, connection: Connection, ids: Sequence[Any]) -> list[tuple[Any, ...]]:
+        sql, parameters = self._sql(len(ids))
+        rows: list[tuple[Any, ...]] = _on_cursor(connection, sql, parameters(ids), many=False)
+        processors = self.processors
+        if processors is None:
+            return rows
+        return [
+            tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
+            for row in rows
+        ]
+
+
+class _DirectWrite:
+    """An insert (or upsert) of rows naming ``columns``, compiled once and run as the
+    driver's ``executemany``, each value through its column's bind processor.
+
+    Only statements whose parameters are exactly the rows' columns take this
+    form: one with column defaults to compute, or anything else SQLAlchemy
+    would add at execution, is left to SQLAlchemy.
+    """
+
+    def __init__(self, sql: str, order: tuple[str, ...] | None, processors: dict[str, Any]) -> None:
+        self.sql = sql
+        self.order = order
+        self.processors = processors
+
+    @classmethod
+    def make(
+        cls, statement: Executable, dialect: Dialect, columns: tuple[str, ...]
+    ) -> _DirectWrite | None:
+        if not isinstance(statement, Insert) or dialect.name not in ("sqlite", "postgresql"):
+            return None
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+        if set(compiled.binds) != set(columns) or compiled.insert_prefetch:
+            return None
+        order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+        processors = {
+            name: processor
+            for name, bind in compiled.binds.items()
+            if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        return cls(compiled.string, order, processors)
+
+    def run(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        processors = self.processors
+        params: list[Any]
+        if self.order is not None:
+            steps = [(name, processors.get(name)) for name in self.order]
+            params = [tuple(row[n] if p is None else p(row[n]) for n, p in steps) for row in rows]
+        elif processors:
+            params = [
+                {n: v if (p := processors.get(n)) is None else p(v) for n, v in row.items()}
+                for row in rows
+            ]
+        else:
+            params = list(rows)
+        _on_cursor(connection, self.sql, params, many=True)
+
+
+def _on_cursor(connection: Connection, sql: str, params: Any, *, many: bool) -> Any:
+    """Run SQL on the driver's cursor of ``connection`` (in its open transaction): a
+    select's rows, or nothing for ``many``. A driver error is raised as SQLAlchemy's."""
+    dialect = connection.dialect
+    dbapi_connection = connection.connection
+    cursor = dbapi_connection.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, params)
+            rows = None
+        else:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        cursor.close()
+    except dialect.loaded_dbapi.Error as error:
+        lost = dialect.is_disconnect(error, dbapi_connection, cursor)
+        if lost:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            sql, params, error, dialect.loaded_dbapi.Error,
+            connection_invalidated=lost, dialect=dialect, ismulti=many,
+        ) from error  # fmt: skip
+    return rows
 
 
 def run_in(
@@ -63,6 +249,21 @@ def run_in(
         connection.execute(statement, {"ids": list(part)})
 
 
+_WRITES: dict[tuple[str, ...], _DirectWrite | None] = {}
+
+
+def insert_many(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows (one executemany); every row names the same columns."""
+    if not rows:
+        return
+    columns = tuple(rows[0])
+    key = ("insert", connection.dialect.name, table.name, *columns)
+    statement = _PREPARED.get(key)
+    if statement is None:
+        statement = _PREPARED[key] = table.insert()
+    _write(connection, key, statement, columns, rows)
+
+
 def upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert rows, replacing those with the same primary key (one statement, executemany).
 
@@ -73,9 +274,10 @@ def upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]])
         return
     dialect = connection.dialect.name
     columns = tuple(rows[0])
-    statement = _PREPARED.get(("upsert", dialect, table.name, *columns))
+    key = ("upsert", dialect, table.name, *columns)
+    statement = _PREPARED.get(key)
     if statement is None:
-        key = [c.name for c in table.primary_key.columns]
+        primary = [c.name for c in table.primary_key.columns]
         insert: Any
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -83,8 +285,24 @@ def upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]])
             from sqlalchemy.dialects.sqlite import insert
         proposed = insert(table)
         statement = proposed.on_conflict_do_update(
-            index_elements=key,
-            set_={name: proposed.excluded[name] for name in columns if name not in key},
+            index_elements=primary,
+            set_={name: proposed.excluded[name] for name in columns if name not in primary},
         )
-        _PREPARED[("upsert", dialect, table.name, *columns)] = statement
-    connection.execute(statement, list(rows))
+        _PREPARED[key] = statement
+    _write(connection, key, statement, columns, rows)
+
+
+def _write(
+    connection: Connection,
+    key: tuple[str, ...],
+    statement: Executable,
+    columns: tuple[str, ...],
+    rows: Sequence[dict[str, Any]],
+) -> None:
+    if key not in _WRITES:
+        _WRITES[key] = _DirectWrite.make(statement, connection.dialect, columns)
+    direct = _WRITES[key]
+    if direct is None or not connection.in_transaction():
+        connection.execute(statement, list(rows))
+    else:
+        direct.run(connection, rows)

@@ -22,7 +22,7 @@ from leadqual.facts.types import Fact
 from leadqual.store import codec, schema
 from leadqual.store.codec import Encoded
 from leadqual.store.identity import Identity, normalise_email
-from leadqual.store.statements import select_in
+from leadqual.store.statements import insert_many, select_in
 
 TABLES: dict[str, Table] = {table.name: table for table in schema.FACT_TABLES}
 KIND = {
@@ -92,14 +92,14 @@ def append_facts(
     accounts: set[str] = set()
     profiles = fresh["lead_profiles"]
     if profiles:
-        connection.execute(schema.lead_profiles.insert(), profiles)
+        insert_many(connection, schema.lead_profiles, profiles)
         for row in profiles:
             identity.claim_email(row["lead_id"], row["email"])
             touched.add(row["lead_id"])
             if row["account_id"]:
                 accounts.add(row["account_id"])
     if fresh["account_profiles"]:
-        connection.execute(schema.account_profiles.insert(), fresh["account_profiles"])
+        insert_many(connection, schema.account_profiles, fresh["account_profiles"])
         accounts.update(row["account_id"] for row in fresh["account_profiles"])
     event_rows = fresh["events"]
     if event_rows:
@@ -109,14 +109,14 @@ def append_facts(
             row["resolved_lead_id"] = lead
             if lead is not None:
                 touched.add(lead)
-        connection.execute(schema.events.insert(), event_rows)
+        insert_many(connection, schema.events, event_rows)
         for row in event_rows:
             visitor, lead = row["visitor_id"], row["resolved_lead_id"]
             if visitor is not None and lead is not None and (row["lead_id"] or row["email"]):
                 identity.link_visitor(visitor, lead, row["event_id"], row["at"])
     for table in ("answers", "decisions", "outcomes"):
         if fresh[table]:
-            connection.execute(TABLES[table].insert(), fresh[table])
+            insert_many(connection, TABLES[table], fresh[table])
             touched.update(row["lead_id"] for row in fresh[table])
     attached = identity.attach_pending()
     touched.update(attached)
