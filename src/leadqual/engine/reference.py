@@ -257,8 +257,14 @@ def _sequence(steps: tuple[EventFilter, ...], within: float | None, events: list
     return False
 
 
+_tested_paths: PerObject[Condition, tuple[str, ...]] = PerObject(
+    lambda condition: tuple(tested_paths(condition))
+)
+"""Per condition: the paths it reads (a reason names their values)."""
+
+
 def _observed(condition: Condition, ctx: _Context) -> str:
-    values = [f"{p} = {format_value(ctx.value(p))}" for p in tested_paths(condition)]
+    values = [f"{p} = {format_value(ctx.value(p))}" for p in _tested_paths(condition)]
     return f" ({', '.join(values)})" if values else ""
 
 
