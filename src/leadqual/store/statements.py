@@ -4,13 +4,17 @@ Building a SQLAlchemy expression costs more than running a small statement,
 so the hot paths (ingest, the store's writer) build each statement once and
 run it with new ids.
 
-The selects over ids (:func:`select_in`) are run on the driver's cursor of the
+The selects over ids (:func:`select_in`) and the inserts and upserts of rows
+(:func:`insert_many`, :func:`upsert`) are run on the driver's cursor of the
 connection's open transaction, as SQL that SQLAlchemy compiled once per
-statement, dialect and number of ids (:class:`_Direct`). A single event runs
-about eight of them, and SQLAlchemy's own work around each (cache key,
-parameters, result set) cost several times the driver's. Results go through
-the same type processors as SQLAlchemy's, and a driver error is raised as
-SQLAlchemy's error for it, so callers see no difference.
+statement, dialect and number of ids (:class:`_Direct`) or set of columns
+(:class:`_DirectWrite`). A single event runs about ten of them, and
+SQLAlchemy's own work around each (cache key, parameters, result set) cost
+several times the driver's. Values go through the same type processors as
+with SQLAlchemy, in both directions, and a driver error is raised as
+SQLAlchemy's error for it, so callers see no difference. A statement that
+needs more than that (values to convert on the way in, column defaults, no
+open transaction) is left to SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 from sqlalchemy import Insert, Select, Table, bindparam
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import BindParameter, Executable
 
 CHUNK = 500
@@ -105,9 +110,8 @@ class _Direct:
     result processor, as SQLAlchemy would.
     """
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
-        self.dialect = dialect
-        self.compiled = statement.compile(dialect=dialect)
+    def __init__(self, statement: Select[Any], compiled: SQLCompiler, dialect: Dialect) -> None:
+        self.compiled = compiled
         processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
@@ -125,7 +129,7 @@ class _Direct:
         for bind in compiled.binds.values():
             if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
                 return None
-        return cls(statement, dialect)
+        return cls(statement, compiled, dialect)
 
     def _sql(self, count: int) -> tuple[str, Callable[[Sequence[Any]], Any]]:
         """The SQL for ``count`` ids, and how to make its parameters from the ids."""
