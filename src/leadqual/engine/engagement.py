@@ -8,7 +8,7 @@ from datetime import datetime
 from leadqual.engine.decay import age_days, decayed
 from leadqual.engine.explain import describe_filter, format_points, format_value
 from leadqual.engine.memo import PerObject
-from leadqual.engine.operators import event_matches
+from leadqual.engine.operators import matching_events
 from leadqual.engine.result import Reason
 from leadqual.facts.dataset import LeadFacts
 from leadqual.facts.types import Event
@@ -58,7 +58,7 @@ def score_rule(
             return RuleScore(rule, 0, rule.points * 0, (), False)
     else:
         candidates = events
-    matched = [e for e in candidates if event_matches(e, flt)]
+    matched = matching_events(candidates, flt)
     if rule.within_days is not None:
         matched = [e for e in matched if age_days(e.at, as_of) <= rule.within_days]
     matched.sort(key=lambda e: (e.at, e.event_id), reverse=True)

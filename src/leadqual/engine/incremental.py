@@ -64,7 +64,7 @@ from typing import Any
 from leadqual import jsontext
 from leadqual.engine.decay import age_days
 from leadqual.engine.engagement import Engagement, events_by_type, score_rule
-from leadqual.engine.operators import event_matches
+from leadqual.engine.operators import event_matches, matching_events
 from leadqual.engine.reference import MemberFlags, _Evaluator, account_status
 from leadqual.engine.result import AccountStatus, Qualification, Reason
 from leadqual.facts.dataset import AccountFacts, Facts, LeadFacts, profile_time, value_order
@@ -291,7 +291,7 @@ class Plan:
                 )
             else:
                 candidates = latest_first
-            found = [e for e in candidates if event_matches(e, flt)]
+            found = matching_events(candidates, flt)
             if within is not None:
                 found = [e for e in found if age_days(e.at, now) <= within]
             return found

@@ -44,6 +44,7 @@ from leadqual.engine.operators import (
     event_matches,
     kleene_all,
     kleene_any,
+    matching_events,
 )
 from leadqual.engine.result import (
     AccountStatus,
@@ -215,7 +216,7 @@ def holds(condition: Condition, ctx: _Context) -> Tri:
 
 
 def _event_predicate(pred: EventPredicate, events: list[Event], as_of: datetime) -> bool:
-    matched = [e for e in events if event_matches(e, pred.filter)]
+    matched = matching_events(events, pred.filter)
     if pred.within_days is not None:
         matched = [e for e in matched if age_days(e.at, as_of) <= pred.within_days]
     for metric, check in pred.metrics:
