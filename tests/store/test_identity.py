@@ -137,3 +137,21 @@ def test_merging_by_hand_moves_every_fact(store: Store) -> None:
     assert {p.lead_id for p in facts.leads} == {"L1"} and len(facts.leads) == 2
     assert [e.lead_id for e in facts.events] == ["L1"]
     assert store.load_facts(["L1"]).events[0].lead_id == "L2"  # as sent
+
+
+def test_an_email_claimed_in_the_batch_that_merges_its_lead_moves_with_it(
+    store: Store,
+) -> None:
+    """L2 claims b@beta.io, then (same batch) a second profile with L1's email merges
+    L2 into L1: b@beta.io now belongs to L1, so a later event by it counts for L1."""
+    store.append([LeadProfile("L1", "a@acme.io")])
+    store.append(
+        [
+            LeadProfile("L2", "b@beta.io", None, {}, T0),
+            LeadProfile("L2", "A@acme.io", None, {}, T0 + timedelta(days=1)),
+        ]
+    )
+    assert store.canonical_lead("L2") == "L1"
+    result = store.append([Event("E1", "page_view", T0, None, "b@beta.io")])
+    assert result.leads == {"L1"}
+    assert [e.event_id for e in store.facts_for_leads(["L1"]).events] == ["E1"]

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import Executable
 
 from leadqual.store import schema
-from leadqual.store.statements import chunks, select_in
+from leadqual.store.statements import chunks, insert_many, select_in
 
 
 def normalise_email(email: str | None) -> str | None:
@@ -46,7 +46,10 @@ class Identity:
     """The identity tables seen through one transaction, with batch look-ups cached.
 
     ``preload`` fetches everything a batch needs in a few queries; the rest
-    of the methods then work from memory and write through to the tables.
+    of the methods then work from memory. New email owners and visitor links
+    are written in one statement per table by :meth:`flush`, which
+    :meth:`merge` runs before it rewrites owners and :meth:`attach_pending`
+    runs when it is done: callers end with ``attach_pending``.
     """
 
     def __init__(self, connection: Connection, now: datetime) -> None:
@@ -58,6 +61,8 @@ class Identity:
         self.new_emails: set[str] = set()
         self.new_visitors: set[str] = set()
         self.merges: list[tuple[str, str]] = []
+        self._email_rows: list[dict[str, Any]] = []
+        self._visitor_rows: list[dict[str, Any]] = []
 
     def preload(
         self, lead_ids: Iterable[str], emails: Iterable[str], visitors: Iterable[str]
@@ -102,9 +107,8 @@ class Identity:
         if owner is None:
             self.emails[key] = self.canonical(lead_id)
             self.new_emails.add(key)
-            self.connection.execute(
-                schema.lead_emails.insert(),
-                {"email": key, "lead_id": self.canonical(lead_id), "recorded_at": self.now},
+            self._email_rows.append(
+                {"email": key, "lead_id": self.emails[key], "recorded_at": self.now}
             )
             return
         self.merge(lead_id, owner, f"same email {key}")
@@ -116,17 +120,27 @@ class Identity:
         lead = self.canonical(lead_id)
         self.visitors[visitor] = lead
         self.new_visitors.add(visitor)
-        self.connection.execute(
-            schema.visitor_links.insert(),
-            {"visitor_id": visitor, "lead_id": lead, "event_id": event_id, "linked_at": at},
+        self._visitor_rows.append(
+            {"visitor_id": visitor, "lead_id": lead, "event_id": event_id, "linked_at": at}
         )
         return True
+
+    def flush(self) -> None:
+        """Write the email owners and visitor links recorded since the last flush."""
+        for table, rows in (
+            (schema.lead_emails, self._email_rows),
+            (schema.visitor_links, self._visitor_rows),
+        ):
+            if rows:
+                insert_many(self.connection, table, rows)
+                rows.clear()
 
     def merge(self, lead_id: str, into: str, reason: str) -> str | None:
         """Merge ``lead_id`` into ``into``; returns the lead id that was merged away, if any."""
         gone, survivor = self.canonical(lead_id), self.canonical(into)
         if gone == survivor:
             return None
+        self.flush()  # the owners rewritten below include those not written yet
         conn = self.connection
         conn.execute(
             schema.lead_aliases.insert(),
@@ -192,4 +206,5 @@ class Identity:
                     .values(resolved_lead_id=bindparam("b_lead")),
                     updates,
                 )
+        self.flush()
         return touched
