@@ -48,3 +48,29 @@ def test_an_integer_wider_than_64_bits_is_kept_exactly() -> None:
     big = back.events["E1"].properties["big"]
     assert big == 2**70 and isinstance(big, int)
     assert back.to_json() == lead.to_json()
+
+
+def test_a_state_read_and_changed_writes_back_what_it_has_now() -> None:
+    """A state read from JSON, given a newer attribute value and a new event, writes
+    both back, and its sorted events are those it holds."""
+    back = LeadState.from_json(_lead({"page": "/pricing"}).to_json())
+    later = T0 + timedelta(days=2)
+    back.add(LeadProfile("L1", None, None, {"title": "CEO"}, T0 + timedelta(hours=5)))
+    back.add(Event("E2", "page_view", later, "L1", None, {"url": "/careers"}))
+    back.advance(later, PLAN)
+    again = LeadState.from_json(back.to_json())
+    assert again.attrs["title"].value == "CEO"
+    assert again.attrs["employees"].value == 250.5
+    assert sorted(again.events) == ["E1", "E2"]
+    assert again.to_json() == back.to_json()
+    assert again.sorted_events() == sorted(again.events.values(), key=lambda e: (e.at, e.event_id))
+
+
+def test_the_sorted_events_follow_every_event_folded_after_they_were_read() -> None:
+    lead = _lead({})
+    assert [e.event_id for e in lead.sorted_events()] == ["E1"]
+    lead.add(Event("E0", "email_open", T0, "L1", None, {}))  # earlier than E1: folds now
+    assert [e.event_id for e in lead.sorted_events()] == ["E0", "E1"]
+    lead.add(Event("E3", "email_open", T0 + timedelta(days=3), "L1", None, {}))  # pending
+    lead.advance(T0 + timedelta(days=3), PLAN)
+    assert [e.event_id for e in lead.sorted_events()] == ["E0", "E1", "E3"]

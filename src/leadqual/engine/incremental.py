@@ -424,6 +424,8 @@ class LeadState:
     answers: dict[tuple[str, str], SalesAnswer] = field(default_factory=dict)
     steps: dict[str, Step] = field(default_factory=dict)  # by _step_slot
     pending: list[tuple[LeadFact, str | None]] = field(default_factory=list)
+    _sorted: list[Event] | None = field(default=None, compare=False, repr=False)
+    """``events`` by (time, id), made when first asked for after they changed."""
 
     # -- folding facts
 
@@ -455,6 +457,7 @@ class LeadState:
                     self.first_dated = fact.at
             case Event():
                 self.events[fact.event_id] = fact
+                self._sorted = None
             case SalesAnswer():
                 key = (fact.framework, fact.criterion)
                 current = self.answers.get(key)
@@ -485,6 +488,7 @@ class LeadState:
         keep = plan.needed(events, now)
         if len(keep) < len(events):
             self.events = {e.event_id: e for e in events if e.event_id in keep}
+            self._sorted = [e for e in events if e.event_id in keep]
         ordered = sorted(self.steps.values(), key=_step_key)
         reopens = [
             i for i, s in enumerate(ordered) if isinstance(s, Decision) and s.action == "reopen"
@@ -495,7 +499,11 @@ class LeadState:
     # -- reading
 
     def sorted_events(self) -> list[Event]:
-        return sorted(self.events.values(), key=lambda e: (e.at, e.event_id))
+        """The kept events by (time, id): one list shared by every caller until the events
+        change, so it must not be changed."""
+        if self._sorted is None:
+            self._sorted = sorted(self.events.values(), key=lambda e: (e.at, e.event_id))
+        return self._sorted
 
     def at(self, as_of: datetime, plan: Plan) -> LeadState:
         """This state as of ``as_of`` (a copy when pending facts are due)."""
@@ -512,9 +520,11 @@ class LeadState:
 
     def view(self) -> LeadFacts:
         """The sub-log as reference facts (valid for ``as_of`` >= the horizon, no due pending)."""
+        by_time: dict[datetime | None, dict[str, Value]] = {}
+        for name, best in self.attrs.items():  # one winning value per name: grouping is safe
+            by_time.setdefault(best.at, {})[name] = best.value
         profiles = [
-            LeadProfile(self.lead_id, None, None, {name: best.value}, best.at)
-            for name, best in self.attrs.items()
+            LeadProfile(self.lead_id, None, None, values, at) for at, values in by_time.items()
         ]
         if self.first_dated is not None:
             profiles.append(LeadProfile(self.lead_id, None, None, {}, self.first_dated))
