@@ -487,8 +487,8 @@ class LeadState:
         events = self.sorted_events()
         keep = plan.needed(events, now)
         if len(keep) < len(events):
-            self.events = {e.event_id: e for e in events if e.event_id in keep}
-            self._sorted = [e for e in events if e.event_id in keep]
+            self._sorted = [e for e in events if e.event_id in keep]  # still in order
+            self.events = {e.event_id: e for e in self._sorted}
         ordered = sorted(self.steps.values(), key=_step_key)
         reopens = [
             i for i, s in enumerate(ordered) if isinstance(s, Decision) and s.action == "reopen"
