@@ -759,9 +759,13 @@ def recycle_sections(draw: st.DrawFn, stage_ids: Sequence[str]) -> list[dict[str
 
 @st.composite
 def routing_sections(draw: st.DrawFn, vocab: Vocabulary) -> list[dict[str, Any]]:
-    keys = [
-        p for p, kind in vocab.attribute_paths("routing") if kind in ("string", "number", "boolean")
-    ]
+    # keys by type, the type drawn first: booleans are few among the paths, and a draw
+    # over all paths reached them rarely enough that which modules were loaded (Hypothesis
+    # mixes their constants into its choices) decided whether the census saw one
+    keys: dict[str, list[str]] = {}
+    for p, kind in vocab.attribute_paths("routing"):
+        if kind in ("string", "number", "boolean"):
+            keys.setdefault(kind, []).append(p)
     rules: list[dict[str, Any]] = []
     for i in range(draw(st.integers(0, 4))):
         rule: dict[str, Any] = {"when": draw(conditions("routing", vocab))}
@@ -778,7 +782,7 @@ def routing_sections(draw: st.DrawFn, vocab: Vocabulary) -> list[dict[str, Any]]
             if method is not None:
                 assign["method"] = method
             if method == "territory" or draw(st.integers(0, 3)) == 0:
-                assign["key"] = draw(st.sampled_from(keys))
+                assign["key"] = draw(st.sampled_from(keys[draw(st.sampled_from(sorted(keys)))]))
             rule["assign"] = assign
         if "queue" in actions:
             rule["queue"] = f"queue_{i}"
