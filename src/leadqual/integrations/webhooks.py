@@ -279,6 +279,7 @@ def disable_subscription(store: Store, subscription_id: int) -> Subscription:
         tx.connection.execute(
             s.update().where(s.c.id == subscription_id).values(active=False, disabled_at=tx.now)
         )
+        state.forget_subscriptions(tx.connection)
         tx.connection.execute(
             o.update()
             .where(o.c.subscription_id == subscription_id, o.c.status.in_(_DUE))

@@ -135,20 +135,19 @@ class _Work:
         self.qualified: dict[str, Qualification] = {}
         self.next_at: dict[str, datetime | None] = {}
         self.stored_nurture: dict[str, str | None] = {}
+        self.stored_qualification: dict[str, tuple[str | None, str | None]] = {}
+        """Stage and routing text of the stored qualification of each lead whose state was
+        read (None, None: it has none), as read with the state."""
         self.flags: dict[str, MemberFlags] = {}
         self.flags_until: dict[str, datetime | None] = {}
 
     # -- loading
 
     def _rows(self, table: Any, column: Any, values: Iterable[str]) -> Iterable[Any]:
-        lock = self.connection.dialect.name == "postgresql" and table is schema.lead_state
-
-        def build(ids: Any) -> Any:
-            query = select(table).where(column.in_(ids))
-            return query.with_for_update() if lock else query
-
-        key = ("ingest.rows", table.name, column.key, "lock" if lock else "")
-        yield from select_in_dicts(self.connection, key, build, values)
+        key = ("ingest.rows", table.name, column.key)
+        yield from select_in_dicts(
+            self.connection, key, lambda ids: select(table).where(column.in_(ids)), values
+        )
 
     def serialise_time(self, now: datetime) -> datetime:
         """The time this transaction evaluates at: ``now``, or later if a state is ahead.
@@ -167,13 +166,29 @@ class _Work:
         return now
 
     def load_leads(self, lead_ids: Iterable[str]) -> set[str]:
-        """Load states (new ones for unknown leads); returns those built for another model."""
+        """Load states (new ones for unknown leads); returns those built for another model.
+
+        Each state row comes with its lead's stored stage and routing (the same
+        read: one round trip fewer for :meth:`stored_stages`).
+        """
         wanted = set(lead_ids) - self.leads.keys()
         stale: set[str] = set()
-        t = schema.lead_state
-        for row in self._rows(t, t.c.lead_id, wanted):
+        t, q = schema.lead_state, schema.qualifications
+        lock = self.connection.dialect.name == "postgresql"
+
+        def build(ids: Any) -> Any:
+            query = (
+                select(t, q.c.stage.label("stored_stage"), q.c.routing.label("stored_routing"))
+                .select_from(t.outerjoin(q, q.c.lead_id == t.c.lead_id))
+                .where(t.c.lead_id.in_(ids))
+            )
+            return query.with_for_update(of=t) if lock else query
+
+        key = ("ingest.leads", "lock" if lock else "")
+        for row in select_in_dicts(self.connection, key, build, wanted):
             lead = row["lead_id"]
             self.stored_account[lead] = row["account_id"]
+            self.stored_qualification[lead] = (row["stored_stage"], row["stored_routing"])
             if row["model_key"] != self.plan.key:
                 stale.add(lead)
                 continue
@@ -457,14 +472,21 @@ class _Work:
     def stored_stages(self, lead_ids: Iterable[str]) -> dict[str, str]:
         """The stored stage of each lead (and, in ``stored_nurture``, its nurture track)."""
         t = schema.qualifications
-        out: dict[str, str] = {}
-        rows = select_in(
+        known = self.stored_qualification
+        wanted = set(lead_ids)
+        rows: list[tuple[str, str | None, str | None]] = [
+            (lead, *known[lead]) for lead in wanted if lead in known
+        ]
+        rows += select_in(
             self.connection,
             ("ingest.stages",),
             lambda ids: select(t.c.lead_id, t.c.stage, t.c.routing).where(t.c.lead_id.in_(ids)),
-            lead_ids,
+            wanted - known.keys(),
         )
+        out: dict[str, str] = {}
         for lead, stage, routing in rows:
+            if stage is None:
+                continue  # read with its state: no stored qualification
             out[lead] = stage
             self.stored_nurture[lead] = json.loads(routing).get("nurture") if routing else None
         return out

@@ -244,6 +244,42 @@ def load_assignments(connection: Connection, lead_id: str) -> list[Assignment]:
     return [Assignment(**row) for row in connection.execute(query).mappings()]
 
 
+_SUBSCRIPTIONS = "leadqual.active_subscriptions"
+"""``connection.info`` key: the active subscriptions as read in one transaction."""
+
+
+def active_subscriptions(connection: Connection) -> list[tuple[int, frozenset[str]]]:
+    """Each active subscription's id and event kinds (``"*"`` stands for every kind among
+    them), read once per transaction: a transaction that announces stage changes,
+    nurture changes and assignments looks them up once, not once per kind."""
+    transaction = connection.get_transaction()
+    memo = connection.info.get(_SUBSCRIPTIONS)
+    if transaction is not None and memo is not None and memo[0] is transaction:
+        return memo[1]  # type: ignore[no-any-return]
+    s = schema.webhook_subscriptions
+    rows = connection.execute(select(s.c.id, s.c.event_kinds).where(s.c.active.is_(True)))
+    found = [(int(sub_id), _every_kind(json.loads(kinds))) for sub_id, kinds in rows]
+    if transaction is not None:
+        connection.info[_SUBSCRIPTIONS] = (transaction, found)
+    return found
+
+
+class _EveryKind(frozenset[str]):
+    """The event kinds of a ``"*"`` subscription: it contains every kind."""
+
+    def __contains__(self, _kind: object) -> bool:
+        return True
+
+
+def _every_kind(kinds: list[str]) -> frozenset[str]:
+    return _EveryKind(kinds) if "*" in kinds else frozenset(kinds)
+
+
+def forget_subscriptions(connection: Connection) -> None:
+    """Drop the transaction's memo of active subscriptions (they were just changed)."""
+    connection.info.pop(_SUBSCRIPTIONS, None)
+
+
 def add_webhook_subscription(
     connection: Connection, url: str, secret: str, event_kinds: Sequence[str], now: datetime
 ) -> int:
@@ -258,6 +294,7 @@ def add_webhook_subscription(
             "created_at": now,
         },
     )
+    forget_subscriptions(connection)
     return int(result.scalar_one())
 
 
@@ -269,8 +306,7 @@ def enqueue_webhooks(
     Delivery itself (signing, retries, the deliveries log) is the sender's job;
     writing the outbox in the fact's transaction is what makes it reliable.
     """
-    s = schema.webhook_subscriptions
-    rows = connection.execute(select(s.c.id, s.c.event_kinds).where(s.c.active.is_(True)))
+    rows = active_subscriptions(connection)
     body = json.dumps(payload, sort_keys=True, default=str)
     outbox = [
         {
@@ -283,7 +319,7 @@ def enqueue_webhooks(
             "created_at": now,
         }
         for sub_id, kinds in rows
-        if event_kind in json.loads(kinds) or "*" in json.loads(kinds)
+        if event_kind in kinds
     ]
     if outbox:
         connection.execute(schema.webhook_outbox.insert(), outbox)
@@ -302,13 +338,7 @@ def enqueue_webhooks_many(
     """``enqueue_webhooks`` for many payloads: one subscription look-up, one executemany."""
     if not payloads:
         return 0
-    s = schema.webhook_subscriptions
-    rows = connection.execute(select(s.c.id, s.c.event_kinds).where(s.c.active.is_(True)))
-    targets = [
-        sub_id
-        for sub_id, kinds in rows
-        if event_kind in json.loads(kinds) or "*" in json.loads(kinds)
-    ]
+    targets = [sub_id for sub_id, kinds in active_subscriptions(connection) if event_kind in kinds]
     outbox = [
         {
             "subscription_id": sub_id,
