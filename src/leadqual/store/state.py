@@ -10,13 +10,14 @@ them.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RootTransaction
 
 from leadqual import jsontext
 from leadqual.engine.result import Qualification, Routing
@@ -247,20 +248,22 @@ def load_assignments(connection: Connection, lead_id: str) -> list[Assignment]:
 _SUBSCRIPTIONS = "leadqual.active_subscriptions"
 """``connection.info`` key: the active subscriptions as read in one transaction."""
 
+_SubscriptionsMemo = tuple["weakref.ref[RootTransaction]", list[tuple[int, frozenset[str]]]]
+
 
 def active_subscriptions(connection: Connection) -> list[tuple[int, frozenset[str]]]:
     """Each active subscription's id and event kinds (``"*"`` stands for every kind among
     them), read once per transaction: a transaction that announces stage changes,
     nurture changes and assignments looks them up once, not once per kind."""
     transaction = connection.get_transaction()
-    memo = connection.info.get(_SUBSCRIPTIONS)
-    if transaction is not None and memo is not None and memo[0] is transaction:
-        return memo[1]  # type: ignore[no-any-return]
+    memo: _SubscriptionsMemo | None = connection.info.get(_SUBSCRIPTIONS)
+    if transaction is not None and memo is not None and memo[0]() is transaction:
+        return memo[1]
     s = schema.webhook_subscriptions
     rows = connection.execute(select(s.c.id, s.c.event_kinds).where(s.c.active.is_(True)))
     found = [(int(sub_id), _every_kind(json.loads(kinds))) for sub_id, kinds in rows]
-    if transaction is not None:
-        connection.info[_SUBSCRIPTIONS] = (transaction, found)
+    if transaction is not None:  # a weak reference: the memo does not keep it alive
+        connection.info[_SUBSCRIPTIONS] = (weakref.ref(transaction), found)
     return found
 
 

@@ -122,8 +122,9 @@ def _server_engine(url: URL) -> Engine:
     about fifteen for a single event. A connection that was in use within the
     last second (a busy service's) is taken as it is; one idle for longer is
     pinged, and one that does not answer is replaced before it is used. If the
-    server goes away within that second, the transaction fails with the
-    driver's error and the pool drops the connection, as it would have anyway.
+    server goes away within that second, the one transaction that takes the
+    lost connection fails with ``OperationalError`` (writers retry it) and the
+    pool drops the connection.
     """
     # No server-side prepared statements: the idempotency look-ups send
     # IN lists of varying length, and a generic plan for one of them
