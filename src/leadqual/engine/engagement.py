@@ -55,7 +55,7 @@ def score_rule(
     if by_type is not None and types:
         candidates = [e for t in types for e in by_type.get(t, ())]
         if not candidates:  # what the steps below give for no matching event
-            return RuleScore(rule, 0, rule.points * 0, (), False)
+            return _no_events(rule)
     else:
         candidates = events
     matched = matching_events(candidates, flt)
@@ -139,12 +139,22 @@ def clamp(value: float, low: float | None, high: float | None) -> float:
     return value
 
 
+_no_events: PerObject[EngagementRule, RuleScore] = PerObject(
+    lambda rule: RuleScore(rule, 0, rule.points * 0, (), False)
+)
+"""Per rule: its score when no event matches (frozen, so one object serves every lead)."""
+
+_rule_what: PerObject[EngagementRule, str] = PerObject(
+    lambda rule: rule.description or describe_filter(_rule_filter(rule)[0])
+)
+"""Per rule: what its reasons say it counts."""
+
+
 def _engagement_reason(scored: RuleScore, as_of: datetime) -> Reason:
     rule = scored.rule
-    flt = EventFilter(rule.event_types, rule.where)
     count = len(scored.events)
     latest = scored.events[0].at
-    what = rule.description or describe_filter(flt)
+    what = _rule_what(rule)
     text = (
         f"{format_points(scored.points)} engagement: {rule.id} ({what}): "
         f"{count} event{'s' if count != 1 else ''}, latest {latest:%Y-%m-%d}"

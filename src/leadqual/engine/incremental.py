@@ -61,6 +61,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from leadqual import jsontext
 from leadqual.engine.decay import age_days
 from leadqual.engine.engagement import Engagement, events_by_type, score_rule
@@ -822,7 +824,7 @@ class Evaluation:
 def flags_to_json(flags: MemberFlags, until: datetime | None) -> str:
     """The flags and until when they hold (:func:`flags_change`; null: until the lead's
     next fact)."""
-    return json.dumps([flags.engaged, list(flags.roles), _text(until)], separators=(",", ":"))
+    return jsontext.dumps([flags.engaged, list(flags.roles), _text(until)])
 
 
 NO_BOUND = object()
@@ -833,7 +835,7 @@ NO_BOUND = object()
 def flags_from_json(text: str) -> tuple[MemberFlags, datetime | object | None]:
     """The flags, and until when they hold (None: until the lead's next fact;
     :data:`NO_BOUND`: stored without one)."""
-    data = json.loads(text)
+    data = orjson.loads(text)
     until: datetime | object | None = _time(data[2]) if len(data) > 2 else NO_BOUND
     return MemberFlags(data[0], tuple(data[1])), until
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from leadqual.engine.decay import age_days
@@ -42,8 +43,6 @@ from leadqual.engine.operators import (
     apply_check,
     apply_checks,
     event_matches,
-    kleene_all,
-    kleene_any,
     matching_events,
 )
 from leadqual.engine.result import (
@@ -198,21 +197,75 @@ class _Context:
 
 def holds(condition: Condition, ctx: _Context) -> Tri:
     """Three-valued truth of a condition in a context."""
+    return _truth(condition)(ctx)
+
+
+_Truth = Callable[[_Context], Tri]
+
+
+def _make_truth(condition: Condition) -> _Truth:
+    """The condition as a function of a context: what ``holds`` means, with the
+    dispatch on the condition's form and the split of its paths done once."""
     match condition:
         case Test(path, checks):
-            return apply_checks(ctx.value(path), checks)
+            get = _value_of(path)
+            if len(checks) == 1:
+                check = checks[0]
+                return lambda ctx: apply_check(get(ctx), check)
+            return lambda ctx: apply_checks(get(ctx), checks)
         case All(items):
-            return kleene_all(holds(i, ctx) for i in items)
+            return partial(_all, tuple(_truth(i) for i in items))
         case AnyOf(items):
-            return kleene_any(holds(i, ctx) for i in items)
+            return partial(_any, tuple(_truth(i) for i in items))
         case Not(item):
-            inner = holds(item, ctx)
-            return None if inner is None else not inner
+            return partial(_not, _truth(item))
         case EventPredicate():
-            return _event_predicate(condition, ctx.events, ctx.as_of)
+            return lambda ctx: _event_predicate(condition, ctx.events, ctx.as_of)
         case Sequence(steps, within):
-            return _sequence(steps, within, ctx.events)
+            return lambda ctx: _sequence(steps, within, ctx.events)
     raise TypeError(f"not a condition: {condition!r}")  # pragma: no cover
+
+
+_truth: PerObject[Condition, _Truth] = PerObject(_make_truth)
+
+
+def _value_of(path: str) -> Callable[[_Context], Value]:
+    """What ``_Context.value(path)`` gives, with the path split once."""
+    head, _, rest = path.partition(".")
+    if head == "lead":
+        return lambda ctx: ctx.lead.get(rest)
+    if head == "account":
+        return lambda ctx: ctx.values[path] if path in ctx.values else ctx.account.get(rest)
+    return lambda ctx: ctx.values.get(path)
+
+
+def _all(items: tuple[_Truth, ...], ctx: _Context) -> Tri:
+    """Kleene ``all``: false once an item is false, else unknown if one is unknown."""
+    unknown = False
+    for item in items:
+        value = item(ctx)
+        if value is False:
+            return False
+        if value is None:
+            unknown = True
+    return None if unknown else True
+
+
+def _any(items: tuple[_Truth, ...], ctx: _Context) -> Tri:
+    """Kleene ``any``: true once an item is true, else unknown if one is unknown."""
+    unknown = False
+    for item in items:
+        value = item(ctx)
+        if value is True:
+            return True
+        if value is None:
+            unknown = True
+    return None if unknown else False
+
+
+def _not(item: _Truth, ctx: _Context) -> Tri:
+    inner = item(ctx)
+    return None if inner is None else not inner
 
 
 def _event_predicate(pred: EventPredicate, events: list[Event], as_of: datetime) -> bool:
