@@ -311,14 +311,14 @@ def _sequence(steps: tuple[EventFilter, ...], within: float | None, events: list
     return False
 
 
-_tested_paths: PerObject[Condition, tuple[str, ...]] = PerObject(
-    lambda condition: tuple(tested_paths(condition))
+_tested_paths: PerObject[Condition, tuple[tuple[str, Callable[[_Context], Value]], ...]] = (
+    PerObject(lambda condition: tuple((p, _value_of(p)) for p in tested_paths(condition)))
 )
-"""Per condition: the paths it reads (a reason names their values)."""
+"""Per condition: the paths it reads (a reason names their values), each with its getter."""
 
 
 def _observed(condition: Condition, ctx: _Context) -> str:
-    values = [f"{p} = {format_value(ctx.value(p))}" for p in _tested_paths(condition)]
+    values = [f"{p} = {format_value(get(ctx))}" for p, get in _tested_paths(condition)]
     return f" ({', '.join(values)})" if values else ""
 
 
@@ -340,7 +340,12 @@ def _make_fit_paths(model: Model) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(paths))
 
 
-_fit_paths = PerObject(_make_fit_paths, size=16)
+def _make_fit_getters(model: Model) -> tuple[Callable[[_Context], Value], ...] | None:
+    paths = _make_fit_paths(model)
+    return None if paths is None else tuple(_value_of(path) for path in paths)
+
+
+_fit_getters = PerObject(_make_fit_getters, size=16)
 _fit_results: PerObject[Model, _FitResults] = PerObject(lambda _: {}, size=16)
 """Per model: fit, grade and reasons by the tested values (see ``_fit_and_grade``)."""
 
@@ -437,12 +442,12 @@ class _Evaluator:
         the result depends on nothing but the values of the paths they test,
         so it is made once per model and combination of those values.
         """
-        paths = _fit_paths(self.model)
-        if paths is None:
+        getters = _fit_getters(self.model)
+        if getters is None:
             fit = self._fit(ctx, reasons)
             return fit, self._grade(fit, reasons)
         # repr: a key tells True from 1.0 and -0.0 from 0.0, as the reasons' text does
-        key = tuple(repr(ctx.value(path)) for path in paths)
+        key = tuple([repr(get(ctx)) for get in getters])
         results = _fit_results(self.model)
         found = results.get(key)
         if found is None:
@@ -554,11 +559,13 @@ class _Evaluator:
         self, name: str, lead: LeadFacts, ctx: _Context, reasons: list[Reason]
     ) -> FrameworkResult:
         spec = self.model.frameworks[name]
-        answers = sorted(
-            (a for a in lead.answers if a.at <= self.as_of and a.framework == name),
-            key=lambda a: (a.at, a.answer_id),
-        )
-        latest = {a.criterion: a for a in answers}
+        latest: dict[str, SalesAnswer] = {}
+        if lead.answers:
+            answers = sorted(
+                (a for a in lead.answers if a.at <= self.as_of and a.framework == name),
+                key=lambda a: (a.at, a.answer_id),
+            )
+            latest = {a.criterion: a for a in answers}
         criteria: dict[str, CriterionResult] = {}
         parts: list[str] = []
         facts: list[str] = []
