@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from leadqual.engine.decay import age_days
@@ -43,6 +43,8 @@ from leadqual.engine.operators import (
     apply_check,
     apply_checks,
     event_matches,
+    kleene_all,
+    kleene_any,
     matching_events,
 )
 from leadqual.engine.result import (
@@ -187,12 +189,7 @@ class _Context:
         self.values: dict[str, Value] = {}
 
     def value(self, path: str) -> Value:
-        head, _, rest = path.partition(".")
-        if head == "lead":
-            return self.lead.get(rest)
-        if head == "account" and path not in self.values:
-            return self.account.get(rest)
-        return self.values.get(path)
+        return _value_of(path)(self)
 
 
 def holds(condition: Condition, ctx: _Context) -> Tri:
@@ -229,8 +226,10 @@ def _make_truth(condition: Condition) -> _Truth:
 _truth: PerObject[Condition, _Truth] = PerObject(_make_truth)
 
 
+@lru_cache(maxsize=4096)
 def _value_of(path: str) -> Callable[[_Context], Value]:
-    """What ``_Context.value(path)`` gives, with the path split once."""
+    """How a context reads ``path``: a lead attribute, an account attribute (unless the
+    account's status gives that path), else a value a section filled in."""
     head, _, rest = path.partition(".")
     if head == "lead":
         return lambda ctx: ctx.lead.get(rest)
@@ -240,27 +239,11 @@ def _value_of(path: str) -> Callable[[_Context], Value]:
 
 
 def _all(items: tuple[_Truth, ...], ctx: _Context) -> Tri:
-    """Kleene ``all``: false once an item is false, else unknown if one is unknown."""
-    unknown = False
-    for item in items:
-        value = item(ctx)
-        if value is False:
-            return False
-        if value is None:
-            unknown = True
-    return None if unknown else True
+    return kleene_all(item(ctx) for item in items)
 
 
 def _any(items: tuple[_Truth, ...], ctx: _Context) -> Tri:
-    """Kleene ``any``: true once an item is true, else unknown if one is unknown."""
-    unknown = False
-    for item in items:
-        value = item(ctx)
-        if value is True:
-            return True
-        if value is None:
-            unknown = True
-    return None if unknown else False
+    return kleene_any(item(ctx) for item in items)
 
 
 def _not(item: _Truth, ctx: _Context) -> Tri:
