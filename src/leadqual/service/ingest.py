@@ -58,7 +58,15 @@ from leadqual.model.schema import Model
 from leadqual.routing.config import RoutingConfig
 from leadqual.routing.router import Router, RoutingResult
 from leadqual.store import Store, reader, schema, state, versions
-from leadqual.store.statements import chunks, run_in, select_in, select_in_dicts, upsert
+from leadqual.store.statements import (
+    InQuery,
+    chunks,
+    run_in,
+    select_in,
+    select_in_dicts,
+    select_in_together,
+    upsert,
+)
 
 STAGE_CHANGED = "stage_changed"
 """The webhook event kind of a stage change."""
@@ -229,10 +237,21 @@ class _Work:
             self.changed.add(lead)
 
     def load_accounts(self, account_ids: Iterable[str]) -> None:
+        query = self.accounts_query(account_ids)
+        self.take_accounts(select_in(self.connection, query.key, query.build, query.values))
+
+    def accounts_query(self, account_ids: Iterable[str]) -> InQuery:
+        """The select of the states of these accounts not loaded yet."""
         t = schema.account_state
-        wanted = set(account_ids) - self.accounts.keys()
-        for row in self._rows(t, t.c.account_id, wanted):
-            self.accounts[row["account_id"]] = AccountState.from_json(row["state"])
+        return InQuery(
+            ("ingest.accounts",),
+            lambda ids: select(t.c.account_id, t.c.state).where(t.c.account_id.in_(ids)),
+            set(account_ids) - self.accounts.keys(),
+        )
+
+    def take_accounts(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        for account, text in rows:
+            self.accounts[account] = AccountState.from_json(text)
 
     def add_account_profiles(self, profiles: Sequence[AccountProfile]) -> None:
         self.load_accounts(p.account_id for p in profiles)
@@ -276,12 +295,18 @@ class _Work:
     def link(self, lead_ids: Iterable[str]) -> None:
         """Work out the account of each lead (FactSet's linking rules)."""
         states = [self.leads[lead] for lead in lead_ids]
-        self.load_domains(d for s in states if (d := s.link_domain()) is not None)
+        # a lead with an account id of its own is linked by it, whatever its email's domain
+        self.load_domains(
+            d for s in states if s.link_account is None and (d := s.link_domain()) is not None
+        )
         for s in states:
             self.account_of[s.lead_id] = s.link(self.domains) if s.has_profile else None
 
-    def members(self, account_ids: Collection[str]) -> dict[str, Members]:
-        """Every lead with a profile counting for each account, as of this transaction.
+    def members(
+        self, account_ids: Collection[str], rows: Iterable[tuple[Any, ...]] | None = None
+    ) -> dict[str, Members]:
+        """Every lead with a profile counting for each account, as of this transaction,
+        from the rows of :meth:`members_query` (read here when not given).
 
         A member at hand in this transaction, or whose stored flags may have
         changed since (their bound, :func:`flags_change`, has come; or the
@@ -289,19 +314,13 @@ class _Work:
         none for this model), is its state (loaded read-only); every other
         member is its stored :class:`MemberFlags`, which still hold.
         """
-        t = schema.lead_state
         out: dict[str, Members] = {a: {} for a in account_ids}
         if not self.plan.has_account_rules:
             return out
+        if rows is None:
+            query = self.members_query(account_ids)
+            rows = select_in(self.connection, query.key, query.build, query.values)
         fresh: set[str] = set()
-        rows = select_in(
-            self.connection,
-            ("ingest.members",),
-            lambda ids: select(
-                t.c.lead_id, t.c.account_id, t.c.member_flags, t.c.next_change_at, t.c.model_key
-            ).where(t.c.account_id.in_(ids), t.c.has_profile),
-            account_ids,
-        )
         for lead, account, flags, next_at, key in rows:
             if lead in self.leads:
                 continue
@@ -319,6 +338,17 @@ class _Work:
             if account in out and self.leads[lead].has_profile:
                 out[account][lead] = self.leads[lead]
         return out
+
+    def members_query(self, account_ids: Collection[str]) -> InQuery:
+        """The select of the members of these accounts (none without account rules)."""
+        t = schema.lead_state
+        return InQuery(
+            ("ingest.members",),
+            lambda ids: select(
+                t.c.lead_id, t.c.account_id, t.c.member_flags, t.c.next_change_at, t.c.model_key
+            ).where(t.c.account_id.in_(ids), t.c.has_profile),
+            account_ids if self.plan.has_account_rules else (),
+        )
 
     def catch_up(self) -> None:
         """Move this transaction's time to the latest state read, if one is ahead of it.
@@ -352,13 +382,21 @@ class _Work:
         accounts = {a for lead in lead_ids if (a := self.account_of.get(lead)) is not None}
         accounts.update(a for lead in lead_ids if (a := self.stored_account.get(lead)) is not None)
         accounts.update(extra_accounts)
-        members = self.members(accounts)
+        member_rows, account_rows, status_rows = select_in_together(
+            self.connection,
+            [
+                self.members_query(accounts),
+                self.accounts_query(accounts),
+                self.status_query(accounts),
+            ],
+        )
+        members = self.members(accounts, member_rows)
         self.catch_up()
-        self.load_accounts(accounts)
+        self.take_accounts(account_rows)
         evaluation = Evaluation(self.plan, self.now)
         for account in sorted(accounts):
             evaluation.set_account(account, self.accounts.get(account), members[account])
-        stored_status = self._stored_status(evaluation.statuses)
+        stored_status = self._stored_status(status_rows)
         keys = {account: _status_key(s) for account, (s, _) in evaluation.statuses.items()}
         out: dict[str, Qualification] = {}
         everyone: set[str] = set()
@@ -411,23 +449,24 @@ class _Work:
                 when = pending
         return when
 
-    def _stored_status(
-        self, accounts: Collection[str]
-    ) -> dict[str, tuple[tuple[Any, ...], int | None]]:
-        """Each stored account status: its key (see :func:`_status_key`) and the model
-        version it was stored for."""
+    def status_query(self, account_ids: Collection[str]) -> InQuery:
+        """The select of these accounts' stored statuses (none without account rules)."""
         t = schema.account_status
-        out: dict[str, tuple[tuple[Any, ...], int | None]] = {}
-        for row in self._rows(t, t.c.account_id, accounts):
-            key = (
-                row["mqa"],
-                row["engaged_leads"],
-                row["roles_covered"],
-                row["committee_covered"],
-                row["roles"],
-            )
-            out[row["account_id"]] = (key, row["model_version_id"])
-        return out
+        columns = (t.c.account_id, t.c.model_version_id, t.c.mqa, t.c.engaged_leads,
+                   t.c.roles_covered, t.c.committee_covered, t.c.roles)  # fmt: skip
+        return InQuery(
+            ("ingest.status",),
+            lambda ids: select(*columns).where(t.c.account_id.in_(ids)),
+            account_ids if self.plan.has_account_rules else (),
+        )
+
+    @staticmethod
+    def _stored_status(
+        rows: Iterable[tuple[Any, ...]],
+    ) -> dict[str, tuple[tuple[Any, ...], int | None]]:
+        """Each stored account status (rows of :meth:`status_query`): its key (see
+        :func:`_status_key`) and the model version it was stored for."""
+        return {account: (tuple(key), version) for account, version, *key in rows}
 
     def _save_status(
         self,
@@ -935,8 +974,11 @@ def qualify_from_state(
         work.link(lead_ids)
         evaluation = Evaluation(plan, as_of)
         accounts = {a for lead in lead_ids if (a := work.account_of.get(lead)) is not None}
-        members = work.members(accounts)
-        work.load_accounts(accounts)
+        member_rows, account_rows = select_in_together(
+            connection, [work.members_query(accounts), work.accounts_query(accounts)]
+        )
+        members = work.members(accounts, member_rows)
+        work.take_accounts(account_rows)
         for account in sorted(accounts):
             evaluation.set_account(account, work.accounts.get(account), members[account])
         out = []

@@ -17,7 +17,7 @@ applied when facts are read or attributed:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import Executable
 
 from leadqual.store import schema
-from leadqual.store.statements import chunks, insert_many, select_in
+from leadqual.store.statements import InQuery, chunks, insert_many, select_in_together
 
 
 def normalise_email(email: str | None) -> str | None:
@@ -65,23 +65,33 @@ class Identity:
         self._visitor_rows: list[dict[str, Any]] = []
 
     def preload(
-        self, lead_ids: Iterable[str], emails: Iterable[str], visitors: Iterable[str]
-    ) -> None:
-        """Fetch the aliases, email owners and visitor links a batch refers to."""
+        self,
+        lead_ids: Iterable[str],
+        emails: Iterable[str],
+        visitors: Iterable[str],
+        others: Sequence[InQuery] = (),
+    ) -> list[list[tuple[Any, ...]]]:
+        """Fetch the aliases, email owners and visitor links a batch refers to.
+
+        ``others`` are further selects of the caller, sent with these in one
+        round trip where the transaction is pipelined; their rows are returned.
+        """
         lookups: tuple[tuple[dict[str, str], Any, Any, Iterable[str]], ...] = (
             (self.aliases, schema.lead_aliases.c.alias_id, schema.lead_aliases.c.lead_id, lead_ids),
             (self.emails, schema.lead_emails.c.email, schema.lead_emails.c.lead_id, emails),
             (self.visitors, schema.visitor_links.c.visitor_id, schema.visitor_links.c.lead_id,
              visitors),
         )  # fmt: skip
-        for known, key, lead, wanted in lookups:
-            rows = select_in(
-                self.connection,
-                ("identity.preload", key.table.name),
-                _lookup(key, lead),
-                set(wanted) - known.keys(),
+        queries = [
+            InQuery(
+                ("identity.preload", key.table.name), _lookup(key, lead), set(wanted) - known.keys()
             )
-            known.update((found, owner) for found, owner in rows)
+            for known, key, lead, wanted in lookups
+        ]
+        rows = select_in_together(self.connection, [*queries, *others])
+        for (known, *_), found in zip(lookups, rows, strict=False):
+            known.update((key, owner) for key, owner in found)
+        return rows[len(queries) :]
 
     def canonical(self, lead_id: str) -> str:
         """The lead a (possibly merged) lead id stands for now."""

@@ -20,6 +20,8 @@ open transaction) is left to SQLAlchemy.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Insert, Select, Table, bindparam
@@ -68,6 +70,45 @@ def select_in(
             yield from direct.run(connection, part)
         else:
             yield from connection.execute(statement, {"ids": list(part)})
+
+
+@dataclass(frozen=True)
+class InQuery:
+    """A :func:`prepared` select over ``values`` (see :func:`select_in_together`)."""
+
+    key: tuple[str, ...]
+    build: Callable[[BindParameter[Any]], Executable]
+    values: Iterable[Any]
+
+
+def select_in_together(
+    connection: Connection, queries: Sequence[InQuery]
+) -> list[list[tuple[Any, ...]]]:
+    """The rows of each query, as :func:`select_in` gives them, with every query sent
+    before any answer is awaited.
+
+    In a pipelined transaction (PostgreSQL, see ``leadqual.store.store.pipelined``)
+    that makes one round trip of them all, not one each; elsewhere the
+    queries simply run one after another.
+    """
+    sent: list[list[tuple[_Direct | None, Any]]] = []
+    for query in queries:
+        statement = prepared(query.key, query.build)
+        direct = _direct(query.key, statement, connection)
+        parts: list[tuple[_Direct | None, Any]] = []
+        for part in chunks(sorted(set(query.values))):
+            if direct is not None:
+                parts.append((direct, direct.send(connection, part)))
+            else:
+                parts.append((None, list(connection.execute(statement, {"ids": list(part)}))))
+        sent.append(parts)
+    out: list[list[tuple[Any, ...]]] = []
+    for parts in sent:
+        rows: list[tuple[Any, ...]] = []
+        for direct, pending in parts:
+            rows.extend(pending if direct is None else direct.receive(connection, pending))
+        out.append(rows)
+    return out
 
 
 def select_in_dicts(
@@ -158,8 +199,16 @@ class _Direct:
         return made
 
     def run(self, connection: Connection, ids: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self.receive(connection, self.send(connection, ids))
+
+    def send(self, connection: Connection, ids: Sequence[Any]) -> _Sent:
+        """Execute the select (in a pipeline, without waiting for its answer)."""
         sql, parameters = self._sql(len(ids))
-        rows: list[tuple[Any, ...]] = _on_cursor(connection, sql, parameters(ids), many=False)
+        return _send(connection, sql, parameters(ids))
+
+    def receive(self, connection: Connection, sent: _Sent) -> list[tuple[Any, ...]]:
+        """The rows of a select :meth:`send` executed, through the columns' processors."""
+        rows: list[tuple[Any, ...]] = _receive(connection, sent)
         processors = self.processors
         if processors is None:
             return rows
@@ -216,21 +265,53 @@ class _DirectWrite:
         _on_cursor(connection, self.sql, params, many=True)
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """A select executed on a driver cursor whose rows are not fetched yet."""
+
+    cursor: Any
+    sql: str
+    params: Any
+
+
 def _on_cursor(connection: Connection, sql: str, params: Any, *, many: bool) -> Any:
     """Run SQL on the driver's cursor of ``connection`` (in its open transaction): a
     select's rows, or nothing for ``many``. A driver error is raised as SQLAlchemy's."""
-    dialect = connection.dialect
-    dbapi_connection = connection.connection
-    cursor = dbapi_connection.cursor()
-    try:
-        if many:
-            cursor.executemany(sql, params)
-            rows = None
-        else:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
+    if not many:
+        return _receive(connection, _send(connection, sql, params))
+    cursor = connection.connection.cursor()
+    with driver_errors(connection, sql, params, cursor, many=True):
+        cursor.executemany(sql, params)
         cursor.close()
+    return None
+
+
+def _send(connection: Connection, sql: str, params: Any) -> _Sent:
+    cursor = connection.connection.cursor()
+    with driver_errors(connection, sql, params, cursor):
+        cursor.execute(sql, params)
+    return _Sent(cursor, sql, params)
+
+
+def _receive(connection: Connection, sent: _Sent) -> Any:
+    with driver_errors(connection, sent.sql, sent.params, sent.cursor):
+        rows = sent.cursor.fetchall()
+        sent.cursor.close()
+    return rows
+
+
+@contextmanager
+def driver_errors(
+    connection: Connection, sql: str, params: Any, cursor: Any, *, many: bool = False
+) -> Iterator[None]:
+    """Raise a driver error as SQLAlchemy's error for it (the connection invalidated if
+    it was lost). In a pipeline (see ``leadqual.store.store``) it can be an earlier
+    statement's."""
+    dialect = connection.dialect
+    try:
+        yield
     except dialect.loaded_dbapi.Error as error:
+        dbapi_connection = connection.connection
         lost = dialect.is_disconnect(error, dbapi_connection, cursor)
         if lost:
             connection.invalidate(error)
@@ -238,7 +319,6 @@ def _on_cursor(connection: Connection, sql: str, params: Any, *, many: bool) -> 
             sql, params, error, dialect.loaded_dbapi.Error,
             connection_invalidated=lost, dialect=dialect, ismulti=many,
         ) from error  # fmt: skip
-    return rows
 
 
 def run_in(

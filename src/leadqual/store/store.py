@@ -24,7 +24,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
+from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
@@ -33,6 +35,7 @@ from leadqual.engine.result import Qualification
 from leadqual.facts.dataset import FactSet
 from leadqual.facts.types import Fact
 from leadqual.store import identity, keys, migrate, reader, state, versions
+from leadqual.store.statements import driver_errors
 from leadqual.store.writer import AppendResult, append_facts
 
 URL_VARIABLE = "LEADQUAL_DATABASE_URL"
@@ -118,19 +121,20 @@ PING_AFTER_IDLE_SECONDS = 1.0
 def _server_engine(url: URL) -> Engine:
     """An engine for a database server (PostgreSQL) whose pool pings only idle connections.
 
-    SQLAlchemy's ``pool_pre_ping`` costs a round trip on every checkout: one of
-    about fifteen for a single event. A connection that was in use within the
-    last second (a busy service's) is taken as it is; one idle for longer is
-    pinged, and one that does not answer is replaced before it is used. If the
-    server goes away within that second, the one transaction that takes the
-    lost connection fails with ``OperationalError`` (writers retry it) and the
-    pool drops the connection.
+    SQLAlchemy's ``pool_pre_ping`` costs a round trip on every checkout, where a
+    single event waits for the server only four times (see :func:`_pipelined`).
+    A connection that was in use within the last second (a busy service's) is
+    taken as it is; one idle for longer is pinged, and one that does not answer
+    is replaced before it is used. If the server goes away within that second,
+    the one transaction that takes the lost connection fails with
+    ``OperationalError`` (writers retry it) and the pool drops the connection.
     """
     # No server-side prepared statements: the idempotency look-ups send
     # IN lists of varying length, and a generic plan for one of them
     # compares every row with every parameter instead of hashing them.
     engine = create_engine(url, connect_args={"prepare_threshold": None})
     dialect = engine.dialect
+    event.listen(engine, "after_cursor_execute", _wait_in_pipeline)
 
     @event.listens_for(engine, "checkin")
     def idle_from(_dbapi_connection: Any, record: Any) -> None:
@@ -150,6 +154,67 @@ def _server_engine(url: URL) -> Engine:
             raise
 
     return engine
+
+
+_PIPELINES: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
+"""The open psycopg pipeline of each driver connection in one (see :func:`_pipelined`)."""
+
+
+@contextmanager
+def _pipelined(connection: Connection) -> Iterator[None]:
+    """Run the transaction SQLAlchemy began on ``connection`` in PostgreSQL's pipeline
+    mode, ``BEGIN`` and ``COMMIT`` included (elsewhere: no-op).
+
+    A write transaction is a dozen short statements, and outside pipeline
+    mode each one is a round trip: the writer, which holds the write lock,
+    waits for the server about as long as it computes. In pipeline mode
+    psycopg sends a statement without waiting for its answer and waits only
+    when a result is needed. ``BEGIN`` is sent here with the first statement
+    (psycopg's own would wait for its answer) and ``COMMIT`` with the last
+    writes, in one wait for all their answers, after which SQLAlchemy's
+    commit finds nothing left to do. Selects sent together (see
+    ``statements.select_in_together``) share one wait.
+
+    What each statement does is unchanged. A write's error (a duplicate key,
+    say) is raised by the next statement that waits, at the latest by the
+    ``COMMIT``, as SQLAlchemy's error for it; the transaction then rolls
+    back, so nothing is written. Statements run through SQLAlchemy wait for
+    their answer at once (see :func:`_wait_in_pipeline`).
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    raw.autocommit = True  # psycopg sends no BEGIN (nor waits for it): the pipeline does
+    try:
+        with driver_errors(connection, "COMMIT", None, None), raw.pipeline() as pipeline:
+            _PIPELINES[raw] = pipeline
+            try:
+                raw.execute("BEGIN")
+                yield
+                raw.execute("COMMIT")
+            finally:
+                _PIPELINES.pop(raw, None)
+    finally:
+        if not raw.broken:
+            if raw.info.transaction_status != TransactionStatus.IDLE:
+                raw.rollback()  # the block failed (SQLAlchemy's rollback then has nothing to do)
+            raw.autocommit = False  # before anything else uses the pooled connection
+
+
+def _wait_in_pipeline(
+    _connection: Connection, cursor: Any, _statement: str, _parameters: Any, context: Any,
+    _executemany: bool,
+) -> None:  # fmt: skip
+    """After SQLAlchemy executes a statement in a pipeline: wait for its answer, unless it
+    is an insert that returns nothing (SQLAlchemy reads nothing of its result)."""
+    pipeline = _PIPELINES.get(cursor.connection)
+    if pipeline is None:
+        return
+    if context is not None and context.isinsert and not context.compiled.effective_returning:
+        return
+    pipeline.sync()
 
 
 class Transaction:
@@ -273,8 +338,11 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """A write transaction: commits when the block ends, rolls back if it raises."""
-        with self._write() as connection:
+        """A write transaction: commits when the block ends, rolls back if it raises.
+
+        On PostgreSQL it runs in pipeline mode (see :func:`_pipelined`).
+        """
+        with self._write() as connection, _pipelined(connection):
             yield Transaction(connection, datetime.now(UTC))
 
     # -- facts -----------------------------------------------------------------------------

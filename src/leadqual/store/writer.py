@@ -9,7 +9,7 @@ trace even inside a caller's larger transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,7 @@ from leadqual.facts.types import Fact
 from leadqual.store import codec, schema
 from leadqual.store.codec import Encoded
 from leadqual.store.identity import Identity, normalise_email
-from leadqual.store.statements import insert_many, select_in
+from leadqual.store.statements import InQuery, insert_many
 
 TABLES: dict[str, Table] = {table.name: table for table in schema.FACT_TABLES}
 KIND = {
@@ -74,19 +74,29 @@ def append_facts(
     """
     encoded = [codec.encode(fact, index, now) for index, fact in enumerate(facts)]
     position = {id(item.row): index for index, item in enumerate(encoded)}
-    fresh, duplicates = _new_facts(connection, encoded)
-    identity = Identity(connection, now)
-    lead_ids = {row["lead_id"] for rows in fresh.values() for row in rows if row.get("lead_id")}
+    by_table = _distinct_ids(encoded)
+    # The identity look-ups go with the look-up of stored ids (one round trip where
+    # pipelined), so they cover every fact sent, the duplicates too.
+    lead_ids = {item.row["lead_id"] for item in encoded if item.row.get("lead_id")}
     emails = {
         key
-        for table in ("lead_profiles", "events")
-        for row in fresh[table]
-        if (key := normalise_email(row["email"])) is not None
+        for item in encoded
+        if item.table in ("lead_profiles", "events")
+        and (key := normalise_email(item.row["email"])) is not None
     }
-    visitors = {row["visitor_id"] for row in fresh["events"] if row["visitor_id"] is not None}
-    identity.preload(lead_ids, emails, visitors)
+    visitors = {
+        item.row["visitor_id"]
+        for item in encoded
+        if item.table == "events" and item.row["visitor_id"] is not None
+    }
+    identity = Identity(connection, now)
+    queries = _stored_hash_queries(by_table)
     if strict:
-        _check_known(connection, identity, fresh)
+        queries.append(_profiles_query(lead_ids))
+    stored = identity.preload(lead_ids, emails, visitors, queries)
+    fresh, duplicates = _new_facts(by_table, stored[: len(by_table)], len(encoded))
+    if strict:
+        _check_known(identity, fresh, {lead for (lead,) in stored[-1]})
 
     touched: set[str] = set()
     accounts: set[str] = set()
@@ -139,43 +149,55 @@ def append_facts(
     )
 
 
-def _new_facts(
-    connection: Connection, encoded: list[Encoded]
-) -> tuple[dict[str, list[codec.Row]], int]:
-    """The rows not stored yet, per table, and how many facts were duplicates.
+def _distinct_ids(encoded: list[Encoded]) -> dict[str, dict[str, Encoded]]:
+    """Each table's facts by id, a fact sent twice kept once.
 
     Raises ConflictError, before anything is written, for an id sent twice
-    with different payloads or already stored with a different payload.
+    with different payloads.
     """
     by_table: dict[str, dict[str, Encoded]] = {name: {} for name in TABLES}
-    duplicates = 0
     for item in encoded:
         seen = by_table[item.table].get(item.fact_id)
         if seen is None:
             by_table[item.table][item.fact_id] = item
-        elif seen.row["payload_hash"] == item.row["payload_hash"]:
-            duplicates += 1
-        else:
+        elif seen.row["payload_hash"] != item.row["payload_hash"]:
             raise ConflictError(
                 f"{KIND[item.table]} '{item.fact_id}' appears twice in the batch with different "
                 "payloads; nothing from this batch was written"
             )
+    return by_table
+
+
+def _stored_hash_queries(by_table: dict[str, dict[str, Encoded]]) -> list[InQuery]:
+    """Per fact table (in ``by_table``'s order): the select of the stored payload hashes
+    of its ids."""
+    return [
+        InQuery(("writer.stored", name), _stored_hashes(TABLES[name]), list(items))
+        for name, items in by_table.items()
+    ]
+
+
+def _new_facts(
+    by_table: dict[str, dict[str, Encoded]], stored: list[list[tuple[Any, ...]]], sent: int
+) -> tuple[dict[str, list[codec.Row]], int]:
+    """The rows not stored yet, per table, and how many of the ``sent`` facts were
+    duplicates, from each table's stored (id, payload hash) pairs.
+
+    Raises ConflictError, before anything is written, for an id already
+    stored with a different payload.
+    """
     fresh: dict[str, list[codec.Row]] = {}
-    for name, items in by_table.items():
-        table = TABLES[name]
-        stored = list(
-            select_in(connection, ("writer.stored", name), _stored_hashes(table), list(items))
-        )
-        for fact_id, stored_hash in stored:
+    for (name, items), rows in zip(by_table.items(), stored, strict=True):
+        items = dict(items)
+        for fact_id, stored_hash in rows:
             if items[fact_id].row["payload_hash"] != stored_hash:
                 raise ConflictError(
                     f"{KIND[name]} '{fact_id}' is already stored with a different payload; "
                     "nothing from this batch was written"
                 )
             del items[fact_id]
-            duplicates += 1
         fresh[name] = [item.row for item in items.values()]
-    return fresh, duplicates
+    return fresh, sent - sum(len(rows) for rows in fresh.values())
 
 
 def _stored_hashes(table: Table) -> Callable[[Any], Any]:
@@ -184,26 +206,22 @@ def _stored_hashes(table: Table) -> Callable[[Any], Any]:
     return lambda ids: select(key, table.c.payload_hash).where(key.in_(ids))
 
 
-def _check_known(
-    connection: Connection, identity: Identity, fresh: dict[str, list[codec.Row]]
-) -> None:
-    """Refuse facts about leads nobody has told the store about."""
-    known = {row["lead_id"] for row in fresh["lead_profiles"]}
-    known_emails = {normalise_email(row["email"]) for row in fresh["lead_profiles"]}
-    wanted = {
-        row["lead_id"]
-        for table in ("events", "answers", "decisions", "outcomes")
-        for row in fresh[table]
-        if row["lead_id"] and row["lead_id"] not in known and row["lead_id"] not in identity.aliases
-    }
+def _profiles_query(lead_ids: Iterable[str]) -> InQuery:
+    """The select of the leads among these that have a stored profile."""
     p = schema.lead_profiles
-    rows = select_in(
-        connection,
-        ("writer.known",),
-        lambda ids: select(p.c.lead_id).where(p.c.lead_id.in_(ids)).distinct(),
-        wanted,
-    )
-    known.update(lead for (lead,) in rows)
+    return InQuery(
+        ("writer.known",), lambda ids: select(p.c.lead_id).where(p.c.lead_id.in_(ids)).distinct(),
+        lead_ids,
+    )  # fmt: skip
+
+
+def _check_known(
+    identity: Identity, fresh: dict[str, list[codec.Row]], stored_profiles: set[str]
+) -> None:
+    """Refuse facts about leads nobody has told the store about (``stored_profiles``:
+    the leads of the batch with a stored profile)."""
+    known = stored_profiles | {row["lead_id"] for row in fresh["lead_profiles"]}
+    known_emails = {normalise_email(row["email"]) for row in fresh["lead_profiles"]}
     for table in ("events", "answers", "decisions", "outcomes"):
         for row in fresh[table]:
             lead, fact_id = row["lead_id"], row[TABLES[table].primary_key.columns.values()[0].key]
