@@ -14,7 +14,7 @@ from leadqual.cli import app
 from leadqual.engine.incremental import Plan
 from leadqual.engine.reference import MemberFlags, evaluate_all
 from leadqual.errors import ConflictError, FactError, NotFoundError
-from leadqual.facts.types import Decision, Event
+from leadqual.facts.types import AccountProfile, Decision, Event, Fact, LeadProfile
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.service import Ingestor, recompute
 from leadqual.service.ingest import _Work
@@ -277,3 +277,32 @@ def test_a_colleague_whose_stage_can_move_but_whose_flags_cannot_is_read_from_it
     expected = {q.lead_id: q for q in evaluate_all(MODEL, store.load_facts(resolve=True), later)}
     reasons = state.qualification_row(expected["L1"], None, later)["reasons"]
     assert store.qualification("L1").reasons == json.loads(reasons)
+
+
+def test_a_lead_linked_by_its_domain_follows_the_domain_and_its_email(store: Store) -> None:
+    """A lead linked by its email's domain keeps its stored account only while the
+    email and the domain's account stay: a new email's domain, an account that claims
+    that domain, and the events after each give the reference's account."""
+    ingestor = Ingestor(store, MODEL)
+
+    def account_after(facts: list[Fact], at: datetime) -> str | None:
+        ingestor.apply(facts, at)
+        expected = {q.lead_id: q for q in evaluate_all(MODEL, store.load_facts(resolve=True), at)}
+        stored = store.qualification("L1")
+        assert stored.account_id == expected["L1"].account_id
+        assert stored.stage == expected["L1"].stage
+        return stored.account_id
+
+    at = NOW - timedelta(days=3)
+    acme = AccountProfile("acct-acme", "acme.io", {"employees": 500}, at)
+    assert account_after([_lead(), acme], at) == "acct-acme"
+    first = at + timedelta(hours=1)
+    assert account_after([Event("V1", "page_view", first, "L1")], first) == "acct-acme"
+    moved = LeadProfile("L1", "l1@other.io", None, {}, at + timedelta(hours=2))
+    assert account_after([moved], at + timedelta(hours=2)) == "domain:other.io"
+    later = at + timedelta(hours=3)
+    assert account_after([Event("V2", "page_view", later, "L1")], later) == "domain:other.io"
+    other = AccountProfile("acct-other", "other.io", {"employees": 50}, at + timedelta(hours=4))
+    assert account_after([other], at + timedelta(hours=4)) == "acct-other"
+    last = at + timedelta(hours=5)
+    assert account_after([Event("V3", "page_view", last, "L1")], last) == "acct-other"

@@ -219,16 +219,20 @@ def test_selects_sent_together_wait_for_the_server_once(store_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_a_single_event_waits_for_the_server_four_times(store_url: str) -> None:
-    """One event of a lead with an account of its own, alone in it: the identity and
-    idempotency look-ups; the event's insert with its lead's state; the account's
-    members, state and status; the writes with the COMMIT. (It was twelve before the
-    transaction was pipelined.)"""
+@pytest.mark.parametrize("account_id", ["acct-1", None], ids=["own account", "by domain"])
+def test_a_single_event_waits_for_the_server_four_times(
+    store_url: str, account_id: str | None
+) -> None:
+    """One event of a lead alone in its account, whether it names the account or is
+    linked to it by its email's domain: the identity and idempotency look-ups; the
+    event's insert with its lead's state; the account's members, state and status; the
+    writes with the COMMIT. (It was twelve before the transaction was pipelined; the
+    domain is not looked up again while the lead's email and the domain's account stay.)"""
     if not store_url.startswith("postgresql"):
         pytest.skip("pipeline mode is PostgreSQL's")
     with Store.open(store_url) as store:
         ingestor = Ingestor(store, load_model("b2b_example"))
-        profile = LeadProfile("L1", "l1@acme.io", "acct-1", {"seniority": "vp"}, NOW)
+        profile = LeadProfile("L1", "l1@acme.io", account_id, {"seniority": "vp"}, NOW)
         account = AccountProfile("acct-1", "acme.io", {"employees": 500}, NOW)
         ingestor.apply([profile, account], NOW)
         with store.engine.connect() as connection:
@@ -237,5 +241,6 @@ def test_a_single_event_waits_for_the_server_four_times(store_url: str) -> None:
             event = Event("E1", "page_view", NOW + timedelta(minutes=1), "L1")
             result = ingestor.apply([event], NOW + timedelta(minutes=2), strict=True)
         assert result.accepted == 1 and result.qualified == ("L1",)
+        assert store.qualification("L1").account_id == "acct-1"
         assert sent.count("Parse") >= 8  # every statement went out
         assert _waits(sent) == 4

@@ -134,6 +134,8 @@ class _Work:
         self.now = now
         self.leads: dict[str, LeadState] = {}
         self.stored_account: dict[str, str | None] = {}
+        self.stored_link: dict[str, str | None] = {}
+        """The domain each stored lead with a profile was linked by (None: not by a domain)."""
         self.changed: set[str] = set()  # states to write back
         self.accounts: dict[str, AccountState] = {}
         self.changed_accounts: set[str] = set()
@@ -196,6 +198,8 @@ class _Work:
         for row in select_in_dicts(self.connection, key, build, wanted):
             lead = row["lead_id"]
             self.stored_account[lead] = row["account_id"]
+            if row["has_profile"]:
+                self.stored_link[lead] = row["link_domain"]
             self.stored_qualification[lead] = (row["stored_stage"], row["stored_routing"])
             if row["model_key"] != self.plan.key:
                 stale.add(lead)
@@ -293,14 +297,35 @@ class _Work:
         return {lead for (lead,) in rows}
 
     def link(self, lead_ids: Iterable[str]) -> None:
-        """Work out the account of each lead (FactSet's linking rules)."""
-        states = [self.leads[lead] for lead in lead_ids]
-        # a lead with an account id of its own is linked by it, whatever its email's domain
-        self.load_domains(
-            d for s in states if s.link_account is None and (d := s.link_domain()) is not None
-        )
-        for s in states:
-            self.account_of[s.lead_id] = s.link(self.domains) if s.has_profile else None
+        """Work out the account of each lead (FactSet's linking rules).
+
+        A lead linked by its email's domain keeps the account stored with its
+        state when that state was linked by the same domain and no account has
+        claimed the domain in this transaction: the domain is not looked up.
+        The stored account is still the domain's, because every transaction
+        that gives a domain to an account relinks the leads stored with that
+        domain (:meth:`relinked_by_domain`).
+        """
+        by_domain = []
+        for lead in lead_ids:
+            s = self.leads[lead]
+            domain = s.link_domain() if s.has_profile and s.link_account is None else None
+            stored = self.stored_account.get(lead)
+            if (
+                domain is not None
+                and domain not in self.domains
+                and domain not in self.changed_domains
+                and stored is not None
+                and self.stored_link.get(lead) == domain
+            ):
+                self.account_of[lead] = stored
+            elif domain is not None:
+                by_domain.append(s)
+            else:  # an account id of its own, or none to link by
+                self.account_of[lead] = s.link(self.domains) if s.has_profile else None
+        self.load_domains(d for s in by_domain if (d := s.link_domain()) is not None)
+        for s in by_domain:
+            self.account_of[s.lead_id] = s.link(self.domains)
 
     def members(
         self, account_ids: Collection[str], rows: Iterable[tuple[Any, ...]] | None = None
