@@ -89,7 +89,7 @@ class Identity:
             for known, key, lead, wanted in lookups
         ]
         rows = select_in_together(self.connection, [*queries, *others])
-        for (known, *_), found in zip(lookups, rows, strict=False):
+        for (known, *_), found in zip(lookups, rows[: len(queries)], strict=True):
             known.update((key, owner) for key, owner in found)
         return rows[len(queries) :]
 

@@ -87,7 +87,7 @@ def select_in_together(
     """The rows of each query, as :func:`select_in` gives them, with every query sent
     before any answer is awaited.
 
-    In a pipelined transaction (PostgreSQL, see ``leadqual.store.store.pipelined``)
+    In a pipelined transaction (PostgreSQL, see ``leadqual.store.store._pipelined``)
     that makes one round trip of them all, not one each; elsewhere the
     queries simply run one after another.
     """
