@@ -29,7 +29,14 @@ from leadqual.facts.types import AccountProfile, Event, LeadProfile
 from leadqual.model.load import load_model
 from leadqual.service import Ingestor
 from leadqual.store import Store, schema
-from leadqual.store.statements import InQuery, insert_many, select_in, select_in_together, upsert
+from leadqual.store.statements import (
+    PREPARE_MAX_IDS,
+    InQuery,
+    insert_many,
+    select_in,
+    select_in_together,
+    upsert,
+)
 
 NOW = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
 
@@ -167,12 +174,19 @@ def _assert_the_store_still_writes(store: Store) -> None:
             assert raw.pgconn.pipeline_status == 0  # off
 
 
-# -- round trips (PostgreSQL) ---------------------------------------------------------
+# -- round trips and prepared statements (PostgreSQL) ---------------------------------
+
+_POSTGRES_ONLY = pytest.mark.parametrize(
+    "store_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+"""The store fixture's PostgreSQL database only: pipeline mode and prepared statements
+are PostgreSQL's."""
 
 
 @contextmanager
-def _traced(raw: Any) -> Iterator[list[str]]:
-    """libpq's trace of ``raw`` while the block runs: the messages the client sent."""
+def _traced(raw: Any, parsed: list[str] | None = None) -> Iterator[list[str]]:
+    """libpq's trace of ``raw`` while the block runs: the messages the client sent (and,
+    into ``parsed``, the statement name and SQL of each Parse)."""
     with tempfile.TemporaryDirectory(prefix="lq-trace-") as folder:
         path = Path(folder) / "trace.txt"
         with path.open("w") as file:
@@ -187,6 +201,8 @@ def _traced(raw: Any) -> Iterator[list[str]]:
             fields = line.split("\t")
             if len(fields) > 2 and fields[0] == "F":
                 sent.append(fields[2])
+                if fields[2] == "Parse" and parsed is not None:
+                    parsed.append(fields[3].strip())
 
 
 def _waits(sent: list[str]) -> int:
@@ -201,10 +217,8 @@ def _waits(sent: list[str]) -> int:
     return waits
 
 
-@pytest.mark.postgres
+@_POSTGRES_ONLY
 def test_selects_sent_together_wait_for_the_server_once(store_url: str) -> None:
-    if not store_url.startswith("postgresql"):
-        pytest.skip("pipeline mode is PostgreSQL's")
     with Store.open(store_url) as store:
         with store.transaction() as tx:
             upsert(tx.connection, schema.lead_state, _state_rows(20))
@@ -218,7 +232,7 @@ def test_selects_sent_together_wait_for_the_server_once(store_url: str) -> None:
         assert _waits(sent) == 1
 
 
-@pytest.mark.postgres
+@_POSTGRES_ONLY
 @pytest.mark.parametrize("account_id", ["acct-1", None], ids=["own account", "by domain"])
 def test_a_single_event_waits_for_the_server_four_times(
     store_url: str, account_id: str | None
@@ -228,8 +242,6 @@ def test_a_single_event_waits_for_the_server_four_times(
     event's insert with its lead's state; the account's members, state and status; the
     writes with the COMMIT. (It was twelve before the transaction was pipelined; the
     domain is not looked up again while the lead's email and the domain's account stay.)"""
-    if not store_url.startswith("postgresql"):
-        pytest.skip("pipeline mode is PostgreSQL's")
     with Store.open(store_url) as store:
         ingestor = Ingestor(store, load_model("b2b_example"))
         profile = LeadProfile("L1", "l1@acme.io", account_id, {"seniority": "vp"}, NOW)
@@ -242,5 +254,49 @@ def test_a_single_event_waits_for_the_server_four_times(
             result = ingestor.apply([event], NOW + timedelta(minutes=2), strict=True)
         assert result.accepted == 1 and result.qualified == ("L1",)
         assert store.qualification("L1").account_id == "acct-1"
-        assert sent.count("Parse") >= 8  # every statement went out
+        assert sent.count("Bind") >= 10  # every statement ran
         assert _waits(sent) == 4
+
+
+@_POSTGRES_ONLY
+def test_a_single_events_statements_are_prepared_once(store_url: str) -> None:
+    """After one event, the next event of the same shape parses none of its statements
+    (its look-ups by a few ids and its writes are prepared statements) but the
+    transaction's BEGIN and COMMIT."""
+    with Store.open(store_url) as store:
+        ingestor = Ingestor(store, load_model("b2b_example"))
+        profile = LeadProfile("L1", "l1@acme.io", "acct-1", {"seniority": "vp"}, NOW)
+        account = AccountProfile("acct-1", "acme.io", {"employees": 500}, NOW)
+        ingestor.apply([profile, account], NOW)
+        first = Event("E1", "page_view", NOW + timedelta(minutes=1), "L1")
+        ingestor.apply([first], NOW + timedelta(minutes=2), strict=True)
+        with store.engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+        parsed: list[str] = []
+        with _traced(raw, parsed) as sent:
+            second = Event("E2", "page_view", NOW + timedelta(minutes=3), "L1")
+            ingestor.apply([second], NOW + timedelta(minutes=4), strict=True)
+        assert sent.count("Bind") >= 10
+        assert [" ".join(p.split()[1:2]) for p in parsed] == ['"BEGIN"', '"COMMIT"']
+
+
+@_POSTGRES_ONLY
+def test_a_select_over_more_ids_than_prepare_max_is_planned_each_time(store_url: str) -> None:
+    """A generic plan for a long IN list would compare every row with every id: such a
+    select is sent unnamed (planned for its values), a short one as a prepared
+    statement."""
+    with Store.open(store_url) as store, store.transaction() as tx:
+        upsert(tx.connection, schema.lead_state, _state_rows(20))
+        raw = tx.connection.connection.dbapi_connection
+        ids = [f"lead-{i:04d}" for i in range(PREPARE_MAX_IDS + 1)]
+        parsed: list[str] = []
+        with _traced(raw, parsed):
+            short = list(select_in(tx.connection, ("test.prepare",), _by_id, ids[:-1]))
+            long = list(select_in(tx.connection, ("test.prepare",), _by_id, ids))
+        assert len(short) == PREPARE_MAX_IDS and len(long) == PREPARE_MAX_IDS + 1
+        names = [p.split()[0] for p in parsed]
+        assert len(names) == 2 and names[0] != '""' and names[1] == '""'
+
+
+def _by_id(ids: Any) -> Any:
+    return select(_T.c.lead_id).where(_T.c.lead_id.in_(ids))

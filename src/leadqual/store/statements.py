@@ -33,6 +33,13 @@ from sqlalchemy.sql.expression import BindParameter, Executable
 CHUNK = 500
 """Ids per ``IN (...)`` list: well under every driver's parameter limit."""
 
+PREPARE_MAX_IDS = 4
+"""On PostgreSQL a select over at most this many ids is a server-side prepared
+statement: parsed and planned once per connection, not on every run. A longer
+list is planned each time, since a generic plan for a long ``IN`` list compares
+every row with every id instead of hashing them; a list this short loses nothing
+by it, and a single event's look-ups are of one or two ids."""
+
 
 def chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), CHUNK):
@@ -204,7 +211,7 @@ class _Direct:
     def send(self, connection: Connection, ids: Sequence[Any]) -> _Sent:
         """Execute the select (in a pipeline, without waiting for its answer)."""
         sql, parameters = self._sql(len(ids))
-        return _send(connection, sql, parameters(ids))
+        return _send(connection, sql, parameters(ids), prepare=len(ids) <= PREPARE_MAX_IDS)
 
     def receive(self, connection: Connection, sent: _Sent) -> list[tuple[Any, ...]]:
         """The rows of a select :meth:`send` executed, through the columns' processors."""
@@ -286,10 +293,15 @@ def _on_cursor(connection: Connection, sql: str, params: Any, *, many: bool) -> 
     return None
 
 
-def _send(connection: Connection, sql: str, params: Any) -> _Sent:
-    cursor = connection.connection.cursor()
+def _send(connection: Connection, sql: str, params: Any, *, prepare: bool = False) -> _Sent:
+    """Execute a select on the driver's cursor (``prepare``: as a prepared statement,
+    on PostgreSQL)."""
+    cursor: Any = connection.connection.cursor()  # psycopg's, when it is asked to prepare
     with driver_errors(connection, sql, params, cursor):
-        cursor.execute(sql, params)
+        if prepare and connection.dialect.name == "postgresql":
+            cursor.execute(sql, params, prepare=True)
+        else:
+            cursor.execute(sql, params)
     return _Sent(cursor, sql, params)
 
 

@@ -118,6 +118,11 @@ PING_AFTER_IDLE_SECONDS = 1.0
 """A pooled server connection idle for longer than this is pinged before it is used."""
 
 
+_NEVER_BY_ITSELF = 2**62
+"""psycopg's ``prepare_threshold``: executions of one statement before psycopg prepares it
+by itself (never, here); a statement run with ``prepare=True`` is prepared at once."""
+
+
 def _server_engine(url: URL) -> Engine:
     """An engine for a database server (PostgreSQL) whose pool pings only idle connections.
 
@@ -129,10 +134,12 @@ def _server_engine(url: URL) -> Engine:
     the one transaction that takes the lost connection fails with
     ``OperationalError`` (writers retry it) and the pool drops the connection.
     """
-    # No server-side prepared statements: the idempotency look-ups send
-    # IN lists of varying length, and a generic plan for one of them
-    # compares every row with every parameter instead of hashing them.
-    engine = create_engine(url, connect_args={"prepare_threshold": None})
+    # psycopg prepares no statement by itself (a generic plan for a long IN list
+    # compares every row with every id instead of hashing them); the store asks
+    # for it where that cannot happen: its inserts and upserts (psycopg prepares
+    # an executemany's statement) and its selects over a few ids
+    # (statements.PREPARE_MAX_IDS).
+    engine = create_engine(url, connect_args={"prepare_threshold": _NEVER_BY_ITSELF})
     dialect = engine.dialect
     event.listen(engine, "after_cursor_execute", _wait_in_pipeline)
 
