@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,22 @@ def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
             query = select(table).order_by(*table.primary_key.columns)
             out[table.name] = [tuple(row) for row in connection.execute(query)]
     return out
+
+
+def lead_state_rows(count: int, now: datetime) -> list[dict[str, object]]:
+    """``count`` rows of ``lead_state`` (``lead-000``, ``lead-001``, ...) over three
+    accounts, every other one with a profile, most with a ``next_change_at``."""
+    return [
+        {
+            "lead_id": f"lead-{i:03d}",
+            "account_id": f"acct-{i % 3}",
+            "link_domain": None,
+            "has_profile": i % 2 == 0,
+            "next_change_at": now + timedelta(days=i) if i % 4 else None,
+            "model_key": "key",
+            "state": "{}",
+            "updated_at": now,
+            "member_flags": None,
+        }
+        for i in range(count)
+    ]

@@ -37,25 +37,9 @@ from leadqual.store.statements import (
     select_in_together,
     upsert,
 )
+from tests.store.conftest import lead_state_rows
 
 NOW = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
-
-
-def _state_rows(count: int) -> list[dict[str, object]]:
-    return [
-        {
-            "lead_id": f"lead-{i:04d}",
-            "account_id": f"acct-{i % 3}",
-            "link_domain": None,
-            "has_profile": i % 2 == 0,
-            "next_change_at": NOW + timedelta(days=i) if i % 4 else None,
-            "model_key": "key",
-            "state": "{}",
-            "updated_at": NOW,
-            "member_flags": None,
-        }
-        for i in range(count)
-    ]
 
 
 def _alias(alias_id: str) -> dict[str, object]:
@@ -81,7 +65,7 @@ _BY_ACCOUNT = InQuery(
 _BY_ID = InQuery(
     ("test.together.by_id",),
     lambda ids: select(_T.c.lead_id, _T.c.account_id).where(_T.c.lead_id.in_(ids)),
-    [f"lead-{i:04d}" for i in range(0, 1300, 2)],  # two chunks of the IN list
+    [f"lead-{i:03d}" for i in range(0, 1300, 2)],  # two chunks of the IN list
 )
 _NONE = InQuery(
     ("test.together.none",), lambda ids: select(_T.c.lead_id).where(_T.c.lead_id.in_(ids)), []
@@ -90,7 +74,7 @@ _NONE = InQuery(
 
 def test_selects_sent_together_give_each_its_own_rows(store: Store) -> None:
     with store.transaction() as tx:
-        upsert(tx.connection, schema.lead_state, _state_rows(1200))
+        upsert(tx.connection, schema.lead_state, lead_state_rows(1200, NOW))
         together = select_in_together(tx.connection, [_BY_ACCOUNT, _BY_ID, _NONE])
         alone = [
             list(select_in(tx.connection, q.key, q.build, q.values))
@@ -99,8 +83,8 @@ def test_selects_sent_together_give_each_its_own_rows(store: Store) -> None:
     assert [sorted(rows) for rows in together] == [sorted(rows) for rows in alone]
     assert len(together[0]) == 800 and len(together[1]) == 600 and together[2] == []
     profiles = {lead: (has, at) for lead, has, at in together[0]}
-    assert profiles["lead-0000"] == (True, None)
-    assert profiles["lead-0005"] == (False, NOW + timedelta(days=5))  # processed types
+    assert profiles["lead-000"] == (True, None)
+    assert profiles["lead-005"] == (False, NOW + timedelta(days=5))  # processed types
 
 
 def test_a_later_statement_sees_the_writes_sent_before_it(store: Store) -> None:
@@ -221,7 +205,7 @@ def _waits(sent: list[str]) -> int:
 def test_selects_sent_together_wait_for_the_server_once(store_url: str) -> None:
     with Store.open(store_url) as store:
         with store.transaction() as tx:
-            upsert(tx.connection, schema.lead_state, _state_rows(20))
+            upsert(tx.connection, schema.lead_state, lead_state_rows(20, NOW))
         with store.transaction() as tx:
             raw = tx.connection.connection.dbapi_connection
             list(select_in(tx.connection, ("test.warm",), _alias_ids, ["x"]))  # with the BEGIN
@@ -286,9 +270,9 @@ def test_a_select_over_more_ids_than_prepare_max_is_planned_each_time(store_url:
     select is sent unnamed (planned for its values), a short one as a prepared
     statement."""
     with Store.open(store_url) as store, store.transaction() as tx:
-        upsert(tx.connection, schema.lead_state, _state_rows(20))
+        upsert(tx.connection, schema.lead_state, lead_state_rows(20, NOW))
         raw = tx.connection.connection.dbapi_connection
-        ids = [f"lead-{i:04d}" for i in range(PREPARE_MAX_IDS + 1)]
+        ids = [f"lead-{i:03d}" for i in range(PREPARE_MAX_IDS + 1)]
         parsed: list[str] = []
         with _traced(raw, parsed):
             short = list(select_in(tx.connection, ("test.prepare",), _by_id, ids[:-1]))

@@ -19,25 +19,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from leadqual.store import Store, schema
 from leadqual.store.statements import _Direct, insert_many, select_in, select_in_dicts, upsert
+from tests.store.conftest import lead_state_rows
 
 NOW = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
-
-
-def _state_rows(count: int) -> list[dict[str, object]]:
-    return [
-        {
-            "lead_id": f"lead-{i:03d}",
-            "account_id": f"acct-{i % 3}",
-            "link_domain": None,
-            "has_profile": i % 2 == 0,
-            "next_change_at": NOW + timedelta(days=i) if i % 4 else None,
-            "model_key": "key",
-            "state": "{}",
-            "updated_at": NOW,
-            "member_flags": None,
-        }
-        for i in range(count)
-    ]
 
 
 def _by_account(ids: Any) -> Any:
@@ -47,7 +31,7 @@ def _by_account(ids: Any) -> Any:
 
 def test_select_in_gives_sqlalchemys_rows_and_types(store: Store) -> None:
     with store.engine.begin() as connection:
-        upsert(connection, schema.lead_state, _state_rows(12))
+        upsert(connection, schema.lead_state, lead_state_rows(12, NOW))
     t = schema.lead_state
     with store.engine.begin() as connection:
         direct = sorted(
@@ -70,7 +54,7 @@ def test_select_in_gives_sqlalchemys_rows_and_types(store: Store) -> None:
 def test_select_in_dicts_names_each_column(store: Store) -> None:
     t = schema.lead_state
     with store.engine.begin() as connection:
-        upsert(connection, t, _state_rows(3))
+        upsert(connection, t, lead_state_rows(3, NOW))
         rows = list(
             select_in_dicts(
                 connection,
@@ -88,7 +72,7 @@ def test_select_in_dicts_names_each_column(store: Store) -> None:
 
 
 def test_a_select_over_many_ids_runs_in_chunks_with_every_row(store: Store) -> None:
-    rows = _state_rows(1200)
+    rows = lead_state_rows(1200, NOW)
     with store.engine.begin() as connection:
         upsert(connection, schema.lead_state, rows)
     t = schema.lead_state
@@ -106,12 +90,12 @@ def test_a_select_over_many_ids_runs_in_chunks_with_every_row(store: Store) -> N
 
 def test_upsert_replaces_and_inserts_with_processed_values(store: Store) -> None:
     t = schema.lead_state
-    first = _state_rows(4)
+    first = lead_state_rows(4, NOW)
     later = [dict(row, state='{"v":2}', updated_at=NOW + timedelta(hours=1)) for row in first[2:]]
     with store.engine.begin() as connection:
         upsert(connection, t, first)
     with store.engine.begin() as connection:
-        upsert(connection, t, [*later, *_state_rows(6)[4:]])
+        upsert(connection, t, [*later, *lead_state_rows(6, NOW)[4:]])
     with store.engine.connect() as connection:
         stored = {row.lead_id: row for row in connection.execute(select(t))}
     assert len(stored) == 6
@@ -184,7 +168,7 @@ def test_outside_a_transaction_sqlalchemy_runs_the_select(store: Store) -> None:
     """The driver's cursor is used only inside the transaction SQLAlchemy opened; without
     one, SQLAlchemy runs the select and begins it as usual."""
     with store.engine.begin() as connection:
-        upsert(connection, schema.lead_state, _state_rows(2))
+        upsert(connection, schema.lead_state, lead_state_rows(2, NOW))
     t = schema.lead_state
     with store.engine.connect() as connection:
         assert not connection.in_transaction()

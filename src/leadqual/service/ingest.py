@@ -241,8 +241,9 @@ class _Work:
             self.changed.add(lead)
 
     def load_accounts(self, account_ids: Iterable[str]) -> None:
-        query = self.accounts_query(account_ids)
-        self.take_accounts(select_in(self.connection, query.key, query.build, query.values))
+        self.take_accounts(
+            select_in_together(self.connection, [self.accounts_query(account_ids)])[0]
+        )
 
     def accounts_query(self, account_ids: Iterable[str]) -> InQuery:
         """The select of the states of these accounts not loaded yet."""
@@ -306,26 +307,25 @@ class _Work:
         that gives a domain to an account relinks the leads stored with that
         domain (:meth:`relinked_by_domain`).
         """
-        by_domain = []
+        by_domain: dict[str, str] = {}
         for lead in lead_ids:
             s = self.leads[lead]
             domain = s.link_domain() if s.has_profile and s.link_account is None else None
             stored = self.stored_account.get(lead)
-            if (
-                domain is not None
-                and domain not in self.domains
+            if domain is None:  # an account id of its own, or none to link by
+                self.account_of[lead] = s.link(self.domains) if s.has_profile else None
+            elif (
+                domain not in self.domains
                 and domain not in self.changed_domains
                 and stored is not None
                 and self.stored_link.get(lead) == domain
             ):
                 self.account_of[lead] = stored
-            elif domain is not None:
-                by_domain.append(s)
-            else:  # an account id of its own, or none to link by
-                self.account_of[lead] = s.link(self.domains) if s.has_profile else None
-        self.load_domains(d for s in by_domain if (d := s.link_domain()) is not None)
-        for s in by_domain:
-            self.account_of[s.lead_id] = s.link(self.domains)
+            else:
+                by_domain[lead] = domain
+        self.load_domains(by_domain.values())
+        for lead in by_domain:
+            self.account_of[lead] = self.leads[lead].link(self.domains)
 
     def members(
         self, account_ids: Collection[str], rows: Iterable[tuple[Any, ...]] | None = None
@@ -343,8 +343,7 @@ class _Work:
         if not self.plan.has_account_rules:
             return out
         if rows is None:
-            query = self.members_query(account_ids)
-            rows = select_in(self.connection, query.key, query.build, query.values)
+            rows = select_in_together(self.connection, [self.members_query(account_ids)])[0]
         fresh: set[str] = set()
         for lead, account, flags, next_at, key in rows:
             if lead in self.leads:
