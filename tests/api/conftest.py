@@ -82,6 +82,7 @@ class Api:
     runtime: Runtime
     tokens: dict[str, str]
     clients: dict[str, httpx.Client]
+    app: FastAPI
 
     @property
     def store(self) -> Store:
@@ -112,7 +113,7 @@ def start_api(database_url: str, **options: Any) -> Iterator[Api]:
         }
         clients["anonymous"] = httpx.Client(base_url=server.url, timeout=30)
         try:
-            yield Api(server.url, runtime, tokens, clients)
+            yield Api(server.url, runtime, tokens, clients, app)
         finally:
             for client in clients.values():
                 client.close()

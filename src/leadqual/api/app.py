@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from leadqual.api.auth import KEY_CACHE_SECONDS, KeyCache
 from leadqual.api.background import Checkpointer, Ticker, Worker, webhook_worker
 from leadqual.api.errors import install_error_handlers
+from leadqual.api.fast_ingest import FastPathCounts, IngestFastPath
 from leadqual.api.heap import HeapFreezer
 from leadqual.api.limits import DEFAULT_MAX_BODY, BodySizeLimit
 from leadqual.api.routers import (
@@ -63,6 +64,7 @@ def create_app(
     webhooks: bool = True,
     routing: RoutingConfig | None = None,
     freeze_heap: bool = False,
+    fast_ingest: bool = True,
 ) -> FastAPI:
     """The API over the store at ``store_url`` (None: ``$LEADQUAL_DATABASE_URL`` or ./leadqual.db).
 
@@ -71,6 +73,8 @@ def create_app(
     model is registered and activated. ``tick_seconds=None`` turns the
     periodic tick off; ``webhooks=False`` does not start webhook delivery.
     ``routing`` (teams, reps, SLAs) turns on assignment to reps and SLA clocks.
+    ``fast_ingest=False`` leaves every event post to FastAPI's route (see
+    :mod:`leadqual.api.fast_ingest`, which answers ordinary ones itself).
     ``freeze_heap`` keeps full garbage collections short (``leadqual serve``
     sets it; see :mod:`leadqual.api.heap`): for a process that serves one app.
     """
@@ -118,5 +122,8 @@ def create_app(
         webhook_subscriptions.router,
     ):
         app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.state.fast_ingest = FastPathCounts()
+    if fast_ingest:
+        app.add_middleware(IngestFastPath, counts=app.state.fast_ingest)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)  # outermost: refuses first
     return app

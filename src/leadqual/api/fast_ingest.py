@@ -1,0 +1,173 @@
+"""The ingest fast path: ``POST /v1/events`` and ``/v1/events/batch`` without FastAPI's layers.
+
+Posting events is what the service does most, and for a single event
+FastAPI's own work (routing, dependency solving, its middlewares and response
+validation) costs more CPU than applying the event. This pure ASGI middleware
+answers those two operations itself **when the request is an ordinary one**:
+a JSON body that the same pydantic schema accepts, and an API key that was
+verified within the key cache's time and holds the ``ingest`` (or ``admin``)
+scope. It then does what the route does, with the same functions: the facts
+from :mod:`leadqual.api.facts`, one write through :func:`apply_facts` in the
+thread pool, and the same response bytes (``WriteResult`` serialised as
+FastAPI serialises it) or the same error body for an :class:`ApiError`.
+
+Anything else (no key, an unknown or uncached key, a missing scope, another
+content type, malformed JSON, a body the schema refuses) goes on to FastAPI
+untouched, its body handed over as read, so every refusal is made and worded
+by the one code that makes them, and the operations stay documented in the
+OpenAPI schema by their routes. ``tests/api/test_fast_ingest.py`` holds the
+two paths to the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from leadqual.api import facts
+from leadqual.api.auth import KeyCache
+from leadqual.api.errors import ApiError, error_response
+from leadqual.api.runtime import Runtime
+from leadqual.api.schemas import EventBatchIn, EventIn, WriteResult
+from leadqual.api.writes import apply_facts
+from leadqual.facts.types import Fact
+
+EVENT_PATH = "/v1/events"
+BATCH_PATH = "/v1/events/batch"
+_SCOPE = "ingest"
+_READ = (b"authorization", b"x-api-key", b"content-type")
+
+
+@dataclass
+class FastPathCounts:
+    """How many event posts the fast path answered, and how many it passed on to FastAPI."""
+
+    answered: int = 0
+    passed_on: int = 0
+
+
+class IngestFastPath:
+    """Answers ordinary event posts itself; hands everything else to ``app`` (see the module)."""
+
+    def __init__(self, app: ASGIApp, counts: FastPathCounts | None = None) -> None:
+        self.app = app
+        self.counts = counts if counts is not None else FastPathCounts()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] not in (EVENT_PATH, BATCH_PATH)
+        ):
+            await self.app(scope, receive, send)
+            return
+        api = scope.get("app")
+        keys: KeyCache | None = getattr(getattr(api, "state", None), "keys", None)
+        token = _token(scope["headers"]) if keys is not None else None
+        if token is None or keys is None or not _allowed(keys.cached(token)):
+            self.counts.passed_on += 1
+            await self.app(scope, receive, send)
+            return
+        body, more = await _read(receive)
+        parsed = _parse(body, scope["path"] == BATCH_PATH) if not more else None
+        if parsed is None:
+            self.counts.passed_on += 1
+            await self.app(scope, _replay(body, more, receive), send)
+            return
+        assert api is not None
+        self.counts.answered += 1
+        response = await _write(api.state.runtime, parsed, batch=scope["path"] == BATCH_PATH)
+        await response(scope, receive, send)
+
+
+def _token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The API key of a plain JSON request, read as the ``require`` dependency reads it;
+    None for any other request (no key, another scheme, no or another content type:
+    FastAPI answers those)."""
+    authorization = api_key = None
+    json_body = False
+    seen: set[bytes] = set()
+    for name, value in headers:
+        if name in seen and name in _READ:
+            return None  # a header sent twice: FastAPI reads the first, and answers
+        seen.add(name)
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"x-api-key":
+            api_key = value.decode("latin-1")
+        elif name == b"content-type":
+            kind = value.decode("latin-1").partition(";")[0].strip().lower()
+            json_body = kind == "application/json"
+    if not json_body:
+        return None
+    if authorization is not None:
+        scheme, _, credentials = authorization.partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "bearer" and credentials:
+            return credentials
+        return None  # FastAPI decides what a malformed or other scheme means
+    return api_key or None
+
+
+def _allowed(scopes: frozenset[str] | None) -> bool:
+    return scopes is not None and (_SCOPE in scopes or "admin" in scopes)
+
+
+async def _read(receive: Receive) -> tuple[bytes, list[Message]]:
+    """The whole body, or (when something other than body arrives) what was received."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), [message]
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), []
+
+
+def _parse(body: bytes, batch: bool) -> list[Fact] | None:
+    """The events of a body the route would accept (parsed and validated as FastAPI
+    does: ``json.loads``, then the schema on the Python value); None for any other."""
+    if not body:
+        return None
+    try:
+        value: Any = json.loads(body)
+        if batch:
+            return [facts.event(item) for item in EventBatchIn.model_validate(value).events]
+        return [facts.event(EventIn.model_validate(value))]
+    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError too
+        return None
+
+
+async def _write(runtime: Runtime, events: list[Fact], *, batch: bool) -> Response:
+    try:
+        result = await run_in_threadpool(apply_facts, runtime, events, batch=batch)
+    except ApiError as error:
+        return error_response(error.status, error.code, error.message, error.details,
+                              error.headers)  # fmt: skip
+    return Response(_RESULT.dump_json(result, by_alias=True), media_type="application/json")
+
+
+_RESULT = TypeAdapter(WriteResult)
+"""Serialises a result as FastAPI serialises a route's ``response_model`` (``dump_json``)."""
+
+
+def _replay(body: bytes, after: list[Message], original: Receive) -> Receive:
+    """The body read so far, once, then what else was received, then the server's own."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+    if after:
+        pending = [{"type": "http.request", "body": body, "more_body": True}, *after]
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await original()
+
+    return receive
