@@ -86,6 +86,10 @@ schema = schemathesis.openapi.from_dict(openapi_document(), config=CONFIG)
 @settings(
     max_examples=15,
     deadline=None,
+    # The same examples on every run: a random run now and then generates "negative"
+    # query parameters that serialise to valid ones (a known false positive of
+    # schemathesis' negative_data_rejection check, its issues #3962 and #4600).
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_the_api_conforms_to_its_schema(case: schemathesis.Case, live: tuple[str, str]) -> None:
