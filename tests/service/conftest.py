@@ -14,13 +14,11 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, text
 
 from leadqual.store import Store
-from leadqual.store.schema import metadata
 
 SERVER_URL = os.environ.get(
     "LEADQUAL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -60,13 +58,3 @@ def fresh_store(kind: str) -> Iterator[Store]:
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     with fresh_store(request.param) as opened:
         yield opened
-
-
-def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, in primary-key order: two equal dumps are equal stores."""
-    out: dict[str, list[tuple[Any, ...]]] = {}
-    with store.engine.connect() as connection:
-        for table in metadata.sorted_tables:
-            query = select(table).order_by(*table.primary_key.columns)
-            out[table.name] = [tuple(row) for row in connection.execute(query)]
-    return out

@@ -20,7 +20,7 @@ from leadqual.service import Ingestor, recompute
 from leadqual.service.ingest import _Work
 from leadqual.store import Store, schema, state
 from tests.service.builders import lead_profile, mql_facts, pricing_views
-from tests.service.conftest import dump
+from tests.store.conftest import dump
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
 MODEL = load_model("b2b_example")
