@@ -85,6 +85,11 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 """An endpoint parameter that receives the app's runtime."""
 
 
+def holds(scopes: frozenset[str], scope: Scope) -> bool:
+    """Whether a key with ``scopes`` may do what ``scope`` allows (admin may do anything)."""
+    return scope in scopes or "admin" in scopes
+
+
 def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
@@ -112,7 +117,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[frozenset[str]]]:
             scopes = await run_in_threadpool(cache.verify, token)
         if scopes is None:
             raise _unauthorized("unknown or revoked API key")
-        if scope not in scopes and "admin" not in scopes:
+        if not holds(scopes, scope):
             held = ", ".join(sorted(scopes)) or "none"
             raise ApiError(
                 403, "forbidden", f"this API key lacks the '{scope}' scope (it has: {held})"

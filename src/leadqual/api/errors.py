@@ -150,9 +150,14 @@ def _describe(details: Sequence[ErrorDetail]) -> str:
     return f"{prefix}: {first.message}{more}" if prefix else f"{first.message}{more}"
 
 
+def api_error_response(error: ApiError) -> JSONResponse:
+    """The answer to an error the API reports on purpose."""
+    return error_response(error.status, error.code, error.message, error.details, error.headers)
+
+
 async def _on_api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    return api_error_response(exc)
 
 
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:

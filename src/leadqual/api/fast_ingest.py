@@ -32,8 +32,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadqual.api import facts
-from leadqual.api.auth import KeyCache
-from leadqual.api.errors import ApiError, error_response
+from leadqual.api.auth import KeyCache, holds
+from leadqual.api.errors import ApiError, api_error_response
 from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import EventBatchIn, EventIn, WriteResult
 from leadqual.api.writes import apply_facts
@@ -41,7 +41,6 @@ from leadqual.facts.types import Fact
 
 EVENT_PATH = "/v1/events"
 BATCH_PATH = "/v1/events/batch"
-_SCOPE = "ingest"
 _READ = (b"authorization", b"x-api-key", b"content-type")
 
 
@@ -117,7 +116,7 @@ def _token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
 
 
 def _allowed(scopes: frozenset[str] | None) -> bool:
-    return scopes is not None and (_SCOPE in scopes or "admin" in scopes)
+    return scopes is not None and holds(scopes, "ingest")
 
 
 async def _read(receive: Receive) -> tuple[bytes, list[Message]]:
@@ -150,8 +149,7 @@ async def _write(runtime: Runtime, events: list[Fact], *, batch: bool) -> Respon
     try:
         result = await run_in_threadpool(apply_facts, runtime, events, batch=batch)
     except ApiError as error:
-        return error_response(error.status, error.code, error.message, error.details,
-                              error.headers)  # fmt: skip
+        return api_error_response(error)
     return Response(_RESULT.dump_json(result, by_alias=True), media_type="application/json")
 
 
