@@ -29,10 +29,11 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leadqual.api import facts
 from leadqual.api.auth import KeyCache, holds
+from leadqual.api.bodies import read_body, replay
 from leadqual.api.errors import ApiError, api_error_response
 from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import EventBatchIn, EventIn, WriteResult
@@ -74,11 +75,12 @@ class IngestFastPath:
             self.counts.passed_on += 1
             await self.app(scope, receive, send)
             return
-        body, more = await _read(receive)
-        parsed = _parse(body, scope["path"] == BATCH_PATH) if not more else None
+        body = await read_body(receive)
+        assert body is not None  # no cap here: BodySizeLimit, outside, holds it
+        parsed = _parse(body.data, scope["path"] == BATCH_PATH) if body.whole else None
         if parsed is None:
             self.counts.passed_on += 1
-            await self.app(scope, _replay(body, more, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         assert api is not None
         self.counts.answered += 1
@@ -119,18 +121,6 @@ def _allowed(scopes: frozenset[str] | None) -> bool:
     return scopes is not None and holds(scopes, "ingest")
 
 
-async def _read(receive: Receive) -> tuple[bytes, list[Message]]:
-    """The whole body, or (when something other than body arrives) what was received."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), [message]
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), []
-
-
 def _parse(body: bytes, batch: bool) -> list[Fact] | None:
     """The events of a body the route would accept (parsed and validated as FastAPI
     does: ``json.loads``, then the schema on the Python value); None for any other."""
@@ -155,17 +145,3 @@ async def _write(runtime: Runtime, events: list[Fact], *, batch: bool) -> Respon
 
 _RESULT = TypeAdapter(WriteResult)
 """Serialises a result as FastAPI serialises a route's ``response_model`` (``dump_json``)."""
-
-
-def _replay(body: bytes, after: list[Message], original: Receive) -> Receive:
-    """The body read so far, once, then what else was received, then the server's own."""
-    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
-    if after:
-        pending = [{"type": "http.request", "body": body, "more_body": True}, *after]
-
-    async def receive() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await original()
-
-    return receive

@@ -8,8 +8,9 @@ Either way the answer is a 413 in the one error shape.
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from leadqual.api.bodies import read_body, replay
 from leadqual.api.errors import error_response
 
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
@@ -37,26 +38,11 @@ class BodySizeLimit:
         if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        body, complete = await self._read(receive)
-        if not complete:
+        body = await read_body(receive, self.max_bytes)
+        if body is None:
             await self._refuse(scope, receive, send)
             return
-        await self.app(scope, _replay(body, receive), send)
-
-    async def _read(self, receive: Receive) -> tuple[bytes, bool]:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return b"".join(chunks), True
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                return b"", False
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks), True
+        await self.app(scope, replay(body, receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
@@ -75,17 +61,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-def _replay(body: bytes, original: Receive) -> Receive:
-    """Hand the buffered body over once, then pass on what the server sends (a disconnect)."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await original()
-
-    return receive
