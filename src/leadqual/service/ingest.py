@@ -406,20 +406,9 @@ class _Work:
         accounts = {a for lead in lead_ids if (a := self.account_of.get(lead)) is not None}
         accounts.update(a for lead in lead_ids if (a := self.stored_account.get(lead)) is not None)
         accounts.update(extra_accounts)
-        member_rows, account_rows, status_rows = select_in_together(
-            self.connection,
-            [
-                self.members_query(accounts),
-                self.accounts_query(accounts),
-                self.status_query(accounts),
-            ],
+        evaluation, members, (status_rows,) = self.evaluation(
+            accounts, self.status_query(accounts), catch_up=True
         )
-        members = self.members(accounts, member_rows)
-        self.catch_up()
-        self.take_accounts(account_rows)
-        evaluation = Evaluation(self.plan, self.now)
-        for account in sorted(accounts):
-            evaluation.set_account(account, self.accounts.get(account), members[account])
         stored_status = self._stored_status(status_rows)
         keys = {account: _status_key(s) for account, (s, _) in evaluation.statuses.items()}
         out: dict[str, Qualification] = {}
@@ -463,6 +452,26 @@ class _Work:
         }
         self._save_status(evaluation.statuses, members, unchanged)
         return out
+
+    def evaluation(
+        self, accounts: Collection[str], *also: InQuery, catch_up: bool = False
+    ) -> tuple[Evaluation, dict[str, Members], list[list[tuple[Any, ...]]]]:
+        """An evaluation at ``now`` with these accounts set (their attributes, and their
+        statuses from their members' flags), their members, and the rows of ``also``
+        (read in the same round trip). ``catch_up``: first move ``now`` to the latest
+        member state read (:meth:`catch_up`)."""
+        member_rows, account_rows, *rows = select_in_together(
+            self.connection,
+            [self.members_query(accounts), self.accounts_query(accounts), *also],
+        )
+        members = self.members(accounts, member_rows)
+        if catch_up:
+            self.catch_up()
+        self.take_accounts(account_rows)
+        evaluation = Evaluation(self.plan, self.now)
+        for account in sorted(accounts):
+            evaluation.set_account(account, self.accounts.get(account), members[account])
+        return evaluation, members, rows
 
     def _next_change(self, lead: str, q: Qualification, engagement: Engagement) -> datetime | None:
         when = next_change(self.plan, self.leads[lead], q, self.now, engagement)
@@ -996,15 +1005,8 @@ def qualify_from_state(
         work = _Work(connection, plan, None, as_of)
         work.load_leads_readonly(set(lead_ids))
         work.link(lead_ids)
-        evaluation = Evaluation(plan, as_of)
         accounts = {a for lead in lead_ids if (a := work.account_of.get(lead)) is not None}
-        member_rows, account_rows = select_in_together(
-            connection, [work.members_query(accounts), work.accounts_query(accounts)]
-        )
-        members = work.members(accounts, member_rows)
-        work.take_accounts(account_rows)
-        for account in sorted(accounts):
-            evaluation.set_account(account, work.accounts.get(account), members[account])
+        evaluation, _, _ = work.evaluation(accounts)
         out = []
         for lead in sorted(lead_ids):
             s = work.leads[lead]
