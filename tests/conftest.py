@@ -1,0 +1,36 @@
+"""Test-run hygiene shared by every test package."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+CATALOGS = ("pg_attribute", "pg_class", "pg_depend", "pg_type", "pg_index", "pg_constraint",
+            "pg_attrdef", "pg_sequence", "pg_namespace", "pg_description")  # fmt: skip
+"""The system catalogs that creating and dropping a schema of tables leaves dead rows in."""
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Vacuum the PostgreSQL test database's catalogs after a run that used it.
+
+    The PostgreSQL tests create and drop a schema of tables each; on a server
+    with autovacuum off (this machine's, say) the dead catalog rows they leave
+    only grow, and every later run's catalog look-ups wade through them.
+    """
+    if not _used_postgres(session):
+        return
+    import psycopg
+
+    url = os.environ.get("LEADQUAL_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        with psycopg.connect(url.replace("+psycopg", ""), connect_timeout=5, autocommit=True) as db:
+            db.execute("VACUUM " + ", ".join(f"pg_catalog.{name}" for name in CATALOGS))
+    except psycopg.Error:  # unreachable, or not allowed to: the run's result stands as it is
+        pass
+
+
+def _used_postgres(session: pytest.Session) -> bool:
+    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: its controller vacuums
+        return False
+    return any(item.get_closest_marker("postgres") is not None for item in session.items)
