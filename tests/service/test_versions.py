@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
 
+from leadqual.api.runtime import Runtime
 from leadqual.engine.reference import evaluate_all
 from leadqual.errors import ConflictError, NotFoundError
+from leadqual.facts.types import Event
 from leadqual.model.load import load_model_text, preset_path
-from leadqual.service import Ingestor, recompute
+from leadqual.service import Ingestor, ModelChanged, recompute, tick
 from leadqual.service.versions import Activator, diff_versions, previous_version
-from leadqual.store import Store
+from leadqual.store import Store, versions
 from tests.service.builders import mql_facts
 
 NOW = datetime(2026, 7, 6, 10, tzinfo=UTC)
@@ -121,3 +124,110 @@ def test_unknown_versions_and_nothing_to_roll_back(store: Store) -> None:
     store.activate_model_version(only.id)
     with pytest.raises(NotFoundError, match="nothing to roll back to"):
         previous_version(store)
+
+
+def _other_process(store: Store) -> Store:
+    """The same database opened again, as another process of the service would."""
+    return Store.open(store.engine.url.render_as_string(hide_password=False))
+
+
+def test_a_write_with_a_version_no_longer_active_writes_nothing(store: Store) -> None:
+    """Another process activated a version: a write (or tick) made with the old one's
+    model fails before anything is written, and goes through with the new one's."""
+    first, second = _setup(store)
+    other = _other_process(store)
+    try:
+        stale = Ingestor(other, load_model_text(V1), first)
+        recompute(store, load_model_text(V2), NOW, second, activate=True)
+        before = store.qualification("L1")
+        assert (before.model_version_id, before.stage) == (second, "warm")
+        event = Event("L1-late", "page_view", NOW, "L1", None, {"url": "/pricing"})
+        with pytest.raises(ModelChanged) as changed:
+            stale.apply([event], NOW)
+        assert (changed.value.expected, changed.value.active) == (first, second)
+        with pytest.raises(ModelChanged):
+            tick(other, load_model_text(V1), NOW, first)
+        assert "L1-late" not in {e.event_id for e in store.load_facts().events}
+        assert store.qualification("L1") == before
+        current = Ingestor(other, load_model_text(V2), second).apply([event], NOW)
+        assert current.accepted == 1
+        assert store.qualification("L1").model_version_id == second
+    finally:
+        other.close()
+
+
+def test_writes_of_another_process_during_an_activation_end_in_the_new_version(
+    store: Store,
+) -> None:
+    """A service process keeps writing while this one activates a version: every write
+    lands before the switch (and the rebuild takes it in) or after it, with the new
+    version's model; none leaves the old version's state behind."""
+    first, second = _setup(store)
+    other = _other_process(store)
+    try:
+        runtime = Runtime(other)
+        assert runtime.model_version_id == first
+        leads = ("L1", "L2")
+        stop = threading.Event()
+        written: list[str] = []
+
+        def keep_writing() -> None:
+            while not stop.is_set():
+                n = len(written)
+                lead = leads[n % 2]
+                runtime.apply([Event(f"{lead}-w{n}", "page_view", NOW, lead, None, {})])
+                written.append(lead)
+
+        writer = threading.Thread(target=keep_writing, daemon=True)
+        writer.start()
+        while len(written) < 3:
+            time.sleep(0.01)
+        activator = Activator(store)
+        activator.start(second)
+        final = activator.wait(timeout=120)
+        stop.set()
+        writer.join(timeout=60)
+        assert not writer.is_alive()
+        assert final is not None and final.state == "done", final
+        for n in range(4):  # and after: the other process writes with the new version
+            runtime.apply([Event(f"L1-after{n}", "page_view", NOW, "L1", None, {})])
+        assert runtime.model_version_id == second
+        stored = [store.qualification(lead) for lead in leads]
+        assert {q.model_version_id for q in stored} == {second}
+        assert [q.model_version for q in stored] == [2, 2]
+        events = {e.event_id for e in store.load_facts().events}
+        assert {f"{leads[n % 2]}-w{n}" for n in range(len(written))} <= events
+        rebuilt = recompute(store, load_model_text(V2), datetime.now(UTC), second)
+        assert rebuilt.stage_changes == ()  # the live state was the new version's already
+    finally:
+        other.close()
+
+
+def test_a_switch_holds_off_writes_until_it_commits(store: Store) -> None:
+    """A write that starts while another process switches the active version waits for
+    the switch, then finds the version changed: it never commits beside the switch
+    (where a rebuild would not have taken its facts in)."""
+    first, second = _setup(store)
+    other = _other_process(store)
+    try:
+        stale = Ingestor(other, load_model_text(V1), first)
+        event = Event("L1-late", "page_view", NOW, "L1", None, {})
+        outcome: list[BaseException | int] = []
+
+        def write() -> None:
+            try:
+                outcome.append(stale.apply([event], NOW).accepted)
+            except BaseException as error:
+                outcome.append(error)
+
+        writer = threading.Thread(target=write, daemon=True)
+        with store.transaction() as tx:  # the switch, under way in this process
+            versions.activate_model_version(tx.connection, second, NOW)
+            writer.start()
+            writer.join(timeout=1.0)
+            assert writer.is_alive() and outcome == []  # waiting for the switch to end
+        writer.join(timeout=60)
+        assert len(outcome) == 1 and isinstance(outcome[0], ModelChanged), outcome
+        assert "L1-late" not in {e.event_id for e in store.load_facts().events}
+    finally:
+        other.close()

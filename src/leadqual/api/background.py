@@ -2,7 +2,8 @@
 
 The tick re-qualifies leads whose stage changes with time alone (decay,
 windows, inactivity); it runs in a daemon thread every ``interval`` seconds
-and also picks up a model version activated by another process. Webhook
+and also picks up a model version activated by another process (a write
+picks it up too, see ``Runtime.refresh_model``). Webhook
 delivery is done by ``leadqual.integrations.webhooks.WebhookWorker`` (its own
 daemon thread); both are started and stopped with the app.
 """

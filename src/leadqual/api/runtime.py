@@ -9,7 +9,10 @@ lock, and the requests queued for it are applied together in one transaction
 a lock is cheaper and fairer than busy-waiting on the database lock; on
 PostgreSQL a group pays a transaction's fixed cost once instead of once per
 request. Several processes (or hosts) still write to PostgreSQL side by side:
-lead states are locked row by row.
+lead states are locked row by row. Each write checks, in its transaction, that
+the version it applies is still the active one; when another process has
+activated another, the write is applied again with that version's model
+(``leadqual.store.versions``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from leadqual.facts.types import Fact
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.model.schema import Model
 from leadqual.routing.config import RoutingConfig
-from leadqual.service import ApplyResult, Ingestor, tick
+from leadqual.service import ApplyResult, Ingestor, ModelChanged, tick
 from leadqual.service.versions import Activation, Activator, previous_version
 from leadqual.store import Store
 from leadqual.store.versions import ModelVersion
@@ -93,6 +96,10 @@ class Runtime:
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 return self._ingestor.apply(facts, datetime.now(UTC), strict=True)
+            except ModelChanged:  # another process activated a version: apply with its model
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                self.refresh_model()
             except (IntegrityError, OperationalError):
                 if attempt == WRITE_ATTEMPTS:
                     raise
@@ -101,14 +108,21 @@ class Runtime:
     def tick(self) -> ApplyResult:
         """Re-qualify the leads whose stage changes with time alone (decay, inactivity)."""
         with self._write_lock:
-            ingestor = self._ingestor
-            return tick(
-                self.store,
-                ingestor.model,
-                datetime.now(UTC),
-                ingestor.model_version_id,
-                self.routing,
-            )
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                ingestor = self._ingestor
+                try:
+                    return tick(
+                        self.store,
+                        ingestor.model,
+                        datetime.now(UTC),
+                        ingestor.model_version_id,
+                        self.routing,
+                    )
+                except ModelChanged:
+                    if attempt == WRITE_ATTEMPTS:
+                        raise
+                    self.refresh_model()
+        raise AssertionError("unreachable")
 
     def activate(self, version_id: int) -> Activation:
         """Start activating a stored version: every lead is re-qualified with it in the
@@ -120,7 +134,8 @@ class Runtime:
         return self.activator.start(previous_version(self.store).id)
 
     def refresh_model(self) -> None:
-        """Follow an activation made by another process (the tick loop calls this)."""
+        """Follow an activation made by another process (a write that finds another version
+        active calls this, and so does the tick loop)."""
         active = self.store.active_model_version()
         if active is not None and active.id != self._ingestor.model_version_id:
             if self._ingestor.model_version_id is None:

@@ -3,6 +3,7 @@
 from leadqual.service.ingest import (
     ApplyResult,
     Ingestor,
+    ModelChanged,
     StageChangeRecord,
     qualify_from_state,
     recompute,
@@ -12,6 +13,7 @@ from leadqual.service.ingest import (
 __all__ = [
     "ApplyResult",
     "Ingestor",
+    "ModelChanged",
     "StageChangeRecord",
     "qualify_from_state",
     "recompute",

@@ -776,7 +776,9 @@ class Ingestor:
 
     def _apply(self, facts: Sequence[Fact], now: datetime, strict: bool) -> ApplyResult:
         with self.store.transaction() as tx:
+            model_check = _ModelCheck(tx.connection, self.model_version_id)
             result = tx.append(facts, strict=strict)
+            model_check.require()
             work = _Work(tx.connection, self.plan, self.model_version_id, now)
             gone = {g for g, _ in result.merges}
             rebuild = ({s for _, s in result.merges} | set(result.reattributed)) - gone
@@ -839,6 +841,37 @@ class Ingestor:
 
     def tick(self, now: datetime) -> ApplyResult:
         return tick(self.store, self.model, now, self.model_version_id, self.routing)
+
+
+class ModelChanged(Exception):
+    """The active model version is not the one a write was made with: another process
+    switched it. Nothing was written; apply again with the active version's model."""
+
+    def __init__(self, expected: int, active: int | None) -> None:
+        super().__init__(
+            f"the active model version is {active}, not {expected}: another process "
+            "switched it; apply again with its model"
+        )
+        self.expected = expected
+        self.active = active
+
+
+class _ModelCheck:
+    """Asks, at the start of a write transaction with model version ``expected``, which
+    version is active (:class:`versions.ActiveVersionQuery`); :meth:`require` raises
+    :class:`ModelChanged` when another one is. Without a version (a model given in
+    code) there is nothing to check."""
+
+    def __init__(self, connection: Connection, expected: int | None) -> None:
+        self.expected = expected
+        self.query = versions.ActiveVersionQuery(connection) if expected is not None else None
+
+    def require(self) -> None:
+        if self.query is None or self.expected is None:
+            return
+        active = self.query.active_id()
+        if active != self.expected:
+            raise ModelChanged(self.expected, active)
 
 
 class StateAhead(Exception):
@@ -907,9 +940,11 @@ def _tick(
     routing: RoutingConfig | None,
 ) -> ApplyResult:
     with store.transaction() as tx:
+        model_check = _ModelCheck(tx.connection, model_version_id)
         t = schema.lead_state
         query = select(t.c.lead_id).where(t.c.next_change_at <= now, t.c.has_profile)
         due = {lead for (lead,) in tx.connection.execute(query)}
+        model_check.require()
         work = _Work(tx.connection, plan, model_version_id, now)
         stale = work.load_leads(due)
         now = work.serialise_time(now)
@@ -956,6 +991,7 @@ def recompute(
     plan = Plan(model)
     with store.transaction() as tx:
         connection = tx.connection
+        versions.hold_off_writes(connection)  # no write commits state beside this rebuild
         for table in (schema.lead_state, schema.account_state, schema.account_domains):
             connection.execute(table.delete())
         facts = reader.load_facts(connection, None, resolve=True)

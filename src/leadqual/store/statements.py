@@ -208,12 +208,12 @@ class _Direct:
     def run(self, connection: Connection, ids: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self.receive(connection, self.send(connection, ids))
 
-    def send(self, connection: Connection, ids: Sequence[Any]) -> _Sent:
+    def send(self, connection: Connection, ids: Sequence[Any]) -> Sent:
         """Execute the select (in a pipeline, without waiting for its answer)."""
         sql, parameters = self._sql(len(ids))
         return _send(connection, sql, parameters(ids), prepare=len(ids) <= PREPARE_MAX_IDS)
 
-    def receive(self, connection: Connection, sent: _Sent) -> list[tuple[Any, ...]]:
+    def receive(self, connection: Connection, sent: Sent) -> list[tuple[Any, ...]]:
         """The rows of a select :meth:`send` executed, through the columns' processors."""
         rows: list[tuple[Any, ...]] = _receive(connection, sent)
         processors = self.processors
@@ -273,12 +273,25 @@ class _DirectWrite:
 
 
 @dataclass(frozen=True)
-class _Sent:
+class Sent:
     """A select executed on a driver cursor whose rows are not fetched yet."""
 
     cursor: Any
     sql: str
     params: Any
+
+
+def send_select(connection: Connection, sql: str) -> Sent:
+    """Execute a select without parameters in the open transaction, without waiting for
+    its rows: in a pipeline (PostgreSQL) they come with the next wait; read them with
+    :func:`rows_of`. Prepared on PostgreSQL (it runs in every write)."""
+    return _send(connection, sql, (), prepare=True)
+
+
+def rows_of(connection: Connection, sent: Sent) -> list[tuple[Any, ...]]:
+    """The rows of a select :func:`send_select` executed."""
+    rows: list[tuple[Any, ...]] = _receive(connection, sent)
+    return rows
 
 
 def _on_cursor(connection: Connection, sql: str, params: Any, *, many: bool) -> Any:
@@ -293,7 +306,7 @@ def _on_cursor(connection: Connection, sql: str, params: Any, *, many: bool) -> 
     return None
 
 
-def _send(connection: Connection, sql: str, params: Any, *, prepare: bool = False) -> _Sent:
+def _send(connection: Connection, sql: str, params: Any, *, prepare: bool = False) -> Sent:
     """Execute a select on the driver's cursor (``prepare``: as a prepared statement,
     on PostgreSQL)."""
     cursor: Any = connection.connection.cursor()  # psycopg's, when it is asked to prepare
@@ -302,10 +315,10 @@ def _send(connection: Connection, sql: str, params: Any, *, prepare: bool = Fals
             cursor.execute(sql, params, prepare=True)
         else:
             cursor.execute(sql, params)
-    return _Sent(cursor, sql, params)
+    return Sent(cursor, sql, params)
 
 
-def _receive(connection: Connection, sent: _Sent) -> Any:
+def _receive(connection: Connection, sent: Sent) -> Any:
     with driver_errors(connection, sent.sql, sent.params, sent.cursor):
         rows = sent.cursor.fetchall()
         sent.cursor.close()

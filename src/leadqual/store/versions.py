@@ -5,6 +5,17 @@ so uploading the same text twice is a no-op and a different text under the
 same name and version is a conflict. Activation switches the active flag in
 one transaction; a partial unique index guarantees that no two versions are
 ever active together, even under concurrent activations.
+
+Several processes may write to one store, each with the model of the version
+it knows to be active. So that none writes state for a version that is no
+longer active, a write with a model asks, inside its transaction, which
+version is active (:class:`ActiveVersionQuery`), and a switch of the active
+version, or a rebuild of every lead's state, holds writes off until it
+commits (:func:`hold_off_writes`). On PostgreSQL that is an advisory lock,
+held shared by each write transaction and exclusively by a switch or
+rebuild; SQLite's write transactions already exclude each other
+(``BEGIN IMMEDIATE``). Either way a write sees the version that is active
+when it commits, or fails and writes nothing.
 """
 
 from __future__ import annotations
@@ -12,12 +23,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import Connection
 
 from leadqual.errors import ConflictError, NotFoundError
 from leadqual.model.load import load_model_text
 from leadqual.store import schema
+from leadqual.store.statements import Sent, rows_of, send_select
+
+VERSION_LOCK = 0x6C716D76
+"""PostgreSQL's advisory lock key ("lqmv"): held shared by every write with a model
+for its transaction, exclusively by a switch of the active version or a rebuild."""
 
 
 @dataclass(frozen=True)
@@ -78,9 +94,49 @@ def active_model_version(connection: Connection) -> ModelVersion | None:
 
 
 def activate_model_version(connection: Connection, version_id: int, now: datetime) -> ModelVersion:
-    """Make one version the active one; the previously active one is switched off first."""
+    """Make one version the active one; the previously active one is switched off first.
+
+    Writes with a model wait until this transaction ends (:func:`hold_off_writes`).
+    """
+    hold_off_writes(connection)
     t = schema.model_versions
     get_model_version(connection, version_id)
     connection.execute(update(t).where(t.c.active.is_(True)).values(active=False))
     connection.execute(update(t).where(t.c.id == version_id).values(active=True, activated_at=now))
     return get_model_version(connection, version_id)
+
+
+def hold_off_writes(connection: Connection) -> None:
+    """Make every write with a model (see :class:`ActiveVersionQuery`) wait until this
+    transaction ends, once those under way have ended (PostgreSQL: the exclusive
+    advisory lock; SQLite: a write transaction already excludes the others)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"SELECT pg_advisory_xact_lock({VERSION_LOCK})"))
+
+
+class ActiveVersionQuery:
+    """Which version is active, asked at the start of a write transaction.
+
+    On PostgreSQL it first takes the shared advisory lock (a switch or rebuild
+    under way finishes first, and none starts until this transaction ends),
+    then reads the active version in a statement of its own, so it sees a
+    switch that committed while it waited. Both go out without waiting; the
+    answer comes with the transaction's next wait (:meth:`active_id`).
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._sent: list[Sent] = []
+        if connection.dialect.name == "postgresql":
+            self._sent.append(
+                send_select(connection, f"SELECT pg_advisory_xact_lock_shared({VERSION_LOCK})")
+            )
+        self._sent.append(send_select(connection, "SELECT id FROM model_versions WHERE active"))
+        self._answer: tuple[int | None] | None = None
+
+    def active_id(self) -> int | None:
+        """The id of the active version (None: none is active)."""
+        if self._answer is None:
+            rows = [rows_of(self.connection, sent) for sent in self._sent][-1]
+            self._answer = (int(rows[0][0]) if rows else None,)
+        return self._answer[0]
