@@ -625,13 +625,24 @@ def serve_command(
         float, typer.Option(help="Seconds between ticks (decay, inactivity); 0 turns it off.")
     ] = 60.0,
     routing: RoutingOpt = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port and the store (PostgreSQL is where more "
+            "than one pays: SQLite takes one write at a time).",
+        ),
+    ] = 1,
 ) -> None:
     """Run the REST API (OpenAPI docs at /docs) on the store, with a periodic tick."""
+    import json
     import logging
+    import os
 
     import uvicorn
 
     from leadqual.api import create_app
+    from leadqual.api.app import WORKER_OPTIONS_VARIABLE
     from leadqual.api.runtime import register_model
     from leadqual.routing import load_routing
     from leadqual.store import Store
@@ -650,12 +661,29 @@ def serve_command(
             f"  leadqual keys create --name admin --scope admin{where}",
             markup=False,
         )
+    where = f"leadqual API on http://{host}:{port} (docs: http://{host}:{port}/docs)"
+    if workers > 1:
+        os.environ[WORKER_OPTIONS_VARIABLE] = json.dumps(
+            {
+                "database_url": database_url,
+                "tick_seconds": tick_seconds or None,
+                "routing": str(Path(routing).resolve()) if routing is not None else None,
+            }
+        )
+        out.print(f"{where}, {workers} worker processes", markup=False)
+        uvicorn.run(
+            "leadqual.api.app:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="info",
+        )
+        return
     api = create_app(
         database_url, tick_seconds=tick_seconds or None, routing=config, freeze_heap=True
     )
-    out.print(
-        f"leadqual API on http://{host}:{port} (docs: http://{host}:{port}/docs)", markup=False
-    )
+    out.print(where, markup=False)
     uvicorn.run(api, host=host, port=port, log_level="info")
 
 

@@ -9,7 +9,9 @@ delivery, and closes the store at shutdown.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -127,3 +129,30 @@ def create_app(
         app.add_middleware(IngestFastPath, counts=app.state.fast_ingest)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)  # outermost: refuses first
     return app
+
+
+WORKER_OPTIONS_VARIABLE = "LEADQUAL_SERVE_WORKER_OPTIONS"
+"""Where ``leadqual serve --workers N`` puts the app's options for its worker processes."""
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of ``leadqual serve --workers N``.
+
+    uvicorn starts each worker by import string, so the options ``serve`` was
+    given come through the environment (:data:`WORKER_OPTIONS_VARIABLE`, JSON:
+    ``database_url``, ``tick_seconds``, ``routing`` a file path). Every worker
+    runs the whole service on the one store: writes check the active model
+    version in their transaction (see ``leadqual.store.versions``), webhook
+    deliveries are claimed row by row, and each worker ticks (a lead due is
+    re-qualified by whichever gets its row first).
+    """
+    from leadqual.routing import load_routing
+
+    options = json.loads(os.environ[WORKER_OPTIONS_VARIABLE])
+    routing = options.get("routing")
+    return create_app(
+        options.get("database_url"),
+        tick_seconds=options.get("tick_seconds"),
+        routing=load_routing(routing) if routing else None,
+        freeze_heap=True,
+    )
