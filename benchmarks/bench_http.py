@@ -101,11 +101,11 @@ def _event_json(event: Event, at: datetime) -> dict[str, Any]:
 
 
 @contextmanager
-def _server(url: str, port: int) -> Iterator[tuple[str, int]]:
+def _server(url: str, port: int, workers: int = 1) -> Iterator[tuple[str, int]]:
     """``leadqual serve`` on ``url`` in a child process; yields its base URL and pid."""
     executable = str(Path(sys.executable).parent / "leadqual")
     command = [executable, "serve", "--database-url", url, "--port", str(port),
-               "--tick-seconds", "0"]  # fmt: skip
+               "--tick-seconds", "0", "--workers", str(workers)]  # fmt: skip
     log = tempfile.NamedTemporaryFile(prefix="lq-bench-serve-", suffix=".log", delete=False)
     child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     base = f"http://127.0.0.1:{port}"
@@ -132,12 +132,15 @@ def _server(url: str, port: int) -> Iterator[tuple[str, int]]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """A process's CPU time so far, user + system (Linux ``/proc``; NaN elsewhere)."""
+    """A process's CPU time so far with its child processes' (``serve --workers``), user +
+    system (Linux ``/proc``; NaN elsewhere)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_cpu_seconds(int(child)) for child in children)
 
 
 def _percentiles(values: Sequence[float]) -> tuple[float, float]:
@@ -269,7 +272,7 @@ def measure(
     port = _free_port()
     with (
         console.status(f"{backend}: {count:,} single events at {args.rate:.0f}/s"),
-        _server(url, port) as (base, pid),
+        _server(url, port, args.workers) as (base, pid),
     ):
         if warming:
             _fixed_rate(base, token, warming, args.rate, args.threads)
@@ -318,6 +321,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--batch-events", type=int, default=10_000)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="leadqual serve --workers")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="lq-bench-http-") as tmp:
@@ -332,8 +336,9 @@ def main() -> None:
                 results.append(measure("PostgreSQL", service_url, plain_url, args))
         except psycopg.OperationalError as exc:
             print(f"PostgreSQL skipped: {exc}")
-    table = Table(title=f"Ingest over HTTP (leadqual serve, uvicorn): single events at "
-                        f"{args.rate:.0f}/s open loop, then batches of {args.batch:,}")  # fmt: skip
+    table = Table(title=f"Ingest over HTTP (leadqual serve --workers {args.workers}): single "
+                        f"events at {args.rate:.0f}/s open loop, then batches of "
+                        f"{args.batch:,}")  # fmt: skip
     for column in ("backend", "singles sent", "errors", "p50 ms", "p99 ms", "p50 ms from due",
                    "p99 ms from due", "server CPU ms per single",
                    "plain insert+commit p50 / p99 ms", "batches events/s",
