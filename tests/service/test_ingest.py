@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from leadqual.cli import app
@@ -16,10 +16,11 @@ from leadqual.engine.reference import MemberFlags, evaluate_all
 from leadqual.errors import ConflictError, FactError, NotFoundError
 from leadqual.facts.types import AccountProfile, Decision, Event, Fact, LeadProfile
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
-from leadqual.service import Ingestor, recompute
-from leadqual.service.ingest import _Work
+from leadqual.service import Ingestor, recompute, tick
+from leadqual.service.ingest import TICK_LOCK, _Work
 from leadqual.store import Store, schema, state
 from tests.service.builders import lead_profile, mql_facts, pricing_views
+from tests.service.conftest import fresh_store
 from tests.store.conftest import dump
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
@@ -306,3 +307,22 @@ def test_a_lead_linked_by_its_domain_follows_the_domain_and_its_email(store: Sto
     assert account_after([other], at + timedelta(hours=4)) == "acct-other"
     last = at + timedelta(hours=5)
     assert account_after([Event("V3", "page_view", last, "L1")], last) == "acct-other"
+
+
+@pytest.mark.postgres
+def test_one_process_at_a_time_ticks_a_postgresql_store() -> None:
+    """While another process's tick holds the tick lock, a tick does nothing (that one
+    re-qualifies the same due leads); after it, the tick does the work."""
+    with fresh_store("postgres") as store:
+        Ingestor(store, MODEL).apply(mql_facts("L1", "DE", NOW), NOW)
+        assert store.qualification("L1").stage == "mql"
+        later = NOW + timedelta(days=200)  # gone quiet: recycled to nurture
+        with store.engine.connect() as other, other.begin():  # a tick under way elsewhere
+            other.execute(text(f"SELECT pg_advisory_xact_lock({TICK_LOCK})"))
+            skipped = tick(store, MODEL, later)
+            assert (skipped.qualified, skipped.stage_changes) == ((), ())
+            assert store.qualification("L1").stage == "mql"
+        ticked = tick(store, MODEL, later)
+        assert ticked.qualified == ("L1",)
+        assert [(c.lead_id, c.to_stage) for c in ticked.stage_changes] == [("L1", "nurture")]
+        assert store.qualification("L1").stage == "nurture"

@@ -143,8 +143,8 @@ def worker_app() -> FastAPI:
     ``database_url``, ``tick_seconds``, ``routing`` a file path). Every worker
     runs the whole service on the one store: writes check the active model
     version in their transaction (see ``leadqual.store.versions``), webhook
-    deliveries are claimed row by row, and each worker ticks (a lead due is
-    re-qualified by whichever gets its row first).
+    deliveries are claimed row by row, and each worker ticks (on PostgreSQL
+    one at a time; SQLite's write transactions take turns anyway).
     """
     from leadqual.routing import load_routing
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
 from leadqual.engine.engagement import Engagement
@@ -255,8 +255,8 @@ class _Work:
         )
 
     def take_accounts(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        for account, text in rows:
-            self.accounts[account] = AccountState.from_json(text)
+        for account, stored in rows:
+            self.accounts[account] = AccountState.from_json(stored)
 
     def add_account_profiles(self, profiles: Sequence[AccountProfile]) -> None:
         self.load_accounts(p.account_id for p in profiles)
@@ -925,7 +925,8 @@ def tick(
     ``time``) and a webhook are written. Members of an account whose status
     changed are re-qualified the same way. With a ``routing`` config the moved
     leads are routed, SLA clocks past due are recorded as breached, and the
-    open leads of reps who are away move to colleagues.
+    open leads of reps who are away move to colleagues. On PostgreSQL, while
+    another process's tick is under way this one does nothing (:data:`TICK_LOCK`).
     """
     _require_aware(now)
     plan = Plan(model)
@@ -940,6 +941,8 @@ def _tick(
     routing: RoutingConfig | None,
 ) -> ApplyResult:
     with store.transaction() as tx:
+        if not _turn_to_tick(tx.connection):
+            return ApplyResult(0, 0, (), ())  # another process is ticking this store now
         model_check = _ModelCheck(tx.connection, model_version_id)
         t = schema.lead_state
         query = select(t.c.lead_id).where(t.c.next_change_at <= now, t.c.has_profile)
@@ -968,6 +971,20 @@ def _tick(
             routed.breaches.extend(timed.breaches)
         work.write_states(due | qualified.keys(), tx.now)
         return ApplyResult(0, 0, tuple(sorted(moved)), tuple(changes), routed)
+
+
+TICK_LOCK = 0x6C717469636B
+"""PostgreSQL's advisory lock key ("lqtick"): held by the tick under way for its transaction."""
+
+
+def _turn_to_tick(connection: Connection) -> bool:
+    """Whether this transaction may tick: on PostgreSQL, False while another process's tick
+    holds :data:`TICK_LOCK` (it re-qualifies the same due leads; this one would only wait
+    for their rows, then do it again). SQLite's write transactions run one at a time."""
+    if connection.dialect.name != "postgresql":
+        return True
+    query = text(f"SELECT pg_try_advisory_xact_lock({TICK_LOCK})")
+    return bool(connection.execute(query).scalar_one())
 
 
 def recompute(
