@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from leadqual.facts.types import Fact
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.model.schema import Model
 from leadqual.routing.config import RoutingConfig
-from leadqual.service import ApplyResult, Ingestor, ModelChanged, tick
+from leadqual.service import ApplyResult, Ingestor, ModelChanged
 from leadqual.service.versions import Activation, Activator, previous_version
 from leadqual.store import Store
 from leadqual.store.versions import ModelVersion
@@ -39,7 +39,8 @@ from leadqual.store.versions import ModelVersion
 log = logging.getLogger("leadqual.api")
 
 WRITE_ATTEMPTS = 3
-"""PostgreSQL: a concurrent writer may insert the same id first; the batch is retried."""
+"""Attempts of one write: a concurrent writer may insert the same id first (PostgreSQL),
+or another process may have activated another model version; the write is then retried."""
 
 
 class Runtime:
@@ -93,35 +94,34 @@ class Runtime:
         return result
 
     def _apply(self, facts: Sequence[Fact]) -> ApplyResult:
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                return self._ingestor.apply(facts, datetime.now(UTC), strict=True)
-            except ModelChanged:  # another process activated a version: apply with its model
-                if attempt == WRITE_ATTEMPTS:
-                    raise
-                self.refresh_model()
-            except (IntegrityError, OperationalError):
-                if attempt == WRITE_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        return self._write(
+            lambda ingestor: ingestor.apply(facts, datetime.now(UTC), strict=True),
+            also_retried=(IntegrityError, OperationalError),
+        )
 
     def tick(self) -> ApplyResult:
         """Re-qualify the leads whose stage changes with time alone (decay, inactivity)."""
         with self._write_lock:
-            for attempt in range(1, WRITE_ATTEMPTS + 1):
-                ingestor = self._ingestor
-                try:
-                    return tick(
-                        self.store,
-                        ingestor.model,
-                        datetime.now(UTC),
-                        ingestor.model_version_id,
-                        self.routing,
-                    )
-                except ModelChanged:
-                    if attempt == WRITE_ATTEMPTS:
-                        raise
-                    self.refresh_model()
+            return self._write(lambda ingestor: ingestor.tick(datetime.now(UTC)))
+
+    def _write(
+        self,
+        write: Callable[[Ingestor], ApplyResult],
+        also_retried: tuple[type[Exception], ...] = (),
+    ) -> ApplyResult:
+        """``write`` with the current ingestor, up to :data:`WRITE_ATTEMPTS` times: again
+        with the active version's model when another process activated one
+        (``ModelChanged``), and again after an error of ``also_retried``."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return write(self._ingestor)
+            except ModelChanged:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                self.refresh_model()
+            except also_retried:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
         raise AssertionError("unreachable")
 
     def activate(self, version_id: int) -> Activation:
