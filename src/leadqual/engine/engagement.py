@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from leadqual.engine.decay import age_days, decayed
-from leadqual.engine.explain import describe_filter, format_points, format_value
+from leadqual.engine.explain import describe_filter, format_day, format_points, format_value
 from leadqual.engine.memo import PerObject
 from leadqual.engine.operators import matching_events
 from leadqual.engine.result import Reason
@@ -157,7 +157,7 @@ def _engagement_reason(scored: RuleScore, as_of: datetime) -> Reason:
     what = _rule_what(rule)
     text = (
         f"{format_points(scored.points)} engagement: {rule.id} ({what}): "
-        f"{count} event{'s' if count != 1 else ''}, latest {latest:%Y-%m-%d}"
+        f"{count} event{'s' if count != 1 else ''}, latest {format_day(latest)}"
     )
     notes = []
     if abs(scored.points - scored.undecayed) > 1e-9 and not scored.capped:

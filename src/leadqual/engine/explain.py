@@ -7,6 +7,7 @@ Every node of the condition tree has a sentence here, next to its meaning in
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from leadqual.engine.memo import PerObject
@@ -151,3 +152,8 @@ def format_points(points: float) -> str:
     magnitude = abs(points)
     text = f"{magnitude:.1f}".removesuffix(".0")
     return f"{sign}{text}"
+
+
+def format_day(at: datetime) -> str:
+    """The day of an instant, as reasons quote it (``2026-03-04``)."""
+    return at.date().isoformat()

@@ -92,6 +92,7 @@ from leadqual.model.conditions import (
     Test,
 )
 from leadqual.model.schema import Model
+from leadqual.timetext import IsoText
 
 STATE_VERSION = 1
 MICROSECOND = timedelta(microseconds=1)
@@ -403,8 +404,11 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text is not None else None
 
 
+_iso = IsoText()
+
+
 def _text(at: datetime | None) -> str | None:
-    return at.isoformat() if at is not None else None
+    return _iso(at) if at is not None else None
 
 
 def _fact_time(fact: LeadFact) -> datetime | None:

@@ -33,6 +33,7 @@ from leadqual.engine.decay import age_days
 from leadqual.engine.engagement import Engagement, clamp, known_events, score_engagement
 from leadqual.engine.explain import (
     describe,
+    format_day,
     format_points,
     format_value,
     tested_paths,
@@ -558,7 +559,7 @@ class _Evaluator:
                 result = CriterionResult(answer.value, "answer", answer.answer_id, answer.at)
                 by = f" by {answer.by}" if answer.by else ""
                 parts.append(
-                    f"{criterion} {answer.value} (sales answer{by} on {answer.at:%Y-%m-%d})"
+                    f"{criterion} {answer.value} (sales answer{by} on {format_day(answer.at)})"
                 )
                 facts.append(answer.answer_id)
             elif c.when is None:
@@ -644,7 +645,7 @@ class _Evaluator:
             if action in ("accept", "opportunity", "won", "disqualify") and action in by_decision:
                 index = by_decision[action]
                 stage = stages[index]
-                text = f"Stage {stage.title}: decision '{action}'{why}{who} on {at:%Y-%m-%d}"
+                text = f"Stage {stage.title}: decision '{action}'{why}{who} on {format_day(at)}"
                 reason_here = Reason("stage", stage.id, text, facts=(fact_id,), at=at)
                 if stage.hold:
                     manual, hold, cause = None, stage.id, reason_here
@@ -660,7 +661,7 @@ class _Evaluator:
                 cause = Reason(
                     "stage",
                     target,
-                    f"Stage {target}: {action}{why}{who} on {at:%Y-%m-%d}{via}",
+                    f"Stage {target}: {action}{why}{who} on {format_day(at)}{via}",
                     facts=(fact_id,),
                     at=at,
                 )
@@ -682,7 +683,7 @@ class _Evaluator:
                         f"Stage {rule.to}: recycled from {current} by rule {rule.id or 'recycle'}: "
                         f"no activity for {idle:.0f} days "
                         f"(limit {format_value(rule.inactive_days)}), "
-                        f"last on {last:%Y-%m-%d}",
+                        f"last on {format_day(last)}",
                         at=last,
                     )
                 )

@@ -15,6 +15,10 @@ from sqlalchemy import DateTime, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from leadqual.timetext import IsoText
+
+_sqlite_text = IsoText(sep=" ", timespec="microseconds")
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A timezone-aware instant, stored in UTC and read back as a UTC ``datetime``.
@@ -41,7 +45,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         else:
             utc = value.astimezone(UTC)
         if dialect.name == "sqlite":
-            return utc.isoformat(sep=" ", timespec="microseconds")
+            return _sqlite_text(utc)
         return utc
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:

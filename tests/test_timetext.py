@@ -1,0 +1,65 @@
+"""IsoText gives exactly ``isoformat``'s text, remembered or not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from leadqual.engine.explain import format_day
+from leadqual.timetext import IsoText
+
+ZONES = st.sampled_from(
+    [UTC, timezone(timedelta(0)), timezone(timedelta(hours=2)), timezone(-timedelta(hours=5.5))]
+)
+INSTANTS = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=ZONES
+)
+FORMATS = st.sampled_from([("T", "auto"), (" ", "microseconds"), ("T", "seconds")])
+
+
+@given(st.lists(INSTANTS, max_size=40), FORMATS)
+def test_the_text_is_isoformat_s(instants: list[datetime], fmt: tuple[str, str]) -> None:
+    sep, timespec = fmt
+    text = IsoText(sep, timespec, size=8)
+    for at in instants * 2:  # the second time round, from memory where remembered
+        assert text(at) == at.isoformat(sep, timespec)
+
+
+def test_equal_instants_in_other_zones_keep_their_own_text() -> None:
+    text = IsoText()
+    utc = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
+    paris = utc.astimezone(timezone(timedelta(hours=1)))
+    assert utc == paris and hash(utc) == hash(paris)
+    assert text(utc) == "2026-03-04T10:00:00+00:00"
+    assert text(paris) == "2026-03-04T11:00:00+01:00"
+    assert text(utc) == "2026-03-04T10:00:00+00:00"
+
+
+def test_a_subclass_of_datetime_is_not_remembered() -> None:
+    class Stamp(datetime):
+        def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+            return "stamp"
+
+    text = IsoText()
+    plain = datetime(2026, 3, 4, tzinfo=UTC)
+    assert text(plain) == plain.isoformat()
+    assert text(Stamp(2026, 3, 4, tzinfo=UTC)) == "stamp"
+    assert text(plain) == plain.isoformat()
+
+
+def test_memory_is_bounded() -> None:
+    text = IsoText(size=3)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(10):
+        at = start + timedelta(seconds=i)
+        assert text(at) == at.isoformat()
+        assert len(text._texts) <= 3
+
+
+@given(INSTANTS)
+def test_format_day_is_the_instant_s_own_date(at: datetime) -> None:
+    assert format_day(at) == f"{at.year:04d}-{at.month:02d}-{at.day:02d}"
+    if at.year >= 1000:
+        assert format_day(at) == f"{at:%Y-%m-%d}"
