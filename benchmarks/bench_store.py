@@ -91,19 +91,31 @@ def measure_store(
         store.close()
 
 
-def baseline_sqlite(path: Path, events: Sequence[Event], batch: int) -> float:
+def plain_sqlite(path: Path) -> sqlite3.Connection:
+    """The baseline's bare table in a new SQLite file (WAL, as the store's)."""
     connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute(BASELINE_DDL)
+    return connection
+
+
+def plain_insert(connection: sqlite3.Connection, events: Sequence[Event]) -> None:
+    """The baseline's one transaction: the events as rows, one ``executemany``."""
+    connection.execute("BEGIN IMMEDIATE")
+    connection.executemany(
+        "INSERT INTO bench_plain_events VALUES (?, ?, ?, ?, ?, ?)", [_row(e) for e in events]
+    )
+    connection.execute("COMMIT")
+
+
+def baseline_sqlite(path: Path, events: Sequence[Event], batch: int) -> float:
+    connection = plain_sqlite(path)
     try:
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute(BASELINE_DDL)
-        insert = "INSERT INTO bench_plain_events VALUES (?, ?, ?, ?, ?, ?)"
 
         def run() -> None:
             for part in _batches(events, batch):
-                connection.execute("BEGIN IMMEDIATE")
-                connection.executemany(insert, [_row(e) for e in part])
-                connection.execute("COMMIT")
+                plain_insert(connection, part)
 
         return _rate(len(events), run)
     finally:
