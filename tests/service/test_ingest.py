@@ -17,8 +17,9 @@ from leadqual.errors import ConflictError, FactError, NotFoundError
 from leadqual.facts.types import AccountProfile, Decision, Event, Fact, LeadProfile
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.service import Ingestor, recompute, tick
-from leadqual.service.ingest import TICK_LOCK, _Work
+from leadqual.service.ingest import _Work
 from leadqual.store import Store, schema, state
+from leadqual.store.locks import TICK_LOCK
 from tests.service.builders import lead_profile, mql_facts, pricing_views
 from tests.service.conftest import fresh_store
 from tests.store.conftest import dump

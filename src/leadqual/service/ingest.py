@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from leadqual.engine.engagement import Engagement
@@ -57,7 +57,7 @@ from leadqual.facts.types import (
 from leadqual.model.schema import Model
 from leadqual.routing.config import RoutingConfig
 from leadqual.routing.router import Router, RoutingResult
-from leadqual.store import Store, reader, schema, state, versions
+from leadqual.store import Store, locks, reader, schema, state, versions
 from leadqual.store.statements import (
     InQuery,
     chunks,
@@ -926,7 +926,9 @@ def tick(
     changed are re-qualified the same way. With a ``routing`` config the moved
     leads are routed, SLA clocks past due are recorded as breached, and the
     open leads of reps who are away move to colleagues. On PostgreSQL, while
-    another process's tick is under way this one does nothing (:data:`TICK_LOCK`).
+    another process's tick is under way this one does nothing
+    (:data:`leadqual.store.locks.TICK_LOCK`): the other re-qualifies the same due leads, so
+    this one would only wait for their rows, then do it again.
     """
     _require_aware(now)
     plan = Plan(model)
@@ -941,7 +943,7 @@ def _tick(
     routing: RoutingConfig | None,
 ) -> ApplyResult:
     with store.transaction() as tx:
-        if not _turn_to_tick(tx.connection):
+        if not locks.try_lock(tx.connection, locks.TICK_LOCK):
             return ApplyResult(0, 0, (), ())  # another process is ticking this store now
         model_check = _ModelCheck(tx.connection, model_version_id)
         t = schema.lead_state
@@ -971,20 +973,6 @@ def _tick(
             routed.breaches.extend(timed.breaches)
         work.write_states(due | qualified.keys(), tx.now)
         return ApplyResult(0, 0, tuple(sorted(moved)), tuple(changes), routed)
-
-
-TICK_LOCK = 0x6C717469636B
-"""PostgreSQL's advisory lock key ("lqtick"): held by the tick under way for its transaction."""
-
-
-def _turn_to_tick(connection: Connection) -> bool:
-    """Whether this transaction may tick: on PostgreSQL, False while another process's tick
-    holds :data:`TICK_LOCK` (it re-qualifies the same due leads; this one would only wait
-    for their rows, then do it again). SQLite's write transactions run one at a time."""
-    if connection.dialect.name != "postgresql":
-        return True
-    query = text(f"SELECT pg_try_advisory_xact_lock({TICK_LOCK})")
-    return bool(connection.execute(query).scalar_one())
 
 
 def recompute(

@@ -15,13 +15,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+from leadqual.store import locks
 
-MIGRATION_LOCK = 0x6C716D6967
-"""The PostgreSQL advisory lock key held while migrating ("lqmig")."""
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -48,8 +46,7 @@ def current_revision(connection: Connection) -> str | None:
 
 def upgrade(connection: Connection) -> None:
     """Upgrade to head inside the caller's (write-locked) transaction; a no-op when current."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+    locks.lock(connection, locks.MIGRATION_LOCK)
     if current_revision(connection) == head_revision():
         return
     command.upgrade(alembic_config(connection), "head")

@@ -23,17 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from leadqual.errors import ConflictError, NotFoundError
 from leadqual.model.load import load_model_text
-from leadqual.store import schema
+from leadqual.store import locks, schema
 from leadqual.store.statements import Sent, rows_of, send_select
-
-VERSION_LOCK = 0x6C716D76
-"""PostgreSQL's advisory lock key ("lqmv"): held shared by every write with a model
-for its transaction, exclusively by a switch of the active version or a rebuild."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +106,7 @@ def hold_off_writes(connection: Connection) -> None:
     """Make every write with a model (see :class:`ActiveVersionQuery`) wait until this
     transaction ends, once those under way have ended (PostgreSQL: the exclusive
     advisory lock; SQLite: a write transaction already excludes the others)."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text(f"SELECT pg_advisory_xact_lock({VERSION_LOCK})"))
+    locks.lock(connection, locks.VERSION_LOCK)
 
 
 class ActiveVersionQuery:
@@ -128,15 +123,15 @@ class ActiveVersionQuery:
         self.connection = connection
         self._sent: list[Sent] = []
         if connection.dialect.name == "postgresql":
-            self._sent.append(
-                send_select(connection, f"SELECT pg_advisory_xact_lock_shared({VERSION_LOCK})")
-            )
+            self._sent.append(send_select(connection, locks.shared_lock_sql(locks.VERSION_LOCK)))
         self._sent.append(send_select(connection, "SELECT id FROM model_versions WHERE active"))
-        self._answer: tuple[int | None] | None = None
+        self._received = False
+        self._active: int | None = None
 
     def active_id(self) -> int | None:
         """The id of the active version (None: none is active)."""
-        if self._answer is None:
+        if not self._received:
             rows = [rows_of(self.connection, sent) for sent in self._sent][-1]
-            self._answer = (int(rows[0][0]) if rows else None,)
-        return self._answer[0]
+            self._active = int(rows[0][0]) if rows else None
+            self._received = True
+        return self._active
