@@ -267,3 +267,66 @@ def test_an_engaged_lead_that_does_not_decay_keeps_its_flags_until_mqa_recency()
     assert flags_change(PLAN, lead, flags, q, now) == T0 + timedelta(days=30)
     after = Evaluation(PLAN, T0 + timedelta(days=30, microseconds=1)).member_flags(lead)
     assert after.engaged is False
+
+
+def _windowed(unsubscribe_points: int) -> Plan:
+    return Plan(
+        load_model_text(
+            f"""
+name: windowed
+version: 1
+engagement:
+  rules:
+    - {{id: visit, event: page_view, points: 5, decay: false, within_days: 30}}
+    - {{id: unsub, event: email_unsubscribe, points: {unsubscribe_points}, decay: false,
+       within_days: 10}}
+stages:
+  - {{id: cold}}
+accounts:
+  mqa: {{engaged_leads: {{gte: 1}}, min_engagement: 20, within_days: 60}}
+"""
+        )
+    )
+
+
+def _member(plan: Plan, now: datetime, *events: tuple[str, float]) -> LeadState:
+    lead = LeadState("L1")
+    lead.add(LeadProfile("L1", "ann@example.com"))
+    for number, (type_, days) in enumerate(events):
+        lead.add(Event(f"E{number}", type_, T0 - timedelta(days=days), "L1"))
+    lead.advance(now, plan)
+    return lead
+
+
+def test_a_member_that_time_cannot_engage_keeps_its_flags_until_a_fact() -> None:
+    """Events leaving windows only take points away: a member under the MQA minimum
+    stays unengaged whatever time passes, so its flags need no window edge."""
+    plan = _windowed(unsubscribe_points=0)
+    assert plan.time_only_lowers_engagement
+    now = T0
+    lead = _member(plan, now, ("page_view", 1), ("page_view", 2))  # 10 points, under 20
+    evaluation = Evaluation(plan, now)
+    q = evaluation.qualify(lead, None)
+    flags = evaluation.member_flags(lead)
+    assert flags.engaged is False
+    assert flags_change(plan, lead, flags, q, now) is None
+    for days in (1.0, 29.5, 31.0, 400.0):
+        assert Evaluation(plan, now + timedelta(days=days)).member_flags(lead) == flags
+
+
+def test_a_member_a_leaving_penalty_can_engage_watches_the_window_edge() -> None:
+    """A penalty leaving its window raises engagement: the unengaged member's flags hold
+    only until that edge, when it becomes engaged."""
+    plan = _windowed(unsubscribe_points=-20)
+    assert not plan.time_only_lowers_engagement
+    now = T0
+    lead = _member(plan, now, *[("page_view", d / 10) for d in range(5)], ("email_unsubscribe", 0))
+    evaluation = Evaluation(plan, now)
+    q = evaluation.qualify(lead, None)
+    flags = evaluation.member_flags(lead)
+    assert (q.engagement, flags.engaged) == (5.0, False)
+    until = flags_change(plan, lead, flags, q, now)
+    assert until is not None and until <= T0 + timedelta(days=10, microseconds=1)
+    assert Evaluation(plan, until - timedelta(microseconds=1)).member_flags(lead) == flags
+    later = Evaluation(plan, T0 + timedelta(days=10, microseconds=1)).member_flags(lead)
+    assert later.engaged is True

@@ -252,6 +252,12 @@ class Plan:
         """Decay can only lower scores (no decaying rule has negative points): between
         window edges every score falls or stays, so only thresholds at or under a score
         can be crossed by time alone."""
+        self.time_only_lowers_engagement = self.decay_only_lowers and all(
+            rule.points >= 0 for rule in model.engagement.rules if rule.within_days is not None
+        )
+        """Time alone can only lower engagement: no decaying rule, and no rule with a
+        window, has negative points (an event leaving a window, or decaying, takes
+        points away; groups' limits and the total's clamp keep that order)."""
 
     @staticmethod
     def _predicate(node: EventPredicate) -> _PredicateNeed:
@@ -859,13 +865,16 @@ def flags_change(
     facts dated in the future; the engagement rules' window edges; MQA recency,
     for an engaged member; the decay bound to the MQA minimum (which, when
     decay only lowers scores, exists only for an engaged member). Committee
-    roles are made of attributes alone, which only facts change.
+    roles are made of attributes alone, which only facts change. A member that
+    is not engaged, when time alone can only lower engagement
+    (``Plan.time_only_lowers_engagement``) and only make its latest event older,
+    stays so until a fact: only facts dated in the future bound its flags.
     """
     candidates: list[datetime] = []
     pending = state.next_pending()
     if pending is not None:
         candidates.append(pending)
-    if plan.min_engagement is not None:
+    if plan.min_engagement is not None and (flags.engaged or not plan.time_only_lowers_engagement):
         events = state.at(now, plan).sorted_events()
         edges = _window_edges(plan.rule_windows, events)
         if flags.engaged and plan.recency_days is not None and events:
