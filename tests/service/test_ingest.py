@@ -281,6 +281,43 @@ def test_a_colleague_whose_stage_can_move_but_whose_flags_cannot_is_read_from_it
     assert store.qualification("L1").reasons == json.loads(reasons)
 
 
+PENALTY_MODEL = load_model_text(
+    """
+name: penalty
+version: 1
+engagement:
+  rules:
+    - {id: visit, event: page_view, points: 5, decay: false}
+    - {id: unsub, event: email_unsubscribe, points: -20, decay: false, within_days: 10}
+stages:
+  - {id: cold}
+accounts:
+  mqa: {engaged_leads: {gte: 1}, min_engagement: 20, within_days: 60}
+"""
+)
+
+
+def test_a_colleague_a_leaving_penalty_engages_is_evaluated_again_after_it_leaves(
+    store: Store,
+) -> None:
+    """L2's penalty keeps it under the MQA minimum until the penalty leaves its window:
+    its stored flags hold only until then. A later event of L1 evaluates L2 again, so
+    the account becomes an MQA, as the reference says."""
+    ingestor = Ingestor(store, PENALTY_MODEL)
+    ingestor.apply([_lead("L1"), _lead("L2")], NOW - timedelta(hours=2))
+    visits = [Event(f"P{i}", "page_view", NOW - timedelta(hours=i), "L2") for i in range(5)]
+    ingestor.apply([*visits, Event("U1", "email_unsubscribe", NOW, "L2")], NOW)
+    before = {q.lead_id: q for q in evaluate_all(PENALTY_MODEL, store.load_facts(), NOW)}
+    assert before["L1"].account is not None and before["L1"].account.mqa is False
+    later = NOW + timedelta(days=11)
+    ingestor.apply([Event("V1", "page_view", later, "L1")], later)
+    facts = store.load_facts(resolve=True)
+    expected = {q.lead_id: q for q in evaluate_all(PENALTY_MODEL, facts, later)}
+    assert expected["L1"].account is not None and expected["L1"].account.mqa is True
+    reasons = state.qualification_row(expected["L1"], None, later)["reasons"]
+    assert store.qualification("L1").reasons == json.loads(reasons)
+
+
 def test_a_lead_linked_by_its_domain_follows_the_domain_and_its_email(store: Store) -> None:
     """A lead linked by its email's domain keeps its stored account only while the
     email and the domain's account stay: a new email's domain, an account that claims
