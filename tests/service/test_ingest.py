@@ -281,6 +281,90 @@ def test_a_colleague_whose_stage_can_move_but_whose_flags_cannot_is_read_from_it
     assert store.qualification("L1").reasons == json.loads(reasons)
 
 
+def test_a_colleague_whose_flags_ran_out_is_evaluated_once_and_its_flags_kept(
+    store: Store,
+) -> None:
+    """L2's demo request makes it engaged until MQA recency runs out 30 days later. The
+    first event of L1 after that evaluates L2 again for the account's status and keeps
+    L2's fresh flags (no longer engaged: time cannot change that) with its state; L2's
+    qualification and ``next_change_at`` stay as they were. The next event of L1 reads
+    those flags, and L1's qualification is the reference's each time."""
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead("L1"), _lead("L2")], NOW - timedelta(hours=2))
+    ingestor.apply([Event("D2", "demo_request", NOW, "L2")], NOW)
+    t = schema.lead_state
+
+    def stored(lead: str) -> tuple[object, ...]:
+        with store.engine.connect() as connection:
+            return tuple(
+                connection.execute(
+                    select(t.c.next_change_at, t.c.member_flags, t.c.state).where(
+                        t.c.lead_id == lead
+                    )
+                ).one()
+            )
+
+    next_at, flags, _ = stored("L2")
+    assert json.loads(str(flags))[:2] == [True, ["economic_buyer"]]
+    qualification = store.qualification("L2")
+    for days in (31, 32):
+        at = NOW + timedelta(days=days)
+        with store.transaction() as tx:
+            members = _Work(tx.connection, ingestor.plan, None, at).members({"domain:acme.io"})
+        if days == 31:  # its flags ran out: evaluated again
+            assert not isinstance(members["domain:acme.io"]["L2"], MemberFlags)
+        else:  # read from the flags the first event kept
+            assert members["domain:acme.io"]["L2"] == MemberFlags(False, ("economic_buyer",))
+        ingestor.apply([Event(f"V{days}", "page_view", at, "L1")], at)
+        expected = {q.lead_id: q for q in evaluate_all(MODEL, store.load_facts(resolve=True), at)}
+        reasons = state.qualification_row(expected["L1"], None, at)["reasons"]
+        assert store.qualification("L1").reasons == json.loads(reasons)
+        after_next_at, after_flags, after_state = stored("L2")
+        assert json.loads(str(after_flags)) == [False, ["economic_buyer"], None]
+        assert json.loads(str(after_state))["horizon"] == (NOW + timedelta(days=31)).isoformat()
+        assert after_next_at == next_at
+        assert store.qualification("L2") == qualification
+
+
+DECAY_MODEL = load_model_text(
+    """
+name: decaying
+version: 1
+engagement:
+  half_life_days: 10
+  rules:
+    - {id: visit, event: page_view, points: 15}
+stages:
+  - {id: cold}
+accounts:
+  mqa: {engaged_leads: {gte: 1}, min_engagement: 20, within_days: 60}
+"""
+)
+
+
+def test_a_colleague_refreshed_while_still_engaged_keeps_its_flags_only_until_decay(
+    store: Store,
+) -> None:
+    """L2's two visits (30 points, half-life 10 days) fall under the MQA minimum after
+    about 5.85 days; the bound its flags were stored with comes earlier (decay is
+    bounded from above). L1's event on day 5 evaluates L2 again, still engaged, and keeps
+    its flags with a new bound; L1's event on day 7, past that bound, evaluates L2
+    again: the account is no longer an MQA, as the reference says."""
+    ingestor = Ingestor(store, DECAY_MODEL)
+    ingestor.apply([_lead("L1"), _lead("L2")], NOW - timedelta(hours=2))
+    visits = [Event(f"P{i}", "page_view", NOW, "L2") for i in range(2)]
+    ingestor.apply(visits, NOW)
+    for days in (5, 7):
+        at = NOW + timedelta(days=days)
+        ingestor.apply([Event(f"O{days}", "email_open", at, "L1")], at)
+        facts = store.load_facts(resolve=True)
+        expected = {q.lead_id: q for q in evaluate_all(DECAY_MODEL, facts, at)}
+        assert expected["L1"].account is not None
+        assert expected["L1"].account.mqa is (days == 5)
+        reasons = state.qualification_row(expected["L1"], None, at)["reasons"]
+        assert store.qualification("L1").reasons == json.loads(reasons)
+
+
 PENALTY_MODEL = load_model_text(
     """
 name: penalty

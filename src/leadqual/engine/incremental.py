@@ -869,6 +869,9 @@ def flags_change(
     is not engaged, when time alone can only lower engagement
     (``Plan.time_only_lowers_engagement``) and only make its latest event older,
     stays so until a fact: only facts dated in the future bound its flags.
+    The decay bound starts from the engagement of ``q`` or, for a member
+    evaluated without being qualified, of ``engagement`` (the lead's at ``now``);
+    with neither, the flags hold only until just after ``now``.
     """
     candidates: list[datetime] = []
     pending = state.next_pending()
@@ -881,10 +884,12 @@ def flags_change(
             edges.append(events[-1].at + timedelta(days=plan.recency_days))
         for edge in edges:
             candidates.extend((edge, edge + MICROSECOND))
-        if q is None:
-            candidates.append(now + MICROSECOND)  # no scores to bound decay with: look again
+        total = q.engagement if q is not None else engagement.total if engagement else None
+        if total is None:
+            candidates.append(now + MICROSECOND)  # no score to bound decay with: look again
         elif plan.decaying and events:
-            decay = _decay_bound(plan, events, q, now, engagement, plan.engaged_threshold)
+            scores = {"score.engagement": total}
+            decay = _decay_bound(plan, events, scores, now, engagement, plan.engaged_threshold)
             if decay is not None:
                 candidates.append(decay)
     later = [c for c in candidates if c > now]
@@ -928,7 +933,7 @@ def next_change(
     for edge in edges:
         candidates.extend((edge, edge + MICROSECOND))
     if q is not None and plan.thresholds and plan.decaying and events:
-        decay = _decay_bound(plan, events, q, now, engagement)
+        decay = _decay_bound(plan, events, _scores(q), now, engagement)
         if decay is not None:
             candidates.append(decay)
     later = [c for c in candidates if c > now]
@@ -957,17 +962,23 @@ def _may_be_engaged(plan: Plan, q: Qualification | None) -> bool:
     return q.engagement >= plan.min_engagement
 
 
+def _scores(q: Qualification) -> dict[str, float]:
+    """A qualification's scores by path (what score thresholds test)."""
+    values = {"score.engagement": q.engagement, "score.total": q.total}
+    values.update({f"score.{g}": v for g, v in q.groups.items()})
+    return values
+
+
 def _decay_bound(
     plan: Plan,
     events: list[Event],
-    q: Qualification,
+    values: Mapping[str, float],
     now: datetime,
     engagement: Engagement | None = None,
     thresholds: list[tuple[str, float]] | None = None,
 ) -> datetime | None:
-    """The decay bound to ``thresholds`` (default: every score threshold of the model)."""
-    values = {"score.engagement": q.engagement, "score.total": q.total}
-    values.update({f"score.{g}": v for g, v in q.groups.items()})
+    """The decay bound of the scores ``values`` (by path) to ``thresholds`` (default: every
+    score threshold of the model)."""
     watched = plan.thresholds if thresholds is None else thresholds
     if plan.decay_only_lowers:  # falling scores reach only the thresholds under them
         distances = [values[p] - c for p, c in watched if p in values and values[p] >= c]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from leadqual.engine.engagement import Engagement
@@ -150,6 +150,9 @@ class _Work:
         read (None, None: it has none), as read with the state."""
         self.flags: dict[str, MemberFlags] = {}
         self.flags_until: dict[str, datetime | None] = {}
+        self.refreshed: dict[str, tuple[MemberFlags, datetime | None]] = {}
+        """Members evaluated only for their account's status: their flags and bound
+        (see :meth:`_refresh_members`)."""
 
     # -- loading
 
@@ -447,11 +450,33 @@ class _Work:
                 self.flags_until[lead] = flags_change(
                     self.plan, state, self.flags[lead], q, self.now, engagement
                 )
+        self._refresh_members(evaluation, members, out)
         unchanged = {
             a for a, key in keys.items() if stored_status.get(a) == (key, self.model_version_id)
         }
         self._save_status(evaluation.statuses, members, unchanged)
         return out
+
+    def _refresh_members(
+        self,
+        evaluation: Evaluation,
+        members: dict[str, Members],
+        qualified: Collection[str],
+    ) -> None:
+        """Keep the fresh flags of the members evaluated only for their account's status
+        (their stored flags had run out, see :meth:`members`), with a new bound, and their
+        states as advanced to ``now`` (written by :meth:`write_states`): the next
+        transaction reads those flags instead of evaluating the member again. Their
+        qualification and ``next_change_at`` stay as stored: nothing about them but time
+        changed, and their stage cannot move before that edge."""
+        for account_members in members.values():
+            for lead, member in account_members.items():
+                if not isinstance(member, LeadState) or lead in qualified:
+                    continue
+                flags = evaluation.member_flags(member)
+                engagement = evaluation.engagement(member)
+                until = flags_change(self.plan, member, flags, None, self.now, engagement)
+                self.refreshed[lead] = (flags, until)
 
     def evaluation(
         self, accounts: Collection[str], *also: InQuery, catch_up: bool = False
@@ -592,8 +617,27 @@ class _Work:
         state.enqueue_webhooks_many(self.connection, NURTURE_CHANGED, announcements, wall)
 
     def write_states(self, lead_ids: Collection[str], wall: datetime) -> None:
-        """Upsert these leads' states."""
+        """Upsert these leads' states; update the states and flags of the members refreshed
+        for their account's status (:meth:`_refresh_members`) that are not among them."""
         t = schema.lead_state
+        refreshed = [
+            {
+                "b_lead_id": lead,
+                "b_model_key": self.plan.key,
+                "state": self.leads[lead].to_json(),
+                "member_flags": flags_to_json(flags, until),
+                "updated_at": wall,
+            }
+            for lead, (flags, until) in sorted(self.refreshed.items())
+            if lead not in lead_ids
+        ]
+        if refreshed:  # only a row still built for this model: a stale one was rebuilt here
+            self.connection.execute(
+                t.update()
+                .where(t.c.lead_id == bindparam("b_lead_id"))
+                .where(t.c.model_key == bindparam("b_model_key")),
+                refreshed,
+            )
         rows = []
         for lead in sorted(lead_ids):
             s = self.leads[lead]
