@@ -11,18 +11,19 @@ the wall-clock benchmarks still say how fast.
 What is counted: ``bench_ingest``'s import clock on SQLite (demo events in
 time order, in batches of 1,000, each applied at one ``now`` after the last
 event, through ``Ingestor.apply``), only the batches measured, after the
-profiles and one batch of warm-up. Beside it, in the same run, the baseline:
-the same batches inserted as plain rows into a bare table
-(``bench_store.plain_insert``). ``--against DIR`` counts the same for the
-checkout in DIR (its ``src``) too, to compare two builds; the sample is made
-once by this checkout and handed to both.
+profiles and one batch of warm-up. ``--clock replay`` counts its replay clock
+instead (each batch at its latest event: time moves, as in a live service).
+Beside it, in the same run, the baseline: the same batches inserted as plain
+rows into a bare table (``bench_store.plain_insert``). ``--against DIR``
+counts the same for the checkout in DIR (its ``src``) too, to compare two
+builds; the sample is made once by this checkout and handed to both.
 
 Needs valgrind, gcc and valgrind's headers (``valgrind/callgrind.h``), which
 this machine has: collection is switched on and off around the measured
 batches by a client request in a small C helper compiled for the run.
 Counting runs the interpreter about 50 times slower: a run takes minutes.
 
-Run: ``python -m benchmarks.bench_instructions [--batches N] [--against DIR]``.
+Run: ``python -m benchmarks.bench_instructions [--batches N] [--clock replay] [--against DIR]``.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def _helper(folder: Path) -> Path:
 
 
 def _count(src: Path, sample: Path, helper: Path, work: str, batches: int, out: Path) -> int:
-    """Instructions of ``work`` (``ingest`` or ``plain``) run on ``src``'s leadqual."""
+    """Instructions of ``work`` (``import``, ``replay`` or ``plain``) run on ``src``'s
+    leadqual."""
     env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=os.pathsep.join([str(src), str(ROOT)]))
     where = subprocess.run(
         [sys.executable, "-c", "import leadqual; print(leadqual.__file__)"],
@@ -109,13 +111,14 @@ def child(work: str, sample: Path, helper: Path, batches: int) -> None:
             toggle()
             connection.close()
             return
+        replay = work == "replay"  # each batch at its latest event, else all at one now
         with Store.open(f"sqlite:///{Path(tmp) / 'ingest.db'}") as store:
             ingestor = Ingestor(store, load_model("b2b_example"))
-            ingestor.apply(profiles, now)
-            ingestor.apply(parts[0], now)
+            ingestor.apply(profiles, events[0].at if replay else now)
+            ingestor.apply(parts[0], parts[0][-1].at if replay else now)
             toggle()
             for part in parts[1:]:
-                ingestor.apply(part, now)
+                ingestor.apply(part, part[-1].at if replay else now)
             toggle()
 
 
@@ -126,6 +129,10 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--against", type=Path, help="another checkout to count too")
+    parser.add_argument(
+        "--clock", choices=("import", "replay"), default="import",
+        help="import: every batch at one now after the last event; replay: each at its latest",
+    )  # fmt: skip
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -157,17 +164,17 @@ def main() -> None:
                     _count, src, sample, helper, work, args.batches, folder / f"{i}-{work}.out"
                 )
                 for i, (name, src) in enumerate(builds)
-                for work in ("ingest", "plain")
+                for work in (args.clock, "plain")
             }
             done = {key: job.result() for key, job in jobs.items()}
     counted = [
-        Counted(name, done[name, "ingest"], done[name, "plain"], args.batches * BATCH)
+        Counted(name, done[name, args.clock], done[name, "plain"], args.batches * BATCH)
         for name, _ in builds
     ]
 
     table = Table(
         title=f"Instructions: {args.batches} batches of {BATCH:,} demo events into SQLite "
-        "(import clock), after the profiles and one batch of warm-up"
+        f"({args.clock} clock), after the profiles and one batch of warm-up"
     )
     for column in ("build", "ingest with scoring / event", "plain insert / event",
                    "ingest / plain"):  # fmt: skip
