@@ -374,8 +374,9 @@ domain), ``link_domain`` the domain that links it when it names no account,
 ``next_change_at`` the earliest time its stage could change with time alone
 (what the tick looks for), ``model_key`` the model the state was built for.
 ``member_flags`` (revision 0004) is what the lead brings to its account's status
-as of its last qualification (``reference.MemberFlags`` as JSON ``[engaged,
-[roles], until]``): still true until ``until`` (``incremental.flags_change``;
+as of its last qualification, or of its last evaluation for that status alone
+(``service.ingest._Work._refresh_members``), as JSON ``[engaged, [roles], until]``
+(``reference.MemberFlags``): still true until ``until`` (``incremental.flags_change``;
 null: until the lead's next fact; rows written before it was stored have no
 third item and hold while ``next_change_at`` has not come), so an account's
 status needs only its changed members evaluated."""
