@@ -30,8 +30,22 @@ days = st.floats(min_value=0, max_value=200, allow_nan=False, allow_infinity=Fal
 
 
 @st.composite
-def engagement_rules(draw: st.DrawFn, positive: bool = False) -> list[dict[str, Any]]:
+def engagement_rules(
+    draw: st.DrawFn, positive: bool = False, penalty: bool = False
+) -> list[dict[str, Any]]:
+    """One to five rules; with ``penalty``, also one with negative points that does
+    not decay and leaves its window (time alone can then raise engagement)."""
     rules = []
+    if penalty:
+        rules.append(
+            {
+                "id": "penalty",
+                "event": draw(st.sampled_from(EVENT_TYPES)),
+                "points": -float(draw(st.integers(1, 30))),
+                "decay": False,
+                "within_days": draw(st.integers(1, 20)),
+            }
+        )
     for i in range(draw(st.integers(1, 5))):
         rule: dict[str, Any] = {"id": f"r{i}", "event": draw(st.sampled_from(EVENT_TYPES))}
         low = 0.5 if positive else -30.0
@@ -62,10 +76,13 @@ def engagement_rules(draw: st.DrawFn, positive: bool = False) -> list[dict[str, 
 
 
 @st.composite
-def models(draw: st.DrawFn, positive: bool = False) -> Model:
-    """A valid model exercising every section, generated as YAML and loaded normally."""
+def models(draw: st.DrawFn, positive: bool = False, penalty: bool = False) -> Model:
+    """A valid model exercising every section, generated as YAML and loaded normally.
+
+    ``penalty``: with a penalty rule that leaves its window (see
+    :func:`engagement_rules`) and MQA recency of 30 or 90 days."""
     engagement: dict[str, Any] = {
-        "rules": draw(engagement_rules(positive)),
+        "rules": draw(engagement_rules(positive, penalty)),
         "groups": {"g1": {"max": draw(st.sampled_from([None, 15, 40]))}, "g2": {}},
     }
     if draw(st.booleans()):
@@ -140,7 +157,7 @@ def models(draw: st.DrawFn, positive: bool = False) -> Model:
             "mqa": {
                 "engaged_leads": {"gte": 2},
                 "min_engagement": draw(st.integers(0, 20)),
-                "within_days": 30,
+                "within_days": draw(st.sampled_from([30, 90])) if penalty else 30,
             },
         },
     }
@@ -148,7 +165,11 @@ def models(draw: st.DrawFn, positive: bool = False) -> Model:
 
 
 @st.composite
-def events(draw: st.DrawFn, lead_id: str = "L1", prefix: str = "E") -> list[Event]:
+def events(
+    draw: st.DrawFn, lead_id: str = "L1", prefix: str = "E", within: float = 200
+) -> list[Event]:
+    """Zero to twelve events, each up to ``within`` days before ``AS_OF``."""
+    when = st.floats(min_value=0, max_value=within, allow_nan=False, allow_infinity=False)
     n = draw(st.integers(0, 12))
     out = []
     for i in range(n):
@@ -162,7 +183,7 @@ def events(draw: st.DrawFn, lead_id: str = "L1", prefix: str = "E") -> list[Even
             Event(
                 f"{prefix}{lead_id}-{i}",
                 event_type,
-                AS_OF - timedelta(days=draw(days)),
+                AS_OF - timedelta(days=draw(when)),
                 lead_id=lead_id,
                 properties=properties,
             )
@@ -171,7 +192,7 @@ def events(draw: st.DrawFn, lead_id: str = "L1", prefix: str = "E") -> list[Even
 
 
 @st.composite
-def lead_facts(draw: st.DrawFn, lead_id: str = "L1") -> LeadFacts:
+def lead_facts(draw: st.DrawFn, lead_id: str = "L1", within: float = 200) -> LeadFacts:
     attributes: dict[str, Any] = {}
     if draw(st.booleans()):
         attributes["seniority"] = draw(st.sampled_from(SENIORITY))
@@ -213,15 +234,20 @@ def lead_facts(draw: st.DrawFn, lead_id: str = "L1") -> LeadFacts:
         for i in range(draw(st.integers(0, 2)))
     ]
     return LeadFacts(
-        lead_id, tuple(profiles), tuple(draw(events(lead_id))), tuple(answers), tuple(decisions)
+        lead_id,
+        tuple(profiles),
+        tuple(draw(events(lead_id, within=within))),
+        tuple(answers),
+        tuple(decisions),
     )
 
 
 @st.composite
-def fact_bundles(draw: st.DrawFn) -> Facts:
-    """A lead with an account that has zero to two colleagues."""
-    lead = draw(lead_facts("L1"))
-    others = [draw(lead_facts(f"L{i}")) for i in range(2, 2 + draw(st.integers(0, 2)))]
+def fact_bundles(draw: st.DrawFn, within: float = 200) -> Facts:
+    """A lead with an account that has zero to two colleagues (their events up to
+    ``within`` days before ``AS_OF``)."""
+    lead = draw(lead_facts("L1", within))
+    others = [draw(lead_facts(f"L{i}", within)) for i in range(2, 2 + draw(st.integers(0, 2)))]
     employees = float(draw(st.integers(1, 5000)))
     account = AccountFacts(
         "A1", (AccountProfile("A1", "acme.com", {"employees": employees}),), (lead, *others)

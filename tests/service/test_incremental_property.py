@@ -7,8 +7,11 @@ time, and the live state qualifies every lead as the reference does. Then
 time runs from edge to edge: every lead's stored ``next_change_at`` is
 probed (until the earliest one of its account's members, the reference gives
 it the same stage and account status at every time probed: just before that
-edge, and at a drawn time between), a tick runs at the earliest edge, and
-every stored stage equals the reference's there. Then a tick at a later time
+edge, and at a drawn time between; each lead's stored member flags are the
+reference's until their bound, probed also just after each window edge of its
+events), an event may come at the earliest edge for a colleague of a lead whose
+flags have run out (that lead keeps fresh flags, probed too), a tick runs
+there, and every stored stage equals the reference's. Then a tick at a later time
 changes exactly the leads whose stage changed with time, and a recompute from
 the log equals the live state.
 
@@ -30,8 +33,8 @@ from sqlalchemy import select
 from leadqual.engine.incremental import NO_BOUND, flags_from_json
 from leadqual.engine.reference import MemberFlags, _Evaluator, evaluate_all
 from leadqual.engine.result import Qualification
-from leadqual.facts.dataset import Facts, FactSet
-from leadqual.facts.types import Fact
+from leadqual.facts.dataset import Facts, FactSet, LeadFacts
+from leadqual.facts.types import Event, Fact
 from leadqual.model.schema import Model
 from leadqual.service import Ingestor, qualify_from_state, recompute, tick
 from leadqual.store import Store, StoredQualification, schema
@@ -112,25 +115,79 @@ def stored_edges(store: Store) -> dict[str, datetime | None]:
         return dict(connection.execute(select(t.c.lead_id, t.c.next_change_at)).all())
 
 
-def walk_edges(store: Store, model: Model, now: datetime, data: st.DataObject) -> datetime:
+def walk_edges(ingestor: Ingestor, now: datetime, data: st.DataObject) -> datetime:
     """Tick at each earliest edge in turn, checking stability before it and stages at it.
 
     A lead left at an edge's microsecond without its change (an edge taken as
     "changes at" where the change comes just after) would come due again only
     at some later edge: the probes after the tick see the stage it missed.
+
+    At an edge, an event may come before the tick (:func:`touch_at`), as between
+    two ticks of a live service: a lead due there whose flags have run out is
+    evaluated again for its account's status alone and keeps its fresh flags,
+    which are probed before the tick.
     """
-    for _ in range(EDGE_HOPS):
+    store, model = ingestor.store, ingestor.model
+    for hop in range(EDGE_HOPS):
         assert_stable_until_next_change(store, model, now, data)
         assert_flags_hold_until_their_bound(store, model, now, data)
         edge = min((e for e in stored_edges(store).values() if e is not None), default=None)
         if edge is None:
             break
         now = max(now, edge)
+        touch_at(ingestor, now, hop, data)
         tick(store, model, now)
         expected = reference(store, model, now)
         stored = {q.lead_id: q.stage for q in store.qualifications()}
         assert stored == {lead: q.stage for lead, q in expected.items()}, now.isoformat()
     return now
+
+
+def stored_flags_bounds(store: Store) -> dict[str, datetime | None]:
+    """Each lead's stored member flags' bound (None: until the lead's next fact)."""
+    t = schema.lead_state
+    with store.engine.connect() as connection:
+        rows = connection.execute(
+            select(t.c.lead_id, t.c.member_flags).where(t.c.member_flags.is_not(None))
+        ).all()
+    out: dict[str, datetime | None] = {}
+    for lead, text in rows:
+        until = flags_from_json(text)[1]
+        assert until is None or isinstance(until, datetime)
+        out[lead] = until
+    return out
+
+
+def touch_at(ingestor: Ingestor, at: datetime, hop: int, data: st.DataObject) -> None:
+    """Apply one event at ``at``, an edge at which leads are due, before the tick takes
+    them: for a colleague of a lead whose member flags have run out, else (as drawn)
+    for any lead. Every lead it re-qualifies equals the reference, and that lead,
+    evaluated again for the account's status alone, keeps flags that hold until
+    their bound."""
+    store, model = ingestor.store, ingestor.model
+    account_of = {q.lead_id: q.account_id for q in store.qualifications()}
+    ran_out = {lead for lead, u in stored_flags_bounds(store).items() if u is not None and u <= at}
+    colleagues = sorted(
+        lead
+        for lead, account in account_of.items()
+        if account is not None and any(account_of.get(m) == account for m in ran_out - {lead})
+    )
+    if not colleagues and not data.draw(st.booleans(), label="an event anyway"):
+        return
+    kind = data.draw(st.sampled_from(strategies.EVENT_TYPES), label="touch event")
+    properties = {"page_view": {"url": "/pricing"}, "content_download": {"asset": "ebook"}}
+    event = Event(
+        f"W{hop}",
+        kind,
+        at,
+        lead_id=data.draw(st.sampled_from(colleagues or sorted(account_of)), label="touched"),
+        properties=properties.get(kind, {}),
+    )
+    result = ingestor.apply([event], at)
+    expected = reference(store, model, at)
+    for lead in result.qualified:
+        assert_stored(store.qualification(lead), expected[lead])
+    assert_flags_hold_until_their_bound(store, model, at, data)
 
 
 def assert_stable_until_next_change(
@@ -200,6 +257,13 @@ def assert_flags_hold_until_their_bound(
                 continue  # run out: colleagues evaluate the lead again
             fraction = data.draw(st.floats(0.0, 1.0, exclude_max=True), label="flags probe")
             times = [until - MICROSECOND, min(now + (until - now) * fraction, until - MICROSECOND)]
+        # where the flags can change with time, whatever the bound says: just after
+        # an event leaves an engagement rule's window or the MQA recency window
+        times += [
+            edge
+            for edge in engagement_edges(model, leads[lead])
+            if edge > now and (until is None or edge < until)
+        ]
         for at in times:
             if at >= now:
                 probes.setdefault(at, []).append((lead, flags))
@@ -210,6 +274,16 @@ def assert_flags_hold_until_their_bound(
                 f"{lead}'s member flags changed at {at.isoformat()}, before their bound "
                 f"(now {now.isoformat()})"
             )
+
+
+def engagement_edges(model: Model, lead: LeadFacts) -> list[datetime]:
+    """Just after each of the lead's events leaves the window of an engagement rule or
+    of MQA recency: the times at which its member flags can change with time alone
+    (besides decay, which moves continuously)."""
+    windows = {r.within_days for r in model.engagement.rules if r.within_days is not None}
+    if model.accounts.mqa is not None and model.accounts.mqa.within_days is not None:
+        windows.add(model.accounts.mqa.within_days)
+    return sorted({e.at + timedelta(days=w) + MICROSECOND for e in lead.events for w in windows})
 
 
 def stream_and_check(kind: str, model: Model, facts: FactSet, as_of: datetime, data: Any) -> None:
@@ -232,7 +306,7 @@ def stream_and_check(kind: str, model: Model, facts: FactSet, as_of: datetime, d
             live = {q.lead_id: q for q in qualify_from_state(store, model, now)}
             assert live == expected
 
-        now = walk_edges(store, model, now, data)
+        now = walk_edges(ingestor, now, data)
 
         # a tick changes exactly the leads whose stage changed with time
         later = now + timedelta(days=data.draw(st.sampled_from(TICK_DAYS), label="tick"))
@@ -276,4 +350,22 @@ def test_wide_cases_stream_like_the_reference(
 def test_generated_models_stream_like_the_reference(
     kind: str, model: Model, bundle: Facts, data: st.DataObject
 ) -> None:
+    stream_and_check(kind, model, bundle_facts(bundle), AS_OF, data)
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+@SETTINGS
+@given(
+    model=strategies.models(positive=True, penalty=True),
+    bundle=strategies.fact_bundles(within=40),
+    data=st.data(),
+)
+def test_penalties_that_leave_their_windows_stream_like_the_reference(
+    kind: str, model: Model, bundle: Facts, data: st.DataObject
+) -> None:
+    """Time alone can raise engagement here: a penalty that does not decay leaves its
+    window (the other rules have positive points), and a member under the MQA minimum
+    can become engaged without a fact of its own. Events come from the 40 days before
+    the stream, so penalties leave their windows (1 to 20 days) while the stream and
+    the walk from edge to edge run."""
     stream_and_check(kind, model, bundle_facts(bundle), AS_OF, data)
