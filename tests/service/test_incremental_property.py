@@ -143,18 +143,19 @@ def walk_edges(ingestor: Ingestor, now: datetime, data: st.DataObject) -> dateti
     return now
 
 
-def stored_flags_bounds(store: Store) -> dict[str, datetime | None]:
-    """Each lead's stored member flags' bound (None: until the lead's next fact)."""
+def stored_flags(store: Store) -> dict[str, tuple[MemberFlags, datetime | None]]:
+    """Each lead's stored member flags and their bound (None: until the lead's next fact)."""
     t = schema.lead_state
     with store.engine.connect() as connection:
         rows = connection.execute(
             select(t.c.lead_id, t.c.member_flags).where(t.c.member_flags.is_not(None))
         ).all()
-    out: dict[str, datetime | None] = {}
+    out: dict[str, tuple[MemberFlags, datetime | None]] = {}
     for lead, text in rows:
-        until = flags_from_json(text)[1]
+        flags, until = flags_from_json(text)
+        assert until is not NO_BOUND  # every row is written with its bound
         assert until is None or isinstance(until, datetime)
-        out[lead] = until
+        out[lead] = (flags, until)
     return out
 
 
@@ -166,7 +167,7 @@ def touch_at(ingestor: Ingestor, at: datetime, hop: int, data: st.DataObject) ->
     their bound."""
     store, model = ingestor.store, ingestor.model
     account_of = {q.lead_id: q.account_id for q in store.qualifications()}
-    ran_out = {lead for lead, u in stored_flags_bounds(store).items() if u is not None and u <= at}
+    ran_out = {lead for lead, (_, u) in stored_flags(store).items() if u is not None and u <= at}
     colleagues = sorted(
         lead
         for lead, account in account_of.items()
@@ -239,20 +240,12 @@ def assert_flags_hold_until_their_bound(
     bound (``flags_change``): probed just before it and at a drawn time between; with
     no bound (until the lead's next fact), far into the future. Colleagues read these
     flags instead of evaluating the lead again."""
-    t = schema.lead_state
-    with store.engine.connect() as connection:
-        rows = connection.execute(
-            select(t.c.lead_id, t.c.member_flags).where(t.c.member_flags.is_not(None))
-        ).all()
     leads = {f.lead.lead_id: f.lead for f in store.load_facts(resolve=True).group()}
     probes: dict[datetime, list[tuple[str, MemberFlags]]] = {}
-    for lead, text in sorted(rows):
-        flags, until = flags_from_json(text)
-        assert until is not NO_BOUND  # every row is written with its bound
+    for lead, (flags, until) in sorted(stored_flags(store).items()):
         if until is None:
             times = [now + timedelta(days=d) for d in NEVER_PROBES_DAYS]
         else:
-            assert isinstance(until, datetime)
             if until <= now:
                 continue  # run out: colleagues evaluate the lead again
             fraction = data.draw(st.floats(0.0, 1.0, exclude_max=True), label="flags probe")
