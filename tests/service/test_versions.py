@@ -85,6 +85,19 @@ def test_readers_see_the_old_version_until_the_switch_commits(store: Store) -> N
     assert store.qualification("L1").stage == "warm"
 
 
+def test_activating_without_a_version_id_is_refused_before_anything_is_rebuilt(
+    store: Store,
+) -> None:
+    first, _ = _setup(store)
+    before = store.qualification("L1")
+    with pytest.raises(ValueError, match="needs the model_version_id"):
+        recompute(store, load_model_text(V2), NOW, None, activate=True)
+    active = store.active_model_version()
+    assert active is not None and active.id == first
+    assert store.qualification("L1") == before
+    assert [c.cause_kind for c in store.stage_history("L1")].count("model") == 0
+
+
 def test_rollback_returns_to_the_previous_version(store: Store) -> None:
     first, second = _setup(store)
     activator = Activator(store)

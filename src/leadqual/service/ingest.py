@@ -1037,6 +1037,8 @@ def recompute(
     complete, never a mix.
     """
     _require_aware(as_of)
+    if activate and model_version_id is None:
+        raise ValueError("activate needs the model_version_id to activate")
     plan = Plan(model)
     with store.transaction() as tx:
         connection = tx.connection
@@ -1066,9 +1068,8 @@ def recompute(
         work.write_states(everyone, tx.now)
         work.write_accounts(tx.now)
         if activate:
-            if model_version_id is None:
-                raise ValueError("activate needs the model_version_id to activate")
-            versions.activate_model_version(connection, model_version_id, tx.now)
+            assert model_version_id is not None  # checked before the rebuild
+            versions.switch_active_version(connection, model_version_id, tx.now)
         return ApplyResult(0, 0, tuple(sorted(qualified)), tuple(changes))
 
 

@@ -95,6 +95,12 @@ def activate_model_version(connection: Connection, version_id: int, now: datetim
     Writes with a model wait until this transaction ends (:func:`hold_off_writes`).
     """
     hold_off_writes(connection)
+    return switch_active_version(connection, version_id, now)
+
+
+def switch_active_version(connection: Connection, version_id: int, now: datetime) -> ModelVersion:
+    """:func:`activate_model_version` in a transaction that already holds off writes
+    (a rebuild that activates the version it built, ``service.ingest.recompute``)."""
     t = schema.model_versions
     get_model_version(connection, version_id)
     connection.execute(update(t).where(t.c.active.is_(True)).values(active=False))
