@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -167,6 +168,31 @@ def test_a_write_with_a_version_no_longer_active_writes_nothing(store: Store) ->
         assert store.qualification("L1").model_version_id == second
     finally:
         other.close()
+
+
+def test_a_failed_write_leaves_no_read_open_on_its_connection(store: Store) -> None:
+    """A write that fails after sending its version query (here: an event id sent
+    again with another payload) must not leave that query's cursor open on the
+    pooled connection, even while the error (whose traceback holds the cursor) is
+    kept. On SQLite an open statement keeps its snapshot after the rollback: the
+    next reader on that connection would see old data, and the next writer would
+    fail at once with SQLITE_BUSY_SNAPSHOT, without waiting for the lock."""
+    first, _ = _setup(store)
+    ingestor = Ingestor(store, load_model_text(V1), first)
+    sent = Event("L1-sent", "page_view", NOW, "L1", None, {"url": "/pricing"})
+    ingestor.apply([sent], NOW)
+    with pytest.raises(ConflictError) as failed:
+        ingestor.apply([replace(sent, properties={"url": "/blog"})], NOW)
+    other = _other_process(store)
+    try:
+        elsewhere = Event("L2-elsewhere", "page_view", NOW, "L2", None, {"url": "/docs"})
+        Ingestor(other, load_model_text(V1), first).apply([elsewhere], NOW)
+    finally:
+        other.close()
+    assert "L2-elsewhere" in {e.event_id for e in store.load_facts().events}
+    later = Event("L1-later", "page_view", NOW, "L1", None, {"url": "/docs"})
+    assert ingestor.apply([later], NOW).accepted == 1
+    assert failed.value.args  # the error (and the frames it holds) lived until here
 
 
 def test_writes_of_another_process_during_an_activation_end_in_the_new_version(

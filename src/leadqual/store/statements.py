@@ -274,11 +274,13 @@ class _DirectWrite:
 
 @dataclass(frozen=True)
 class Sent:
-    """A select executed on a driver cursor whose rows are not fetched yet."""
+    """A select executed on a driver cursor whose rows are not fetched yet (PostgreSQL), or
+    its rows, fetched at once, with the cursor closed (``cursor`` None: SQLite)."""
 
     cursor: Any
     sql: str
     params: Any
+    rows: list[tuple[Any, ...]] | None = None
 
 
 def send_select(connection: Connection, sql: str) -> Sent:
@@ -300,18 +302,36 @@ def _on_cursor(connection: Connection, sql: str, params: Any, *, many: bool) -> 
     if not many:
         return _receive(connection, _send(connection, sql, params))
     cursor = connection.connection.cursor()
-    with driver_errors(connection, sql, params, cursor, many=True):
-        cursor.executemany(sql, params)
+    try:
+        with driver_errors(connection, sql, params, cursor, many=True):
+            cursor.executemany(sql, params)
+    finally:
         cursor.close()
     return None
 
 
 def _send(connection: Connection, sql: str, params: Any, *, prepare: bool = False) -> Sent:
     """Execute a select on the driver's cursor (``prepare``: as a prepared statement,
-    on PostgreSQL)."""
+    on PostgreSQL).
+
+    Only PostgreSQL leaves the rows to come later (with the pipeline's next wait).
+    SQLite's rows are fetched here and its cursor closed, since a select that is
+    never read would otherwise stay open past its transaction (a transaction can
+    fail between the send and the read, and its error's traceback keeps the cursor):
+    an open statement keeps its snapshot after the rollback, so the next reader of
+    that pooled connection would see old data and the next writer would fail at
+    once with SQLITE_BUSY_SNAPSHOT instead of waiting for the lock.
+    """
     cursor: Any = connection.connection.cursor()  # psycopg's, when it is asked to prepare
+    if connection.dialect.name != "postgresql":
+        try:
+            with driver_errors(connection, sql, params, cursor):
+                cursor.execute(sql, params)
+                return Sent(None, sql, params, cursor.fetchall())
+        finally:
+            cursor.close()
     with driver_errors(connection, sql, params, cursor):
-        if prepare and connection.dialect.name == "postgresql":
+        if prepare:
             cursor.execute(sql, params, prepare=True)
         else:
             cursor.execute(sql, params)
@@ -319,6 +339,8 @@ def _send(connection: Connection, sql: str, params: Any, *, prepare: bool = Fals
 
 
 def _receive(connection: Connection, sent: Sent) -> Any:
+    if sent.rows is not None:
+        return sent.rows
     with driver_errors(connection, sent.sql, sent.params, sent.cursor):
         rows = sent.cursor.fetchall()
         sent.cursor.close()
