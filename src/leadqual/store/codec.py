@@ -76,15 +76,18 @@ _json_text = json.JSONEncoder(
 ).encode
 
 
-def _dumps(data: list[Any] | dict[str, Any]) -> str:
+def _dumps(data: list[Any] | dict[str, Any], floats: bool | None = None) -> str:
     """Canonical JSON: sorted keys, no spaces, numbers keep their type (``1`` is not ``1.0``).
 
     The text is ``json``'s (stored digests depend on it). orjson writes the same
-    text several times faster for everything but floats (``1e+16`` against
-    ``1e16``), so it writes data without a float; what it refuses (an integer
-    wider than 64 bits, a lone surrogate) goes to ``json`` too.
+    text several times faster for everything but floats (``1e-07`` against
+    ``1e-7``), so it writes data without a float; what it refuses (an integer
+    wider than 64 bits, a lone surrogate) goes to ``json`` too. ``floats`` says
+    whether ``data`` holds a float, when the caller knows (None: look).
     """
-    if not _has_float(data):
+    if floats is None:
+        floats = _has_float(data)
+    if not floats:
         try:
             return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
         except orjson.JSONEncodeError:
@@ -99,8 +102,9 @@ def _has_float(data: list[Any] | dict[str, Any]) -> bool:
     return False
 
 
-def _digest(payload: list[Any], tail: str = "") -> tuple[str, int]:
-    data = (_dumps(payload) + tail).encode("utf-8")
+def _digest(payload: list[Any], tail: str = "", *, floats: bool) -> tuple[str, int]:
+    """The digest and size of a payload (``floats``: whether it holds a float) and ``tail``."""
+    data = (_dumps(payload, floats) + tail).encode("utf-8")
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
@@ -144,19 +148,23 @@ class _Checker:
         if value not in allowed:
             raise self.fail(field, f"must be one of {', '.join(allowed)}, not {value!r}")
 
-    def values(self, field: str, values: object) -> dict[str, Value]:
+    def values(self, field: str, values: object) -> tuple[dict[str, Value], bool]:
+        """The checked values, and whether one of them is a float."""
         if not isinstance(values, Mapping):
             raise self.fail(field, f"must be a mapping, not {type(values).__name__}")
         if len(values) > MAX_VALUES:
             raise self.fail(field, f"has {len(values)} entries; the limit is {MAX_VALUES}")
+        floats = False
         for name, value in values.items():
             if type(name) is str and 0 < len(name) <= MAX_NAME and type(value) is str:
                 if len(value) <= MAX_TEXT and "\x00" not in value and "\x00" not in name:
                     continue  # the common case, checked quickly
             if not isinstance(name, str) or not name or len(name) > MAX_NAME or "\x00" in name:
                 raise self.fail(field, f"bad name {name!r}: text of 1 to {MAX_NAME} characters")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise self.fail(f"{field}.{name}", f"number {value} is not finite")
+            if isinstance(value, float):
+                if not math.isfinite(value):
+                    raise self.fail(f"{field}.{name}", f"number {value} is not finite")
+                floats = True
             if isinstance(value, str) and len(value) > MAX_TEXT:
                 raise self.fail(f"{field}.{name}", f"text longer than {MAX_TEXT} characters")
             if isinstance(value, str) and "\x00" in value:
@@ -166,7 +174,7 @@ class _Checker:
                     f"{field}.{name}",
                     f"must be text, a number or a boolean, not {type(value).__name__}",
                 )
-        return dict(values)
+        return dict(values), floats
 
     def size(self, size: int) -> None:
         if size > MAX_PAYLOAD:
@@ -197,16 +205,17 @@ def _lead(fact: LeadProfile, index: int, received_at: datetime) -> Encoded:
     check.text("email", fact.email, MAX_EMAIL)
     check.text("account_id", fact.account_id, MAX_ID)
     check.time("at", fact.at, required=False)
-    attributes = check.values("attributes", fact.attributes)
+    attributes, floats = check.values("attributes", fact.attributes)
     at = utc_text(fact.at) if fact.at is not None else None
-    digest, size = _digest(["lead", fact.lead_id, fact.email, fact.account_id, attributes, at])
+    payload = ["lead", fact.lead_id, fact.email, fact.account_id, attributes, at]
+    digest, size = _digest(payload, floats=floats)
     check.size(size)
     row = {
         "profile_id": digest,
         "lead_id": fact.lead_id,
         "email": fact.email,
         "account_id": fact.account_id,
-        "attributes": _dumps(attributes),
+        "attributes": _dumps(attributes, floats),
         "at": fact.at,
         "payload_hash": digest,
         "received_at": received_at,
@@ -219,15 +228,15 @@ def _account(fact: AccountProfile, index: int, received_at: datetime) -> Encoded
     check.text("account_id", fact.account_id, MAX_ID, required=True)
     check.text("domain", fact.domain, MAX_EMAIL)
     check.time("at", fact.at, required=False)
-    attributes = check.values("attributes", fact.attributes)
+    attributes, floats = check.values("attributes", fact.attributes)
     at = utc_text(fact.at) if fact.at is not None else None
-    digest, size = _digest(["account", fact.account_id, fact.domain, attributes, at])
+    digest, size = _digest(["account", fact.account_id, fact.domain, attributes, at], floats=floats)
     check.size(size)
     row = {
         "profile_id": digest,
         "account_id": fact.account_id,
         "domain": fact.domain,
-        "attributes": _dumps(attributes),
+        "attributes": _dumps(attributes, floats),
         "at": fact.at,
         "payload_hash": digest,
         "received_at": received_at,
@@ -242,7 +251,7 @@ def _event(fact: Event, index: int, received_at: datetime) -> Encoded:
     check.time("at", fact.at)
     check.text("lead_id", fact.lead_id, MAX_ID)
     check.text("email", fact.email, MAX_EMAIL)
-    properties = check.values("properties", fact.properties)
+    properties, floats = check.values("properties", fact.properties)
     visitor = properties.get(VISITOR_PROPERTY)
     if visitor is not None:
         check.text(f"properties.{VISITOR_PROPERTY}", visitor, MAX_ID, required=True)
@@ -250,9 +259,9 @@ def _event(fact: Event, index: int, received_at: datetime) -> Encoded:
         raise check.fail(
             "lead_id", f"names no lead: give a lead_id, an email or a {VISITOR_PROPERTY}"
         )
-    properties_text = _dumps(properties)
+    properties_text = _dumps(properties, floats)
     payload = ["event", fact.event_id, fact.type, utc_text(fact.at), fact.lead_id, fact.email]
-    digest, size = _digest(payload, properties_text)
+    digest, size = _digest(payload, properties_text, floats=False)
     check.size(size)
     row = {
         "event_id": fact.event_id,
@@ -281,7 +290,8 @@ def _answer(fact: SalesAnswer, index: int, received_at: datetime) -> Encoded:
     check.text("note", fact.note, MAX_TEXT)
     digest, size = _digest(
         ["answer", fact.answer_id, fact.lead_id, fact.framework, fact.criterion, fact.value,
-         utc_text(fact.at), fact.by, fact.note]
+         utc_text(fact.at), fact.by, fact.note],
+        floats=False,
     )  # fmt: skip
     check.size(size)
     row = {
@@ -309,7 +319,8 @@ def _decision(fact: Decision, index: int, received_at: datetime) -> Encoded:
     check.text("by", fact.by, MAX_ID)
     digest, size = _digest(
         ["decision", fact.decision_id, fact.lead_id, fact.action, utc_text(fact.at),
-         fact.reason, fact.by]
+         fact.reason, fact.by],
+        floats=False,
     )  # fmt: skip
     check.size(size)
     row = {
@@ -338,7 +349,8 @@ def _outcome(fact: Outcome, index: int, received_at: datetime) -> Encoded:
         raise check.fail("amount", f"must be a finite number, not {amount!r}")
     amount = None if amount is None else float(amount)
     digest, size = _digest(
-        ["outcome", fact.outcome_id, fact.lead_id, fact.outcome, utc_text(fact.at), amount]
+        ["outcome", fact.outcome_id, fact.lead_id, fact.outcome, utc_text(fact.at), amount],
+        floats=amount is not None,
     )
     check.size(size)
     row = {
