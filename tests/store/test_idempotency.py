@@ -113,6 +113,11 @@ def test_conflict_within_one_batch(store: Store) -> None:
             "must be text, a number or a boolean",
         ),
         (Event("E5", "page_view", T0, "L1\x00"), "NUL"),
+        (
+            Event("E5", "page_view", T0, "L1", None, {"url": "/a\ud800"}),
+            r"event 'E5': holds text that is not valid Unicode \('\\ud800', a lone surrogate\)",
+        ),
+        (LeadProfile("L1", None, None, {"t\udc00": "x"}), "lead profile 'L1': holds text"),
         (SalesAnswer("S5", "L1", "bant", "budget", "maybe", T0), "answer 'S5': must be one of met"),  # type: ignore[arg-type]
         (Outcome("O5", "L1", "won", T0, float("inf")), "outcome 'O5': must be a finite number"),
     ],
@@ -125,6 +130,8 @@ def test_conflict_within_one_batch(store: Store) -> None:
         "nan",
         "nested",
         "nul",
+        "surrogate-value",
+        "surrogate-name",
         "verdict",
         "amount",
     ],

@@ -176,9 +176,18 @@ class _Checker:
                 )
         return dict(values), floats
 
-    def size(self, size: int) -> None:
+    def digest(self, payload: list[Any], tail: str = "", *, floats: bool) -> str:
+        """The fact's digest (see :func:`_digest`), once its text is valid and within limits."""
+        try:
+            digest, size = _digest(payload, tail, floats=floats)
+        except UnicodeEncodeError as error:
+            bad = error.object[error.start : error.end]
+            raise self.fail(
+                "payload", f"holds text that is not valid Unicode ({bad!a}, a lone surrogate)"
+            ) from None
         if size > MAX_PAYLOAD:
             raise self.fail("payload", f"is {size} bytes; the limit is {MAX_PAYLOAD}")
+        return digest
 
 
 def encode(fact: Fact, index: int, received_at: datetime) -> Encoded:
@@ -208,8 +217,7 @@ def _lead(fact: LeadProfile, index: int, received_at: datetime) -> Encoded:
     attributes, floats = check.values("attributes", fact.attributes)
     at = utc_text(fact.at) if fact.at is not None else None
     payload = ["lead", fact.lead_id, fact.email, fact.account_id, attributes, at]
-    digest, size = _digest(payload, floats=floats)
-    check.size(size)
+    digest = check.digest(payload, floats=floats)
     row = {
         "profile_id": digest,
         "lead_id": fact.lead_id,
@@ -230,8 +238,7 @@ def _account(fact: AccountProfile, index: int, received_at: datetime) -> Encoded
     check.time("at", fact.at, required=False)
     attributes, floats = check.values("attributes", fact.attributes)
     at = utc_text(fact.at) if fact.at is not None else None
-    digest, size = _digest(["account", fact.account_id, fact.domain, attributes, at], floats=floats)
-    check.size(size)
+    digest = check.digest(["account", fact.account_id, fact.domain, attributes, at], floats=floats)
     row = {
         "profile_id": digest,
         "account_id": fact.account_id,
@@ -261,8 +268,7 @@ def _event(fact: Event, index: int, received_at: datetime) -> Encoded:
         )
     properties_text = _dumps(properties, floats)
     payload = ["event", fact.event_id, fact.type, utc_text(fact.at), fact.lead_id, fact.email]
-    digest, size = _digest(payload, properties_text, floats=False)
-    check.size(size)
+    digest = check.digest(payload, properties_text, floats=False)
     row = {
         "event_id": fact.event_id,
         "type": fact.type,
@@ -288,12 +294,11 @@ def _answer(fact: SalesAnswer, index: int, received_at: datetime) -> Encoded:
     check.time("at", fact.at)
     check.text("by", fact.by, MAX_ID)
     check.text("note", fact.note, MAX_TEXT)
-    digest, size = _digest(
+    digest = check.digest(
         ["answer", fact.answer_id, fact.lead_id, fact.framework, fact.criterion, fact.value,
          utc_text(fact.at), fact.by, fact.note],
         floats=False,
     )  # fmt: skip
-    check.size(size)
     row = {
         "answer_id": fact.answer_id,
         "lead_id": fact.lead_id,
@@ -317,12 +322,11 @@ def _decision(fact: Decision, index: int, received_at: datetime) -> Encoded:
     check.time("at", fact.at)
     check.text("reason", fact.reason, MAX_TEXT)
     check.text("by", fact.by, MAX_ID)
-    digest, size = _digest(
+    digest = check.digest(
         ["decision", fact.decision_id, fact.lead_id, fact.action, utc_text(fact.at),
          fact.reason, fact.by],
         floats=False,
     )  # fmt: skip
-    check.size(size)
     row = {
         "decision_id": fact.decision_id,
         "lead_id": fact.lead_id,
@@ -348,11 +352,10 @@ def _outcome(fact: Outcome, index: int, received_at: datetime) -> Encoded:
     ):
         raise check.fail("amount", f"must be a finite number, not {amount!r}")
     amount = None if amount is None else float(amount)
-    digest, size = _digest(
+    digest = check.digest(
         ["outcome", fact.outcome_id, fact.lead_id, fact.outcome, utc_text(fact.at), amount],
         floats=amount is not None,
     )
-    check.size(size)
     row = {
         "outcome_id": fact.outcome_id,
         "lead_id": fact.lead_id,
