@@ -36,12 +36,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from leadqual.facts.types import Event
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 1000
@@ -111,14 +117,19 @@ def child(work: str, sample: Path, helper: Path, batches: int) -> None:
             toggle()
             connection.close()
             return
-        replay = work == "replay"  # each batch at its latest event, else all at one now
+        replay = work == "replay"
+
+        def applied_at(batch: Sequence[Event]) -> datetime:
+            """replay: each batch at its latest event's time; import: all at one now."""
+            return batch[-1].at if replay else now
+
         with Store.open(f"sqlite:///{Path(tmp) / 'ingest.db'}") as store:
             ingestor = Ingestor(store, load_model("b2b_example"))
             ingestor.apply(profiles, events[0].at if replay else now)
-            ingestor.apply(parts[0], parts[0][-1].at if replay else now)
+            ingestor.apply(parts[0], applied_at(parts[0]))
             toggle()
             for part in parts[1:]:
-                ingestor.apply(part, part[-1].at if replay else now)
+                ingestor.apply(part, applied_at(part))
             toggle()
 
 
