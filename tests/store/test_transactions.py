@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from leadqual import evaluate_all, load_model
 from leadqual.facts.dataset import FactSet
 from leadqual.facts.types import Event, Fact, LeadProfile
-from leadqual.store import Store
+from leadqual.store import Store, schema
 from tests.store.conftest import dump
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -130,3 +131,25 @@ def test_concurrent_processes_on_one_sqlite_file_lose_nothing(tmp_path: Path) ->
         assert sum(accepted) == len(expected)
     finally:
         store.close()
+
+
+def test_a_result_left_unread_does_not_hold_its_connection_s_snapshot(store_url: str) -> None:
+    """A select whose rows were not all read when its connection went back to the pool
+    (a loop that raised, an error keeping the result alive) must not leave that pooled
+    connection on an old snapshot: on SQLite an open statement keeps one past its
+    transaction, so the next reader there would see old data and the next writer
+    would fail at once with SQLITE_BUSY_SNAPSHOT."""
+    first, second = Store.open(store_url), Store.open(store_url)
+    try:
+        first.append(sample())
+        with first.engine.connect() as connection:
+            unread = connection.execute(select(schema.events.c.event_id))
+            assert unread.fetchone() is not None  # one of two rows read
+        second.append([Event("E3", "page_view", T0 + timedelta(hours=2), "L1", None, {})])
+        assert [e.event_id for e in first.load_facts().events] == ["E1", "E2", "E3"]
+        first.append([Event("E4", "page_view", T0 + timedelta(hours=3), "L1", None, {})])
+        assert len(first.load_facts().events) == 4
+        assert unread is not None  # the result lived until here
+    finally:
+        first.close()
+        second.close()

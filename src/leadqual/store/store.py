@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, WeakSet
 
 from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, event
@@ -81,6 +81,35 @@ def _switch_to_wal(cursor: Any) -> None:
             time.sleep(0.01)
 
 
+class _SqliteConnection(sqlite3.Connection):
+    """sqlite3's connection, remembering the cursors it made while they live.
+
+    An open statement on SQLite keeps its read snapshot after its transaction
+    ends (Python's ``sqlite3`` does not reset statements on commit or rollback).
+    A result left unread when its connection goes back to the pool (a loop that
+    raised, an error whose traceback keeps the result alive) would leave that
+    pooled connection on an old snapshot: its next reader would see old data,
+    and its next writer would fail at once with ``SQLITE_BUSY_SNAPSHOT``. So the
+    pool closes every cursor of a connection when it is checked in
+    (:func:`_sqlite_engine`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cursors: WeakSet[sqlite3.Cursor] = WeakSet()
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        made = super().cursor(*args, **kwargs)
+        self.cursors.add(made)
+        return made
+
+    def close_cursors(self) -> None:
+        """Close every cursor still alive: their statements let go of their snapshots."""
+        for cursor in list(self.cursors):
+            cursor.close()
+        self.cursors.clear()
+
+
 class _SqliteOptions:
     """What the SQLite connect hook sets on each new connection (changeable while open)."""
 
@@ -89,7 +118,13 @@ class _SqliteOptions:
 
 
 def _sqlite_engine(url: URL, options: _SqliteOptions) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    connect_args = {"timeout": BUSY_TIMEOUT_MS / 1000, "factory": _SqliteConnection}
+    engine = create_engine(url, connect_args=connect_args)
+
+    @event.listens_for(engine, "checkin")
+    def close_cursors(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, _SqliteConnection):  # None once invalidated
+            dbapi_connection.close_cursors()
 
     @event.listens_for(engine, "connect")
     def configure(dbapi_connection: Any, _record: Any) -> None:
