@@ -43,6 +43,11 @@ WRITE_ATTEMPTS = 3
 or another process may have activated another model version; the write is then retried."""
 
 
+def _first_line(error: Exception) -> str:
+    """An error's first line (SQLAlchemy's add the statement and a link below it)."""
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
 class Runtime:
     """The store and the model every request of one app uses."""
 
@@ -119,9 +124,11 @@ class Runtime:
                 if attempt == WRITE_ATTEMPTS:
                     raise
                 self.refresh_model()
-            except also_retried:
+            except also_retried as error:
                 if attempt == WRITE_ATTEMPTS:
                     raise
+                log.warning("write attempt %d of %d failed, retrying: %s", attempt,
+                            WRITE_ATTEMPTS, _first_line(error))  # fmt: skip
         raise AssertionError("unreachable")
 
     def activate(self, version_id: int) -> Activation:
