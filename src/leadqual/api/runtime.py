@@ -45,7 +45,8 @@ or another process may have activated another model version; the write is then r
 
 def _first_line(error: Exception) -> str:
     """An error's first line (SQLAlchemy's add the statement and a link below it)."""
-    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    lines = str(error).splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 class Runtime:

@@ -274,13 +274,11 @@ class _DirectWrite:
 
 @dataclass(frozen=True)
 class Sent:
-    """A select executed on a driver cursor whose rows are not fetched yet (PostgreSQL), or
-    its rows, fetched at once, with the cursor closed (``cursor`` None: SQLite)."""
+    """A select executed on a driver cursor whose rows are not fetched yet."""
 
     cursor: Any
     sql: str
     params: Any
-    rows: list[tuple[Any, ...]] | None = None
 
 
 def send_select(connection: Connection, sql: str) -> Sent:
@@ -314,24 +312,13 @@ def _send(connection: Connection, sql: str, params: Any, *, prepare: bool = Fals
     """Execute a select on the driver's cursor (``prepare``: as a prepared statement,
     on PostgreSQL).
 
-    Only PostgreSQL leaves the rows to come later (with the pipeline's next wait).
-    SQLite's rows are fetched here and its cursor closed, since a select that is
-    never read would otherwise stay open past its transaction (a transaction can
-    fail between the send and the read, and its error's traceback keeps the cursor):
-    an open statement keeps its snapshot after the rollback, so the next reader of
-    that pooled connection would see old data and the next writer would fail at
-    once with SQLITE_BUSY_SNAPSHOT instead of waiting for the lock.
+    A select sent and never read (its transaction failed first) leaves its cursor
+    open; on SQLite the pool closes it when the connection is checked in (see
+    ``leadqual.store.store._SqliteConnection``).
     """
     cursor: Any = connection.connection.cursor()  # psycopg's, when it is asked to prepare
-    if connection.dialect.name != "postgresql":
-        try:
-            with driver_errors(connection, sql, params, cursor):
-                cursor.execute(sql, params)
-                return Sent(None, sql, params, cursor.fetchall())
-        finally:
-            cursor.close()
     with driver_errors(connection, sql, params, cursor):
-        if prepare:
+        if prepare and connection.dialect.name == "postgresql":
             cursor.execute(sql, params, prepare=True)
         else:
             cursor.execute(sql, params)
@@ -339,8 +326,6 @@ def _send(connection: Connection, sql: str, params: Any, *, prepare: bool = Fals
 
 
 def _receive(connection: Connection, sent: Sent) -> Any:
-    if sent.rows is not None:
-        return sent.rows
     with driver_errors(connection, sent.sql, sent.params, sent.cursor):
         rows = sent.cursor.fetchall()
         sent.cursor.close()
