@@ -204,6 +204,37 @@ def test_a_malformed_event_is_422_naming_the_field(
     assert api.store.load_facts().events == []
 
 
+def test_a_number_out_of_float_range_is_refused_and_poisons_nothing(api: Api) -> None:
+    """An integer no float can hold was once stored, then failed every later write of a
+    lead linked to its account (500), the account's own correction included."""
+    ingest = api.as_("ingest")
+    ingest.put("/v1/accounts/A-1", json={"domain": "acme.io", "attributes": {"employees": 500}})
+    snapshot = dump(api.store)
+    huge = {"domain": "acme.io", "attributes": {"employees": 10**400}}
+    error = assert_error(ingest.put("/v1/accounts/A-1", json=huge), 422, "invalid_fact")
+    assert "integer of 1329 bits is out of range" in error["message"], error
+    assert error["details"][0]["field"] == "attributes.employees", error
+    body = {"email": "ana@acme.io", "attributes": {"budget_usd": -(10**400)}}
+    assert_error(ingest.put("/v1/leads/L-1", json=body), 422, "invalid_fact")
+    assert dump(api.store) == snapshot
+    assert ingest.put("/v1/leads/L-1", json={"email": "ana@acme.io"}).status_code in (200, 201)
+    assert api.as_("read").get("/v1/leads/L-1/qualification").json()["account_id"] == "A-1"
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_outside_the_range_of_dates_in_utc_is_422(api: Api, at: str) -> None:
+    lead(api)
+    snapshot = dump(api.store)
+    for path, body in [
+        ("/v1/events", {**event("E-1"), "at": at}),
+        ("/v1/events/batch", {"events": [event("E-0"), {**event("E-1"), "at": at}]}),
+    ]:
+        error = assert_error(api.as_("ingest").post(path, json=body), 422, "invalid_fact")
+        assert "outside the range of dates" in error["message"], error
+        assert error["details"][0]["field"] == "at", error
+    assert dump(api.store) == snapshot
+
+
 def test_an_event_of_an_unknown_lead_is_422(api: Api) -> None:
     error = assert_error(
         api.as_("ingest").post("/v1/events", json=event("E-1", "L-404")), 422, "unknown_lead"

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from leadqual.errors import ConflictError, FactError, NotFoundError
-from leadqual.facts.types import Decision, Event, Fact, LeadProfile, Outcome, SalesAnswer
+from leadqual.facts.types import (
+    AccountProfile,
+    Decision,
+    Event,
+    Fact,
+    LeadProfile,
+    Outcome,
+    SalesAnswer,
+)
 from leadqual.store import Store
 from leadqual.store.codec import MAX_PAYLOAD
 from tests.store.conftest import dump
@@ -120,6 +128,24 @@ def test_conflict_within_one_batch(store: Store) -> None:
         (LeadProfile("L1", None, None, {"t\udc00": "x"}), "lead profile 'L1': holds text"),
         (SalesAnswer("S5", "L1", "bant", "budget", "maybe", T0), "answer 'S5': must be one of met"),  # type: ignore[arg-type]
         (Outcome("O5", "L1", "won", T0, float("inf")), "outcome 'O5': must be a finite number"),
+        (
+            Event("E5", "page_view", T0, "L1", None, {"n": 10**400}),
+            r"event 'E5': integer of 1329 bits is out of range",
+        ),
+        (
+            AccountProfile("A9", "a9.io", {"employees": -(10**309)}),
+            r"account profile 'A9': integer of \d+ bits is out of range",
+        ),
+        (
+            Event("E5", "page_view", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))), "L1"),
+            r"event 'E5': 0001-01-01T00:00:00\+01:00 is outside the range of dates",
+        ),
+        (
+            Decision(
+                "D5", "L1", "accept", datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=2)))
+            ),
+            "decision 'D5': 9999-12-31T23:00:00-02:00 is outside the range of dates",
+        ),
     ],
     ids=[
         "naive-time",
@@ -134,6 +160,10 @@ def test_conflict_within_one_batch(store: Store) -> None:
         "surrogate-name",
         "verdict",
         "amount",
+        "huge-integer",
+        "huge-integer-account",
+        "time-before-year-1-utc",
+        "time-after-year-9999-utc",
     ],
 )
 def test_bad_input_is_refused_with_its_reason(store: Store, bad: Fact, message: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,9 @@ MAX_TEXT = 10_000
 """Longest text value (an attribute, a property, a note), in characters."""
 MAX_PAYLOAD = 64 * 1024
 """Largest canonical payload of one fact, in bytes of UTF-8."""
+LARGEST_INT = int(sys.float_info.max)
+"""Largest integer value (either sign): every number must convert to a float, as
+comparisons, scores and the SQL executors read it as one."""
 
 VISITOR_PROPERTY = "visitor_id"
 """The event property that carries an anonymous visitor's id (a web tracker's cookie)."""
@@ -143,6 +147,13 @@ class _Checker:
             raise self.fail(
                 field, "timestamp has no time zone; expected an offset such as 'Z' or '+02:00'"
             )
+        if value.tzinfo is not UTC:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise self.fail(
+                    field, f"{value.isoformat()} is outside the range of dates (years 1 to 9999 UTC)"
+                ) from None
 
     def choice(self, field: str, value: object, allowed: tuple[str, ...]) -> None:
         if value not in allowed:
@@ -165,6 +176,12 @@ class _Checker:
                 if not math.isfinite(value):
                     raise self.fail(f"{field}.{name}", f"number {value} is not finite")
                 floats = True
+            elif isinstance(value, int) and not -LARGEST_INT <= value <= LARGEST_INT:
+                raise self.fail(
+                    f"{field}.{name}",
+                    f"integer of {value.bit_length()} bits is out of range: numbers must "
+                    "lie within ±1.8e308 (the range of a float)",
+                )
             if isinstance(value, str) and len(value) > MAX_TEXT:
                 raise self.fail(f"{field}.{name}", f"text longer than {MAX_TEXT} characters")
             if isinstance(value, str) and "\x00" in value:
