@@ -279,7 +279,12 @@ def test_malformed_json_is_422(api: Api) -> None:
 
 def test_unknown_routes_and_methods_have_the_error_shape(api: Api) -> None:
     assert_error(api.admin.get("/v1/nothing-here"), 404, "not_found")
-    assert_error(api.admin.delete("/v1/events"), 405, "method_not_allowed")
+    response = api.admin.delete("/v1/events")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+    response = api.admin.post("/v1/accounts/A-1")  # two routes share the path: GET and PUT
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET, PUT"
     assert_error(api.admin.get("/v1/leads/L-404/qualification"), 404, "not_found")
 
 

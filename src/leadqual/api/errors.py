@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from leadqual.errors import ConflictError, FactError, ModelError, NotFoundError
 
@@ -176,19 +177,23 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code_for(exc.status_code), message, (), headers)
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
 def _allowed_methods(request: Request) -> list[str]:
     """Every method some route offers at this path.
 
     Starlette's own ``Allow`` names only the first route matching the path,
-    while ``GET`` and ``PUT /v1/leads/{id}`` are two routes.
+    while ``GET`` and ``PUT /v1/leads/{id}`` are two routes. Each method is
+    asked of the routes' own matching, which also looks inside included
+    routers (FastAPI keeps those as one route each).
     """
-    path = request.url.path
-    methods: set[str] = set()
-    for route in request.app.routes:
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(path) and getattr(route, "methods", None):
-            methods.update(route.methods)
-    return sorted(methods)
+    allowed = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _on_fact_error(_request: Request, exc: Exception) -> JSONResponse:
