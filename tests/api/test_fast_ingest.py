@@ -151,10 +151,12 @@ def test_every_other_post_is_passed_on_to_fastapi(tmp_path: Path) -> None:
         text = {"content-type": "text/plain"}
         basic = {"Authorization": "Basic dXNlcjpwYXNz"}
         too_many = {"events": [_event(f"B-{i}") for i in range(1001)]}
+        deep = raw[:-1] + b', "properties": {"a": ' + b"[" * 3000 + b"]" * 3000 + b"}}"
         refused: list[tuple[str, str, dict[str, Any], int]] = [
             ("ingest", "/v1/events", {"content": b"{not json", "headers": JSON}, 422),
             ("ingest", "/v1/events", {"content": b"", "headers": JSON}, 422),
             ("ingest", "/v1/events", {"content": raw, "headers": text}, 422),
+            ("ingest", "/v1/events", {"content": deep, "headers": JSON}, 400),  # json's recursion
             ("ingest", "/v1/events", {"content": raw}, 422),  # no content type
             ("ingest", "/v1/events", {"json": {**one, "at": "2026-01-01T00:00:00"}}, 422),
             ("ingest", "/v1/events", {"json": {"events": [one]}}, 422),
@@ -166,7 +168,7 @@ def test_every_other_post_is_passed_on_to_fastapi(tmp_path: Path) -> None:
         for scope, path, request, status in refused:
             assert pair.send(scope, path, **request).status_code == status, (path, request)
         assert pair.counts.answered == 0
-        assert pair.counts.passed_on == 10
+        assert pair.counts.passed_on == 11
         assert pair.fast.store.load_facts().events == []
 
 

@@ -131,7 +131,7 @@ def _parse(body: bytes, batch: bool) -> list[Fact] | None:
         if batch:
             return [facts.event(item) for item in EventBatchIn.model_validate(value).events]
         return [facts.event(EventIn.model_validate(value))]
-    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError too
+    except (ValueError, ValidationError, RecursionError):  # JSONDecodeError, UnicodeDecodeError
         return None
 
 
