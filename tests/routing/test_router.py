@@ -131,6 +131,42 @@ def test_a_touch_stops_the_sla_clock(store: Store) -> None:
     assert later.routing is not None and later.routing.breaches == []
 
 
+def test_a_touch_after_the_clock_was_due_is_a_breach_recorded_and_announced(
+    store: Store,
+) -> None:
+    """A clock stopped late, before any tick saw it due, was once stopped as if in time."""
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)  # due at 14:00
+    call = Event("L1-call", "sales_call", NOW + timedelta(hours=5), "L1")
+    result = ingestor.apply([call], NOW + timedelta(hours=5))
+    assert result.routing is not None and result.routing.stopped == 1
+    (breach,) = result.routing.breaches
+    assert (breach.lead_id, breach.stage, breach.rep) == ("L1", "mql", "ana")
+    (timer,) = _timers(store, "L1")
+    assert timer["stopped_at"] == NOW + timedelta(hours=5)
+    assert timer["stop_cause"] == "touched: event L1-call (sales_call)"
+    assert timer["breached_at"] == NOW + timedelta(hours=4)
+    (announced,) = _outbox(store, "sla_breached")
+    assert announced["rep"] == "ana" and announced["due_at"] == "2026-07-06T14:00:00+00:00"
+    assert announced["detected_at"] == (NOW + timedelta(hours=5)).isoformat()
+    assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}  # no new rep: worked on
+    later = tick(store, MODEL, NOW + timedelta(hours=6), routing=ROUTING)
+    assert later.routing is not None and later.routing.breaches == []  # recorded once
+
+
+def test_leaving_the_stage_after_the_clock_was_due_is_a_breach(store: Store) -> None:
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    late = NOW + timedelta(hours=4, minutes=1)
+    result = ingestor.apply([Decision("X1", "L1", "accept", late)], late)
+    assert result.routing is not None
+    assert [(b.lead_id, b.stage) for b in result.routing.breaches] == [("L1", "mql")]
+    mql, sal = _timers(store, "L1")
+    assert mql["breached_at"] == NOW + timedelta(hours=4) and mql["stopped_at"] == late
+    assert sal["stage"] == "sal" and sal["breached_at"] is None and sal["stopped_at"] is None
+
+
 def test_an_untouched_mql_breaches_in_business_hours(store: Store) -> None:
     _subscribe(store)
     friday = datetime(2026, 7, 3, 15, tzinfo=UTC)

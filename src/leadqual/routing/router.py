@@ -270,12 +270,35 @@ class _Transaction:
             rows.extend(self.connection.execute(query))
         return rows
 
-    def _stop(self, timer_id: int, at: datetime, cause: str) -> None:
+    def _stop(self, timer: Any, at: datetime, cause: str) -> None:
+        """Stop a running clock at ``at``. Stopped after it was due (a touch, a decision or
+        a stage change that came late, before any tick saw it due), it is breached too:
+        recorded and announced as :meth:`breach_due` would have, without a new rep (the
+        lead is being worked, or has left the stage)."""
         t = schema.sla_timers
-        self.connection.execute(
-            update(t).where(t.c.id == timer_id).values(stopped_at=at, stop_cause=cause)
-        )
+        late = at > timer.due_at
+        values: dict[str, Any] = {"stopped_at": at, "stop_cause": cause}
+        if late:
+            values["breached_at"] = timer.due_at
+        self.connection.execute(update(t).where(t.c.id == timer.id).values(**values))
         self.result.stopped += 1
+        if late:
+            self._announce_breach(timer)
+
+    def _announce_breach(self, timer: Any) -> None:
+        breach = BreachRecord(timer.lead_id, timer.stage, timer.rep, timer.due_at)
+        self.result.breaches.append(breach)
+        self.breach_payloads.append(
+            {
+                "lead_id": timer.lead_id,
+                "stage": timer.stage,
+                "team": timer.team,
+                "rep": timer.rep,
+                "started_at": timer.started_at.isoformat(),
+                "due_at": timer.due_at.isoformat(),
+                "detected_at": self.now.isoformat(),
+            }
+        )
 
     def stop_touched(self, facts_by_lead: Mapping[str, Sequence[Fact]]) -> None:
         """Stop running clocks of leads a sales decision or a touch event reached."""
@@ -297,13 +320,13 @@ class _Transaction:
                     if isinstance(first, Decision)
                     else f"event {first.event_id} ({first.type})"
                 )
-                self._stop(timer.id, first.at, f"touched: {what}")
+                self._stop(timer, first.at, f"touched: {what}")
 
     def stage_changed(self, lead: str, stage: str, running: Sequence[Any]) -> None:
         """Stop the lead's ``running`` clocks of other stages; start the new stage's."""
         for timer in running:
             if timer.stage != stage:
-                self._stop(timer.id, self.now, f"left stage {timer.stage} for {stage}")
+                self._stop(timer, self.now, f"left stage {timer.stage} for {stage}")
         sla = self.config.sla_for(stage)
         if sla is not None:
             self._start(lead, stage, sla)
@@ -341,19 +364,7 @@ class _Transaction:
             self.connection.execute(
                 update(t).where(t.c.id == timer.id).values(breached_at=timer.due_at)
             )
-            breach = BreachRecord(timer.lead_id, timer.stage, timer.rep, timer.due_at)
-            self.result.breaches.append(breach)
-            self.breach_payloads.append(
-                {
-                    "lead_id": timer.lead_id,
-                    "stage": timer.stage,
-                    "team": timer.team,
-                    "rep": timer.rep,
-                    "started_at": timer.started_at.isoformat(),
-                    "due_at": timer.due_at.isoformat(),
-                    "detected_at": self.now.isoformat(),
-                }
-            )
+            self._announce_breach(timer)
             sla = self.config.sla_for(timer.stage)
             current = self.open.get(timer.lead_id)
             if sla is not None and sla.reassign_on_breach and current is not None:
