@@ -69,6 +69,25 @@ def test_capacity_shares_leads_in_proportion() -> None:
     assert load == {"ana": 2, "ben": 4}
 
 
+def test_capacity_shares_leads_with_reps_who_have_no_capacity() -> None:
+    """A rep without a capacity once had a share of 0 at any load and took every lead."""
+    later = datetime(2026, 7, 20, tzinfo=UTC)  # cy (no capacity) is back
+    load: dict[str, int] = {}
+    for _ in range(10):
+        rep = choose_rep("sdr", TEAM, "capacity", None, None, load, None, later).rep
+        assert rep is not None
+        load[rep] = load.get(rep, 0) + 1
+    # ana 2 of 2 (full), then ben and cy share: cy counts as capacity 4, ben's
+    assert load == {"ana": 2, "ben": 4, "cy": 4}
+    nobody = load_routing_text("teams: {ae: {reps: [{id: dora}, {id: eli}]}}").teams["ae"]
+    load = {}
+    for _ in range(10):
+        rep = choose_rep("ae", nobody, "capacity", None, None, load, None, later).rep
+        assert rep is not None
+        load[rep] = load.get(rep, 0) + 1
+    assert load == {"dora": 5, "eli": 5}  # nobody has a capacity: the fewest open leads
+
+
 def test_excluded_reps_are_not_chosen() -> None:
     later = datetime(2026, 7, 20, tzinfo=UTC)
     choice = choose_rep("sdr", TEAM, "round_robin", None, None, {}, "ana", later, exclude=["ben"])

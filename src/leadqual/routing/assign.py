@@ -11,7 +11,9 @@ the people it affects:
   over the whole team, and the reason says so;
 * **capacity**: the rep with the lowest share of their capacity in use
   (ties: roster order), so a rep with capacity 40 takes twice the leads of
-  one with 20.
+  one with 20. A rep without a capacity counts as having the team's largest
+  one (1 when nobody has one: the fewest open leads wins), so they share
+  leads instead of taking every one.
 
 Under every method a rep who is away at the time, or whose open leads reached
 their capacity, is skipped. When nobody is left the lead waits in the team's
@@ -54,7 +56,8 @@ def choose_rep(
     if not free:
         return Choice(None, f"team {team_name}: nobody available ({skipped}); queued for the team")
     if method == "capacity":
-        chosen = min(free, key=lambda r: (_utilisation(r, open_leads), roster.index(r)))
+        usual = max((r.capacity for r in roster if r.capacity is not None), default=1)
+        chosen = min(free, key=lambda r: (_utilisation(r, open_leads, usual), roster.index(r)))
         load = open_leads.get(chosen.id, 0)
         limit = "no limit" if chosen.capacity is None else f"capacity {chosen.capacity}"
         return Choice(
@@ -84,9 +87,10 @@ def choose_rep(
     )
 
 
-def _utilisation(rep: Rep, open_leads: Mapping[str, int]) -> float:
-    load = open_leads.get(rep.id, 0)
-    return 0.0 if rep.capacity is None else load / rep.capacity
+def _utilisation(rep: Rep, open_leads: Mapping[str, int], usual: int) -> float:
+    """The share of the rep's capacity in use (``usual`` stands for a rep without one)."""
+    capacity = rep.capacity if rep.capacity is not None else usual
+    return open_leads.get(rep.id, 0) / capacity
 
 
 def _next_after(roster: list[Rep], candidates: list[Rep], last: str | None) -> Rep:
