@@ -49,6 +49,21 @@ def test_territory_prefers_reps_covering_the_value() -> None:
     assert "nobody available covers lead.country = FR" in choice.reason
 
 
+def test_territory_takes_turns_among_the_covering_reps_by_their_latest_lead() -> None:
+    later = datetime(2026, 7, 20, tzinfo=UTC)  # cy is back: ana and cy cover DE
+
+    def pick(latest: dict[str, int], last: str) -> str | None:
+        return choose_rep(
+            "sdr", TEAM, "territory", "lead.country", "DE", {}, last, later, latest=latest
+        ).rep
+
+    assert pick({}, "ben") == "ana"  # nobody has had one: roster order
+    assert pick({"ana": 1}, "ben") == "cy"
+    # the team's last pick (ben, a US lead) does not decide whose turn it is in DE
+    assert pick({"ana": 1, "cy": 2, "ben": 3}, "ben") == "ana"
+    assert pick({"ana": 4, "cy": 2, "ben": 3}, "ana") == "cy"
+
+
 def test_capacity_picks_the_most_room_and_never_overfills() -> None:
     assert _pick("capacity", load={"ana": 1, "ben": 1}) == "ben"  # 1/2 vs 1/4
     assert _pick("capacity", load={"ana": 0, "ben": 1}) == "ana"  # 0/2 vs 1/4

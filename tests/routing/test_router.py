@@ -86,6 +86,27 @@ def test_an_mql_is_assigned_by_territory_with_its_reason(store: Store) -> None:
     assert {(p["lead_id"], p["rep"]) for p in announced} == {("L1", "ana"), ("L2", "ben")}
 
 
+def test_reps_sharing_a_territory_take_turns_when_territories_interleave(store: Store) -> None:
+    """With one cursor per team, DE leads alternating with US ones all went to cy."""
+    routing = load_routing_text(
+        """
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, territory: {lead.country: [DE]}}
+      - {id: ben, territory: {lead.country: [US]}}
+      - {id: cy, territory: {lead.country: [DE]}}
+"""
+    )
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    for i in range(6):
+        ingestor.apply(mql_facts(f"D{i}", "DE", NOW), NOW + timedelta(minutes=2 * i))
+        ingestor.apply(mql_facts(f"U{i}", "US", NOW), NOW + timedelta(minutes=2 * i + 1))
+    reps = _open_assignments(store)
+    assert [reps[f"D{i}"][1] for i in range(6)] == ["ana", "cy"] * 3
+    assert {reps[f"U{i}"][1] for i in range(6)} == {"ben"}
+
+
 def test_capacity_is_respected_and_the_next_de_lead_goes_elsewhere(store: Store) -> None:
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
     ingestor.apply(mql_facts("L1", "DE", NOW), NOW)

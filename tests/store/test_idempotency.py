@@ -101,6 +101,9 @@ def test_conflict_within_one_batch(store: Store) -> None:
     assert store.append([batch[0], batch[0]]).duplicates == 1
 
 
+HOURS_2 = timedelta(hours=2)
+
+
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
@@ -137,13 +140,11 @@ def test_conflict_within_one_batch(store: Store) -> None:
             r"account profile 'A9': integer of \d+ bits is out of range",
         ),
         (
-            Event("E5", "page_view", datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))), "L1"),
+            Event("E5", "page_view", datetime(1, 1, 1, tzinfo=timezone(HOURS_2 / 2)), "L1"),
             r"event 'E5': 0001-01-01T00:00:00\+01:00 is outside the range of dates",
         ),
         (
-            Decision(
-                "D5", "L1", "accept", datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=2)))
-            ),
+            Decision("D5", "L1", "accept", datetime(9999, 12, 31, 23, tzinfo=timezone(-HOURS_2))),
             "decision 'D5': 9999-12-31T23:00:00-02:00 is outside the range of dates",
         ),
     ],

@@ -7,8 +7,11 @@ the people it affects:
 
 * **round_robin**: the next rep after the team's last pick, in roster order;
 * **territory**: round robin among the reps whose territory covers the
-  lead's key value (``lead.country: DE``); when nobody covers it, round robin
-  over the whole team, and the reason says so;
+  lead's key value (``lead.country: DE``): the one of them whose last lead of
+  the team came longest ago (never: first; ties: roster order), so reps who
+  share a territory take turns however its leads interleave with other
+  territories'; when nobody covers it, round robin over the whole team, and
+  the reason says so;
 * **capacity**: the rep with the lowest share of their capacity in use
   (ties: roster order), so a rep with capacity 40 takes twice the leads of
   one with 20. A rep without a capacity counts as having the team's largest
@@ -46,8 +49,13 @@ def choose_rep(
     last_rep: str | None,
     at: datetime,
     exclude: Sequence[str] = (),
+    latest: Mapping[str, int] | None = None,
 ) -> Choice:
-    """The rep who gets a lead routed to ``team_name`` at ``at``, and why."""
+    """The rep who gets a lead routed to ``team_name`` at ``at``, and why.
+
+    ``latest``: for each rep, the order (any increasing number) of their latest
+    lead of this team, for the territory method's turns.
+    """
     roster = list(team.reps)
     present = [r for r in roster if not r.is_away(at) and r.id not in exclude]
     away = [r.id for r in roster if r.is_away(at)]
@@ -68,7 +76,8 @@ def choose_rep(
     if method == "territory":
         covering = [r for r in free if r.covers(key, key_value)]
         if covering:
-            chosen = _next_after(roster, covering, last_rep)
+            turns = latest or {}
+            chosen = min(covering, key=lambda r: (turns.get(r.id, -1), roster.index(r)))
             return Choice(
                 chosen.id,
                 f"team {team_name}, territory: {chosen.id} covers {key} = {key_value}"

@@ -142,6 +142,8 @@ class _Transaction:
         self.result = result
         self.open: dict[str, _Open] = {}
         self.load: dict[str, dict[str, int]] = {}
+        self.latest: dict[str, dict[str, int]] = {}
+        """Per team: each rep's latest assignment id in it (their turn, for territory)."""
         self.cursor: dict[str, str | None] = {}
         self.moved_cursors: set[str] = set()
         self.assigned_payloads: list[dict[str, Any]] = []
@@ -169,6 +171,12 @@ class _Transaction:
             )
             load = {rep: int(n) for rep, n in self.connection.execute(query)}
             self.load[team] = load
+            recent = (
+                select(a.c.rep, func.max(a.c.id))
+                .where(a.c.team == team, a.c.rep.is_not(None))
+                .group_by(a.c.rep)
+            )
+            self.latest[team] = {rep: int(n) for rep, n in self.connection.execute(recent)}
             c = schema.routing_cursors
             row = self.connection.execute(select(c.c.last_rep).where(c.c.team == team)).first()
             self.cursor[team] = row.last_rep if row is not None else None
@@ -208,8 +216,9 @@ class _Transaction:
         else:
             load = self._team_load(team)
             choice = choose_rep(
-                team, roster, method, key, key_value, load, self.cursor.get(team), self.now, exclude
-            )
+                team, roster, method, key, key_value, load, self.cursor.get(team), self.now,
+                exclude, self.latest[team],
+            )  # fmt: skip
             rep, reason = choice.rep, choice.reason
             if rep is not None:
                 load[rep] = load.get(rep, 0) + 1
@@ -231,6 +240,8 @@ class _Transaction:
                 "reason": reason,
             },
         ).scalar_one()
+        if rep is not None:
+            self.latest[team][rep] = int(row_id)
         self.open[lead] = _Open(int(row_id), team, rep)
         record = AssignmentRecord(lead, team, rep, method, rule, reason, self.now)
         self.result.assignments.append(record)

@@ -151,9 +151,8 @@ class _Checker:
             try:
                 value.astimezone(UTC)
             except OverflowError:
-                raise self.fail(
-                    field, f"{value.isoformat()} is outside the range of dates (years 1 to 9999 UTC)"
-                ) from None
+                outside = f"{value.isoformat()} is outside the range of dates"
+                raise self.fail(field, f"{outside} (years 1 to 9999 UTC)") from None
 
     def choice(self, field: str, value: object, allowed: tuple[str, ...]) -> None:
         if value not in allowed:
