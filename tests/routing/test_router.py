@@ -16,7 +16,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from leadqual.cli import app
-from leadqual.facts.types import Decision, Event
+from leadqual.facts.types import Decision, Event, LeadProfile
 from leadqual.model.load import load_model
 from leadqual.routing import load_routing, load_routing_text
 from leadqual.service import Ingestor, tick
@@ -134,6 +134,30 @@ def test_staying_in_the_team_keeps_the_rep_and_leaving_ends_the_assignment(store
     (ended,) = store.assignments("L1")
     assert ended.ended_at == NOW + timedelta(minutes=2)
     assert ended.ended_reason == "no longer routed (stage nurture)"
+
+
+def test_a_lead_merged_into_another_leaves_its_rep_and_its_clock(store: Store) -> None:
+    """The merged lead's assignment stayed open (counting toward the rep's load) and its
+    clock ran on, to breach for a lead that no longer exists."""
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L1", "US", NOW), NOW)
+    ingestor.apply(mql_facts("L2", "US", NOW), NOW)
+    assert _open_assignments(store) == {"L1": ("sales_reps", "ben"), "L2": ("sales_reps", "ben")}
+    later = NOW + timedelta(minutes=30)
+    same_person = LeadProfile("L2", "l1@acme.io", None, {"seniority": "vp"}, later)
+    result = ingestor.apply([same_person], later)
+    assert result.routing is not None and result.routing.stopped == 1
+    assert _open_assignments(store) == {"L1": ("sales_reps", "ben")}
+    (ended,) = store.assignments("L2")
+    assert ended.ended_at == later and ended.ended_reason == "merged into lead L1"
+    (timer,) = _timers(store, "L2")
+    assert timer["stopped_at"] == later and timer["stop_cause"] == "merged into lead L1"
+    assert timer["breached_at"] is None
+    (survivor,) = _timers(store, "L1")
+    assert survivor["stopped_at"] is None  # the survivor's clock runs on
+    late = tick(store, MODEL, NOW + timedelta(hours=5), routing=ROUTING)
+    assert late.routing is not None
+    assert [b.lead_id for b in late.routing.breaches] == ["L1"]
 
 
 def test_a_touch_stops_the_sla_clock(store: Store) -> None:
@@ -289,3 +313,10 @@ def test_nurture_track_changes_are_announced(store: Store) -> None:
         ("product_education", None, "mql"),
         (None, "product_education", "nurture"),
     ]
+
+
+def test_a_chain_of_merges_in_one_batch_names_the_last_survivor() -> None:
+    from leadqual.service.ingest import _survivors
+
+    assert _survivors([("A", "B"), ("B", "C"), ("D", "C")]) == {"A": "C", "B": "C", "D": "C"}
+    assert _survivors([]) == {}

@@ -93,11 +93,17 @@ class Router:
         now: datetime,
         facts_by_lead: Mapping[str, Sequence[Fact]] | None = None,
         model_version_id: int | None = None,
+        merged: Mapping[str, str] | None = None,
     ) -> RoutingResult:
-        """Assign, start and stop SLA clocks for ``qualified`` leads (their new qualification)."""
+        """Assign, start and stop SLA clocks for ``qualified`` leads (their new qualification).
+
+        ``merged``: leads merged away in this transaction, and the lead each now lives
+        on in: their assignments end and their clocks stop (the survivor's stay).
+        """
         result = RoutingResult()
         work = _Transaction(self.config, connection, now, model_version_id, result)
         work.stop_touched(facts_by_lead or {})
+        work.merged_away(merged or {})
         leads = sorted(qualified)
         work.load_open(leads)
         moved = [lead for lead in leads if stages_before.get(lead) != qualified[lead].stage]
@@ -332,6 +338,18 @@ class _Transaction:
                     else f"event {first.event_id} ({first.type})"
                 )
                 self._stop(timer, first.at, f"touched: {what}")
+
+    def merged_away(self, merged: Mapping[str, str]) -> None:
+        """End the assignments and stop the clocks of leads merged into others."""
+        if not merged:
+            return
+        for timer in self.running(merged):
+            self._stop(timer, self.now, f"merged into lead {merged[timer.lead_id]}")
+        self.load_open(merged)
+        for lead in sorted(merged):
+            current = self.open.get(lead)
+            if current is not None:
+                self._end(lead, current, f"merged into lead {merged[lead]}")
 
     def stage_changed(self, lead: str, stage: str, running: Sequence[Any]) -> None:
         """Stop the lead's ``running`` clocks of other stages; start the new stage's."""

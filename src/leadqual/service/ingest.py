@@ -866,11 +866,12 @@ class Ingestor:
             work.record_nurture_changes(qualified, tx.now)
             routed = (
                 self.router.route(
-                    tx.connection, qualified, before, now, by_lead, self.model_version_id
+                    tx.connection, qualified, before, now, by_lead, self.model_version_id,
+                    merged=_survivors(result.merges),
                 )
                 if self.router is not None
                 else None
-            )
+            )  # fmt: skip
             work.write_states(touched | (qualified.keys() - touched), tx.now)
             _delete_states(tx.connection, gone)
             work.write_accounts(tx.now)
@@ -937,6 +938,17 @@ def _retrying_ahead(run: Callable[[datetime], ApplyResult], now: datetime) -> Ap
         except StateAhead as ahead:
             now = ahead.at
     return run(now)
+
+
+def _survivors(merges: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Each lead merged away, and the lead it lives on in (following merges in a row)."""
+    into = dict(merges)
+    out = {}
+    for gone, survivor in into.items():
+        while survivor in into and survivor != gone:
+            survivor = into[survivor]
+        out[gone] = survivor
+    return out
 
 
 def _delete_states(connection: Connection, lead_ids: Collection[str]) -> None:
