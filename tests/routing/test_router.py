@@ -320,3 +320,21 @@ def test_a_chain_of_merges_in_one_batch_names_the_last_survivor() -> None:
 
     assert _survivors([("A", "B"), ("B", "C"), ("D", "C")]) == {"A": "C", "B": "C", "D": "C"}
     assert _survivors([]) == {}
+
+
+def test_a_breach_names_the_rep_who_had_the_lead_when_the_clock_ran_out(store: Store) -> None:
+    """The payload once named the clock's rep at its start, although time away had moved
+    the lead to a colleague since."""
+    _subscribe(store)
+    monday = datetime(2026, 7, 6, 16, tzinfo=UTC)
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L1", "DE", monday), monday)  # ana, now at capacity
+    ingestor.apply(mql_facts("L3", "DE", monday), monday + timedelta(minutes=30))  # cy
+    assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
+    tick(store, MODEL, datetime(2026, 7, 7, 0, 1, tzinfo=UTC), routing=ROUTING)  # cy away
+    assert _open_assignments(store)["L3"] == ("sales_reps", "ben")
+    late = tick(store, MODEL, datetime(2026, 7, 7, 13, tzinfo=UTC), routing=ROUTING)
+    assert late.routing is not None
+    assert {(b.lead_id, b.rep) for b in late.routing.breaches} == {("L1", "ana"), ("L3", "ben")}
+    announced = {p["lead_id"]: p for p in _outbox(store, "sla_breached")}
+    assert (announced["L3"]["team"], announced["L3"]["rep"]) == ("sales_reps", "ben")

@@ -303,14 +303,19 @@ class _Transaction:
             self._announce_breach(timer)
 
     def _announce_breach(self, timer: Any) -> None:
-        breach = BreachRecord(timer.lead_id, timer.stage, timer.rep, timer.due_at)
+        """Record and announce a breach, naming who has the lead now (the clock's rep
+        when it started, if the lead has no open assignment)."""
+        self.load_open([timer.lead_id])
+        owner = self.open.get(timer.lead_id)
+        team, rep = (owner.team, owner.rep) if owner is not None else (timer.team, timer.rep)
+        breach = BreachRecord(timer.lead_id, timer.stage, rep, timer.due_at)
         self.result.breaches.append(breach)
         self.breach_payloads.append(
             {
                 "lead_id": timer.lead_id,
                 "stage": timer.stage,
-                "team": timer.team,
-                "rep": timer.rep,
+                "team": team,
+                "rep": rep,
                 "started_at": timer.started_at.isoformat(),
                 "due_at": timer.due_at.isoformat(),
                 "detected_at": self.now.isoformat(),
