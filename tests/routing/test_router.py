@@ -338,3 +338,52 @@ def test_a_breach_names_the_rep_who_had_the_lead_when_the_clock_ran_out(store: S
     assert {(b.lead_id, b.rep) for b in late.routing.breaches} == {("L1", "ana"), ("L3", "ben")}
     announced = {p["lead_id"]: p for p in _outbox(store, "sla_breached")}
     assert (announced["L3"]["team"], announced["L3"]["rep"]) == ("sales_reps", "ben")
+
+
+QUEUEING = load_routing_text(
+    """
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, capacity: 1, territory: {lead.country: [DE]}}
+      - id: cy
+        territory: {lead.country: [DE]}
+        away: [{from: 2026-07-07T00:00:00Z, until: 2026-07-20T00:00:00Z}]
+"""
+)
+
+
+def test_a_queued_lead_goes_to_the_first_rep_with_room_at_the_next_tick(store: Store) -> None:
+    """Leads waiting in a team's queue once waited for ever: nothing gave them a rep."""
+    tuesday = datetime(2026, 7, 7, 10, tzinfo=UTC)
+    ingestor = Ingestor(store, MODEL, routing=QUEUEING)
+    ingestor.apply(mql_facts("L1", "DE", tuesday), tuesday)
+    ingestor.apply(mql_facts("L3", "DE", tuesday), tuesday + timedelta(minutes=1))
+    assert _open_assignments(store) == {"L1": ("sales_reps", "ana"), "L3": ("sales_reps", None)}
+    quiet = tick(store, MODEL, tuesday + timedelta(minutes=5), routing=QUEUEING)
+    assert quiet.routing is not None and quiet.routing.assignments == []  # still nobody
+    assert len(store.assignments("L3")) == 1  # waiting is not written again
+    reject = Decision("X1", "L1", "reject", tuesday + timedelta(minutes=10), "no_budget")
+    ingestor.apply([reject], tuesday + timedelta(minutes=10))  # ana has room again
+    later = tick(store, MODEL, tuesday + timedelta(minutes=15), routing=QUEUEING)
+    assert later.routing is not None
+    (given,) = later.routing.assignments
+    assert (given.lead_id, given.rep) == ("L3", "ana")
+    assert given.reason.startswith("waited in the queue; team sales_reps, territory: ana")
+    queued, taken = store.assignments("L3")
+    assert queued.rep is None and queued.ended_reason == "a rep became available"
+    assert taken.rep == "ana" and taken.ended_at is None
+
+
+def test_a_queued_lead_s_next_fact_gives_it_a_rep_who_is_back(store: Store) -> None:
+    tuesday = datetime(2026, 7, 7, 10, tzinfo=UTC)
+    ingestor = Ingestor(store, MODEL, routing=QUEUEING)
+    ingestor.apply(mql_facts("L1", "DE", tuesday), tuesday)
+    ingestor.apply(mql_facts("L3", "DE", tuesday), tuesday)
+    assert _open_assignments(store)["L3"] == ("sales_reps", None)
+    back = datetime(2026, 7, 20, 9, tzinfo=UTC)  # cy is back
+    result = ingestor.apply([Event("L3-v", "pricing_page", back, "L3")], back)
+    assert result.routing is not None
+    (given,) = result.routing.assignments
+    assert (given.lead_id, given.rep) == ("L3", "cy")
+    assert _open_assignments(store)["L3"] == ("sales_reps", "cy")

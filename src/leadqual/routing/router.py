@@ -128,6 +128,7 @@ class Router:
         work = _Transaction(self.config, connection, now, model_version_id, result)
         work.breach_due()
         work.reassign_away()
+        work.assign_queued()
         work.flush()
         return result
 
@@ -195,6 +196,11 @@ class _Transaction:
         team = routing.team if routing is not None else None
         current = self.open.get(q.lead_id)
         if current is not None and current.team == team:
+            if current.rep is None and team is not None and routing is not None:
+                self._take_from_queue(
+                    q.lead_id, current, routing.method, routing.rule, routing.key,
+                    routing.key_value,
+                )  # fmt: skip
             return
         if current is not None:
             why = f"routed to team {team}" if team else f"no longer routed (stage {q.stage})"
@@ -423,6 +429,46 @@ class _Transaction:
                 current = _Open(row.id, row.team, row.rep)
                 self.open[row.lead_id] = current
                 self._reassign(row.lead_id, current, f"{row.rep} is away")
+
+    def assign_queued(self) -> None:
+        """Give the leads waiting in a team's queue (no rep) to reps now available (back
+        from time away, or with room again), oldest first; the rest keep waiting."""
+        a, q = schema.assignments, schema.qualifications
+        query = (
+            select(a.c.id, a.c.lead_id, a.c.team, a.c.method, a.c.rule, q.c.routing)
+            .select_from(a.outerjoin(q, q.c.lead_id == a.c.lead_id))
+            .where(a.c.rep.is_(None), a.c.ended_at.is_(None), a.c.team.in_(self.config.teams))
+            .order_by(a.c.id)
+        )
+        for row in list(self.connection.execute(query)):
+            routing = json.loads(row.routing) if row.routing else {}
+            current = _Open(row.id, row.team, None)
+            self.open[row.lead_id] = current
+            self._take_from_queue(
+                row.lead_id, current, row.method, row.rule, routing.get("key"),
+                routing.get("key_value"),
+            )  # fmt: skip
+
+    def _take_from_queue(
+        self, lead: str, current: _Open, method: str | None, rule: str, key: str | None,
+        key_value: Any,
+    ) -> None:  # fmt: skip
+        """Assign a queued lead of ``current.team`` when a rep is available (else leave it)."""
+        assert current.team is not None
+        roster = self.config.teams.get(current.team)
+        if roster is None:
+            return
+        load = self._team_load(current.team)
+        choice = choose_rep(
+            current.team, roster, method, key, key_value, load, self.cursor.get(current.team),
+            self.now, (), self.latest[current.team],
+        )  # fmt: skip
+        if choice.rep is None:
+            return
+        self._end(lead, current, "a rep became available")
+        self._assign(
+            lead, current.team, method, rule, key, key_value, (), prefix="waited in the queue; "
+        )
 
     def _reassign(self, lead: str, current: _Open, why: str) -> None:
         a, q = schema.assignments, schema.qualifications
