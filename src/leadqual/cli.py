@@ -542,32 +542,38 @@ def _service_model(store: Any, model: str | None) -> tuple[Any, int | None]:
     return load_model_text(active.yaml, f"<model version {active.id}>"), active.id
 
 
-@app.command("recompute")
-@_fails_cleanly
-def recompute_command(
-    database_url: ServiceDbOpt = None, model: ServiceModelOpt = None, as_of: AsOfOpt = None
-) -> None:
-    """Rebuild every lead's incremental state and qualification from the fact log."""
-    from leadqual.service import recompute
-    from leadqual.store import Store
-
-    when = _parse_as_of(as_of)
-    with Store.open(database_url) as store:
-        spec, version_id = _service_model(store, model)
-        result = recompute(store, spec, when, version_id)
-    out.print(
-        f"recomputed {len(result.qualified)} leads as of {when.isoformat()}; "
-        f"{len(result.stage_changes)} stage changes",
-        markup=False,
-    )
-
-
 RoutingOpt = Annotated[
     Path | None,
     typer.Option(
         "--routing", help="Routing file: teams, reps, business hours, SLAs (see docs/routing.md)."
     ),
 ]
+
+
+@app.command("recompute")
+@_fails_cleanly
+def recompute_command(
+    database_url: ServiceDbOpt = None,
+    model: ServiceModelOpt = None,
+    as_of: AsOfOpt = None,
+    routing: RoutingOpt = None,
+) -> None:
+    """Rebuild every lead's incremental state and qualification from the fact log (with
+    --routing, leads whose routing changed follow it: assignments and SLA clocks)."""
+    from leadqual.routing import load_routing
+    from leadqual.service import recompute
+    from leadqual.store import Store
+
+    when = _parse_as_of(as_of)
+    config = load_routing(routing) if routing is not None else None  # faults before any work
+    with Store.open(database_url) as store:
+        spec, version_id = _service_model(store, model)
+        result = recompute(store, spec, when, version_id, routing=config)
+    out.print(
+        f"recomputed {len(result.qualified)} leads as of {when.isoformat()}; "
+        f"{len(result.stage_changes)} stage changes",
+        markup=False,
+    )
 
 
 @app.command("tick")

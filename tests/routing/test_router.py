@@ -387,3 +387,54 @@ def test_a_queued_lead_s_next_fact_gives_it_a_rep_who_is_back(store: Store) -> N
     (given,) = result.routing.assignments
     assert (given.lead_id, given.rep) == ("L3", "cy")
     assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
+
+
+def test_a_recompute_with_a_new_model_moves_assignments_and_clocks(store: Store) -> None:
+    """Activating a model (a recompute) re-qualified every lead but left their assignments
+    and clocks as the old model's routing had made them."""
+    from leadqual.model.load import load_model_text
+    from leadqual.service import recompute
+
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}
+    nobody_routed = load_model_text(
+        """
+name: stricter
+version: 2
+engagement:
+  rules:
+    - {id: demo, event: demo_request, points: 1}
+stages:
+  - {id: cold}
+"""
+    )
+    later = NOW + timedelta(minutes=30)
+    result = recompute(store, nobody_routed, later, routing=ROUTING)
+    assert [(c.lead_id, c.to_stage) for c in result.stage_changes] == [("L1", "cold")]
+    assert result.routing is not None and result.routing.stopped == 1
+    assert _open_assignments(store) == {}
+    (ended,) = store.assignments("L1")
+    assert ended.ended_at == later and ended.ended_reason == "no longer routed (stage cold)"
+    (timer,) = _timers(store, "L1")
+    assert timer["stop_cause"] == "left stage mql for cold" and timer["breached_at"] is None
+    back = recompute(store, MODEL, later + timedelta(minutes=1), routing=ROUTING)
+    assert back.routing is not None
+    assert [(a.lead_id, a.rep) for a in back.routing.assignments] == [("L1", "cy")]  # its turn
+    assert [t["stage"] for t in _timers(store, "L1")] == ["mql", "mql"]
+
+
+def test_recompute_command_routes_with_a_routing_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/leadqual.db"
+    routing = tmp_path / "routing.yaml"
+    routing.write_text("teams:\n  sales_reps:\n    reps: [{id: ana}]\n")
+    with Store.open(url) as store:
+        Ingestor(store, MODEL).apply(mql_facts("L1", "DE", NOW), NOW)  # routed, nobody assigned
+        assert _open_assignments(store) == {}
+    done = CliRunner().invoke(
+        app, ["recompute", "--database-url", url, "--model", "b2b_example", "--routing",
+              str(routing), "--as-of", (NOW + timedelta(hours=1)).isoformat()]
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    with Store.open(url) as store:
+        assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}

@@ -22,6 +22,7 @@ identity (merges, emails, visitors) is the store's job and tested there.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,6 +83,12 @@ def reference(store: Store, model: Model, as_of: datetime) -> dict[str, Qualific
 
 def close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def _route_of(routing: dict[str, Any] | None) -> tuple[Any, Any, Any]:
+    """(rule, team, nurture track) of a routing decision as stored."""
+    r = routing or {}
+    return r.get("rule"), r.get("team"), r.get("nurture")
 
 
 def assert_stored(stored: StoredQualification, expected: Qualification) -> None:
@@ -301,20 +308,27 @@ def stream_and_check(kind: str, model: Model, facts: FactSet, as_of: datetime, d
 
         now = walk_edges(ingestor, now, data)
 
-        # a tick changes exactly the leads whose stage changed with time
+        # a tick changes exactly the leads whose stage, or routing (rule, team, nurture
+        # track), changed with time; the stage history only the first
         later = now + timedelta(days=data.draw(st.sampled_from(TICK_DAYS), label="tick"))
         before = {q.lead_id: q.stage for q in store.qualifications()}
+        routed = {q.lead_id: _route_of(q.routing) for q in store.qualifications()}
         expected = reference(store, model, later)
         moved = {lead for lead, q in expected.items() if before.get(lead) != q.stage}
+        rerouted = {
+            lead
+            for lead, q in expected.items()
+            if routed.get(lead) != _route_of(asdict(q.routing) if q.routing else None)
+        }
         ticked = tick(store, model, later)
-        assert set(ticked.qualified) == moved
+        assert set(ticked.qualified) == moved | rerouted
         assert {c.lead_id for c in ticked.stage_changes} == moved
         assert all(c.cause_kind == "time" for c in ticked.stage_changes)
         after = {q.lead_id: q for q in store.qualifications()}
         assert {lead: q.stage for lead, q in after.items()} == {
             lead: q.stage for lead, q in expected.items()
         }
-        for lead in moved:
+        for lead in moved | rerouted:
             assert_stored(after[lead], expected[lead])
 
         # recompute from the log equals the live state exactly

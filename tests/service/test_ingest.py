@@ -448,3 +448,44 @@ def test_one_process_at_a_time_ticks_a_postgresql_store() -> None:
         assert ticked.qualified == ("L1",)
         assert [(c.lead_id, c.to_stage) for c in ticked.stage_changes] == [("L1", "nurture")]
         assert store.qualification("L1").stage == "nurture"
+
+
+TRACKS = load_model_text(
+    """
+name: track-test
+version: 1
+engagement:
+  half_life_days: 10
+  rules:
+    - {id: dl, event: content_download, points: 40}
+stages:
+  - {id: cold}
+  - {id: warm, enter: {score.engagement: {gte: 5}}}
+routing:
+  - {id: hot, when: {all: [{stage: warm}, {score.engagement: {gte: 30}}]}, nurture: hot_track}
+  - {id: rest, when: {stage: warm}, nurture: warm_track}
+"""
+)
+
+
+def test_tick_stores_and_announces_a_nurture_track_that_decay_alone_moved(store: Store) -> None:
+    """The tick once stored (and announced) only stage changes: a lead that decayed from
+    one track to another while staying warm kept its old track until it turned cold."""
+    t0 = datetime(2026, 6, 1, 8, tzinfo=UTC)
+    with store.transaction() as tx:
+        state.add_webhook_subscription(tx.connection, "http://127.0.0.1:9/h", "s", ["*"], tx.now)
+    ingestor = Ingestor(store, TRACKS, model_version_id=None)
+    ingestor.apply([LeadProfile("N1", "a@b.io"), Event("N1-e", "content_download", t0, "N1")], t0)
+    q = store.qualification("N1")
+    assert q.stage == "warm" and q.routing is not None and q.routing["nurture"] == "hot_track"
+    result = tick(store, TRACKS, t0 + timedelta(days=5))  # 40 points decayed to 28
+    assert result.stage_changes == () and result.qualified == ("N1",)
+    q = store.qualification("N1")
+    assert q.stage == "warm" and q.routing is not None and q.routing["nurture"] == "warm_track"
+    assert q.as_of == t0 + timedelta(days=5)
+    with store.engine.connect() as connection:
+        o = schema.webhook_outbox
+        rows = connection.execute(select(o.c.payload).where(o.c.event_kind == "nurture_changed"))
+        moves = [(p["from_track"], p["to_track"]) for p in (json.loads(r) for (r,) in rows)]
+    assert moves == [(None, "hot_track"), ("hot_track", "warm_track")]
+    assert tick(store, TRACKS, t0 + timedelta(days=6)).qualified == ()  # nothing due again

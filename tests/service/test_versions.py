@@ -270,3 +270,31 @@ def test_a_switch_holds_off_writes_until_it_commits(store: Store) -> None:
         assert "L1-late" not in {e.event_id for e in store.load_facts().events}
     finally:
         other.close()
+
+
+def test_an_activation_in_the_service_moves_assignments_with_its_routing(store: Store) -> None:
+    """Activation re-qualified every lead but left the old model's assignments open."""
+    from sqlalchemy import select
+
+    from leadqual.routing import load_routing_text
+    from leadqual.store import schema
+
+    routing = load_routing_text("teams:\n  sales_reps:\n    reps: [{id: ana}]\n")
+    first = store.add_model_version(V1)
+    second = store.add_model_version(V2)
+    store.activate_model_version(first.id)
+    runtime = Runtime(store, routing=routing)
+    runtime.ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    a = schema.assignments
+
+    def open_reps() -> dict[str, str | None]:
+        with store.engine.connect() as connection:
+            rows = connection.execute(select(a.c.lead_id, a.c.rep).where(a.c.ended_at.is_(None)))
+            return {row.lead_id: row.rep for row in rows}
+
+    assert open_reps() == {"L1": "ana"}
+    runtime.activator.start(second.id, as_of=NOW)
+    final = runtime.activator.wait(timeout=60)
+    assert final is not None and final.state == "done", final
+    assert store.qualification("L1").stage == "warm"
+    assert open_reps() == {}  # warm leads are not routed to sales

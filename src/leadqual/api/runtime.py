@@ -73,7 +73,10 @@ class Runtime:
         # then are applied with the new model (never written as the old one's state).
         self.group_commit = GroupCommit(self._write_lock, self._apply)
         self.activator = Activator(
-            store, on_activated=lambda v, m: self._use(m, v.id), write_lock=self._write_lock
+            store,
+            on_activated=lambda v, m: self._use(m, v.id),
+            write_lock=self._write_lock,
+            routing=routing,
         )
 
     @property

@@ -145,6 +145,8 @@ class _Work:
         self.qualified: dict[str, Qualification] = {}
         self.next_at: dict[str, datetime | None] = {}
         self.stored_nurture: dict[str, str | None] = {}
+        self.stored_route: dict[str, tuple[Any, Any, Any]] = {}
+        """(rule, team, nurture track) of each stored qualification's routing."""
         self.stored_qualification: dict[str, tuple[str | None, str | None]] = {}
         """Stage and routing text of the stored qualification of each lead whose state was
         read (None, None: it has none), as read with the state."""
@@ -585,8 +587,17 @@ class _Work:
             if stage is None:
                 continue  # read with its state: no stored qualification
             out[lead] = stage
-            self.stored_nurture[lead] = json.loads(routing).get("nurture") if routing else None
+            stored = json.loads(routing) if routing else {}
+            self.stored_nurture[lead] = stored.get("nurture")
+            self.stored_route[lead] = _route_of(stored)
         return out
+
+    def route_moved(self, lead: str, q: Qualification) -> bool:
+        """Whether the lead's routing (rule, team or nurture track) differs from the stored
+        one (read by :meth:`stored_stages`)."""
+        r = q.routing
+        new = (r.rule, r.team, r.nurture) if r is not None else (None, None, None)
+        return self.stored_route.get(lead, (None, None, None)) != new
 
     def record_nurture_changes(
         self, qualifications: dict[str, Qualification], wall: datetime
@@ -940,6 +951,10 @@ def _retrying_ahead(run: Callable[[datetime], ApplyResult], now: datetime) -> Ap
     return run(now)
 
 
+def _route_of(routing: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return routing.get("rule"), routing.get("team"), routing.get("nurture")
+
+
 def _survivors(merges: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Each lead merged away, and the lead it lives on in (following merges in a row)."""
     into = dict(merges)
@@ -1016,7 +1031,11 @@ def _tick(
         qualified = work.qualify(due)
         now = work.now
         before = work.stored_stages(qualified)
-        moved = {lead: q for lead, q in qualified.items() if before.get(lead) != q.stage}
+        moved = {
+            lead: q
+            for lead, q in qualified.items()
+            if before.get(lead) != q.stage or work.route_moved(lead, q)
+        }  # a stage, or a routing that score alone moved (a team, a nurture track)
         tx.save_qualifications(list(moved.values()), model_version_id)
         changes = work.record_changes(moved, before, "time", tx.now)
         work.record_nurture_changes(moved, tx.now)
@@ -1039,12 +1058,16 @@ def recompute(
     *,
     activate: bool = False,
     progress: Progress | None = None,
+    routing: RoutingConfig | None = None,
 ) -> ApplyResult:
     """Rebuild every lead's state, qualification and account status from the fact log.
 
     Stage changes against the stored qualifications are recorded with cause
-    ``recompute``. The result is what applying the whole log would give. With
-    ``activate``, ``model_version_id`` becomes the active version in the same
+    ``recompute`` (``model`` when activating), nurture-track changes are
+    announced, and with a ``routing`` config every lead follows its new routing
+    (assignments, SLA clocks) as after a fact. The result is what applying the
+    whole log would give. With ``activate``, ``model_version_id`` becomes the
+    active version in the same
     transaction: readers see the old version's state until the new one is
     complete, never a mix.
     """
@@ -1076,13 +1099,19 @@ def recompute(
         tx.save_qualifications(list(qualified.values()), model_version_id)
         cause = "model" if activate else "recompute"
         changes = work.record_changes(qualified, before, cause, tx.now)
+        work.record_nurture_changes(qualified, tx.now)
+        routed = (
+            Router(routing).route(connection, qualified, before, as_of, None, model_version_id)
+            if routing is not None
+            else None
+        )
         work.changed_accounts = set(work.accounts)
         work.write_states(everyone, tx.now)
         work.write_accounts(tx.now)
         if activate:
             assert model_version_id is not None  # checked before the rebuild
             versions.switch_active_version(connection, model_version_id, tx.now)
-        return ApplyResult(0, 0, tuple(sorted(qualified)), tuple(changes))
+        return ApplyResult(0, 0, tuple(sorted(qualified)), tuple(changes), routed)
 
 
 def qualify_from_state(

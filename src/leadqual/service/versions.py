@@ -21,6 +21,7 @@ from leadqual.errors import ConflictError, NotFoundError
 from leadqual.model.diff import Change, diff_model_texts
 from leadqual.model.load import load_model_text
 from leadqual.model.schema import Model
+from leadqual.routing.config import RoutingConfig
 from leadqual.service.ingest import ApplyResult, recompute
 from leadqual.store import Store
 from leadqual.store.versions import ModelVersion
@@ -81,10 +82,12 @@ class Activator:
         store: Store,
         on_activated: Callable[[ModelVersion, Model], None] | None = None,
         write_lock: threading.Lock | threading.RLock | None = None,
+        routing: RoutingConfig | None = None,
     ) -> None:
         self.store = store
         self.on_activated = on_activated
         self.write_lock = write_lock
+        self.routing = routing
         self._lock = threading.Lock()
         self._current: Activation | None = None
         self._thread: threading.Thread | None = None
@@ -152,8 +155,9 @@ class Activator:
     def _rebuild(self, version: ModelVersion, model: Model, as_of: datetime | None) -> ApplyResult:
         when = as_of or datetime.now(UTC)
         result = recompute(
-            self.store, model, when, version.id, activate=True, progress=self._progress
-        )
+            self.store, model, when, version.id, activate=True, progress=self._progress,
+            routing=self.routing,
+        )  # fmt: skip
         if self.on_activated is not None:
             self.on_activated(self.store.model_version(version.id), model)
         return result
