@@ -489,3 +489,19 @@ def test_tick_stores_and_announces_a_nurture_track_that_decay_alone_moved(store:
         moves = [(p["from_track"], p["to_track"]) for p in (json.loads(r) for (r,) in rows)]
     assert moves == [(None, "hot_track"), ("hot_track", "warm_track")]
     assert tick(store, TRACKS, t0 + timedelta(days=6)).qualified == ()  # nothing due again
+
+
+def test_a_reopen_is_recorded_as_the_decision_that_moved_the_stage(store: Store) -> None:
+    """A reopen (SAL back to MQL) was recorded with cause ``fact``: the MQL reason cites
+    the lead's events, not the reopen."""
+    ingestor = Ingestor(store, MODEL, model_version_id=None)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    accept = Decision("X1", "L1", "accept", NOW + timedelta(minutes=1))
+    ingestor.apply([accept], NOW + timedelta(minutes=1))
+    reopen = Decision("X2", "L1", "reopen", NOW + timedelta(minutes=2))
+    result = ingestor.apply([reopen], NOW + timedelta(minutes=2))
+    (change,) = result.stage_changes
+    assert (change.from_stage, change.to_stage) == ("sal", "mql")
+    assert (change.cause_kind, change.cause_fact_id) == ("decision", "X2")
+    last = store.stage_history("L1")[-1]
+    assert (last.cause_kind, last.cause_fact_id) == ("decision", "X2")

@@ -725,12 +725,17 @@ class _Work:
                 fact_id = reason.facts[0]
                 kind = "decision"
             elif batch:
+                # a decision in the batch is the cause (a reopen's stage reason cites the
+                # events of the stage it returns to, not the reopen)
+                decisions = [f for f in batch if isinstance(f, Decision) and f.at <= self.now]
                 latest = max(
-                    (f for f in batch if _fact_id(f) is not None),
+                    decisions or [f for f in batch if _fact_id(f) is not None],
                     key=lambda f: (f.at, _fact_id(f)),
                     default=None,
                 )
                 fact_id = _fact_id(latest) if latest is not None else None
+                if decisions:
+                    kind = "decision"
             record = StageChangeRecord(
                 lead_id=lead,
                 from_stage=before.get(lead),
