@@ -235,6 +235,21 @@ def test_a_time_outside_the_range_of_dates_in_utc_is_422(api: Api, at: str) -> N
     assert dump(api.store) == snapshot
 
 
+@pytest.mark.parametrize("email", ["n/a", "not an email", "a@b@c.io", "@acme.io", "ana@"])
+def test_a_placeholder_email_is_refused_instead_of_merging_strangers(api: Api, email: str) -> None:
+    """Two leads that both sent ``n/a`` as their email were merged into one."""
+    ingest = api.as_("ingest")
+    error = assert_error(
+        ingest.put("/v1/leads/L-1", json={"email": email}), 422, "validation_error"
+    )
+    assert any(d["field"] == "email" for d in error["details"]), error
+    by_email = {**event("E-1"), "lead_id": None, "email": email}
+    assert_error(ingest.post("/v1/events", json=by_email), 422, "validation_error")
+    assert api.store.load_facts().leads == []
+    fine = ingest.put("/v1/leads/L-1", json={"email": "  Ana.Lopez+x@Acme.io "})
+    assert fine.status_code == 200, fine.text
+
+
 def test_an_event_of_an_unknown_lead_is_422(api: Api) -> None:
     error = assert_error(
         api.as_("ingest").post("/v1/events", json=event("E-1", "L-404")), 422, "unknown_lead"

@@ -48,7 +48,16 @@ def _lower(value: str | None) -> str | None:
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=_VISIBLE)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME, pattern=_VISIBLE)]
+_EMAIL = r"^\s*[^@\s\x00]+@[^@\s\x00]+\s*$"
 Email = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_EMAIL, pattern=_EMAIL),
+    AfterValidator(_lower),
+]
+"""An email address: ``name@domain`` (one ``@``, no spaces inside); case and surrounding
+spaces do not count. Leads with the same email merge, so a placeholder (``n/a``) is
+refused rather than merging everyone who sent it."""
+Domain = Annotated[
     str,
     StringConstraints(min_length=1, max_length=MAX_EMAIL, pattern=_VISIBLE),
     AfterValidator(_lower),
@@ -91,7 +100,7 @@ class LeadIn(Body):
 class AccountIn(Body):
     """An account's (company's) profile."""
 
-    domain: Email | None = None
+    domain: Domain | None = None
     attributes: Values = {}
     updated_at: Timestamp | None = None
 
