@@ -727,7 +727,9 @@ class _Work:
             elif batch:
                 # a decision in the batch is the cause (a reopen's stage reason cites the
                 # events of the stage it returns to, not the reopen)
-                decisions = [f for f in batch if isinstance(f, Decision) and f.at <= self.now]
+                decisions: list[Fact] = [
+                    f for f in batch if isinstance(f, Decision) and f.at <= self.now
+                ]
                 latest = max(
                     decisions or [f for f in batch if _fact_id(f) is not None],
                     key=lambda f: (f.at, _fact_id(f)),
