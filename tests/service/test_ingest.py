@@ -505,3 +505,20 @@ def test_a_reopen_is_recorded_as_the_decision_that_moved_the_stage(store: Store)
     assert (change.cause_kind, change.cause_fact_id) == ("decision", "X2")
     last = store.stage_history("L1")[-1]
     assert (last.cause_kind, last.cause_fact_id) == ("decision", "X2")
+
+
+def test_a_merged_lead_s_stage_history_lives_on_in_the_survivor_s(store: Store) -> None:
+    """After a merge the merged lead's history was no longer readable: reads of either id
+    gave the survivor's rows alone."""
+    ingestor = Ingestor(store, MODEL, model_version_id=None)
+    ingestor.apply([lead_profile("L1", now=NOW)], NOW)
+    ingestor.apply(mql_facts("L2", "DE", NOW), NOW)
+    own = [(c.lead_id, c.to_stage) for c in store.stage_history("L2")]
+    assert ("L2", "mql") in own
+    later = NOW + timedelta(minutes=5)
+    ingestor.apply([LeadProfile("L2", "l1@acme.io", None, {}, later)], later)  # L2 is L1 now
+    merged = [(c.lead_id, c.to_stage) for c in store.stage_history("L1")]
+    assert set(own) <= set(merged)  # each row names its own lead
+    assert merged[-1] == ("L1", "mql")  # the survivor moved too, with the merged facts
+    ids = [c.lead_id for c in store.stage_history("L1")]
+    assert ids.index("L2") < len(ids) - 1  # oldest first, by when each was recorded

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection, RootTransaction
 
 from leadqual import jsontext
@@ -207,8 +207,15 @@ def record_stage_change(
 
 
 def load_stage_history(connection: Connection, lead_id: str) -> list[StageChange]:
-    t = schema.stage_history
-    query = select(t).where(t.c.lead_id == lead_id).order_by(t.c.id)
+    """The lead's stage changes, oldest first, with those of every lead merged into it
+    (each names its own ``lead_id``): a merge keeps the history it brings."""
+    t, aliases = schema.stage_history, schema.lead_aliases
+    merged = select(aliases.c.alias_id).where(aliases.c.lead_id == lead_id)
+    query = (
+        select(t)
+        .where(or_(t.c.lead_id == lead_id, t.c.lead_id.in_(merged)))
+        .order_by(t.c.id)
+    )
     return [StageChange(**row) for row in connection.execute(query).mappings()]
 
 
