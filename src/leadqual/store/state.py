@@ -211,11 +211,7 @@ def load_stage_history(connection: Connection, lead_id: str) -> list[StageChange
     (each names its own ``lead_id``): a merge keeps the history it brings."""
     t, aliases = schema.stage_history, schema.lead_aliases
     merged = select(aliases.c.alias_id).where(aliases.c.lead_id == lead_id)
-    query = (
-        select(t)
-        .where(or_(t.c.lead_id == lead_id, t.c.lead_id.in_(merged)))
-        .order_by(t.c.id)
-    )
+    query = select(t).where(or_(t.c.lead_id == lead_id, t.c.lead_id.in_(merged))).order_by(t.c.id)
     return [StageChange(**row) for row in connection.execute(query).mappings()]
 
 
