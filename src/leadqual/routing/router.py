@@ -33,8 +33,8 @@ from sqlalchemy.engine import Connection
 
 from leadqual.engine.result import Qualification
 from leadqual.facts.types import Decision, Event, Fact
-from leadqual.routing.assign import choose_rep
-from leadqual.routing.config import RoutingConfig, Sla, business_deadline
+from leadqual.routing.assign import Choice, choose_rep
+from leadqual.routing.config import RoutingConfig, Sla, Team, business_deadline
 from leadqual.store import schema, state
 from leadqual.store.statements import chunks
 
@@ -148,6 +148,8 @@ class _Transaction:
         self.model_version_id = model_version_id
         self.result = result
         self.open: dict[str, _Open] = {}
+        self.looked_up: set[str] = set()
+        """Leads whose open assignment was read (``open`` holds those that have one)."""
         self.load: dict[str, dict[str, int]] = {}
         self.latest: dict[str, dict[str, int]] = {}
         """Per team: each rep's latest assignment id in it (their turn, for territory)."""
@@ -160,7 +162,9 @@ class _Transaction:
 
     def load_open(self, leads: Iterable[str]) -> None:
         a = schema.assignments
-        for part in chunks(sorted(set(leads) - self.open.keys())):
+        wanted = set(leads) - self.open.keys() - self.looked_up
+        self.looked_up |= wanted
+        for part in chunks(sorted(wanted)):
             query = select(a.c.id, a.c.lead_id, a.c.team, a.c.rep).where(
                 a.c.lead_id.in_(part), a.c.ended_at.is_(None)
             )
@@ -221,16 +225,16 @@ class _Transaction:
         key_value: Any,
         exclude: Sequence[str],
         prefix: str = "",
+        choice: Choice | None = None,
     ) -> None:
+        """Assign the lead in ``team`` (``choice``: the rep already chosen for it)."""
         roster = self.config.teams.get(team)
         if roster is None:
             rep, reason = None, f"team {team} has no reps configured; queued for the team"
         else:
             load = self._team_load(team)
-            choice = choose_rep(
-                team, roster, method, key, key_value, load, self.cursor.get(team), self.now,
-                exclude, self.latest[team],
-            )  # fmt: skip
+            if choice is None:
+                choice = self._choose(team, roster, method, key, key_value, exclude)
             rep, reason = choice.rep, choice.reason
             if rep is not None:
                 load[rep] = load.get(rep, 0) + 1
@@ -458,17 +462,23 @@ class _Transaction:
         roster = self.config.teams.get(current.team)
         if roster is None:
             return
-        load = self._team_load(current.team)
-        choice = choose_rep(
-            current.team, roster, method, key, key_value, load, self.cursor.get(current.team),
-            self.now, (), self.latest[current.team],
-        )  # fmt: skip
+        choice = self._choose(current.team, roster, method, key, key_value, ())
         if choice.rep is None:
             return
         self._end(lead, current, "a rep became available")
         self._assign(
-            lead, current.team, method, rule, key, key_value, (), prefix="waited in the queue; "
+            lead, current.team, method, rule, key, key_value, (), "waited in the queue; ", choice
         )
+
+    def _choose(
+        self, team: str, roster: Team, method: str | None, key: str | None, key_value: Any,
+        exclude: Sequence[str],
+    ) -> Choice:  # fmt: skip
+        load = self._team_load(team)
+        return choose_rep(
+            team, roster, method, key, key_value, load, self.cursor.get(team), self.now,
+            exclude, self.latest[team],
+        )  # fmt: skip
 
     def _reassign(self, lead: str, current: _Open, why: str) -> None:
         a, q = schema.assignments, schema.qualifications

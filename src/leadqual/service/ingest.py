@@ -42,7 +42,7 @@ from leadqual.engine.incremental import (
     profile_id_of,
 )
 from leadqual.engine.reference import MemberFlags, account_values
-from leadqual.engine.result import AccountStatus, Qualification, Reason
+from leadqual.engine.result import AccountStatus, Qualification, Reason, Routing
 from leadqual.facts.dataset import FactSet
 from leadqual.facts.freemail import is_free_mail
 from leadqual.facts.types import (
@@ -144,7 +144,6 @@ class _Work:
         self.account_of: dict[str, str | None] = {}
         self.qualified: dict[str, Qualification] = {}
         self.next_at: dict[str, datetime | None] = {}
-        self.stored_nurture: dict[str, str | None] = {}
         self.stored_route: dict[str, tuple[Any, Any, Any]] = {}
         """(rule, team, nurture track) of each stored qualification's routing."""
         self.stored_qualification: dict[str, tuple[str | None, str | None]] = {}
@@ -569,7 +568,7 @@ class _Work:
     # -- writing back
 
     def stored_stages(self, lead_ids: Iterable[str]) -> dict[str, str]:
-        """The stored stage of each lead (and, in ``stored_nurture``, its nurture track)."""
+        """The stored stage of each lead (and, in ``stored_route``, its routing)."""
         t = schema.qualifications
         known = self.stored_qualification
         wanted = set(lead_ids)
@@ -588,16 +587,17 @@ class _Work:
                 continue  # read with its state: no stored qualification
             out[lead] = stage
             stored = json.loads(routing) if routing else {}
-            self.stored_nurture[lead] = stored.get("nurture")
-            self.stored_route[lead] = _route_of(stored)
+            self.stored_route[lead] = (
+                stored.get("rule"),
+                stored.get("team"),
+                stored.get("nurture"),
+            )
         return out
 
     def route_moved(self, lead: str, q: Qualification) -> bool:
         """Whether the lead's routing (rule, team or nurture track) differs from the stored
         one (read by :meth:`stored_stages`)."""
-        r = q.routing
-        new = (r.rule, r.team, r.nurture) if r is not None else (None, None, None)
-        return self.stored_route.get(lead, (None, None, None)) != new
+        return self.stored_route.get(lead, _NO_ROUTE) != _route_of(q.routing)
 
     def record_nurture_changes(
         self, qualifications: dict[str, Qualification], wall: datetime
@@ -611,7 +611,7 @@ class _Work:
         announcements = []
         for lead, q in sorted(qualifications.items()):
             track = q.routing.nurture if q.routing is not None else None
-            before = self.stored_nurture.get(lead)
+            before = self.stored_route.get(lead, _NO_ROUTE)[2]
             if track == before:
                 continue
             announcements.append(
@@ -958,8 +958,12 @@ def _retrying_ahead(run: Callable[[datetime], ApplyResult], now: datetime) -> Ap
     return run(now)
 
 
-def _route_of(routing: dict[str, Any]) -> tuple[Any, Any, Any]:
-    return routing.get("rule"), routing.get("team"), routing.get("nurture")
+_NO_ROUTE: tuple[Any, Any, Any] = (None, None, None)
+
+
+def _route_of(r: Routing | None) -> tuple[Any, Any, Any]:
+    """(rule, team, nurture track) of a routing decision: what the tick stores when it moves."""
+    return (r.rule, r.team, r.nurture) if r is not None else _NO_ROUTE
 
 
 def _survivors(merges: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -1074,9 +1078,8 @@ def recompute(
     announced, and with a ``routing`` config every lead follows its new routing
     (assignments, SLA clocks) as after a fact. The result is what applying the
     whole log would give. With ``activate``, ``model_version_id`` becomes the
-    active version in the same
-    transaction: readers see the old version's state until the new one is
-    complete, never a mix.
+    active version in the same transaction: readers see the old version's
+    state until the new one is complete, never a mix.
     """
     _require_aware(as_of)
     if activate and model_version_id is None:
