@@ -438,3 +438,45 @@ def test_recompute_command_routes_with_a_routing_file(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     with Store.open(url) as store:
         assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}
+
+
+def test_a_rep_who_gets_a_lead_after_a_breach_gets_a_fresh_clock(store: Store) -> None:
+    """The new rep once got the lead with no clock at all, so could sit on it for ever."""
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L2", "US", NOW), NOW)
+    ingestor.apply([Decision("X1", "L2", "accept", NOW)], NOW)  # SAL: 1 day, reassigns
+    first = NOW + timedelta(days=1, minutes=1)
+    tick(store, MODEL, first, routing=ROUTING)
+    assert _open_assignments(store)["L2"] == ("sales_reps", "ana")  # cy is away, ben breached
+    _, breached, fresh = _timers(store, "L2")
+    assert breached["breached_at"] == NOW + timedelta(days=1) and breached["rep"] == "ben"
+    assert (fresh["stage"], fresh["team"], fresh["rep"]) == ("sal", "sales_reps", "ana")
+    assert fresh["started_at"] == first and fresh["due_at"] == first + timedelta(days=1)
+    assert fresh["stopped_at"] is None and fresh["breached_at"] is None
+    quiet = tick(store, MODEL, first + timedelta(hours=23), routing=ROUTING)
+    assert quiet.routing is not None and quiet.routing.breaches == []
+    second = tick(store, MODEL, first + timedelta(days=1, minutes=1), routing=ROUTING)
+    assert second.routing is not None
+    assert [(b.lead_id, b.rep) for b in second.routing.breaches] == [("L2", "ana")]
+    assert _open_assignments(store)["L2"] == ("sales_reps", "ben")  # not ana again
+
+
+def test_a_rep_who_gets_a_lead_of_a_rep_away_gets_a_fresh_clock(store: Store) -> None:
+    """The away rep's clock ran on in their name; the new rep now has one of their own,
+    as after a breach."""
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    ingestor.apply(mql_facts("L3", "DE", NOW), NOW)  # ana full: cy
+    ingestor.apply([Decision("X3", "L3", "accept", NOW)], NOW)  # SAL clock for cy
+    away = datetime(2026, 7, 7, 9, tzinfo=UTC)
+    result = tick(store, MODEL, away, routing=ROUTING)
+    assert _open_assignments(store)["L3"] == ("sales_reps", "ben")
+    assert result.routing is not None and [b.lead_id for b in result.routing.breaches] == ["L1"]
+    _, old, fresh = _timers(store, "L3")
+    assert (old["stage"], old["rep"], old["stopped_at"]) == ("sal", "cy", away)
+    assert old["stop_cause"] == "re-assigned: cy is away" and old["breached_at"] is None
+    assert (fresh["stage"], fresh["rep"], fresh["started_at"]) == ("sal", "ben", away)
+    assert fresh["due_at"] == away + timedelta(days=1)
+    late = tick(store, MODEL, away + timedelta(days=1, minutes=1), routing=ROUTING)
+    assert late.routing is not None
+    assert [(b.lead_id, b.rep) for b in late.routing.breaches] == [("L3", "ben")]

@@ -13,7 +13,9 @@ it:
   an email from sales) or leaving the stage stops it;
 * :meth:`Router.tick` records the breach of every clock past due (an
   ``sla_breached`` webhook; a new rep when the SLA says so) and moves the open
-  leads of reps who are away to colleagues.
+  leads of reps who are away to colleagues. Either way the lead's new owner
+  gets a fresh clock for the lead's current stage, from the re-assignment (a
+  clock still running for the previous rep stops).
 
 Open leads per rep (for capacity) are the rep's open assignments. The
 round-robin position of each team is stored, so rotation survives restarts.
@@ -481,11 +483,17 @@ class _Transaction:
         )  # fmt: skip
 
     def _reassign(self, lead: str, current: _Open, why: str) -> None:
+        """Give the lead to another rep of its team (``why``: an SLA breach, time away).
+
+        The new owner gets a fresh SLA clock for the lead's current stage, from now: a
+        clock still running for the previous rep stops (``re-assigned: <why>``)."""
         a, q = schema.assignments, schema.qualifications
         previous = self.connection.execute(
             select(a.c.method, a.c.rule).where(a.c.id == current.id)
         ).one()
-        stored = self.connection.execute(select(q.c.routing).where(q.c.lead_id == lead)).first()
+        stored = self.connection.execute(
+            select(q.c.stage, q.c.routing).where(q.c.lead_id == lead)
+        ).first()
         routing = json.loads(stored.routing) if stored is not None and stored.routing else {}
         self._end(lead, current, why)
         assert current.team is not None
@@ -500,6 +508,12 @@ class _Transaction:
             exclude,
             prefix=f"{why}; ",
         )
+        for timer in self.running([lead]):
+            self._stop(timer, self.now, f"re-assigned: {why}")
+        stage: str | None = stored.stage if stored is not None else None
+        sla = self.config.sla_for(stage) if stage is not None else None
+        if stage is not None and sla is not None:
+            self._start(lead, stage, sla)
 
     # writing
 
