@@ -480,3 +480,60 @@ def test_a_rep_who_gets_a_lead_of_a_rep_away_gets_a_fresh_clock(store: Store) ->
     late = tick(store, MODEL, away + timedelta(days=1, minutes=1), routing=ROUTING)
     assert late.routing is not None
     assert [(b.lead_id, b.rep) for b in late.routing.breaches] == [("L3", "ben")]
+
+
+def _outbox_of(store: Store, subscription_id: int) -> list[tuple[str, dict[str, object]]]:
+    o = schema.webhook_outbox
+    with store.engine.connect() as connection:
+        query = (
+            select(o.c.event_kind, o.c.payload)
+            .where(o.c.subscription_id == subscription_id)
+            .order_by(o.c.id)
+        )
+        return [(kind, json.loads(p)) for kind, p in connection.execute(query)]
+
+
+def test_an_ended_assignment_is_announced_with_the_rep_who_lost_the_lead(store: Store) -> None:
+    """Subscribers saw each new assignment but never that the previous rep lost the lead
+    (moved to a colleague, merged away, out of routing)."""
+    from leadqual.integrations.webhooks import create_subscription
+
+    ends = create_subscription(store, "http://127.0.0.1:9/ends", ["assignment_ended"])
+    starts = create_subscription(store, "http://127.0.0.1:9/starts", ["assigned"])
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    ingestor.apply(mql_facts("L3", "DE", NOW), NOW)  # ana full: cy
+    ingestor.apply(mql_facts("L4", "US", NOW), NOW)  # ben
+    assert _outbox_of(store, ends.subscription.id) == []
+    away = datetime(2026, 7, 7, 9, tzinfo=UTC)
+    tick(store, MODEL, away, routing=ROUTING)  # cy is away: L3 to ben
+    reject = away + timedelta(minutes=1)
+    ingestor.apply([Decision("X1", "L1", "reject", reject, "no_budget")], reject)  # nurture
+    merge = away + timedelta(minutes=2)
+    ingestor.apply([LeadProfile("L4", "l3@acme.io", None, {"seniority": "vp"}, merge)], merge)
+    announced = _outbox_of(store, ends.subscription.id)
+    assert {kind for kind, _ in announced} == {"assignment_ended"}
+    assert [(p["lead_id"], p["team"], p["rep"], p["cause"], p["reason"], p["at"])
+            for _, p in announced] == [
+        ("L3", "sales_reps", "cy", "rep_away", "cy is away", away.isoformat()),
+        ("L1", "sales_reps", "ana", "unrouted", "no longer routed (stage nurture)",
+         reject.isoformat()),
+        ("L4", "sales_reps", "ben", "merged", "merged into lead L3", merge.isoformat()),
+    ]  # fmt: skip
+    assert {kind for kind, _ in _outbox_of(store, starts.subscription.id)} == {"assigned"}
+    assert [(a.rep, a.ended_reason) for a in store.assignments("L3")] == [
+        ("cy", "cy is away"),
+        ("ben", None),
+    ]
+
+
+def test_a_lead_taken_from_the_queue_announces_the_queue_s_end(store: Store) -> None:
+    _subscribe(store)
+    tuesday = datetime(2026, 7, 7, 10, tzinfo=UTC)
+    ingestor = Ingestor(store, MODEL, routing=QUEUEING)
+    ingestor.apply(mql_facts("L1", "DE", tuesday), tuesday)
+    ingestor.apply(mql_facts("L3", "DE", tuesday), tuesday)  # queued
+    ingestor.apply([Decision("X1", "L1", "reject", tuesday, "no_budget")], tuesday)
+    tick(store, MODEL, tuesday + timedelta(minutes=5), routing=QUEUEING)
+    ended = [(p["lead_id"], p["rep"], p["cause"]) for p in _outbox(store, "assignment_ended")]
+    assert ended == [("L1", "ana", "unrouted"), ("L3", None, "dequeued")]

@@ -50,6 +50,7 @@ from sqlalchemy.engine import Connection
 
 from leadqual.errors import LeadqualError, NotFoundError
 from leadqual.routing.router import ASSIGNED as ASSIGNED
+from leadqual.routing.router import ASSIGNMENT_ENDED as ASSIGNMENT_ENDED
 from leadqual.routing.router import SLA_BREACHED as SLA_BREACHED
 from leadqual.service.ingest import NURTURE_CHANGED as NURTURE_CHANGED
 from leadqual.service.ingest import STAGE_CHANGED as STAGE_CHANGED
@@ -58,8 +59,8 @@ from leadqual.store import Store, schema, state
 logger = logging.getLogger(__name__)
 
 # The kinds are defined where they are written: stage_changed and nurture_changed
-# by ingest, tick and recompute; assigned and sla_breached by routing.
-EVENT_KINDS = (STAGE_CHANGED, ASSIGNED, SLA_BREACHED, NURTURE_CHANGED)
+# by ingest, tick and recompute; assigned, assignment_ended and sla_breached by routing.
+EVENT_KINDS = (STAGE_CHANGED, ASSIGNED, ASSIGNMENT_ENDED, SLA_BREACHED, NURTURE_CHANGED)
 ALL_KINDS = "*"
 """Subscribes to every event kind, including kinds added later."""
 

@@ -7,10 +7,17 @@ from leadqual.routing.config import (
     load_routing,
     load_routing_text,
 )
-from leadqual.routing.router import ASSIGNED, SLA_BREACHED, Router, RoutingResult
+from leadqual.routing.router import (
+    ASSIGNED,
+    ASSIGNMENT_ENDED,
+    SLA_BREACHED,
+    Router,
+    RoutingResult,
+)
 
 __all__ = [
     "ASSIGNED",
+    "ASSIGNMENT_ENDED",
     "SLA_BREACHED",
     "Choice",
     "Router",

@@ -7,7 +7,9 @@ it:
 
 * a lead whose routed team differs from its open assignment's team has that
   assignment ended and gets a rep of the new team (:func:`choose_rep`), with
-  the reason; an ``assigned`` webhook announces it;
+  the reason; an ``assigned`` webhook announces it, and an
+  ``assignment_ended`` webhook announces the end of the previous one (also
+  when the lead leaves routing or is merged away, with no new assignment);
 * a lead entering a stage that has an SLA starts a clock due ``within`` of
   business time later; a sales decision on the lead, a touch event (a call,
   an email from sales) or leaving the stage stops it;
@@ -42,8 +44,17 @@ from leadqual.store.statements import chunks
 
 ASSIGNED = "assigned"
 """The webhook event kind of an assignment."""
+ASSIGNMENT_ENDED = "assignment_ended"
+"""The webhook event kind of an assignment's end (the rep, or the team's queue, lost the lead)."""
 SLA_BREACHED = "sla_breached"
 """The webhook event kind of an SLA breach."""
+
+
+END_CAUSES = ("rerouted", "unrouted", "merged", "sla_breached", "rep_away", "dequeued")
+"""Why an assignment ended (``assignment_ended``'s ``cause``): the lead was routed to
+another team; it left routing (a stage no routing rule covers: disqualified, recycled);
+it was merged into another lead; its SLA was breached and it moved to another rep; its
+rep is away; it waited in the team's queue and a rep took it."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,7 @@ class _Transaction:
         self.cursor: dict[str, str | None] = {}
         self.moved_cursors: set[str] = set()
         self.assigned_payloads: list[dict[str, Any]] = []
+        self.ended_payloads: list[dict[str, Any]] = []
         self.breach_payloads: list[dict[str, Any]] = []
 
     # loading
@@ -209,8 +221,10 @@ class _Transaction:
                 )  # fmt: skip
             return
         if current is not None:
-            why = f"routed to team {team}" if team else f"no longer routed (stage {q.stage})"
-            self._end(q.lead_id, current, why)
+            if team:
+                self._end(q.lead_id, current, f"routed to team {team}", "rerouted")
+            else:
+                self._end(q.lead_id, current, f"no longer routed (stage {q.stage})", "unrouted")
         if team is None or routing is None:
             return
         self._assign(
@@ -276,10 +290,24 @@ class _Transaction:
             }
         )
 
-    def _end(self, lead: str, current: _Open, why: str) -> None:
+    def _end(self, lead: str, current: _Open, why: str, cause: str) -> None:
+        """End the lead's open assignment and announce it (``assignment_ended``, with
+        ``cause``: one of :data:`END_CAUSES`)."""
+        assert cause in END_CAUSES
         a = schema.assignments
         self.connection.execute(
             update(a).where(a.c.id == current.id).values(ended_at=self.now, ended_reason=why)
+        )
+        self.ended_payloads.append(
+            {
+                "lead_id": lead,
+                "team": current.team,
+                "rep": current.rep,
+                "cause": cause,
+                "reason": why,
+                "at": self.now.isoformat(),
+                "model_version_id": self.model_version_id,
+            }
         )
         if current.team is not None and current.rep is not None:
             load = self.load.get(current.team)
@@ -366,7 +394,7 @@ class _Transaction:
         for lead in sorted(merged):
             current = self.open.get(lead)
             if current is not None:
-                self._end(lead, current, f"merged into lead {merged[lead]}")
+                self._end(lead, current, f"merged into lead {merged[lead]}", "merged")
 
     def stage_changed(self, lead: str, stage: str, running: Sequence[Any]) -> None:
         """Stop the lead's ``running`` clocks of other stages; start the new stage's."""
@@ -414,7 +442,9 @@ class _Transaction:
             sla = self.config.sla_for(timer.stage)
             current = self.open.get(timer.lead_id)
             if sla is not None and sla.reassign_on_breach and current is not None:
-                self._reassign(timer.lead_id, current, f"SLA for {timer.stage} breached")
+                self._reassign(
+                    timer.lead_id, current, f"SLA for {timer.stage} breached", "sla_breached"
+                )
 
     def reassign_away(self) -> None:
         away: dict[str, list[str]] = defaultdict(list)
@@ -434,7 +464,7 @@ class _Transaction:
             for row in list(self.connection.execute(query)):
                 current = _Open(row.id, row.team, row.rep)
                 self.open[row.lead_id] = current
-                self._reassign(row.lead_id, current, f"{row.rep} is away")
+                self._reassign(row.lead_id, current, f"{row.rep} is away", "rep_away")
 
     def assign_queued(self) -> None:
         """Give the leads waiting in a team's queue (no rep) to reps now available (back
@@ -467,7 +497,7 @@ class _Transaction:
         choice = self._choose(current.team, roster, method, key, key_value, ())
         if choice.rep is None:
             return
-        self._end(lead, current, "a rep became available")
+        self._end(lead, current, "a rep became available", "dequeued")
         self._assign(
             lead, current.team, method, rule, key, key_value, (), "waited in the queue; ", choice
         )
@@ -482,7 +512,7 @@ class _Transaction:
             exclude, self.latest[team],
         )  # fmt: skip
 
-    def _reassign(self, lead: str, current: _Open, why: str) -> None:
+    def _reassign(self, lead: str, current: _Open, why: str, cause: str) -> None:
         """Give the lead to another rep of its team (``why``: an SLA breach, time away).
 
         The new owner gets a fresh SLA clock for the lead's current stage, from now: a
@@ -495,7 +525,7 @@ class _Transaction:
             select(q.c.stage, q.c.routing).where(q.c.lead_id == lead)
         ).first()
         routing = json.loads(stored.routing) if stored is not None and stored.routing else {}
-        self._end(lead, current, why)
+        self._end(lead, current, why, cause)
         assert current.team is not None
         exclude = [current.rep] if current.rep is not None else []
         self._assign(
@@ -529,5 +559,8 @@ class _Transaction:
                 self.connection.execute(
                     c.insert(), {"team": team, "last_rep": rep, "updated_at": self.now}
                 )
+        state.enqueue_webhooks_many(
+            self.connection, ASSIGNMENT_ENDED, self.ended_payloads, self.now
+        )  # before the assignments that follow them
         state.enqueue_webhooks_many(self.connection, ASSIGNED, self.assigned_payloads, self.now)
         state.enqueue_webhooks_many(self.connection, SLA_BREACHED, self.breach_payloads, self.now)
