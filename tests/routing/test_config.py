@@ -64,6 +64,17 @@ def test_a_valid_file_loads(tmp_path: Path) -> None:
             "after 'from'",
         ),
         ("sla:\n  - {stage: mql, within: 4h}\n  - {stage: mql, within: 2h}\n", 1, "more than one"),
+        (
+            "teams:\n  sdr:\n    reps: [{id: a, capacity: 3}]\n"
+            "  ae:\n    reps: [{id: b}, {id: a, capacity: 2}]\n",
+            1,
+            "rep 'a' has capacity 3 in team sdr but capacity 2 in team ae",
+        ),
+        (
+            "teams:\n  sdr:\n    reps: [{id: a, capacity: 3}]\n  ae:\n    reps: [{id: a}]\n",
+            1,
+            "capacity 3 in team sdr but no capacity in team ae",
+        ),
     ],
 )
 def test_faults_name_file_line_and_reason(text: str, line: int, needle: str) -> None:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from leadqual.cli import app
 from leadqual.facts.types import Decision, Event, LeadProfile
-from leadqual.model.load import load_model
+from leadqual.model.load import load_model, load_model_text
 from leadqual.routing import load_routing, load_routing_text
 from leadqual.service import Ingestor, tick
 from leadqual.store import Store, schema, state
@@ -537,3 +537,46 @@ def test_a_lead_taken_from_the_queue_announces_the_queue_s_end(store: Store) -> 
     tick(store, MODEL, tuesday + timedelta(minutes=5), routing=QUEUEING)
     ended = [(p["lead_id"], p["rep"], p["cause"]) for p in _outbox(store, "assignment_ended")]
     assert ended == [("L1", "ana", "unrouted"), ("L3", None, "dequeued")]
+
+
+TWO_TEAMS_MODEL = load_model_text(
+    """
+name: two_teams
+version: 1
+stages:
+  - {id: cold}
+  - {id: mql, enter: {lead.country: {exists: true}}}
+routing:
+  - {id: smb, when: {lead.country: US}, assign: {team: smb, method: capacity}}
+  - {id: ent, when: {lead.country: DE}, assign: {team: ent, method: capacity}}
+"""
+)
+
+
+def test_a_rep_s_capacity_counts_open_leads_in_all_their_teams(store: Store) -> None:
+    """A rep in two teams with capacity 2 once took 2 open leads in each team."""
+    routing = load_routing_text(
+        """
+teams:
+  smb:
+    reps: [{id: ana, capacity: 2}, {id: ben, capacity: 5}]
+  ent:
+    reps: [{id: ana, capacity: 2}, {id: cy, capacity: 1}]
+"""
+    )
+    ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=routing)
+
+    def lead(lead_id: str, team: str, minute: int) -> str | None:
+        at = NOW + timedelta(minutes=minute)
+        country = {"smb": "US", "ent": "DE"}[team]
+        profile = LeadProfile(lead_id, f"{lead_id.lower()}@x.io", None, {"country": country}, at)
+        ingestor.apply([profile], at)
+        return _open_assignments(store)[lead_id][1]
+
+    assert lead("S1", "smb", 0) == "ana"  # 0/2 before 0/5: roster order
+    assert lead("E1", "ent", 1) == "cy"  # ana 1/2 > cy 0/1
+    assert lead("E2", "ent", 2) == "ana"  # cy full; ana 1 open (in smb) of 2
+    assert lead("E3", "ent", 3) is None  # ana has 2 open leads, one in each team: full
+    assert lead("S2", "smb", 4) == "ben"  # ana full in smb too
+    (queued,) = store.assignments("E3")
+    assert "at capacity: ana, cy" in (queued.reason or "")

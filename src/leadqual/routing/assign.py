@@ -1,7 +1,8 @@
 """Choosing a rep: round robin, territory and capacity, skipping reps who are away.
 
 A pure function of the team, the method the model's routing rule names, the
-lead's routing key value, each rep's open load and the team's last pick, so
+lead's routing key value, each rep's open load (their open leads in every
+team: a rep's capacity is the rep's, not a team's) and the team's last pick, so
 the choice and its reason can be tested without a database and explained to
 the people it affects:
 

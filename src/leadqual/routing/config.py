@@ -121,7 +121,8 @@ class Range(_Spec):
 class Rep(_Spec):
     id: Annotated[str, Field(min_length=1, max_length=256)]
     capacity: PositiveInt | None = None
-    """Most open leads at once; None: no limit."""
+    """Most open leads at once, in all the rep's teams together; None: no limit. A rep
+    listed in several teams is one person: each listing gives the same capacity."""
     territory: dict[str, list[str | int | float | Range]] = {}
     """Routing key (``lead.country``, ``account.employees``, ...) to the values this rep
     covers: words (matched case-insensitively) or numeric ranges (``{gte: 50, lt: 1000}``)."""
@@ -222,6 +223,27 @@ class RoutingConfig(_Spec):
     teams: dict[str, Team] = {}
     business_hours: BusinessHours = BusinessHours()
     sla: list[Sla] = []
+
+    @field_validator("teams")
+    @classmethod
+    def _one_capacity_per_rep(cls, teams: dict[str, Team]) -> dict[str, Team]:
+        """A rep's capacity counts their open leads in every team, so a rep listed in
+        several teams must give one capacity (or none) in all of them."""
+        seen: dict[str, tuple[str, int | None]] = {}
+        for name, team in teams.items():
+            for rep in team.reps:
+                first = seen.setdefault(rep.id, (name, rep.capacity))
+                if first[1] != rep.capacity:
+                    said = [
+                        f"{'no capacity' if c is None else f'capacity {c}'} in team {t}"
+                        for t, c in (first, (name, rep.capacity))
+                    ]
+                    raise ValueError(
+                        f"rep '{rep.id}' has {said[0]} but {said[1]}: a rep's capacity "
+                        "counts their open leads in all their teams, so give the same "
+                        "capacity in each"
+                    )
+        return teams
 
     @field_validator("sla")
     @classmethod

@@ -19,7 +19,8 @@ it:
   gets a fresh clock for the lead's current stage, from the re-assignment (a
   clock still running for the previous rep stops).
 
-Open leads per rep (for capacity) are the rep's open assignments. The
+Open leads per rep (for capacity) are the rep's open assignments in every team
+(a rep listed in two teams is one person, with one capacity). The
 round-robin position of each team is stored, so rotation survives restarts.
 """
 
@@ -163,7 +164,9 @@ class _Transaction:
         self.open: dict[str, _Open] = {}
         self.looked_up: set[str] = set()
         """Leads whose open assignment was read (``open`` holds those that have one)."""
-        self.load: dict[str, dict[str, int]] = {}
+        self.load: dict[str, int] = {}
+        """Each rep's open assignments in every team (read for the reps of each team used)."""
+        self.teams_loaded: set[str] = set()
         self.latest: dict[str, dict[str, int]] = {}
         """Per team: each rep's latest assignment id in it (their turn, for territory)."""
         self.cursor: dict[str, str | None] = {}
@@ -186,16 +189,21 @@ class _Transaction:
                 self.open[row.lead_id] = _Open(row.id, row.team, row.rep)
 
     def _team_load(self, team: str) -> dict[str, int]:
-        load = self.load.get(team)
-        if load is None:
+        """The open leads of each rep of ``team`` in *every* team (a rep's capacity is the
+        rep's, however many teams list them), with the team's turns and cursor."""
+        if team not in self.teams_loaded:
+            self.teams_loaded.add(team)
             a = schema.assignments
-            query = (
-                select(a.c.rep, func.count())
-                .where(a.c.team == team, a.c.ended_at.is_(None), a.c.rep.is_not(None))
-                .group_by(a.c.rep)
-            )
-            load = {rep: int(n) for rep, n in self.connection.execute(query)}
-            self.load[team] = load
+            roster = self.config.teams.get(team)
+            reps = sorted({r.id for r in roster.reps} - self.load.keys()) if roster else []
+            if reps:
+                query = (
+                    select(a.c.rep, func.count())
+                    .where(a.c.rep.in_(reps), a.c.ended_at.is_(None))
+                    .group_by(a.c.rep)
+                )
+                self.load.update({rep: 0 for rep in reps})
+                self.load.update({rep: int(n) for rep, n in self.connection.execute(query)})
             recent = (
                 select(a.c.rep, func.max(a.c.id))
                 .where(a.c.team == team, a.c.rep.is_not(None))
@@ -205,7 +213,7 @@ class _Transaction:
             c = schema.routing_cursors
             row = self.connection.execute(select(c.c.last_rep).where(c.c.team == team)).first()
             self.cursor[team] = row.last_rep if row is not None else None
-        return load
+        return self.load
 
     # assignments
 
@@ -309,10 +317,8 @@ class _Transaction:
                 "model_version_id": self.model_version_id,
             }
         )
-        if current.team is not None and current.rep is not None:
-            load = self.load.get(current.team)
-            if load is not None and load.get(current.rep, 0) > 0:
-                load[current.rep] -= 1
+        if current.rep is not None and self.load.get(current.rep, 0) > 0:
+            self.load[current.rep] -= 1
         del self.open[lead]
 
     # SLA clocks
