@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -580,3 +581,25 @@ teams:
     assert lead("S2", "smb", 4) == "ben"  # ana full in smb too
     (queued,) = store.assignments("E3")
     assert "at capacity: ana, cy" in (queued.reason or "")
+
+
+def _plan(store: Store, query: Any) -> str:
+    """The database's plan for ``query``; PostgreSQL is told to avoid a sequential scan
+    where an index can answer (the tables are tiny here: a scan would be cheaper)."""
+    with store.engine.begin() as connection:
+        sql = str(query.compile(connection, compile_kwargs={"literal_binds": True}))
+        if connection.dialect.name == "sqlite":
+            rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")
+            return "\n".join(str(row[-1]) for row in rows)
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        return "\n".join(str(row[0]) for row in connection.exec_driver_sql(f"EXPLAIN {sql}"))
+
+
+def test_routing_reads_assignments_by_index_not_by_history(store: Store) -> None:
+    """Territory turns read max(id) per rep of a team's assignments, with no index on
+    team: the query read the team's whole history (and capacity every open lead)."""
+    from leadqual.routing.router import open_leads_query, turns_query
+
+    Ingestor(store, MODEL, routing=ROUTING).apply(mql_facts("L1", "DE", NOW), NOW)
+    assert "ix_assignments_team_rep_id" in _plan(store, turns_query("sales_reps"))
+    assert "ix_assignments_rep_ended_at" in _plan(store, open_leads_query(["ana", "ben"]))

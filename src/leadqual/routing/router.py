@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.engine import Connection
 
 from leadqual.engine.result import Qualification
@@ -89,6 +89,28 @@ class _Open:
     id: int
     team: str | None
     rep: str | None
+
+
+def open_leads_query(reps: Sequence[str]) -> Select[tuple[Any, int]]:
+    """Each of ``reps``' number of open assignments, in every team (for capacity); read
+    by the index on ``(rep, ended_at)``."""
+    a = schema.assignments
+    return (
+        select(a.c.rep, func.count())
+        .where(a.c.rep.in_(reps), a.c.ended_at.is_(None))
+        .group_by(a.c.rep)
+    )
+
+
+def turns_query(team: str) -> Select[tuple[Any, Any]]:
+    """Each rep's latest assignment id in ``team`` (their turn, for territory); read by
+    the index on ``(team, rep, id)``, not by scanning the team's whole history."""
+    a = schema.assignments
+    return (
+        select(a.c.rep, func.max(a.c.id))
+        .where(a.c.team == team, a.c.rep.is_not(None))
+        .group_by(a.c.rep)
+    )
 
 
 class Router:
@@ -193,23 +215,14 @@ class _Transaction:
         rep's, however many teams list them), with the team's turns and cursor."""
         if team not in self.teams_loaded:
             self.teams_loaded.add(team)
-            a = schema.assignments
             roster = self.config.teams.get(team)
             reps = sorted({r.id for r in roster.reps} - self.load.keys()) if roster else []
             if reps:
-                query = (
-                    select(a.c.rep, func.count())
-                    .where(a.c.rep.in_(reps), a.c.ended_at.is_(None))
-                    .group_by(a.c.rep)
-                )
                 self.load.update({rep: 0 for rep in reps})
-                self.load.update({rep: int(n) for rep, n in self.connection.execute(query)})
-            recent = (
-                select(a.c.rep, func.max(a.c.id))
-                .where(a.c.team == team, a.c.rep.is_not(None))
-                .group_by(a.c.rep)
-            )
-            self.latest[team] = {rep: int(n) for rep, n in self.connection.execute(recent)}
+                for rep, n in self.connection.execute(open_leads_query(reps)):
+                    self.load[rep] = int(n)
+            turns = self.connection.execute(turns_query(team))
+            self.latest[team] = {rep: int(n) for rep, n in turns}
             c = schema.routing_cursors
             row = self.connection.execute(select(c.c.last_rep).where(c.c.team == team)).first()
             self.cursor[team] = row.last_rep if row is not None else None

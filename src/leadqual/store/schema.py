@@ -282,9 +282,15 @@ assignments = Table(
     Column("reason", Text()),
     Column("ended_at", UtcDateTime()),
     Column("ended_reason", Text()),
+    Index("ix_assignments_team_rep_id", "team", "rep", "id"),
+    Index("ix_assignments_rep_ended_at", "rep", "ended_at"),
 )
 """Who owns a lead: the open assignment is the lead's one row with ``ended_at`` NULL.
-``reason`` says why this rep (revision 0003 adds it and the end columns)."""
+``reason`` says why this rep (revision 0003 adds it and the end columns). Revision
+0005 adds the indexes: by team and rep (each rep's latest lead of a team, for territory
+turns; a team's leads of reps who are away; a team's queue) and by rep with ``ended_at``
+(a rep's open leads in every team, for capacity), so routing does not read the whole
+history."""
 
 webhook_subscriptions = Table(
     "webhook_subscriptions",
