@@ -603,3 +603,94 @@ def test_routing_reads_assignments_by_index_not_by_history(store: Store) -> None
     Ingestor(store, MODEL, routing=ROUTING).apply(mql_facts("L1", "DE", NOW), NOW)
     assert "ix_assignments_team_rep_id" in _plan(store, turns_query("sales_reps"))
     assert "ix_assignments_rep_ended_at" in _plan(store, open_leads_query(["ana", "ben"]))
+
+
+def test_a_touch_dated_after_the_transaction_stops_the_clock_at_its_own_time(
+    store: Store,
+) -> None:
+    """A call logged ahead (dated 14:00, written at 11:00) stopped the clock at once: the
+    rejection at 12:00, before the call, no longer counted."""
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)  # due at 14:00
+    call = Event("L1-call", "sales_call", NOW + timedelta(hours=3), "L1")
+    ingestor.apply([call], NOW + timedelta(hours=1))
+    (timer,) = _timers(store, "L1")
+    assert timer["stopped_at"] == NOW + timedelta(hours=3)  # the clock stops then ...
+    assert timer["stop_cause"] == "touched: event L1-call (sales_call)"
+    reject = Decision("X1", "L1", "reject", NOW + timedelta(hours=2), "no_budget")
+    ingestor.apply([reject], NOW + timedelta(hours=2))  # ... unless something comes first
+    (timer,) = _timers(store, "L1")
+    assert timer["stopped_at"] == NOW + timedelta(hours=2)
+    assert timer["stop_cause"] == "touched: decision X1 (reject)"
+    assert timer["breached_at"] is None
+
+
+def test_a_touch_dated_after_the_due_time_breaches_when_the_clock_comes_due(
+    store: Store,
+) -> None:
+    """A call dated after the due time, written before it, recorded the breach at once,
+    hours before the clock was due; a tick before its due time must see no breach."""
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)  # due at 14:00
+    call = Event("L1-call", "sales_call", NOW + timedelta(hours=5), "L1")
+    early = ingestor.apply([call], NOW + timedelta(hours=1))
+    assert early.routing is not None and early.routing.breaches == []
+    quiet = tick(store, MODEL, NOW + timedelta(hours=3), routing=ROUTING)
+    assert quiet.routing is not None and quiet.routing.breaches == []
+    assert _outbox(store, "sla_breached") == []
+    due = tick(store, MODEL, NOW + timedelta(hours=4, minutes=1), routing=ROUTING)
+    assert due.routing is not None
+    assert [(b.lead_id, b.rep) for b in due.routing.breaches] == [("L1", "ana")]
+    (timer,) = _timers(store, "L1")
+    assert timer["breached_at"] == NOW + timedelta(hours=4)
+    assert timer["stopped_at"] == NOW + timedelta(hours=5)
+    (announced,) = _outbox(store, "sla_breached")
+    assert announced["detected_at"] == (NOW + timedelta(hours=4, minutes=1)).isoformat()
+    later = tick(store, MODEL, NOW + timedelta(hours=6), routing=ROUTING)
+    assert later.routing is not None and later.routing.breaches == []  # recorded once
+
+
+def test_a_touch_dated_after_the_transaction_but_before_the_due_time_is_no_breach(
+    store: Store,
+) -> None:
+    """Ignoring touches dated after now would breach the clock at a tick after its due
+    time, although the touch came before it."""
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)  # due at 14:00
+    call = Event("L1-call", "sales_call", NOW + timedelta(hours=3), "L1")
+    ingestor.apply([call], NOW + timedelta(hours=1))
+    late = tick(store, MODEL, NOW + timedelta(hours=5), routing=ROUTING)
+    assert late.routing is not None and late.routing.breaches == []
+    (timer,) = _timers(store, "L1")
+    assert timer["stopped_at"] == NOW + timedelta(hours=3) and timer["breached_at"] is None
+
+
+def test_a_touch_logged_ahead_stops_a_clock_that_starts_before_it(store: Store) -> None:
+    """A touch dated after its transaction counts for the clocks that start before its
+    time, too: one of a stage the lead enters later, and the fresh one of a new rep."""
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    facts = mql_facts("L1", "DE", NOW)
+    call = Event("L1-call", "sales_call", NOW + timedelta(hours=2), "L1")
+    ingestor.apply([facts[0], call], NOW - timedelta(hours=2))  # not an MQL yet: no clock
+    assert _timers(store, "L1") == []
+    ingestor.apply(facts[1:], NOW)  # an MQL: its clock stops at the call
+    (timer,) = _timers(store, "L1")
+    assert (timer["started_at"], timer["stopped_at"]) == (NOW, NOW + timedelta(hours=2))
+    assert timer["stop_cause"] == "touched: event L1-call (sales_call)"
+    late = tick(store, MODEL, NOW + timedelta(hours=5), routing=ROUTING)
+    assert late.routing is not None and late.routing.breaches == []
+
+    ingestor.apply(mql_facts("L3", "DE", NOW), NOW)  # ana full: cy
+    ingestor.apply([Decision("X3", "L3", "accept", NOW)], NOW)  # SAL, due in a day
+    meeting = Event("L3-meet", "meeting", datetime(2026, 7, 7, 9, 30, tzinfo=UTC), "L3")
+    ingestor.apply([meeting], NOW + timedelta(hours=6))
+    away = datetime(2026, 7, 7, 9, tzinfo=UTC)
+    tick(store, MODEL, away, routing=ROUTING)  # cy is away: ben, with a fresh clock
+    _, old, fresh = _timers(store, "L3")
+    assert (old["rep"], old["stopped_at"]) == ("cy", away)
+    assert (fresh["rep"], fresh["started_at"]) == ("ben", away)
+    assert fresh["stopped_at"] == meeting.at
+    assert fresh["stop_cause"] == "touched: event L3-meet (meeting)"
+    later = tick(store, MODEL, away + timedelta(days=1, hours=1), routing=ROUTING)
+    assert later.routing is not None and later.routing.breaches == []

@@ -12,7 +12,9 @@ it:
   when the lead leaves routing or is merged away, with no new assignment);
 * a lead entering a stage that has an SLA starts a clock due ``within`` of
   business time later; a sales decision on the lead, a touch event (a call,
-  an email from sales) or leaving the stage stops it;
+  an email from sales) or leaving the stage stops it; a touch stops it at the
+  touch's own time, so one dated after the write that brings it leaves the
+  clock running until then (``stopped_at`` later than now);
 * :meth:`Router.tick` records the breach of every clock past due (an
   ``sla_breached`` webhook; a new rep when the SLA says so) and moves the open
   leads of reps who are away to colleagues. Either way the lead's new owner
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, literal, or_, select, union_all, update
 from sqlalchemy.engine import Connection
 
 from leadqual.engine.result import Qualification
@@ -337,11 +339,15 @@ class _Transaction:
     # SLA clocks
 
     def running(self, leads: Iterable[str]) -> list[Any]:
+        """The leads' clocks running now: not breached, and not stopped, or to stop later
+        (a touch dated after now, see :meth:`_stop`)."""
         t = schema.sla_timers
         rows: list[Any] = []
         for part in chunks(sorted(set(leads))):
             query = select(t).where(
-                t.c.lead_id.in_(part), t.c.stopped_at.is_(None), t.c.breached_at.is_(None)
+                t.c.lead_id.in_(part),
+                t.c.breached_at.is_(None),
+                or_(t.c.stopped_at.is_(None), t.c.stopped_at > self.now),
             )
             rows.extend(self.connection.execute(query))
         return rows
@@ -350,9 +356,13 @@ class _Transaction:
         """Stop a running clock at ``at``. Stopped after it was due (a touch, a decision or
         a stage change that came late, before any tick saw it due), it is breached too:
         recorded and announced as :meth:`breach_due` would have, without a new rep (the
-        lead is being worked, or has left the stage)."""
+        lead is being worked, or has left the stage).
+
+        ``at`` may be later than now (a touch dated in the future): the clock runs on
+        until then. Anything that stops it before replaces that stop; a tick after the
+        clock's due time breaches it unless ``at`` came first (:meth:`breach_due`)."""
         t = schema.sla_timers
-        late = at > timer.due_at
+        late = at > timer.due_at and timer.due_at <= self.now
         values: dict[str, Any] = {"stopped_at": at, "stop_cause": cause}
         if late:
             values["breached_at"] = timer.due_at
@@ -394,8 +404,8 @@ class _Transaction:
                 if (isinstance(f, Decision) or (isinstance(f, Event) and f.type in touches))
                 and f.at >= timer.started_at
             ]
-            if touching:
-                first = min(touching, key=lambda f: f.at)
+            first = min(touching, key=lambda f: f.at, default=None)
+            if first is not None and (timer.stopped_at is None or first.at < timer.stopped_at):
                 what = (
                     f"decision {first.decision_id} ({first.action})"
                     if isinstance(first, Decision)
@@ -431,6 +441,7 @@ class _Transaction:
             else self.now + sla.within
         )
         owner = self.open.get(lead)
+        ahead = self._touch_ahead(lead, sla)
         self.connection.execute(
             schema.sla_timers.insert(),
             {
@@ -440,15 +451,49 @@ class _Transaction:
                 "rep": owner.rep if owner else None,
                 "started_at": self.now,
                 "due_at": due,
+                "stopped_at": ahead[0] if ahead else None,
+                "stop_cause": ahead[1] if ahead else None,
                 "model_version_id": self.model_version_id,
             },
         )
+
+    def _touch_ahead(self, lead: str, sla: Sla) -> tuple[datetime, str] | None:
+        """The lead's first stored touch dated after now (a call logged ahead, before the
+        clock started): a clock starting now stops then, as if it came in later."""
+        e, d, aliases = schema.events, schema.decisions, schema.lead_aliases
+        members = select(aliases.c.alias_id).where(aliases.c.lead_id == lead)
+        touches = union_all(
+            select(
+                e.c.at, literal("event").label("kind"), e.c.event_id.label("id"),
+                e.c.type.label("what"),
+            ).where(
+                e.c.resolved_lead_id == lead, e.c.type.in_(sla.touch), e.c.at > self.now
+            ),
+            select(
+                d.c.at, literal("decision").label("kind"), d.c.decision_id.label("id"),
+                d.c.action.label("what"),
+            ).where(
+                or_(d.c.lead_id == lead, d.c.lead_id.in_(members)), d.c.at > self.now
+            ),
+        ).subquery()  # fmt: skip
+        first = self.connection.execute(
+            select(touches).order_by(touches.c.at, touches.c.kind, touches.c.id).limit(1)
+        ).first()
+        if first is None:
+            return None
+        return first.at, f"touched: {first.kind} {first.id} ({first.what})"
 
     def breach_due(self) -> None:
         t = schema.sla_timers
         query = (
             select(t)
-            .where(t.c.stopped_at.is_(None), t.c.breached_at.is_(None), t.c.due_at <= self.now)
+            .where(
+                t.c.due_at <= self.now,
+                t.c.breached_at.is_(None),
+                # still running at its due time: not stopped, or stopped (by a touch dated
+                # after the transaction that recorded it) only later
+                or_(t.c.stopped_at.is_(None), t.c.stopped_at > t.c.due_at),
+            )
             .order_by(t.c.due_at, t.c.id)
         )
         due = list(self.connection.execute(query))

@@ -424,9 +424,11 @@ sla_timers = Table(
     Column("model_version_id", Serial, ForeignKey("model_versions.id")),
     Index("ix_sla_timers_due_at", "due_at"),
 )
-"""One SLA clock per lead and stage entry: running while ``stopped_at`` and
-``breached_at`` are NULL; a touch (a sales decision, a touch event) or leaving
-the stage stops it; a tick past ``due_at`` records the breach."""
+"""One SLA clock per lead and stage entry (and per re-assignment to a new rep):
+running at time *t* while ``breached_at`` is NULL and ``stopped_at`` is NULL or later
+than *t* (a touch dated ahead of the write that recorded it stops the clock at its own
+time); a touch (a sales decision, a touch event) or leaving the stage stops it; a tick
+past ``due_at`` records the breach of a clock not stopped by then."""
 
 routing_cursors = Table(
     "routing_cursors",
