@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import Select, func, literal, or_, select, union_all, update
 from sqlalchemy.engine import Connection
@@ -53,7 +53,8 @@ SLA_BREACHED = "sla_breached"
 """The webhook event kind of an SLA breach."""
 
 
-END_CAUSES = ("rerouted", "unrouted", "merged", "sla_breached", "rep_away", "dequeued")
+EndCause = Literal["rerouted", "unrouted", "merged", "sla_breached", "rep_away", "dequeued"]
+END_CAUSES: tuple[EndCause, ...] = get_args(EndCause)
 """Why an assignment ended (``assignment_ended``'s ``cause``): the lead was routed to
 another team; it left routing (a stage no routing rule covers: disqualified, recycled);
 it was merged into another lead; its SLA was breached and it moved to another rep; its
@@ -313,10 +314,9 @@ class _Transaction:
             }
         )
 
-    def _end(self, lead: str, current: _Open, why: str, cause: str) -> None:
+    def _end(self, lead: str, current: _Open, why: str, cause: EndCause) -> None:
         """End the lead's open assignment and announce it (``assignment_ended``, with
         ``cause``: one of :data:`END_CAUSES`)."""
-        assert cause in END_CAUSES
         a = schema.assignments
         self.connection.execute(
             update(a).where(a.c.id == current.id).values(ended_at=self.now, ended_reason=why)
@@ -576,7 +576,7 @@ class _Transaction:
             exclude, self.latest[team],
         )  # fmt: skip
 
-    def _reassign(self, lead: str, current: _Open, why: str, cause: str) -> None:
+    def _reassign(self, lead: str, current: _Open, why: str, cause: EndCause) -> None:
         """Give the lead to another rep of its team (``why``: an SLA breach, time away).
 
         The new owner gets a fresh SLA clock for the lead's current stage, from now: a
