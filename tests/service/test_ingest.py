@@ -77,6 +77,44 @@ def test_stage_changes_are_recorded_with_cause_and_announced(store: Store) -> No
     assert {r["event_kind"] for r in rows} <= {"stage_changed", "nurture_changed"}
 
 
+def test_a_recycled_leads_history_names_the_recycle_rule_as_its_cause(store: Store) -> None:
+    """Recycling to nurture is caused by a recycle rule of the model (``gone_quiet``,
+    ``rejected_by_sales``), which the history and the webhook name, not the stage."""
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([*mql_facts("L1", "US", NOW), *mql_facts("L2", "US", NOW)], NOW)
+    assert [store.qualification(x).stage for x in ("L1", "L2")] == ["mql", "mql"]
+    # L2: accepted, then rejected by sales.
+    ingestor.apply([Decision("D-A", "L2", "accept", NOW + timedelta(hours=1))],
+                   NOW + timedelta(hours=1))  # fmt: skip
+    reject = Decision("D-R", "L2", "reject", NOW + timedelta(hours=2), reason="no_budget")
+    ingestor.apply([reject], NOW + timedelta(hours=2))
+    # L1: nothing for 200 days; the tick recycles it.
+    ticked = tick(store, MODEL, NOW + timedelta(days=200))
+    assert [(c.lead_id, c.to_stage, c.cause_rule) for c in ticked.stage_changes] == [
+        ("L1", "nurture", "gone_quiet")
+    ]
+    quiet = store.stage_history("L1")[-1]
+    assert (quiet.from_stage, quiet.to_stage, quiet.cause_kind, quiet.cause_rule) == (
+        "mql", "nurture", "time", "gone_quiet"
+    )  # fmt: skip
+    rejected = store.stage_history("L2")[-1]
+    assert (rejected.from_stage, rejected.to_stage, rejected.cause_kind) == (
+        "sal", "nurture", "decision"
+    )  # fmt: skip
+    assert (rejected.cause_rule, rejected.cause_fact_id) == ("rejected_by_sales", "D-R")
+    # An entry rule stays named by its stage.
+    assert [h.cause_rule for h in store.stage_history("L1")] == ["mql", "gone_quiet"]
+    with store.engine.connect() as connection:
+        o = schema.webhook_outbox
+        query = select(o.c.payload).where(o.c.event_kind == "stage_changed").order_by(o.c.id)
+        payloads = [json.loads(p) for p in connection.execute(query).scalars()]
+    assert [(p["lead_id"], p["to_stage"], p["cause_rule"]) for p in payloads[-2:]] == [
+        ("L2", "nurture", "rejected_by_sales"),
+        ("L1", "nurture", "gone_quiet"),
+    ]
+
+
 def test_a_late_event_counts_as_if_it_had_come_in_order(store: Store) -> None:
     ingestor = Ingestor(store, MODEL)
     ingestor.apply([_lead(), *_events("L1", 3)], NOW)
