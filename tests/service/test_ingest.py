@@ -560,3 +560,38 @@ def test_a_merged_lead_s_stage_history_lives_on_in_the_survivor_s(store: Store) 
     assert merged[-1] == ("L1", "mql")  # the survivor moved too, with the merged facts
     ids = [c.lead_id for c in store.stage_history("L1")]
     assert ids.index("L2") < len(ids) - 1  # oldest first, by when each was recorded
+
+
+def test_a_survivor_s_stage_change_from_a_merge_names_the_merge_as_its_cause(
+    store: Store,
+) -> None:
+    """The survivor of a merge moved because it gained the merged lead's facts: its
+    history row and webhook say so (cause ``merge``, the merged lead's id), where they
+    named no fact before (the merging profile has no id)."""
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL, model_version_id=None)
+    ingestor.apply([lead_profile("L1", now=NOW), lead_profile("L3", now=NOW)], NOW)
+    ingestor.apply([*mql_facts("L2", "DE", NOW), *mql_facts("L4", "DE", NOW)], NOW)
+    later = NOW + timedelta(minutes=5)
+    merged = ingestor.apply([LeadProfile("L2", "l1@acme.io", None, {}, later)], later)
+    [change] = merged.stage_changes
+    assert (change.lead_id, change.from_stage, change.to_stage) == ("L1", "cold", "mql")
+    assert (change.cause_kind, change.cause_rule, change.cause_fact_id) == ("merge", "mql", "L2")
+    last = store.stage_history("L1")[-1]
+    assert (last.lead_id, last.to_stage, last.cause_kind, last.cause_fact_id) == (
+        "L1", "mql", "merge", "L2"
+    )  # fmt: skip
+    with store.engine.connect() as connection:
+        o = schema.webhook_outbox
+        query = select(o.c.payload).where(o.c.event_kind == "stage_changed").order_by(o.c.id)
+        payload = json.loads(connection.execute(query).scalars().all()[-1])
+    assert (payload["lead_id"], payload["cause_kind"], payload["cause_fact_id"]) == (
+        "L1", "merge", "L2"
+    )  # fmt: skip
+    # A decision for the survivor in the same batch is the cause, as without a merge.
+    accept = Decision("D3", "L3", "accept", later)
+    both = ingestor.apply([LeadProfile("L4", "l3@acme.io", None, {}, later), accept], later)
+    [change] = both.stage_changes
+    assert (change.lead_id, change.to_stage, change.cause_kind, change.cause_fact_id) == (
+        "L3", "sal", "decision", "D3"
+    )  # fmt: skip
