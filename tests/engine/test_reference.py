@@ -220,6 +220,7 @@ def test_accept_raises_to_sal_and_reject_holds_in_nurture(model) -> None:
     assert q.stage == "nurture"
     why = q.reasons_of("stage")[-1]
     assert "no_budget" in why.text and why.facts and why.at == days_ago(1)
+    assert why.rule == "rejected"  # the recycle rule that moved it, not the stage
 
 
 def test_reopen_releases_a_hold(model) -> None:
@@ -252,8 +253,30 @@ def test_inactivity_recycles_mql_to_nurture(model) -> None:
     quiet = score(model, event("demo_request", 40), seniority="vp")
     assert quiet.stage == "nurture"
     assert "no activity for 40 days" in quiet.reasons_of("stage")[-1].text
+    assert quiet.reasons_of("stage")[-1].rule == "quiet"  # the rule, not the stage
     active = score(model, event("demo_request", 40), event("email_open", 3), seniority="vp")
     assert active.stage == "mql"
+
+
+def test_a_recycle_rule_without_an_id_is_named_by_its_place_in_the_model(model) -> None:
+    unnamed = load_model_text(
+        MODEL.replace("{id: quiet, from", "{from").replace("{id: rejected, trigger", "{trigger"),
+        "unnamed.yaml",
+    )
+    quiet = evaluate(unnamed, facts(lead(seniority="vp", events=[event("demo_request", 40)])),
+                     AS_OF)  # fmt: skip
+    why = quiet.reasons_of("stage")[-1]
+    assert (quiet.stage, why.rule) == ("nurture", "recycle[0]")
+    assert "by rule recycle[0]:" in why.text
+    person = lead(seniority="vp", events=[event("demo_request", 3)],
+                  decisions=[decision("accept", 2), decision("reject", 1)])  # fmt: skip
+    rejected = evaluate(unnamed, facts(person), AS_OF)
+    why = rejected.reasons_of("stage")[-1]
+    assert (rejected.stage, why.rule) == ("nurture", "recycle[1]")
+    assert why.text.endswith("recycle rule recycle[1]")
+    # No trigger rule: the lead returns to the first stage, which names itself.
+    lost = evaluate(model, facts(lead(outcomes=[outcome("lost", 1)])), AS_OF)
+    assert (lost.stage, lost.reasons_of("stage")[-1].rule) == ("cold", "cold")
 
 
 def test_routing_territory_key_and_nurture(model) -> None:

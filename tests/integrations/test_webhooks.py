@@ -228,13 +228,17 @@ def test_a_failing_receiver_is_retried_with_growing_backoff_until_delivered(
     [change] = applied.stage_changes
     [row] = _outbox(store)
     t = row["next_attempt_at"]
-    times = [t]
+    times = []
     with WebhookWorker(store, jitter=0.0, base_delay=2.0, max_delay=3600.0) as worker:
         for attempt in (1, 2, 3):
             report = worker.deliver_due(t)
             assert _outcomes(report) == [(attempt, "failed", 500)]
+            # The backoff counts from the failure, which the log records.
+            failed_at = report.attempts[0].at
+            assert failed_at is not None and failed_at >= t
+            times.append(failed_at)
             next_at = report.attempts[0].next_attempt_at
-            assert next_at == t + timedelta(seconds=2 * 2 ** (attempt - 1))
+            assert next_at == failed_at + timedelta(seconds=2 * 2 ** (attempt - 1))
             [stored] = _outbox(store)
             assert (stored["status"], stored["attempts"], stored["next_attempt_at"]) == (
                 "failed", attempt, next_at
@@ -244,13 +248,17 @@ def test_a_failing_receiver_is_retried_with_growing_backoff_until_delivered(
             # Not due a moment earlier: nothing is claimed or sent.
             assert worker.deliver_due(next_at - timedelta(milliseconds=1)).claimed == 0
             t = next_at
-            times.append(t)
         report = worker.deliver_due(t)
         assert _outcomes(report) == [(4, "delivered", 204)]
+        delivered_at = report.attempts[0].at
+        assert delivered_at is not None and delivered_at >= t
+        times.append(delivered_at)
         assert worker.deliver_due(t + timedelta(days=30)).claimed == 0
 
     [stored] = _outbox(store)
-    assert (stored["status"], stored["attempts"], stored["delivered_at"]) == ("delivered", 4, t)
+    assert (stored["status"], stored["attempts"], stored["delivered_at"]) == (
+        "delivered", 4, delivered_at
+    )  # fmt: skip
     assert stored["last_error"] is None
     log = list(reversed(list_deliveries(store, outbox_id=row["id"])))
     assert [(d.attempt, d.status_code, d.error, d.at) for d in log] == [
@@ -299,11 +307,15 @@ def test_after_max_attempts_a_delivery_is_dead(store: Store, receiver: Receiver)
     with WebhookWorker(store, max_attempts=3, jitter=0.1, random=lambda: 0.5) as worker:
         first = worker.deliver_due(t)
         assert _outcomes(first) == [(1, "failed", 500)]
-        assert first.attempts[0].next_attempt_at == t + timedelta(seconds=1.9)
-        t += timedelta(seconds=1.9)
+        [failed] = first.attempts
+        assert failed.at is not None
+        assert failed.next_attempt_at == failed.at + timedelta(seconds=1.9)
+        t = failed.next_attempt_at
         second = worker.deliver_due(t)
-        assert second.attempts[0].next_attempt_at == t + timedelta(seconds=3.8)
-        t += timedelta(seconds=3.8)
+        [failed] = second.attempts
+        assert failed.at is not None
+        assert failed.next_attempt_at == failed.at + timedelta(seconds=3.8)
+        t = failed.next_attempt_at
         third = worker.deliver_due(t)
         assert _outcomes(third) == [(3, "dead", 500)] and third.dead == 1
         assert third.attempts[0].next_attempt_at is None
@@ -313,6 +325,42 @@ def test_after_max_attempts_a_delivery_is_dead(store: Store, receiver: Receiver)
     assert row["delivered_at"] is None
     assert [d.attempt for d in list_deliveries(store)] == [3, 2, 1]
     assert len(receiver.received) == 3
+
+
+def test_the_backoff_counts_from_a_slow_receivers_failure_not_from_the_round(
+    store: Store, receiver: Receiver
+) -> None:
+    # A receiver that takes 0.3 s to answer 500, twice: longer than the first
+    # backoff (0.1 s), so a backoff counted from the round's start would make
+    # the retry due before the attempt had even failed.
+    _subscribe(store, receiver, [ASSIGNED])
+    receiver.fail_first = 2
+    receiver.delay = 0.3
+    with store.transaction() as tx:
+        enqueue_event(tx.connection, ASSIGNED, {"lead_id": "L1"}, tx.now)
+    t = _due(store)
+    with WebhookWorker(store, jitter=0.0, base_delay=0.1, max_delay=60.0) as worker:
+        for attempt in (1, 2):
+            assert _outcomes(worker.deliver_due(t)) == [(attempt, "failed", 500)]
+            [stored] = _outbox(store)
+            [log] = list_deliveries(store, limit=1)
+            assert (log.attempt, log.status_code) == (attempt, 500)
+            # The stored failure time is after the request, which the receiver held:
+            assert log.duration_ms is not None and log.duration_ms >= 300
+            assert log.at >= t + timedelta(milliseconds=log.duration_ms)
+            # ... and the next attempt is that time plus the documented backoff.
+            backoff = timedelta(seconds=0.1 * 2 ** (attempt - 1))
+            assert (stored["status"], stored["attempts"]) == ("failed", attempt)
+            assert stored["next_attempt_at"] == log.at + backoff
+            # Not due when it failed, nor a moment before its backoff ends.
+            assert worker.deliver_due(log.at).claimed == 0
+            assert worker.deliver_due(log.at + backoff - timedelta(microseconds=1)).claimed == 0
+            t = stored["next_attempt_at"]
+        assert _outcomes(worker.deliver_due(t)) == [(3, "delivered", 204)]
+    [stored] = _outbox(store)
+    [log] = list_deliveries(store, limit=1)
+    assert stored["delivered_at"] == log.at >= t + timedelta(milliseconds=300)
+    assert len(receiver.received) == 3 and all(r.verified for r in receiver.received)
 
 
 def test_a_row_claimed_by_a_worker_that_died_is_retried_when_its_lease_ends(
@@ -360,8 +408,9 @@ def test_a_hanging_or_refusing_receiver_fails_without_holding_up_the_others(
     payload = {"lead_id": "L1", "team": "sdr", "rep": None, "rule": "mql_to_sdr"}
     with store.transaction() as tx:
         assert enqueue_event(tx.connection, ASSIGNED, payload, tx.now) == 3
+    due = _due(store)
     with WebhookWorker(store, timeout=0.5, jitter=0.0) as worker:
-        report = worker.deliver_due(_due(store))
+        report = worker.deliver_due(due)
         # The round ended while the hanging receiver still held its request.
         assert receiver.entered.is_set() and not receiver.finished.is_set()
     by_subscription = {a.subscription_id: a for a in report.attempts}
@@ -375,6 +424,14 @@ def test_a_hanging_or_refusing_receiver_fails_without_holding_up_the_others(
     assert (log[hanging].status_code, log[hanging].error) == (
         None, by_subscription[hanging].error
     )  # fmt: skip
+    # The timed-out attempt failed after the timeout, and its retry waits the
+    # first backoff (2 s) from then.
+    timed_out = log[hanging].duration_ms
+    assert timed_out is not None and timed_out >= 500
+    assert log[hanging].at >= due + timedelta(milliseconds=timed_out)
+    next_at = {r["subscription_id"]: r["next_attempt_at"] for r in _outbox(store)}
+    assert next_at[hanging] == log[hanging].at + timedelta(seconds=2)
+    assert next_at[hanging] == by_subscription[hanging].next_attempt_at
     assert log[refusing].status_code is None and log[healthy].status_code == 204
     statuses = {r["subscription_id"]: r["status"] for r in _outbox(store)}
     assert statuses == {hanging: "failed", healthy: "delivered", refusing: "failed"}

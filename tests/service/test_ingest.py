@@ -77,6 +77,44 @@ def test_stage_changes_are_recorded_with_cause_and_announced(store: Store) -> No
     assert {r["event_kind"] for r in rows} <= {"stage_changed", "nurture_changed"}
 
 
+def test_a_recycled_leads_history_names_the_recycle_rule_as_its_cause(store: Store) -> None:
+    """Recycling to nurture is caused by a recycle rule of the model (``gone_quiet``,
+    ``rejected_by_sales``), which the history and the webhook name, not the stage."""
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([*mql_facts("L1", "US", NOW), *mql_facts("L2", "US", NOW)], NOW)
+    assert [store.qualification(x).stage for x in ("L1", "L2")] == ["mql", "mql"]
+    # L2: accepted, then rejected by sales.
+    ingestor.apply([Decision("D-A", "L2", "accept", NOW + timedelta(hours=1))],
+                   NOW + timedelta(hours=1))  # fmt: skip
+    reject = Decision("D-R", "L2", "reject", NOW + timedelta(hours=2), reason="no_budget")
+    ingestor.apply([reject], NOW + timedelta(hours=2))
+    # L1: nothing for 200 days; the tick recycles it.
+    ticked = tick(store, MODEL, NOW + timedelta(days=200))
+    assert [(c.lead_id, c.to_stage, c.cause_rule) for c in ticked.stage_changes] == [
+        ("L1", "nurture", "gone_quiet")
+    ]
+    quiet = store.stage_history("L1")[-1]
+    assert (quiet.from_stage, quiet.to_stage, quiet.cause_kind, quiet.cause_rule) == (
+        "mql", "nurture", "time", "gone_quiet"
+    )  # fmt: skip
+    rejected = store.stage_history("L2")[-1]
+    assert (rejected.from_stage, rejected.to_stage, rejected.cause_kind) == (
+        "sal", "nurture", "decision"
+    )  # fmt: skip
+    assert (rejected.cause_rule, rejected.cause_fact_id) == ("rejected_by_sales", "D-R")
+    # An entry rule stays named by its stage.
+    assert [h.cause_rule for h in store.stage_history("L1")] == ["mql", "gone_quiet"]
+    with store.engine.connect() as connection:
+        o = schema.webhook_outbox
+        query = select(o.c.payload).where(o.c.event_kind == "stage_changed").order_by(o.c.id)
+        payloads = [json.loads(p) for p in connection.execute(query).scalars()]
+    assert [(p["lead_id"], p["to_stage"], p["cause_rule"]) for p in payloads[-2:]] == [
+        ("L2", "nurture", "rejected_by_sales"),
+        ("L1", "nurture", "gone_quiet"),
+    ]
+
+
 def test_a_late_event_counts_as_if_it_had_come_in_order(store: Store) -> None:
     ingestor = Ingestor(store, MODEL)
     ingestor.apply([_lead(), *_events("L1", 3)], NOW)
@@ -522,3 +560,38 @@ def test_a_merged_lead_s_stage_history_lives_on_in_the_survivor_s(store: Store) 
     assert merged[-1] == ("L1", "mql")  # the survivor moved too, with the merged facts
     ids = [c.lead_id for c in store.stage_history("L1")]
     assert ids.index("L2") < len(ids) - 1  # oldest first, by when each was recorded
+
+
+def test_a_survivor_s_stage_change_from_a_merge_names_the_merge_as_its_cause(
+    store: Store,
+) -> None:
+    """The survivor of a merge moved because it gained the merged lead's facts: its
+    history row and webhook say so (cause ``merge``, the merged lead's id), where they
+    named no fact before (the merging profile has no id)."""
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL, model_version_id=None)
+    ingestor.apply([lead_profile("L1", now=NOW), lead_profile("L3", now=NOW)], NOW)
+    ingestor.apply([*mql_facts("L2", "DE", NOW), *mql_facts("L4", "DE", NOW)], NOW)
+    later = NOW + timedelta(minutes=5)
+    merged = ingestor.apply([LeadProfile("L2", "l1@acme.io", None, {}, later)], later)
+    [change] = merged.stage_changes
+    assert (change.lead_id, change.from_stage, change.to_stage) == ("L1", "cold", "mql")
+    assert (change.cause_kind, change.cause_rule, change.cause_fact_id) == ("merge", "mql", "L2")
+    last = store.stage_history("L1")[-1]
+    assert (last.lead_id, last.to_stage, last.cause_kind, last.cause_fact_id) == (
+        "L1", "mql", "merge", "L2"
+    )  # fmt: skip
+    with store.engine.connect() as connection:
+        o = schema.webhook_outbox
+        query = select(o.c.payload).where(o.c.event_kind == "stage_changed").order_by(o.c.id)
+        payload = json.loads(connection.execute(query).scalars().all()[-1])
+    assert (payload["lead_id"], payload["cause_kind"], payload["cause_fact_id"]) == (
+        "L1", "merge", "L2"
+    )  # fmt: skip
+    # A decision for the survivor in the same batch is the cause, as without a merge.
+    accept = Decision("D3", "L3", "accept", later)
+    both = ingestor.apply([LeadProfile("L4", "l3@acme.io", None, {}, later), accept], later)
+    [change] = both.stage_changes
+    assert (change.lead_id, change.to_stage, change.cause_kind, change.cause_fact_id) == (
+        "L3", "sal", "decision", "D3"
+    )  # fmt: skip

@@ -86,7 +86,7 @@ from leadqual.model.conditions import (
     Test,
     walk,
 )
-from leadqual.model.schema import Model
+from leadqual.model.schema import Model, RecycleRule
 
 
 def evaluate(model: Model, facts: Facts, as_of: datetime) -> Qualification:
@@ -114,6 +114,12 @@ def evaluate_all(
         if progress is not None and (i % 200 == 0 or i == len(grouped)):
             progress(i, len(grouped))
     return results
+
+
+def recycle_rule_name(index: int, rule: RecycleRule) -> str:
+    """How a recycle rule is named in reasons and the stage history's ``cause_rule``:
+    its ``id``, else its place in the model (``recycle[0]``)."""
+    return rule.id or f"recycle[{index}]"
 
 
 def _require_aware(as_of: datetime) -> None:
@@ -626,7 +632,11 @@ class _Evaluator:
         """Replay decisions and outcomes in time order: (manual stage index, hold stage, why)."""
         stages = self.model.stages
         by_decision = {s.decision: i for i, s in enumerate(stages) if s.decision is not None}
-        triggers = {r.trigger: r for r in self.model.recycle if r.trigger is not None}
+        triggers = {
+            r.trigger: (recycle_rule_name(i, r), r)
+            for i, r in enumerate(self.model.recycle)
+            if r.trigger is not None
+        }
         steps: list[tuple[datetime, str, str, str | None, str | None]] = [
             (d.at, d.decision_id, d.action, d.reason, d.by)
             for d in lead.decisions
@@ -654,13 +664,14 @@ class _Evaluator:
                 else:
                     hold = None  # an earlier decision already raised the lead further
             elif action in ("reject", "lost"):
-                rule = triggers.get(action)  # type: ignore[call-overload]
-                target = rule.to if rule is not None else stages[0].id
+                trigger = triggers.get(action)  # type: ignore[call-overload]
+                target = trigger[1].to if trigger is not None else stages[0].id
                 manual, hold = None, target
-                via = f", recycle rule {rule.id or action}" if rule is not None else ""
+                via = f", recycle rule {trigger[0]}" if trigger is not None else ""
                 cause = Reason(
                     "stage",
-                    target,
+                    # the recycle rule that moved the lead, else the stage it returns to
+                    trigger[0] if trigger is not None else target,
                     f"Stage {target}: {action}{why}{who} on {format_day(at)}{via}",
                     facts=(fact_id,),
                     at=at,
@@ -671,16 +682,17 @@ class _Evaluator:
 
     def _recycle_inactive(self, current: str, lead: LeadFacts, reasons: list[Reason]) -> str:
         last = self._last_activity(lead)
-        for rule in self.model.recycle:
+        for i, rule in enumerate(self.model.recycle):
             if rule.inactive_days is None or current not in rule.from_ or last is None:
                 continue
             idle = age_days(last, self.as_of)
             if idle >= rule.inactive_days:
+                name = recycle_rule_name(i, rule)
                 reasons.append(
                     Reason(
                         "stage",
-                        rule.to,
-                        f"Stage {rule.to}: recycled from {current} by rule {rule.id or 'recycle'}: "
+                        name,  # the recycle rule, not the stage it moves the lead to
+                        f"Stage {rule.to}: recycled from {current} by rule {name}: "
                         f"no activity for {idle:.0f} days "
                         f"(limit {format_value(rule.inactive_days)}), "
                         f"last on {format_day(last)}",

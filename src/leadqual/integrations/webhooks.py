@@ -393,7 +393,11 @@ class AttemptResult:
     duration_ms: float
     outcome: Outcome
     next_attempt_at: datetime | None
-    """When it is retried (``failed`` only)."""
+    """When it is retried (``failed`` only): ``at`` plus the backoff."""
+    at: datetime | None = None
+    """When the attempt ended (the answer came, or it failed): the round's ``now``
+    plus the time elapsed since the round began. ``None`` for a row given up on
+    without sending."""
 
 
 @dataclass(frozen=True)
@@ -443,6 +447,8 @@ class _Sent:
     status_code: int | None
     error: str | None
     duration_ms: float
+    ended: float
+    """``time.perf_counter()`` when the attempt ended."""
 
 
 def _body(claim: _Claim) -> bytes:
@@ -471,7 +477,8 @@ class WebhookWorker:
     ``timeout`` bounds each phase of a request (connect, send, wait for the
     response headers); a receiver that times out, refuses the connection or
     answers anything but 2xx is a failed attempt. After failed attempt *n*
-    the row waits ``backoff_delay(n)``; after ``max_attempts`` it is ``dead``.
+    the row waits ``backoff_delay(n)``, counted from the failure (not from the
+    start of the round); after ``max_attempts`` it is ``dead``.
     Up to ``concurrency`` requests are in flight at once, so one hanging
     receiver delays the others by nothing. ``clock`` gives the signature's
     timestamp (the real time of sending, whatever ``now`` the schedule uses).
@@ -581,21 +588,28 @@ class WebhookWorker:
     def deliver_due(self, now: datetime | None = None) -> DeliveryReport:
         """Claim up to ``batch_size`` rows due at ``now``, send them, record the attempts.
 
-        ``now`` (default: the current time) decides what is due and when the
-        next attempt is; tests pass it to drive the schedule without waiting.
+        ``now`` (default: the current time) is the round's start and decides
+        what is due; tests pass it to drive the schedule without waiting. An
+        attempt ends at ``now`` plus the time the round has taken until then
+        (a slow receiver's answer or timeout comes later), and a failed
+        attempt is retried a backoff after it ended.
         """
         now = datetime.now(UTC) if now is None else now
         _require_aware(now)
         return self._deliver(now, None)
 
     def _deliver(self, now: datetime, stopping: threading.Event | None) -> DeliveryReport:
+        # ``now`` is the round's start; an attempt ends (and a failure's backoff
+        # starts) that much later as the round has taken so far: a slow receiver
+        # must not shorten the wait before its retry.
+        began = time.perf_counter()
         if not self._anything_due(now):
             return DeliveryReport()
         claims, dead = self._claim(now)
         if not claims:
             return DeliveryReport(tuple(dead))
         sent, unsent = self._send_all(claims, stopping)
-        results = self._record(now, claims, sent, unsent)
+        results = self._record(now, began, claims, sent, unsent)
         return DeliveryReport(tuple(dead + results), released=len(unsent))
 
     def _anything_due(self, now: datetime) -> bool:
@@ -747,13 +761,24 @@ class WebhookWorker:
             error = f"could not connect: {exc}"
         except Exception as exc:  # an invalid URL, a protocol error, ...: still one attempt
             error = f"{type(exc).__name__}: {exc}"
-        duration_ms = (time.perf_counter() - started) * 1000.0
-        return _Sent(status, error[:MAX_ERROR_LENGTH] if error else None, duration_ms)
+        ended = time.perf_counter()
+        duration_ms = (ended - started) * 1000.0
+        return _Sent(status, error[:MAX_ERROR_LENGTH] if error else None, duration_ms, ended)
 
     def _record(
-        self, now: datetime, claims: list[_Claim], sent: dict[int, _Sent], unsent: list[_Claim]
+        self,
+        now: datetime,
+        began: float,
+        claims: list[_Claim],
+        sent: dict[int, _Sent],
+        unsent: list[_Claim],
     ) -> list[AttemptResult]:
-        """Write the delivery log and each row's new status in one short transaction."""
+        """Write the delivery log and each row's new status in one short transaction.
+
+        Each attempt is logged at the time it ended (``now`` plus the time since
+        ``began``, the round's start), and a failed one is retried a backoff
+        after that time, not after the round's start.
+        """
         o, d = schema.webhook_outbox, schema.webhook_deliveries
         results: list[AttemptResult] = []
         with self.store.transaction() as tx:
@@ -770,24 +795,26 @@ class WebhookWorker:
                 if claim.outbox_id not in sent:
                     continue
                 outcome = sent[claim.outbox_id]
+                ended_at = now + timedelta(seconds=max(0.0, outcome.ended - began))
                 log.append(
                     {
                         "outbox_id": claim.outbox_id,
                         "attempt": claim.attempt,
-                        "at": now,
+                        "at": ended_at,
                         "status_code": outcome.status_code,
                         "error": outcome.error,
                         "duration_ms": outcome.duration_ms,
                     }
                 )
-                results.append(self._settle(connection, now, claim, outcome))
+                results.append(self._settle(connection, ended_at, claim, outcome))
             if log:
                 connection.execute(d.insert(), log)
         return results
 
     def _settle(
-        self, connection: Connection, now: datetime, claim: _Claim, sent: _Sent
+        self, connection: Connection, ended_at: datetime, claim: _Claim, sent: _Sent
     ) -> AttemptResult:
+        """Record one attempt's outcome; ``ended_at`` is when it ended (a failure's time)."""
         o = schema.webhook_outbox
         next_at: datetime | None = None
         if sent.error is None:
@@ -796,7 +823,7 @@ class WebhookWorker:
             connection.execute(
                 o.update()
                 .where(o.c.id == claim.outbox_id, o.c.status != "delivered")
-                .values(status="delivered", delivered_at=now, last_error=None)
+                .values(status="delivered", delivered_at=ended_at, last_error=None)
             )
         else:
             values: dict[str, Any] = {"last_error": sent.error}
@@ -812,7 +839,7 @@ class WebhookWorker:
                     jitter=self.jitter,
                     random=self.random,
                 )
-                next_at = now + timedelta(seconds=delay)
+                next_at = ended_at + timedelta(seconds=delay)
                 values.update(status="failed", next_attempt_at=next_at)
             # Fenced by the attempt number: a newer claim's outcome is not overwritten.
             connection.execute(
@@ -834,4 +861,5 @@ class WebhookWorker:
             duration_ms=sent.duration_ms,
             outcome=outcome,
             next_attempt_at=next_at,
+            at=ended_at,
         )

@@ -72,6 +72,9 @@ STAGE_CHANGED = "stage_changed"
 """The webhook event kind of a stage change."""
 NURTURE_CHANGED = "nurture_changed"
 """The webhook event kind of a lead entering, leaving or changing nurture track."""
+MERGE = "merge"
+"""The cause kind of a survivor's stage change when a lead merged into it; its
+``cause_fact_id`` is the merged lead's id."""
 
 LeadFact = LeadProfile | Event | SalesAnswer | Decision | Outcome
 
@@ -708,11 +711,22 @@ class _Work:
         cause_kind: str,
         wall: datetime,
         causes: dict[str, list[Fact]] | None = None,
+        merged: dict[str, str] | None = None,
     ) -> list[StageChangeRecord]:
-        """Stage history and webhook outbox rows for every lead whose stage changed."""
+        """Stage history and webhook outbox rows for every lead whose stage changed.
+
+        ``merged`` maps each lead merged away in this batch to its survivor
+        (:func:`_survivors`): a survivor whose stage changed without a decision
+        of its own in the batch changed because it gained the merged lead's
+        facts, so its cause is ``merge`` and names the merged lead (the first
+        one, if several were merged into it) in ``cause_fact_id``.
+        """
         records = []
         history: list[dict[str, Any]] = []
         announcements: list[dict[str, Any]] = []
+        merged_into: dict[str, str] = {}
+        for gone, survivor in (merged or {}).items():
+            merged_into.setdefault(survivor, gone)
         for lead, q in sorted(qualifications.items()):
             if before.get(lead) == q.stage:
                 continue
@@ -721,15 +735,17 @@ class _Work:
             kind, fact_id = cause_kind, None
             batch = (causes or {}).get(lead, [])
             batch_ids = {i for f in batch if (i := _fact_id(f)) is not None}
+            # a decision in the batch is the cause (a reopen's stage reason cites the
+            # events of the stage it returns to, not the reopen)
+            decisions: list[Fact] = [
+                f for f in batch if isinstance(f, Decision) and f.at <= self.now
+            ]
             if reason is not None and reason.facts and reason.facts[0] in batch_ids:
                 fact_id = reason.facts[0]
                 kind = "decision"
+            elif lead in merged_into and not decisions:
+                kind, fact_id = MERGE, merged_into[lead]
             elif batch:
-                # a decision in the batch is the cause (a reopen's stage reason cites the
-                # events of the stage it returns to, not the reopen)
-                decisions: list[Fact] = [
-                    f for f in batch if isinstance(f, Decision) and f.at <= self.now
-                ]
                 latest = max(
                     decisions or [f for f in batch if _fact_id(f) is not None],
                     key=lambda f: (f.at, _fact_id(f)),
@@ -880,7 +896,9 @@ class Ingestor:
             now = work.now
             before = work.stored_stages(qualified)
             tx.save_qualifications(list(qualified.values()), self.model_version_id)
-            changes = work.record_changes(qualified, before, "fact", tx.now, by_lead)
+            changes = work.record_changes(
+                qualified, before, "fact", tx.now, by_lead, _survivors(result.merges)
+            )
             work.record_nurture_changes(qualified, tx.now)
             routed = (
                 self.router.route(
