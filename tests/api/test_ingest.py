@@ -377,6 +377,19 @@ def test_outcomes_are_recorded_and_validated(api: Api) -> None:
     assert outcome.amount == 12000.5
 
 
+@pytest.mark.parametrize("kind", ["won", "lost"])
+def test_a_negative_outcome_amount_is_422_and_stores_nothing(api: Api, kind: str) -> None:
+    lead(api)
+    before = api.store.load_facts()
+    body = {"outcome_id": "O-1", "outcome": kind, "at": ago(hours=1), "amount": -0.01}
+    error = assert_error(api.as_("sales").post("/v1/leads/L-1/outcomes", json=body), 422)
+    assert [d["field"] for d in error["details"]] == ["amount"]
+    assert "amount" in error["message"] and "0" in error["message"]
+    assert api.store.load_facts() == before
+    zero = api.as_("sales").post("/v1/leads/L-1/outcomes", json={**body, "amount": 0})
+    assert zero.status_code == 200, zero.text
+
+
 def _facts(snapshot: dict[str, list[Any]]) -> dict[str, list[Any]]:
     tables = ("lead_profiles", "account_profiles", "events", "answers", "decisions", "outcomes")
     return {name: snapshot[name] for name in tables}

@@ -152,7 +152,9 @@ class OutcomeIn(Body):
     outcome_id: Id
     outcome: OutcomeKind
     at: Timestamp
-    amount: Number | None = None
+    amount: Annotated[Number, Field(ge=0)] | None = Field(
+        default=None, description="The deal's value: 0 or more."
+    )
 
 
 class ModelIn(Body):
