@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 
+from leadqual.api.routes import CheckedRoute
 from tests.api.conftest import Api, ago, assert_error
 from tests.store.conftest import dump
 
@@ -51,6 +53,90 @@ def test_a_key_without_the_scope_is_403(api: Api) -> None:
     assert_error(api.as_("ingest").post("/v1/leads/L-1/decisions", json=decision), 403)
     assert_error(api.as_("sales").get("/v1/models"), 403)
     assert_error(api.as_("read").put("/v1/accounts/A-1", json={}), 403)
+
+
+WRITES = [
+    ("POST", "/v1/events"),
+    ("POST", "/v1/events/batch"),
+    ("PUT", "/v1/leads/L-1"),
+    ("PUT", "/v1/accounts/A-1"),
+    ("POST", "/v1/leads/L-1/decisions"),
+    ("POST", "/v1/leads/L-1/outcomes"),
+    ("POST", "/v1/models"),
+    ("POST", "/v1/webhooks"),
+]
+BAD_BODIES = [
+    ({"content-type": "application/json"}, b"{not json"),
+    ({"content-type": "application/json"}, b'{"unknown": 1}'),
+    ({"content-type": "text/plain"}, b"hello"),
+    ({"content-type": "application/x-www-form-urlencoded"}, b"a=1"),
+    ({}, b""),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), WRITES, ids=[p for _, p in WRITES])
+def test_the_key_is_checked_before_the_body(api: Api, method: str, path: str) -> None:
+    """No key, an unknown key: 401; a key without the scope: 403; whatever the body
+    (malformed JSON, the wrong fields, another content type, none), and nothing is stored."""
+    lead(api)
+    before = dump(api.store)
+    wrong_scope = "read" if method != "POST" or "leads" not in path else "ingest"
+    unknown = {"X-API-Key": "lq_0000_nope"}
+    for headers, content in BAD_BODIES:
+        anonymous = api.as_("anonymous")
+        response = anonymous.request(method, path, content=content, headers=headers)
+        assert_error(response, 401, "unauthorized")
+        assert response.headers["www-authenticate"] == "Bearer"
+        unknown_key = anonymous.request(method, path, content=content, headers=headers | unknown)
+        assert_error(unknown_key, 401, "unauthorized")
+        scoped = api.as_(wrong_scope).request(method, path, content=content, headers=headers)
+        assert_error(scoped, 403, "forbidden")
+    assert dump(api.store) == before
+
+
+def test_every_operation_checks_its_key_query_and_content_type_first(api: Api) -> None:
+    """Each route of the API is a CheckedRoute (a router made without it would check the
+    key only after the body); the operations with a body document the 415."""
+    routes: list[APIRoute] = []
+    pending: list[Any] = list(api.app.routes)
+    while pending:
+        route = pending.pop()
+        if isinstance(route, APIRoute) and route.path != "/healthz":
+            routes.append(route)
+        pending.extend(getattr(getattr(route, "original_router", None), "routes", []))
+    assert len(routes) > 20 and all(isinstance(r, CheckedRoute) for r in routes), routes
+    paths = api.app.openapi()["paths"]
+    assert "415" in paths["/v1/events"]["post"]["responses"]
+    assert "415" in paths["/v1/leads/{lead_id}"]["put"]["responses"]
+    assert "415" not in paths["/v1/qualifications"]["get"]["responses"]
+
+
+def test_a_body_that_is_not_json_is_415_and_malformed_json_is_400(api: Api) -> None:
+    lead(api)
+    before = dump(api.store)
+    client = api.as_("admin")
+    for method, path in WRITES:
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", "text/csv"):
+            response = client.request(
+                method, path, content=b"a=1", headers={"content-type": content_type}
+            )
+            error = assert_error(response, 415, "unsupported_media_type")
+            assert content_type in error["message"] and "application/json" in error["message"]
+        error = assert_error(client.request(method, path, content=b'{"a": 1}'), 415)
+        assert "Content-Type: application/json" in error["message"]
+        malformed = client.request(
+            method, path, content=b'{"a": 1,\n "b": }', headers={"content-type": "application/json"}
+        )
+        error = assert_error(malformed, 400, "invalid_json")
+        assert "not valid JSON" in error["message"] and "line 2, column 7" in error["message"]
+        empty = client.request(method, path, headers={"content-type": "application/json"})
+        error = assert_error(empty, 422, "validation_error")
+        assert "needs a JSON body" in error["message"]
+    assert dump(api.store) == before
+    typed = client.put(
+        "/v1/leads/L-2", content=b"{}", headers={"content-type": "application/merge-patch+json"}
+    )
+    assert typed.status_code == 200, typed.text
 
 
 def test_the_x_api_key_header_and_the_admin_scope_work_everywhere(api: Api) -> None:
@@ -285,11 +371,12 @@ def test_a_body_over_the_size_limit_is_413(api: Api) -> None:
     assert_error(chunked, 413, "payload_too_large")
 
 
-def test_malformed_json_is_422(api: Api) -> None:
+def test_malformed_json_is_400(api: Api) -> None:
     response = api.as_("ingest").post(
         "/v1/events", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert_error(response, 422, "validation_error")
+    error = assert_error(response, 400, "invalid_json")
+    assert error["message"].startswith("the request body is not valid JSON: ")
 
 
 def test_unknown_routes_and_methods_have_the_error_shape(api: Api) -> None:

@@ -97,7 +97,7 @@ _CODES = {
     503: "unavailable",
 }
 
-ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422, 500)
+ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 415, 422, 500)
 """The error statuses documented on every operation (their body is ErrorResponse)."""
 
 
@@ -123,11 +123,21 @@ def fact_error_detail(error: FactError, items: Sequence[int] | None = None) -> E
     return ErrorDetail(message=error.problem.message, field=field, index=index)
 
 
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+"""Where FastAPI says a value came from: the first part of an error's ``loc``."""
+
+
 def _validation_details(errors: Sequence[Any]) -> list[ErrorDetail]:
     """FastAPI's ``[{loc, msg, type}]`` as our details: batch index and dotted field."""
     details = []
     for error in errors:
-        loc = [part for part in error.get("loc", ()) if part != "body"]
+        loc = list(error.get("loc", ()))
+        if loc and loc[0] in _LOCATIONS:
+            loc = loc[1:]
+        if not loc and error.get("type") == "missing":
+            message = "the request needs a JSON body (with Content-Type: application/json)"
+            details.append(ErrorDetail(message=message))
+            continue
         index: int | None = None
         if len(loc) >= 2 and loc[0] == "events" and isinstance(loc[1], int):
             index = int(loc[1])
@@ -161,9 +171,26 @@ async def _on_api_error(_request: Request, exc: Exception) -> JSONResponse:
     return api_error_response(exc)
 
 
+def _json_error(error: Any, document: Any) -> JSONResponse:
+    """Malformed JSON: a 400 saying what is wrong and where (line and column)."""
+    position = error.get("loc", (None, None))[-1]
+    reason = str(error.get("ctx", {}).get("error", "")) or "it cannot be parsed"
+    where = ""
+    if isinstance(position, int) and isinstance(document, str | bytes):
+        text = document if isinstance(document, str) else document.decode("utf-8", "replace")
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        where = f" at line {line}, column {column}"
+    message = f"the request body is not valid JSON: {reason}{where}"
+    return error_response(400, "invalid_json", message)
+
+
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = _validation_details(exc.errors())
+    errors = exc.errors()
+    if errors and errors[0].get("type") == "json_invalid":
+        return _json_error(errors[0], exc.body)
+    details = _validation_details(errors)
     message = _describe(details) if details else "the request is invalid"
     return error_response(422, "validation_error", message, details)
 
@@ -235,12 +262,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 _DESCRIPTIONS = {
-    400: "Bad request: a body that is not UTF-8 JSON, or a cursor not made for these filters",
+    400: "Bad request: a body that is not valid UTF-8 JSON, or a cursor not made for these filters",
     401: "Missing, unknown or revoked API key",
     403: "The API key lacks the scope this operation needs",
     404: "Not found",
     409: "Conflict: the same id was sent before with a different payload",
     413: "The request body is too large",
+    415: "The request body is not JSON (send `Content-Type: application/json`)",
     422: "Invalid input: the details name the item and field",
     500: "Unexpected error",
 }
