@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any, Literal
 
 import pytest
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field, ValidationError
 
+from leadqual.api.errors import _validation_details
 from leadqual.api.routes import CheckedRoute
 from tests.api.conftest import Api, ago, assert_error
 from tests.store.conftest import dump
@@ -287,6 +290,54 @@ def test_a_malformed_event_is_422_naming_the_field(
     lead(api)
     error = assert_error(api.as_("ingest").post("/v1/events", json=body), 422, "validation_error")
     assert any((d["field"] or "").startswith(field) for d in error["details"]), error
+    for detail in error["details"]:
+        assert detail["field"] is None or is_user_path(body, detail["field"]), detail
+    assert api.store.load_facts().events == []
+
+
+_TAGS = re.compile(r"constrained-|function-|nullable|union|\b(str|bool|int|float|none)\b")
+
+
+def is_user_path(body: Any, field: str) -> bool:
+    """Whether ``field`` (``a.b[0].c``) names a value of the JSON sent, or a key missing
+    from one of its objects, with none of pydantic's names for the members of a union."""
+    if _TAGS.search(field):
+        return False
+    parts = re.findall(r"\[(\d+)\]|([^.\[\]]+)", field)
+    value = body
+    for position, (number, key) in enumerate(parts):
+        if number and isinstance(value, list) and int(number) < len(value):
+            value = value[int(number)]
+        elif key and isinstance(value, dict) and key in value:
+            value = value[key]
+        else:
+            return bool(key) and isinstance(value, dict) and position == len(parts) - 1
+    return True
+
+
+def test_an_error_names_the_json_path_sent_not_pydantic_s_union_members(api: Api) -> None:
+    lead(api)
+    ingest = api.as_("ingest")
+    bad = event("E-1", properties={"x": [1]})
+    error = assert_error(ingest.post("/v1/events", json=bad), 422)
+    assert [(d["index"], d["field"]) for d in error["details"]] == [(None, "properties.x")]
+    assert error["message"] == (
+        "properties.x: Input should be a valid string, a valid boolean, a valid integer "
+        "or a valid number"
+    )
+    batch = {"events": [event("E-1"), {**event("E-2", email="n/a"), "properties": {"y": {}}}]}
+    error = assert_error(ingest.post("/v1/events/batch", json=batch), 422)
+    assert [(d["index"], d["field"]) for d in error["details"]] == [
+        (1, "email"),
+        (1, "properties.y"),
+    ]
+    assert error["message"].startswith("events[1].email: expected an email address: name@domain")
+    assert "pattern" not in error["message"] and "(and 1 more)" in error["message"]
+    hook = {"url": "http://127.0.0.1:9/hook", "event_kinds": ["stage_changed", 7]}
+    error = assert_error(api.admin.post("/v1/webhooks", json=hook), 422)
+    assert error["details"][0]["field"] == "event_kinds[1]"
+    error = assert_error(ingest.post("/v1/events", json={**event("E-1"), "at": 1767225600}), 422)
+    assert error["message"] == "at: expected an ISO 8601 timestamp with a time zone, as text"
     assert api.store.load_facts().events == []
 
 
@@ -480,3 +531,34 @@ def test_a_negative_outcome_amount_is_422_and_stores_nothing(api: Api, kind: str
 def _facts(snapshot: dict[str, list[Any]]) -> dict[str, list[Any]]:
     tables = ("lead_profiles", "account_profiles", "events", "answers", "decisions", "outcomes")
     return {name: snapshot[name] for name in tables}
+
+
+class _PageView(BaseModel):
+    type: Literal["page_view"]
+    properties: dict[str, str]
+
+
+class _Click(BaseModel):
+    type: Literal["click"]
+    target: str
+
+
+class _Tagged(BaseModel):
+    events: list[Annotated[_PageView | _Click, Field(discriminator="type")]]
+
+
+def test_a_discriminated_union_s_tag_never_shows_in_the_field() -> None:
+    """pydantic puts the tag of a discriminated union's member into ``loc``
+    (``events.0.page_view.properties``); the field is the JSON path sent."""
+    body = {"events": [{"type": "click", "target": "x"}, {"type": "page_view", "properties": 1}]}
+    with pytest.raises(ValidationError) as raised:
+        _Tagged.model_validate(body)
+    errors = [{**e, "loc": ("body", *e["loc"])} for e in raised.value.errors()]
+    assert errors[0]["loc"] == ("body", "events", 1, "page_view", "properties")
+    details = _validation_details(errors, body)
+    assert [(d.index, d.field) for d in details] == [(1, "properties")]
+    missing = {"events": [{"type": "click"}]}
+    with pytest.raises(ValidationError) as raised:
+        _Tagged.model_validate(missing)
+    errors = [{**e, "loc": ("body", *e["loc"])} for e in raised.value.errors()]
+    assert [(d.index, d.field) for d in _validation_details(errors, missing)] == [(0, "target")]

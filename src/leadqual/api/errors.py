@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from leadqual.api.schemas import PATTERN_MESSAGES
 from leadqual.errors import ConflictError, FactError, ModelError, NotFoundError
 
 log = logging.getLogger("leadqual.api")
@@ -127,26 +128,92 @@ _LOCATIONS = ("body", "query", "path", "header", "cookie")
 """Where FastAPI says a value came from: the first part of an error's ``loc``."""
 
 
-def _validation_details(errors: Sequence[Any]) -> list[ErrorDetail]:
-    """FastAPI's ``[{loc, msg, type}]`` as our details: batch index and dotted field."""
-    details = []
+def _validation_details(errors: Sequence[Any], document: Any = None) -> list[ErrorDetail]:
+    """FastAPI's ``[{loc, msg, type}]`` as our details: batch index and the field's JSON path.
+
+    ``document`` is the parsed body: a body error's ``loc`` is followed through it
+    (see :func:`_user_path`), so that pydantic's names for the members of a union
+    (``constrained-str``, ``function-after[...]``, a discriminator's tag) never show.
+    Errors at the same place (one per member of a union) become one detail.
+    """
+    places: dict[tuple[int | None, str | None], list[str]] = {}
     for error in errors:
         loc = list(error.get("loc", ()))
-        if loc and loc[0] in _LOCATIONS:
+        if loc and loc[0] == "body":
+            loc = _user_path(loc[1:], document, error.get("type") == "missing")
+        elif loc and loc[0] in _LOCATIONS:
             loc = loc[1:]
+        message = _message(error)
         if not loc and error.get("type") == "missing":
             message = "the request needs a JSON body (with Content-Type: application/json)"
-            details.append(ErrorDetail(message=message))
-            continue
         index: int | None = None
         if len(loc) >= 2 and loc[0] == "events" and isinstance(loc[1], int):
             index = int(loc[1])
             loc = loc[2:]
-        field = ".".join(str(part) for part in loc) or None
-        details.append(
-            ErrorDetail(message=str(error.get("msg", "invalid")), field=field, index=index)
-        )
-    return details
+        places.setdefault((index, _json_path(loc) or None), []).append(message)
+    return [
+        ErrorDetail(message=_combine(messages), field=field, index=index)
+        for (index, field), messages in places.items()
+    ]
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    """pydantic's message, with a pattern said in words and without its "Value error, "."""
+    message = str(error.get("msg", "invalid"))
+    if error.get("type") == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern")
+        return PATTERN_MESSAGES.get(pattern, message) if isinstance(pattern, str) else message
+    if error.get("type") == "value_error":
+        return message.removeprefix("Value error, ")
+    return message
+
+
+def _user_path(loc: Sequence[Any], document: Any, missing: bool) -> list[str | int]:
+    """The parts of a body error's ``loc`` that are keys and indexes of the body sent.
+
+    pydantic puts the member of a union that failed into ``loc``; such a part is
+    not in the body and is dropped. The last part of a missing field's ``loc`` is
+    not in the body either, and is kept.
+    """
+    path: list[str | int] = []
+    value = document
+    for position, part in enumerate(loc):
+        if isinstance(value, dict) and isinstance(part, str) and part in value:
+            value = value[part]
+        elif (
+            isinstance(value, list)
+            and isinstance(part, int)
+            and not isinstance(part, bool)
+            and 0 <= part < len(value)
+        ):
+            value = value[part]
+        elif not (missing and position == len(loc) - 1) and document is not None:
+            continue  # a union member's name, not part of what the client sent
+        path.append(part)
+    return path
+
+
+def _json_path(parts: Sequence[str | int]) -> str:
+    """``["events", 0, "properties", "x"]`` as ``events[0].properties.x``."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+_SHOULD = "Input should be "
+
+
+def _combine(messages: Sequence[str]) -> str:
+    """The messages about one value (each member of a union refusing it) as one."""
+    unique = list(dict.fromkeys(messages))
+    if len(unique) > 1 and all(message.startswith(_SHOULD) for message in unique):
+        options = [message.removeprefix(_SHOULD) for message in unique]
+        return f"{_SHOULD}{', '.join(options[:-1])} or {options[-1]}"
+    return "; or ".join(unique)
 
 
 def _describe(details: Sequence[ErrorDetail]) -> str:
@@ -190,7 +257,7 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
     errors = exc.errors()
     if errors and errors[0].get("type") == "json_invalid":
         return _json_error(errors[0], exc.body)
-    details = _validation_details(errors)
+    details = _validation_details(errors, exc.body)
     message = _describe(details) if details else "the request is invalid"
     return error_response(422, "validation_error", message, details)
 

@@ -63,6 +63,12 @@ Domain = Annotated[
     AfterValidator(_lower),
 ]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=_NO_NUL)]
+PATTERN_MESSAGES = {
+    _NO_NUL: "must not contain a NUL character",
+    _VISIBLE: "must not be empty or only spaces (nor contain a NUL character)",
+    _EMAIL: "expected an email address: name@domain (one '@', no spaces inside)",
+}
+"""What a text failing one of these patterns is told (errors.py), instead of the pattern."""
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_only)]
 """An ISO 8601 instant with an offset (``2026-03-01T09:30:00Z``); a naive time is refused."""
 
