@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Annotated, Any, Literal
 
+import httpx
 import pytest
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 
+from leadqual.api import create_app
 from leadqual.api.errors import _validation_details
 from leadqual.api.routes import CheckedRoute
-from tests.api.conftest import Api, ago, assert_error
+from tests.api.conftest import Api, LiveServer, ago, assert_error
 from tests.store.conftest import dump
 
 
@@ -439,6 +442,39 @@ def test_unknown_routes_and_methods_have_the_error_shape(api: Api) -> None:
     assert_error(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "GET, PUT"
     assert_error(api.admin.get("/v1/leads/L-404/qualification"), 404, "not_found")
+
+
+def test_an_unexpected_error_is_a_500_that_keeps_the_connection(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler's bug is answered with the JSON 500 and logged, and the client's
+    keep-alive connection stays open: the next requests reuse it (it was closed after
+    each 500, and a client sending its next request on it could meet a reset)."""
+    app = create_app(database_url, tick_seconds=None, webhooks=False)
+
+    def broken() -> None:
+        raise RuntimeError("a bug in a handler")
+
+    app.add_api_route("/v1/broken", broken, methods=["GET", "POST"])
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+
+        def connection(response: httpx.Response) -> object:
+            return response.extensions["network_stream"].get_extra_info("client_addr")
+
+        first = client.get("/healthz")
+        assert first.status_code == 200
+        with caplog.at_level(logging.ERROR, logger="leadqual.api"):
+            failed = client.get("/v1/broken")
+            posted = client.post("/v1/broken", json={"a": 1})
+        error = assert_error(failed, 500, "internal_error")
+        assert "logged" in error["message"] and "a bug" not in failed.text
+        assert_error(posted, 500, "internal_error")
+        assert failed.headers.get("connection") != "close"
+        after = client.get("/healthz")
+        assert after.status_code == 200
+        assert {connection(r) for r in (first, failed, posted, after)} == {connection(first)}
+    logged = [r for r in caplog.records if r.name == "leadqual.api" and r.exc_info]
+    assert [str(r.exc_info[1]) for r in logged if r.exc_info] == ["a bug in a handler"] * 2
 
 
 # -- leads, accounts and sales facts -----------------------------------------------------

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadqual.api.schemas import PATTERN_MESSAGES
 from leadqual.errors import ConflictError, FactError, ModelError, NotFoundError
@@ -314,6 +315,42 @@ async def _on_conflict(_request: Request, exc: Exception) -> JSONResponse:
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
+
+
+class UnexpectedErrors:
+    """Pure ASGI middleware: an unexpected exception is answered with the JSON 500 and the
+    connection is kept.
+
+    The handler for ``Exception`` alone would answer too, but Starlette calls it
+    from its outermost middleware, which then raises the exception again for
+    the server to log; uvicorn then closes the connection, so a client reusing
+    it (keep-alive) had to reconnect, or met a reset on its next request. Here,
+    inside that middleware, the exception is logged and answered, and not
+    raised again. When the response had already started, nothing correct can
+    be sent: the exception goes on, and the server closes the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:
+                raise
+            response = await _on_unexpected(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
