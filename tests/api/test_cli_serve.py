@@ -45,6 +45,19 @@ def test_keys_create_list_and_revoke(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown scope" in bad.output
 
 
+@pytest.mark.parametrize("name", ["", "   ", "\t", "n" * 257])
+def test_keys_create_refuses_a_blank_or_overlong_name(tmp_path: Path, name: str) -> None:
+    url = f"sqlite:///{tmp_path / 'leadqual.db'}"
+    result = CliRunner().invoke(
+        app, ["keys", "create", "--name", name, "--scope", "read", "--database-url", url]
+    )
+    assert result.exit_code == 2, result.output
+    assert "error: an API key" in result.output and "name" in result.output
+    assert "lq_" not in result.stdout and "Traceback" not in result.output
+    with Store.open(url) as store:
+        assert store.api_keys() == []
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``leadqual serve`` in an empty folder: its SQLite file, the example model, no keys."""

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import re
+from typing import Annotated, Any, Literal
 
+import httpx
 import pytest
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field, ValidationError
 
-from tests.api.conftest import Api, ago, assert_error
+from leadqual.api import create_app
+from leadqual.api.errors import _validation_details
+from leadqual.api.routes import CheckedRoute
+from tests.api.conftest import Api, LiveServer, ago, assert_error
 from tests.store.conftest import dump
 
 
@@ -51,6 +59,90 @@ def test_a_key_without_the_scope_is_403(api: Api) -> None:
     assert_error(api.as_("ingest").post("/v1/leads/L-1/decisions", json=decision), 403)
     assert_error(api.as_("sales").get("/v1/models"), 403)
     assert_error(api.as_("read").put("/v1/accounts/A-1", json={}), 403)
+
+
+WRITES = [
+    ("POST", "/v1/events"),
+    ("POST", "/v1/events/batch"),
+    ("PUT", "/v1/leads/L-1"),
+    ("PUT", "/v1/accounts/A-1"),
+    ("POST", "/v1/leads/L-1/decisions"),
+    ("POST", "/v1/leads/L-1/outcomes"),
+    ("POST", "/v1/models"),
+    ("POST", "/v1/webhooks"),
+]
+BAD_BODIES = [
+    ({"content-type": "application/json"}, b"{not json"),
+    ({"content-type": "application/json"}, b'{"unknown": 1}'),
+    ({"content-type": "text/plain"}, b"hello"),
+    ({"content-type": "application/x-www-form-urlencoded"}, b"a=1"),
+    ({}, b""),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), WRITES, ids=[p for _, p in WRITES])
+def test_the_key_is_checked_before_the_body(api: Api, method: str, path: str) -> None:
+    """No key, an unknown key: 401; a key without the scope: 403; whatever the body
+    (malformed JSON, the wrong fields, another content type, none), and nothing is stored."""
+    lead(api)
+    before = dump(api.store)
+    wrong_scope = "read" if method != "POST" or "leads" not in path else "ingest"
+    unknown = {"X-API-Key": "lq_0000_nope"}
+    for headers, content in BAD_BODIES:
+        anonymous = api.as_("anonymous")
+        response = anonymous.request(method, path, content=content, headers=headers)
+        assert_error(response, 401, "unauthorized")
+        assert response.headers["www-authenticate"] == "Bearer"
+        unknown_key = anonymous.request(method, path, content=content, headers=headers | unknown)
+        assert_error(unknown_key, 401, "unauthorized")
+        scoped = api.as_(wrong_scope).request(method, path, content=content, headers=headers)
+        assert_error(scoped, 403, "forbidden")
+    assert dump(api.store) == before
+
+
+def test_every_operation_checks_its_key_query_and_content_type_first(api: Api) -> None:
+    """Each route of the API is a CheckedRoute (a router made without it would check the
+    key only after the body); the operations with a body document the 415."""
+    routes: list[APIRoute] = []
+    pending: list[Any] = list(api.app.routes)
+    while pending:
+        route = pending.pop()
+        if isinstance(route, APIRoute) and route.path != "/healthz":
+            routes.append(route)
+        pending.extend(getattr(getattr(route, "original_router", None), "routes", []))
+    assert len(routes) > 20 and all(isinstance(r, CheckedRoute) for r in routes), routes
+    paths = api.app.openapi()["paths"]
+    assert "415" in paths["/v1/events"]["post"]["responses"]
+    assert "415" in paths["/v1/leads/{lead_id}"]["put"]["responses"]
+    assert "415" not in paths["/v1/qualifications"]["get"]["responses"]
+
+
+def test_a_body_that_is_not_json_is_415_and_malformed_json_is_400(api: Api) -> None:
+    lead(api)
+    before = dump(api.store)
+    client = api.as_("admin")
+    for method, path in WRITES:
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", "text/csv"):
+            response = client.request(
+                method, path, content=b"a=1", headers={"content-type": content_type}
+            )
+            error = assert_error(response, 415, "unsupported_media_type")
+            assert content_type in error["message"] and "application/json" in error["message"]
+        error = assert_error(client.request(method, path, content=b'{"a": 1}'), 415)
+        assert "Content-Type: application/json" in error["message"]
+        malformed = client.request(
+            method, path, content=b'{"a": 1,\n "b": }', headers={"content-type": "application/json"}
+        )
+        error = assert_error(malformed, 400, "invalid_json")
+        assert "not valid JSON" in error["message"] and "line 2, column 7" in error["message"]
+        empty = client.request(method, path, headers={"content-type": "application/json"})
+        error = assert_error(empty, 422, "validation_error")
+        assert "needs a JSON body" in error["message"]
+    assert dump(api.store) == before
+    typed = client.put(
+        "/v1/leads/L-2", content=b"{}", headers={"content-type": "application/merge-patch+json"}
+    )
+    assert typed.status_code == 200, typed.text
 
 
 def test_the_x_api_key_header_and_the_admin_scope_work_everywhere(api: Api) -> None:
@@ -201,6 +293,54 @@ def test_a_malformed_event_is_422_naming_the_field(
     lead(api)
     error = assert_error(api.as_("ingest").post("/v1/events", json=body), 422, "validation_error")
     assert any((d["field"] or "").startswith(field) for d in error["details"]), error
+    for detail in error["details"]:
+        assert detail["field"] is None or is_user_path(body, detail["field"]), detail
+    assert api.store.load_facts().events == []
+
+
+_TAGS = re.compile(r"constrained-|function-|nullable|union|\b(str|bool|int|float|none)\b")
+
+
+def is_user_path(body: Any, field: str) -> bool:
+    """Whether ``field`` (``a.b[0].c``) names a value of the JSON sent, or a key missing
+    from one of its objects, with none of pydantic's names for the members of a union."""
+    if _TAGS.search(field):
+        return False
+    parts = re.findall(r"\[(\d+)\]|([^.\[\]]+)", field)
+    value = body
+    for position, (number, key) in enumerate(parts):
+        if number and isinstance(value, list) and int(number) < len(value):
+            value = value[int(number)]
+        elif key and isinstance(value, dict) and key in value:
+            value = value[key]
+        else:
+            return bool(key) and isinstance(value, dict) and position == len(parts) - 1
+    return True
+
+
+def test_an_error_names_the_json_path_sent_not_pydantic_s_union_members(api: Api) -> None:
+    lead(api)
+    ingest = api.as_("ingest")
+    bad = event("E-1", properties={"x": [1]})
+    error = assert_error(ingest.post("/v1/events", json=bad), 422)
+    assert [(d["index"], d["field"]) for d in error["details"]] == [(None, "properties.x")]
+    assert error["message"] == (
+        "properties.x: Input should be a valid string, a valid boolean, a valid integer "
+        "or a valid number"
+    )
+    batch = {"events": [event("E-1"), {**event("E-2", email="n/a"), "properties": {"y": {}}}]}
+    error = assert_error(ingest.post("/v1/events/batch", json=batch), 422)
+    assert [(d["index"], d["field"]) for d in error["details"]] == [
+        (1, "email"),
+        (1, "properties.y"),
+    ]
+    assert error["message"].startswith("events[1].email: expected an email address: name@domain")
+    assert "pattern" not in error["message"] and "(and 1 more)" in error["message"]
+    hook = {"url": "http://127.0.0.1:9/hook", "event_kinds": ["stage_changed", 7]}
+    error = assert_error(api.admin.post("/v1/webhooks", json=hook), 422)
+    assert error["details"][0]["field"] == "event_kinds[1]"
+    error = assert_error(ingest.post("/v1/events", json={**event("E-1"), "at": 1767225600}), 422)
+    assert error["message"] == "at: expected an ISO 8601 timestamp with a time zone, as text"
     assert api.store.load_facts().events == []
 
 
@@ -285,11 +425,12 @@ def test_a_body_over_the_size_limit_is_413(api: Api) -> None:
     assert_error(chunked, 413, "payload_too_large")
 
 
-def test_malformed_json_is_422(api: Api) -> None:
+def test_malformed_json_is_400(api: Api) -> None:
     response = api.as_("ingest").post(
         "/v1/events", content=b"{not json", headers={"content-type": "application/json"}
     )
-    assert_error(response, 422, "validation_error")
+    error = assert_error(response, 400, "invalid_json")
+    assert error["message"].startswith("the request body is not valid JSON: ")
 
 
 def test_unknown_routes_and_methods_have_the_error_shape(api: Api) -> None:
@@ -301,6 +442,39 @@ def test_unknown_routes_and_methods_have_the_error_shape(api: Api) -> None:
     assert_error(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "GET, PUT"
     assert_error(api.admin.get("/v1/leads/L-404/qualification"), 404, "not_found")
+
+
+def test_an_unexpected_error_is_a_500_that_keeps_the_connection(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler's bug is answered with the JSON 500 and logged, and the client's
+    keep-alive connection stays open: the next requests reuse it (it was closed after
+    each 500, and a client sending its next request on it could meet a reset)."""
+    app = create_app(database_url, tick_seconds=None, webhooks=False)
+
+    def broken() -> None:
+        raise RuntimeError("a bug in a handler")
+
+    app.add_api_route("/v1/broken", broken, methods=["GET", "POST"])
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+
+        def connection(response: httpx.Response) -> object:
+            return response.extensions["network_stream"].get_extra_info("client_addr")
+
+        first = client.get("/healthz")
+        assert first.status_code == 200
+        with caplog.at_level(logging.ERROR, logger="leadqual.api"):
+            failed = client.get("/v1/broken")
+            posted = client.post("/v1/broken", json={"a": 1})
+        error = assert_error(failed, 500, "internal_error")
+        assert "logged" in error["message"] and "a bug" not in failed.text
+        assert_error(posted, 500, "internal_error")
+        assert failed.headers.get("connection") != "close"
+        after = client.get("/healthz")
+        assert after.status_code == 200
+        assert {connection(r) for r in (first, failed, posted, after)} == {connection(first)}
+    logged = [r for r in caplog.records if r.name == "leadqual.api" and r.exc_info]
+    assert [str(r.exc_info[1]) for r in logged if r.exc_info] == ["a bug in a handler"] * 2
 
 
 # -- leads, accounts and sales facts -----------------------------------------------------
@@ -377,6 +551,50 @@ def test_outcomes_are_recorded_and_validated(api: Api) -> None:
     assert outcome.amount == 12000.5
 
 
+@pytest.mark.parametrize("kind", ["won", "lost"])
+def test_a_negative_outcome_amount_is_422_and_stores_nothing(api: Api, kind: str) -> None:
+    lead(api)
+    before = api.store.load_facts()
+    body = {"outcome_id": "O-1", "outcome": kind, "at": ago(hours=1), "amount": -0.01}
+    error = assert_error(api.as_("sales").post("/v1/leads/L-1/outcomes", json=body), 422)
+    assert [d["field"] for d in error["details"]] == ["amount"]
+    assert "amount" in error["message"] and "0" in error["message"]
+    assert api.store.load_facts() == before
+    zero = api.as_("sales").post("/v1/leads/L-1/outcomes", json={**body, "amount": 0})
+    assert zero.status_code == 200, zero.text
+
+
 def _facts(snapshot: dict[str, list[Any]]) -> dict[str, list[Any]]:
     tables = ("lead_profiles", "account_profiles", "events", "answers", "decisions", "outcomes")
     return {name: snapshot[name] for name in tables}
+
+
+class _PageView(BaseModel):
+    type: Literal["page_view"]
+    properties: dict[str, str]
+
+
+class _Click(BaseModel):
+    type: Literal["click"]
+    target: str
+
+
+class _Tagged(BaseModel):
+    events: list[Annotated[_PageView | _Click, Field(discriminator="type")]]
+
+
+def test_a_discriminated_union_s_tag_never_shows_in_the_field() -> None:
+    """pydantic puts the tag of a discriminated union's member into ``loc``
+    (``events.0.page_view.properties``); the field is the JSON path sent."""
+    body = {"events": [{"type": "click", "target": "x"}, {"type": "page_view", "properties": 1}]}
+    with pytest.raises(ValidationError) as raised:
+        _Tagged.model_validate(body)
+    errors = [{**e, "loc": ("body", *e["loc"])} for e in raised.value.errors()]
+    assert errors[0]["loc"] == ("body", "events", 1, "page_view", "properties")
+    details = _validation_details(errors, body)
+    assert [(d.index, d.field) for d in details] == [(1, "properties")]
+    missing = {"events": [{"type": "click"}]}
+    with pytest.raises(ValidationError) as raised:
+        _Tagged.model_validate(missing)
+    errors = [{**e, "loc": ("body", *e["loc"])} for e in raised.value.errors()]
+    assert [(d.index, d.field) for d in _validation_details(errors, missing)] == [(0, "target")]

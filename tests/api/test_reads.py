@@ -175,6 +175,68 @@ def test_a_cursor_is_opaque_and_bound_to_its_filters(api: Api) -> None:
     assert_error(api.as_("read").get("/v1/qualifications", params={"limit": 501}), 422)
 
 
+LISTS = [
+    ("/v1/qualifications", "stage, grade, team, rep, min_score, account_id, limit, cursor"),
+    ("/v1/queues/teams/sales_reps", "stage, limit, cursor"),
+    ("/v1/queues/reps/ana", "stage, limit, cursor"),
+    ("/v1/accounts", "mqa, limit, cursor"),
+]
+
+
+@pytest.mark.parametrize(("path", "accepted"), LISTS, ids=[p for p, _ in LISTS])
+def test_an_unknown_query_parameter_is_422_naming_it_and_the_accepted_ones(
+    api: Api, path: str, accepted: str
+) -> None:
+    """A misspelt filter (``stages=``) was ignored and the whole list came back."""
+    put_account(api)
+    put_lead(api, "L-1")
+    read = api.as_("read")
+    error = assert_error(read.get(path, params={"stages": "mql"}), 422, "validation_error")
+    assert error["message"].startswith("unknown query parameter 'stages'")
+    assert f"(this operation takes: {accepted})" in error["message"]
+    assert error["details"][0]["field"] == "stages"
+    both = assert_error(read.get(path, params={"Limit": 1, "x": ""}), 422)
+    assert [d["field"] for d in both["details"]] == ["Limit", "x"]
+    assert "(and 1 more)" in both["message"]
+    twice = assert_error(read.get(f"{path}?limit=1&limit=2"), 422)
+    assert "'limit' is given more than once" in twice["message"]
+    assert read.get(path, params={"limit": 1}).status_code == 200
+
+
+def test_unknown_query_parameters_are_refused_by_every_operation(api: Api) -> None:
+    put_lead(api, "L-1", account_id=None)
+    error = assert_error(api.as_("read").get("/v1/leads/L-1/qualification?as_of=2026"), 422)
+    assert "unknown query parameter 'as_of' (this operation takes: none)" in error["message"]
+    error = assert_error(api.admin.get("/v1/models/1/diff", params={"againts": 1}), 422)
+    assert "did you mean 'against'?" in error["message"]
+    event = ev("E-1", "L-1", "page_view")
+    error = assert_error(api.as_("ingest").post("/v1/events?dry_run=1", json=event), 422)
+    assert error["details"][0]["field"] == "dry_run"
+    assert api.store.load_facts().events == []
+    assert api.as_("anonymous").get("/healthz", params={"probe": 1}).status_code == 200
+
+
+def test_a_stage_or_grade_the_model_does_not_have_is_422(api: Api) -> None:
+    put_account(api)
+    put_lead(api, "L-1")
+    read = api.as_("read")
+    error = assert_error(read.get("/v1/qualifications", params={"stage": "mqll"}), 422)
+    assert error["message"].startswith("unknown stage 'mqll'; did you mean 'mql'?")
+    assert "cold, warm, mql" in error["message"]
+    assert error["details"][0]["field"] == "stage"
+    error = assert_error(read.get("/v1/qualifications", params={"grade": "a"}), 422)
+    assert "unknown grade 'a'" in error["message"] and "A, B, C, D, F" in error["message"]
+    error = assert_error(read.get("/v1/queues/teams/sales_reps", params={"stage": "MQL"}), 422)
+    assert error["details"][0]["field"] == "stage"
+    assert_error(read.get("/v1/queues/reps/ana", params={"stage": "lead"}), 422)
+    assert_error(read.get("/v1/qualifications", params={"min_score": "high"}), 422)
+    for params in ({"stage": "cold"}, {"grade": "F"}, {"stage": "nurture", "grade": "A"}):
+        assert read.get("/v1/qualifications", params=params).status_code == 200, params
+    assert [i["lead_id"] for i in read.get("/v1/qualifications?stage=cold").json()["items"]] == [
+        "L-1"
+    ]
+
+
 def test_filters_by_account_team_and_rep(api: Api) -> None:
     put_account(api, "A-1")
     put_account(api, "A-2")

@@ -131,6 +131,7 @@ HOURS_2 = timedelta(hours=2)
         (LeadProfile("L1", None, None, {"t\udc00": "x"}), "lead profile 'L1': holds text"),
         (SalesAnswer("S5", "L1", "bant", "budget", "maybe", T0), "answer 'S5': must be one of met"),  # type: ignore[arg-type]
         (Outcome("O5", "L1", "won", T0, float("inf")), "outcome 'O5': must be a finite number"),
+        (Outcome("O5", "L1", "won", T0, -1.0), "outcome 'O5': must not be negative"),
         (
             Event("E5", "page_view", T0, "L1", None, {"n": 10**400}),
             r"event 'E5': integer of 1329 bits is out of range",
@@ -161,6 +162,7 @@ HOURS_2 = timedelta(hours=2)
         "surrogate-name",
         "verdict",
         "amount",
+        "negative-amount",
         "huge-integer",
         "huge-integer-account",
         "time-before-year-1-utc",

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from leadqual.api.auth import KEY_CACHE_SECONDS, KeyCache
 from leadqual.api.background import Checkpointer, Ticker, Worker, webhook_worker
-from leadqual.api.errors import install_error_handlers
+from leadqual.api.errors import UnexpectedErrors, install_error_handlers
 from leadqual.api.fast_ingest import FastPathCounts, IngestFastPath
 from leadqual.api.heap import HeapFreezer
 from leadqual.api.limits import DEFAULT_MAX_BODY, BodySizeLimit
@@ -127,7 +127,8 @@ def create_app(
     app.state.fast_ingest = FastPathCounts()
     if fast_ingest:
         app.add_middleware(IngestFastPath, counts=app.state.fast_ingest)
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)  # outermost: refuses first
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)  # refuses first
+    app.add_middleware(UnexpectedErrors)  # outermost of ours: a 500 that keeps the connection
     return app
 
 

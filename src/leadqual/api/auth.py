@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
@@ -94,34 +93,64 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def require(scope: Scope) -> Callable[..., Awaitable[frozenset[str]]]:
+class Require:
     """A dependency that lets the request through only with a key holding ``scope`` (or admin).
 
     It is ``async`` so that a cached key costs no thread hop; a cache miss
-    verifies in the thread pool, off the event loop.
+    verifies in the thread pool, off the event loop. Routes made by
+    :class:`leadqual.api.routes.CheckedRoute` make the same check before the
+    body is read (see :func:`authenticate`); this one then finds the key
+    already verified for the request.
     """
 
-    async def check(
+    def __init__(self, scope: Scope) -> None:
+        self.scope: Scope = scope
+
+    async def __call__(
+        self,
         request: Request,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         api_key: Annotated[str | None, Depends(_header)],
     ) -> frozenset[str]:
         token = bearer.credentials if bearer is not None else api_key
-        if not token:
-            raise _unauthorized(
-                "missing API key: send 'Authorization: Bearer <token>' or 'X-API-Key: <token>'"
-            )
-        cache: KeyCache = request.app.state.keys
-        scopes = cache.cached(token)
-        if scopes is None:
-            scopes = await run_in_threadpool(cache.verify, token)
-        if scopes is None:
-            raise _unauthorized("unknown or revoked API key")
-        if not holds(scopes, scope):
-            held = ", ".join(sorted(scopes)) or "none"
-            raise ApiError(
-                403, "forbidden", f"this API key lacks the '{scope}' scope (it has: {held})"
-            )
-        return scopes
+        return await _authorize(request, token, self.scope)
 
-    return check
+
+def require(scope: Scope) -> Require:
+    """The dependency of an operation that needs ``scope`` (see :class:`Require`)."""
+    return Require(scope)
+
+
+async def authenticate(request: Request, scope: Scope) -> frozenset[str]:
+    """The check :class:`Require` makes, reading the key from the headers as it does:
+    the key's scopes, or an ApiError (401 without a valid key, 403 without the scope)."""
+    bearer = await _bearer(request)
+    token = bearer.credentials if bearer is not None else await _header(request)
+    return await _authorize(request, token, scope)
+
+
+_VERIFIED = "leadqual.api_key"
+"""Where a request's scope holds the token verified for it and its scopes."""
+
+
+async def _authorize(request: Request, token: str | None, scope: Scope) -> frozenset[str]:
+    if not token:
+        raise _unauthorized(
+            "missing API key: send 'Authorization: Bearer <token>' or 'X-API-Key: <token>'"
+        )
+    verified: tuple[str, frozenset[str]] | None = request.scope.get(_VERIFIED)
+    if verified is not None and verified[0] == token:
+        scopes = verified[1]
+    else:
+        cache: KeyCache = request.app.state.keys
+        found = cache.cached(token)
+        if found is None:
+            found = await run_in_threadpool(cache.verify, token)
+        if found is None:
+            raise _unauthorized("unknown or revoked API key")
+        scopes = found
+        request.scope[_VERIFIED] = (token, scopes)
+    if not holds(scopes, scope):
+        held = ", ".join(sorted(scopes)) or "none"
+        raise ApiError(403, "forbidden", f"this API key lacks the '{scope}' scope (it has: {held})")
+    return scopes

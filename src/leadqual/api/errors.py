@@ -25,7 +25,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from leadqual.api.schemas import PATTERN_MESSAGES
 from leadqual.errors import ConflictError, FactError, ModelError, NotFoundError
 
 log = logging.getLogger("leadqual.api")
@@ -97,7 +99,7 @@ _CODES = {
     503: "unavailable",
 }
 
-ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422, 500)
+ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 415, 422, 500)
 """The error statuses documented on every operation (their body is ErrorResponse)."""
 
 
@@ -123,20 +125,96 @@ def fact_error_detail(error: FactError, items: Sequence[int] | None = None) -> E
     return ErrorDetail(message=error.problem.message, field=field, index=index)
 
 
-def _validation_details(errors: Sequence[Any]) -> list[ErrorDetail]:
-    """FastAPI's ``[{loc, msg, type}]`` as our details: batch index and dotted field."""
-    details = []
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+"""Where FastAPI says a value came from: the first part of an error's ``loc``."""
+
+
+def _validation_details(errors: Sequence[Any], document: Any = None) -> list[ErrorDetail]:
+    """FastAPI's ``[{loc, msg, type}]`` as our details: batch index and the field's JSON path.
+
+    ``document`` is the parsed body: a body error's ``loc`` is followed through it
+    (see :func:`_user_path`), so that pydantic's names for the members of a union
+    (``constrained-str``, ``function-after[...]``, a discriminator's tag) never show.
+    Errors at the same place (one per member of a union) become one detail.
+    """
+    places: dict[tuple[int | None, str | None], list[str]] = {}
     for error in errors:
-        loc = [part for part in error.get("loc", ()) if part != "body"]
+        loc = list(error.get("loc", ()))
+        if loc and loc[0] == "body":
+            loc = _user_path(loc[1:], document, error.get("type") == "missing")
+        elif loc and loc[0] in _LOCATIONS:
+            loc = loc[1:]
+        message = _message(error)
+        if not loc and error.get("type") == "missing":
+            message = "the request needs a JSON body (with Content-Type: application/json)"
         index: int | None = None
         if len(loc) >= 2 and loc[0] == "events" and isinstance(loc[1], int):
             index = int(loc[1])
             loc = loc[2:]
-        field = ".".join(str(part) for part in loc) or None
-        details.append(
-            ErrorDetail(message=str(error.get("msg", "invalid")), field=field, index=index)
-        )
-    return details
+        places.setdefault((index, _json_path(loc) or None), []).append(message)
+    return [
+        ErrorDetail(message=_combine(messages), field=field, index=index)
+        for (index, field), messages in places.items()
+    ]
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    """pydantic's message, with a pattern said in words and without its "Value error, "."""
+    message = str(error.get("msg", "invalid"))
+    if error.get("type") == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern")
+        return PATTERN_MESSAGES.get(pattern, message) if isinstance(pattern, str) else message
+    if error.get("type") == "value_error":
+        return message.removeprefix("Value error, ")
+    return message
+
+
+def _user_path(loc: Sequence[Any], document: Any, missing: bool) -> list[str | int]:
+    """The parts of a body error's ``loc`` that are keys and indexes of the body sent.
+
+    pydantic puts the member of a union that failed into ``loc``; such a part is
+    not in the body and is dropped. The last part of a missing field's ``loc`` is
+    not in the body either, and is kept.
+    """
+    path: list[str | int] = []
+    value = document
+    for position, part in enumerate(loc):
+        if isinstance(value, dict) and isinstance(part, str) and part in value:
+            value = value[part]
+        elif (
+            isinstance(value, list)
+            and isinstance(part, int)
+            and not isinstance(part, bool)
+            and 0 <= part < len(value)
+        ):
+            value = value[part]
+        elif not (missing and position == len(loc) - 1) and document is not None:
+            continue  # a union member's name, not part of what the client sent
+        path.append(part)
+    return path
+
+
+def _json_path(parts: Sequence[str | int]) -> str:
+    """``["events", 0, "properties", "x"]`` as ``events[0].properties.x``."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+_SHOULD = "Input should be "
+
+
+def _combine(messages: Sequence[str]) -> str:
+    """The messages about one value (each member of a union refusing it) as one."""
+    unique = list(dict.fromkeys(messages))
+    if len(unique) > 1 and all(message.startswith(_SHOULD) for message in unique):
+        options = [message.removeprefix(_SHOULD) for message in unique]
+        return f"{_SHOULD}{', '.join(options[:-1])} or {options[-1]}"
+    return "; or ".join(unique)
 
 
 def _describe(details: Sequence[ErrorDetail]) -> str:
@@ -161,9 +239,26 @@ async def _on_api_error(_request: Request, exc: Exception) -> JSONResponse:
     return api_error_response(exc)
 
 
+def _json_error(error: Any, document: Any) -> JSONResponse:
+    """Malformed JSON: a 400 saying what is wrong and where (line and column)."""
+    position = error.get("loc", (None, None))[-1]
+    reason = str(error.get("ctx", {}).get("error", "")) or "it cannot be parsed"
+    where = ""
+    if isinstance(position, int) and isinstance(document, str | bytes):
+        text = document if isinstance(document, str) else document.decode("utf-8", "replace")
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        where = f" at line {line}, column {column}"
+    message = f"the request body is not valid JSON: {reason}{where}"
+    return error_response(400, "invalid_json", message)
+
+
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = _validation_details(exc.errors())
+    errors = exc.errors()
+    if errors and errors[0].get("type") == "json_invalid":
+        return _json_error(errors[0], exc.body)
+    details = _validation_details(errors, exc.body)
     message = _describe(details) if details else "the request is invalid"
     return error_response(422, "validation_error", message, details)
 
@@ -222,6 +317,42 @@ async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
 
 
+class UnexpectedErrors:
+    """Pure ASGI middleware: an unexpected exception is answered with the JSON 500 and the
+    connection is kept.
+
+    The handler for ``Exception`` alone would answer too, but Starlette calls it
+    from its outermost middleware, which then raises the exception again for
+    the server to log; uvicorn then closes the connection, so a client reusing
+    it (keep-alive) had to reconnect, or met a reset on its next request. Here,
+    inside that middleware, the exception is logged and answered, and not
+    raised again. When the response had already started, nothing correct can
+    be sent: the exception goes on, and the server closes the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:
+                raise
+            response = await _on_unexpected(Request(scope), exc)
+            await response(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every exception to a handler that renders the one error shape."""
     app.add_exception_handler(ApiError, _on_api_error)
@@ -235,12 +366,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 _DESCRIPTIONS = {
-    400: "Bad request: a body that is not UTF-8 JSON, or a cursor not made for these filters",
+    400: "Bad request: a body that is not valid UTF-8 JSON, or a cursor not made for these filters",
     401: "Missing, unknown or revoked API key",
     403: "The API key lacks the scope this operation needs",
     404: "Not found",
     409: "Conflict: the same id was sent before with a different payload",
     413: "The request body is too large",
+    415: "The request body is not JSON (send `Content-Type: application/json`)",
     422: "Invalid input: the details name the item and field",
     500: "Unexpected error",
 }

@@ -12,7 +12,7 @@ thread pool, and the same response bytes (``WriteResult`` serialised as
 FastAPI serialises it) or the same error body for an :class:`ApiError`.
 
 Anything else (no key, an unknown or uncached key, a missing scope, another
-content type, malformed JSON, a body the schema refuses) goes on to FastAPI
+content type, a query string, malformed JSON, a body the schema refuses) goes on to FastAPI
 untouched, its body handed over as read, so every refusal is made and worded
 by the one code that makes them, and the operations stay documented in the
 OpenAPI schema by their routes. ``tests/api/test_fast_ingest.py`` holds the
@@ -71,7 +71,12 @@ class IngestFastPath:
         api = scope.get("app")
         keys: KeyCache | None = getattr(getattr(api, "state", None), "keys", None)
         token = _token(scope["headers"]) if keys is not None else None
-        if token is None or keys is None or not _allowed(keys.cached(token)):
+        if (
+            token is None
+            or keys is None
+            or not _allowed(keys.cached(token))
+            or scope.get("query_string")  # the routes take none: FastAPI refuses them
+        ):
             self.counts.passed_on += 1
             await self.app(scope, receive, send)
             return

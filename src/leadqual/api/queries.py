@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.sql import Select
 
+from leadqual.api.errors import ApiError, ErrorDetail
 from leadqual.api.schemas import (
     AccountOut,
     FrameworkOut,
@@ -30,6 +31,8 @@ from leadqual.api.schemas import (
     ReasonOut,
     RoutingOut,
 )
+from leadqual.errors import did_you_mean
+from leadqual.model.schema import Model
 from leadqual.store import Store, StoredQualification, schema
 
 
@@ -44,6 +47,23 @@ class QualificationFilters:
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
+
+
+def check_filters(model: Model, filters: QualificationFilters) -> None:
+    """Refuse a stage or grade the active model does not have (a 422 naming the filter):
+    a misspelt one would otherwise match nothing and look like an empty list."""
+    stages = [stage.id for stage in model.stages]
+    grades = [grade for grade, _ in model.grade_thresholds]
+    grades += [] if "F" in grades else ["F"]  # the grade below the lowest threshold
+    for name, value, known in (("stage", filters.stage, stages), ("grade", filters.grade, grades)):
+        if value is not None and value not in known:
+            message = (
+                f"unknown {name} '{value}'{did_you_mean(value, known)} "
+                f"(the model's {name}s: {', '.join(known)})"
+            )
+            raise ApiError(
+                422, "validation_error", message, [ErrorDetail(message=message, field=name)]
+            )
 
 
 def _filtered(filters: QualificationFilters, after: str | None) -> Select[Any]:

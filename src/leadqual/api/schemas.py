@@ -63,6 +63,12 @@ Domain = Annotated[
     AfterValidator(_lower),
 ]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=_NO_NUL)]
+PATTERN_MESSAGES = {
+    _NO_NUL: "must not contain a NUL character",
+    _VISIBLE: "must not be empty or only spaces (nor contain a NUL character)",
+    _EMAIL: "expected an email address: name@domain (one '@', no spaces inside)",
+}
+"""What a text failing one of these patterns is told (errors.py), instead of the pattern."""
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_only)]
 """An ISO 8601 instant with an offset (``2026-03-01T09:30:00Z``); a naive time is refused."""
 
@@ -152,7 +158,9 @@ class OutcomeIn(Body):
     outcome_id: Id
     outcome: OutcomeKind
     at: Timestamp
-    amount: Number | None = None
+    amount: Annotated[Number, Field(ge=0)] | None = Field(
+        default=None, description="The deal's value: 0 or more."
+    )
 
 
 class ModelIn(Body):

@@ -367,6 +367,10 @@ def _outcome(fact: Outcome, index: int, received_at: datetime) -> Encoded:
         isinstance(amount, bool) or not isinstance(amount, int | float) or not math.isfinite(amount)
     ):
         raise check.fail("amount", f"must be a finite number, not {amount!r}")
+    if amount is not None and amount < 0:
+        raise check.fail(
+            "amount", f"must not be negative (a deal's value is 0 or more), not {amount}"
+        )
     amount = None if amount is None else float(amount)
     digest = check.digest(
         ["outcome", fact.outcome_id, fact.lead_id, fact.outcome, utc_text(fact.at), amount],

@@ -58,6 +58,10 @@ def create_api_key(
     connection: Connection, name: str, scopes: Sequence[str], now: datetime
 ) -> tuple[ApiKey, str]:
     """Create a key; returns it and its token, which is shown once and never stored."""
+    if not name.strip():
+        raise ValueError("an API key needs a name (what it is for: a system, a person), not blanks")
+    if len(name) > schema.ID:
+        raise ValueError(f"an API key's name is at most {schema.ID} characters, not {len(name)}")
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         raise ValueError(f"unknown scope(s) {', '.join(unknown)}; expected {', '.join(SCOPES)}")

@@ -11,12 +11,16 @@ from leadqual.api import facts, queries
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import ApiError, responses
 from leadqual.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from leadqual.api.routes import CheckedRoute
 from leadqual.api.schemas import AccountIn, AccountOut, AccountPage, WriteResult
 from leadqual.api.writes import apply_facts
 from leadqual.store.codec import MAX_ID
 
 router = APIRouter(
-    prefix="/v1/accounts", tags=["accounts"], responses=responses(400, 401, 403, 422, 500)
+    prefix="/v1/accounts",
+    tags=["accounts"],
+    responses=responses(400, 401, 403, 422, 500),
+    route_class=CheckedRoute,
 )
 
 AccountId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="The account's id.")]

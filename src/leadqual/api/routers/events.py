@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from leadqual.api import facts
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
+from leadqual.api.routes import CheckedRoute
 from leadqual.api.schemas import EventBatchIn, EventIn, WriteResult
 from leadqual.api.writes import apply_facts
 
@@ -16,6 +17,7 @@ router = APIRouter(
     tags=["events"],
     dependencies=[Depends(require("ingest"))],
     responses=responses(400, 401, 403, 409, 413, 422, 500),
+    route_class=CheckedRoute,
 )
 
 

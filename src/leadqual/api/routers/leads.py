@@ -11,6 +11,7 @@ from leadqual.api import facts
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
 from leadqual.api.queries import qualification_out
+from leadqual.api.routes import CheckedRoute
 from leadqual.api.schemas import (
     AssignmentRow,
     Assignments,
@@ -23,7 +24,12 @@ from leadqual.api.schemas import (
 from leadqual.api.writes import apply_facts
 from leadqual.store.codec import MAX_ID
 
-router = APIRouter(prefix="/v1/leads", tags=["leads"], responses=responses(400, 401, 403, 422, 500))
+router = APIRouter(
+    prefix="/v1/leads",
+    tags=["leads"],
+    responses=responses(400, 401, 403, 422, 500),
+    route_class=CheckedRoute,
+)
 
 LeadId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="The lead's id.")]
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
+from leadqual.api.routes import CheckedRoute
 from leadqual.api.schemas import (
     ActivationOut,
     ModelChange,
@@ -29,6 +30,7 @@ router = APIRouter(
     tags=["models"],
     dependencies=[Depends(require("admin"))],
     responses=responses(400, 401, 403, 422, 500),
+    route_class=CheckedRoute,
 )
 
 UPLOADED = "<uploaded model>"

@@ -10,6 +10,7 @@ from leadqual.api import queries
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
 from leadqual.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from leadqual.api.routes import CheckedRoute
 from leadqual.api.schemas import QualificationPage
 from leadqual.store.codec import MAX_ID, MAX_NAME
 
@@ -18,6 +19,7 @@ router = APIRouter(
     tags=["qualifications"],
     dependencies=[Depends(require("read"))],
     responses=responses(400, 401, 403, 422, 500),
+    route_class=CheckedRoute,
 )
 
 NameFilter = Annotated[str | None, Query(min_length=1, max_length=MAX_NAME)]
@@ -40,8 +42,12 @@ def list_qualifications(
 ) -> QualificationPage:
     """Current qualifications by lead id, with reasons; filters combine with AND.
 
+    A `stage` or `grade` the active model does not have, or a parameter not listed here,
+    is a 422 (a misspelt filter is never ignored).
+
     Pass `next_cursor` back as `cursor` (with the same filters) for the next page."""
     filters = queries.QualificationFilters(stage, grade, team, rep, min_score, account_id)
+    queries.check_filters(runtime.model, filters)
     after = decode_cursor(cursor, filters.as_dict())
     rows, more = queries.qualification_rows(runtime.store, filters, after, limit)
     items = [queries.qualification_from_row(row) for row in rows]

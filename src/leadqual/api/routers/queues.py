@@ -10,6 +10,7 @@ from leadqual.api import queries
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
 from leadqual.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from leadqual.api.routes import CheckedRoute
 from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import QueuePage
 from leadqual.store.codec import MAX_ID, MAX_NAME
@@ -19,6 +20,7 @@ router = APIRouter(
     tags=["queues"],
     dependencies=[Depends(require("read"))],
     responses=responses(400, 401, 403, 422, 500),
+    route_class=CheckedRoute,
 )
 
 StageFilter = Annotated[str | None, Query(min_length=1, max_length=MAX_NAME)]
@@ -27,6 +29,7 @@ StageFilter = Annotated[str | None, Query(min_length=1, max_length=MAX_NAME)]
 def _page(
     runtime: Runtime, filters: queries.QualificationFilters, limit: int, cursor: str | None
 ) -> QueuePage:
+    queries.check_filters(runtime.model, filters)
     after = decode_cursor(cursor, filters.as_dict())
     rows, more = queries.qualification_rows(runtime.store, filters, after, limit)
     items = [queries.queue_item(row) for row in rows]

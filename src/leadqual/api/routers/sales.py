@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path
 from leadqual.api import facts
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
+from leadqual.api.routes import CheckedRoute
 from leadqual.api.schemas import AnswerIn, DecisionIn, OutcomeIn, WriteResult
 from leadqual.api.writes import apply_facts
 from leadqual.store.codec import MAX_ID
@@ -18,6 +19,7 @@ router = APIRouter(
     tags=["sales"],
     dependencies=[Depends(require("sales"))],
     responses=responses(400, 401, 403, 404, 409, 413, 422, 500),
+    route_class=CheckedRoute,
 )
 
 LeadId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="The lead's id.")]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import ApiError, responses
+from leadqual.api.routes import CheckedRoute
 from leadqual.integrations.webhooks import (
     ALL_KINDS,
     EVENT_KINDS,
@@ -32,6 +33,7 @@ router = APIRouter(
     tags=["webhooks"],
     dependencies=[Depends(require("admin"))],
     responses=responses(400, 401, 403, 422, 500),
+    route_class=CheckedRoute,
 )
 
 SubscriptionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A subscription's id.")]
