@@ -265,7 +265,8 @@ stage_history = Table(
     Column("recorded_at", UtcDateTime(), nullable=False),
     Index("ix_stage_history_lead_id_id", "lead_id", "id"),
 )
-"""Every stage change: ``cause_kind`` is fact, decision, time (a tick) or model (a switch)."""
+"""Every stage change: ``cause_kind`` is fact, decision, merge (``cause_fact_id`` names the
+lead merged in), time (a tick), recompute or model (a switch)."""
 
 assignments = Table(
     "assignments",
