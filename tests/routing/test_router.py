@@ -818,3 +818,129 @@ sla:
     assert old["stop_cause"] == "re-assigned: routed to team smb"
     assert (fresh["stage"], fresh["team"], fresh["rep"]) == ("mql", "smb", "sam")
     assert (fresh["started_at"], fresh["due_at"]) == (decayed, decayed + timedelta(days=10))
+
+
+QUEUEING_SLA = load_routing_text(
+    """
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, capacity: 1, territory: {lead.country: [DE]}}
+      - id: cy
+        territory: {lead.country: [DE]}
+        away: [{from: 2026-07-07T00:00:00Z, until: 2026-07-20T00:00:00Z}]
+sla:
+  - {stage: mql, within: 4h, business_hours: false}
+"""
+)
+TUESDAY = datetime(2026, 7, 7, 10, tzinfo=UTC)
+
+
+def _queue_l3(store: Store) -> Ingestor:
+    """L1 to ana (then full), L3 to the queue (cy is away): L3's clock runs for the team."""
+    ingestor = Ingestor(store, MODEL, routing=QUEUEING_SLA)
+    ingestor.apply(mql_facts("L1", "DE", TUESDAY), TUESDAY)
+    ingestor.apply(mql_facts("L3", "DE", TUESDAY), TUESDAY)
+    assert _open_assignments(store)["L3"] == ("sales_reps", None)
+    (timer,) = _timers(store, "L3")
+    assert (timer["team"], timer["rep"], timer["due_at"]) == (
+        "sales_reps",
+        None,
+        TUESDAY + timedelta(hours=4),
+    )
+    return ingestor
+
+
+def _breaches_of(result: Any, lead: str) -> list[tuple[str, str | None]]:
+    assert result.routing is not None
+    return [(b.stage, b.rep) for b in result.routing.breaches if b.lead_id == lead]
+
+
+def test_a_lead_whose_clock_breached_in_the_queue_gets_a_fresh_clock_from_its_rep(
+    store: Store,
+) -> None:
+    """The queue's clock breached; the rep who took the lead at the next tick got none."""
+    ingestor = _queue_l3(store)
+    seen = tick(store, MODEL, TUESDAY + timedelta(hours=4, minutes=1), routing=QUEUEING_SLA)
+    assert _breaches_of(seen, "L3") == [("mql", None)]
+    freed = TUESDAY + timedelta(hours=5)
+    ingestor.apply([Decision("X1", "L1", "reject", freed, "no_budget")], freed)  # ana has room
+    taken = freed + timedelta(minutes=5)
+    tick(store, MODEL, taken, routing=QUEUEING_SLA)
+    assert _open_assignments(store)["L3"] == ("sales_reps", "ana")
+    queued, fresh = _timers(store, "L3")
+    assert queued["breached_at"] == TUESDAY + timedelta(hours=4) and queued["stopped_at"] is None
+    assert (fresh["stage"], fresh["team"], fresh["rep"]) == ("mql", "sales_reps", "ana")
+    assert (fresh["started_at"], fresh["due_at"]) == (taken, taken + timedelta(hours=4))
+    assert fresh["stopped_at"] is None and fresh["breached_at"] is None
+    quiet = tick(store, MODEL, taken + timedelta(hours=3), routing=QUEUEING_SLA)
+    assert _breaches_of(quiet, "L3") == []
+    late = tick(store, MODEL, taken + timedelta(hours=4, minutes=1), routing=QUEUEING_SLA)
+    assert _breaches_of(late, "L3") == [("mql", "ana")]
+
+
+def test_a_lead_whose_clock_breached_in_the_queue_gets_a_fresh_clock_at_its_next_fact(
+    store: Store,
+) -> None:
+    ingestor = _queue_l3(store)
+    seen = tick(store, MODEL, TUESDAY + timedelta(hours=4, minutes=1), routing=QUEUEING_SLA)
+    assert _breaches_of(seen, "L3") == [("mql", None)]
+    back = datetime(2026, 7, 20, 9, tzinfo=UTC)  # cy is back
+    result = ingestor.apply([Event("L3-v", "pricing_page", back, "L3")], back)
+    assert result.stage_changes == ()
+    assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
+    assert _breaches_of(result, "L3") == []  # announced once, by the tick
+    queued, fresh = _timers(store, "L3")
+    assert queued["breached_at"] == TUESDAY + timedelta(hours=4) and queued["stopped_at"] is None
+    assert (fresh["stage"], fresh["rep"], fresh["started_at"]) == ("mql", "cy", back)
+    assert fresh["due_at"] == back + timedelta(hours=4) and fresh["breached_at"] is None
+    late = tick(store, MODEL, back + timedelta(hours=4, minutes=1), routing=QUEUEING_SLA)
+    assert _breaches_of(late, "L3") == [("mql", "cy")]
+
+
+def test_a_queue_clock_still_running_stops_when_a_rep_takes_the_lead_who_gets_a_fresh_one(
+    store: Store,
+) -> None:
+    """The queue's running clock was inherited: the rep who took the lead at 10:15 had
+    until 14:00, the time the queue had, not their own four hours."""
+    ingestor = _queue_l3(store)
+    freed = TUESDAY + timedelta(minutes=10)
+    ingestor.apply([Decision("X1", "L1", "reject", freed, "no_budget")], freed)  # ana has room
+    taken = TUESDAY + timedelta(minutes=15)
+    tick(store, MODEL, taken, routing=QUEUEING_SLA)
+    assert _open_assignments(store)["L3"] == ("sales_reps", "ana")
+    queued, fresh = _timers(store, "L3")
+    assert (queued["rep"], queued["stopped_at"], queued["breached_at"]) == (None, taken, None)
+    assert queued["stop_cause"] == "re-assigned: a rep became available"
+    assert (fresh["rep"], fresh["started_at"]) == ("ana", taken)
+    assert fresh["due_at"] == taken + timedelta(hours=4)
+    quiet = tick(store, MODEL, TUESDAY + timedelta(hours=4, minutes=5), routing=QUEUEING_SLA)
+    assert _breaches_of(quiet, "L3") == []  # the queue's due time is not ana's
+    late = tick(store, MODEL, taken + timedelta(hours=4, minutes=1), routing=QUEUEING_SLA)
+    assert _breaches_of(late, "L3") == [("mql", "ana")]
+
+
+def test_a_queue_clock_due_unseen_when_a_rep_takes_the_lead_is_breached_once_for_the_queue(
+    store: Store,
+) -> None:
+    """Taken at its next fact, after its queue clock came due with no tick to see it: the
+    queue's breach is recorded and announced once (naming the queue), and the rep gets a
+    fresh clock."""
+    _subscribe(store)
+    ingestor = _queue_l3(store)
+    back = datetime(2026, 7, 20, 9, tzinfo=UTC)  # cy is back; no tick since Tuesday
+    result = ingestor.apply([Event("L3-v", "pricing_page", back, "L3")], back)
+    assert result.stage_changes == ()
+    assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
+    assert _breaches_of(result, "L3") == [("mql", None)]
+    queued, fresh = _timers(store, "L3")
+    assert (queued["breached_at"], queued["stopped_at"]) == (TUESDAY + timedelta(hours=4), back)
+    assert queued["stop_cause"] == "re-assigned: a rep became available"
+    assert (fresh["rep"], fresh["started_at"], fresh["breached_at"]) == ("cy", back, None)
+    announced = [p for p in _outbox(store, "sla_breached") if p["lead_id"] == "L3"]
+    assert [(p["team"], p["rep"], p["detected_at"]) for p in announced] == [
+        ("sales_reps", None, back.isoformat())
+    ]
+    later = tick(store, MODEL, back + timedelta(hours=1), routing=QUEUEING_SLA)
+    assert _breaches_of(later, "L3") == []  # recorded once
+    assert len([p for p in _outbox(store, "sla_breached") if p["lead_id"] == "L3"]) == 1

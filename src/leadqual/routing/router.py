@@ -23,9 +23,11 @@ it:
   clock still running for the previous rep stops).
 
 Whenever a lead gets a new owner without changing stage (another team, after a
-breach, time away), :meth:`_Transaction.fresh_clocks` stops the clock still
-running for the previous owner (``re-assigned: <why>``; breached too, naming that
-owner, if it was already due) and starts one for the new owner, from now.
+breach, time away, a rep taking it from the team's queue at a tick or at the
+lead's next fact), :meth:`_Transaction.fresh_clocks` stops the clock still
+running for the previous owner, the queue included (``re-assigned: <why>``;
+breached too, naming that owner, if it was already due) and starts one for the
+new owner, from now.
 
 Open leads per rep (for capacity) are the rep's open assignments in every team
 (a rep listed in two teams is one person, with one capacity). The
@@ -254,14 +256,14 @@ class _Transaction:
 
     def follow_routing(self, q: Qualification) -> _Handover | None:
         """Assign the lead as its routing says; the handover when the lead left an owner
-        (a rep, or a team's queue) for another team (None: no new owner, or no previous
-        one)."""
+        (a rep, or a team's queue) for another: routed to another team, or taken from the
+        queue (None: no new owner, or no previous one)."""
         routing = q.routing
         team = routing.team if routing is not None else None
         current = self.open.get(q.lead_id)
         if current is not None and current.team == team:
             if current.rep is None and team is not None and routing is not None:
-                self._take_from_queue(
+                return self._take_from_queue(
                     q.lead_id, current, routing.method, routing.rule, routing.key,
                     routing.key_value,
                 )  # fmt: skip
@@ -581,39 +583,47 @@ class _Transaction:
 
     def assign_queued(self) -> None:
         """Give the leads waiting in a team's queue (no rep) to reps now available (back
-        from time away, or with room again), oldest first; the rest keep waiting."""
+        from time away, or with room again), oldest first; the rest keep waiting. The rep
+        who takes a lead gets a fresh clock for its stage (:meth:`fresh_clocks`)."""
         a, q = schema.assignments, schema.qualifications
         query = (
-            select(a.c.id, a.c.lead_id, a.c.team, a.c.method, a.c.rule, q.c.routing)
+            select(a.c.id, a.c.lead_id, a.c.team, a.c.method, a.c.rule, q.c.stage, q.c.routing)
             .select_from(a.outerjoin(q, q.c.lead_id == a.c.lead_id))
             .where(a.c.rep.is_(None), a.c.ended_at.is_(None), a.c.team.in_(self.config.teams))
             .order_by(a.c.id)
         )
+        handovers: dict[str, tuple[str | None, _Handover]] = {}
         for row in list(self.connection.execute(query)):
             routing = json.loads(row.routing) if row.routing else {}
             current = _Open(row.id, row.team, None)
             self.open[row.lead_id] = current
-            self._take_from_queue(
+            handover = self._take_from_queue(
                 row.lead_id, current, row.method, row.rule, routing.get("key"),
                 routing.get("key_value"),
             )  # fmt: skip
+            if handover is not None:
+                handovers[row.lead_id] = (row.stage, handover)
+        self.fresh_clocks(handovers)
 
     def _take_from_queue(
         self, lead: str, current: _Open, method: str | None, rule: str, key: str | None,
         key_value: Any,
-    ) -> None:  # fmt: skip
-        """Assign a queued lead of ``current.team`` when a rep is available (else leave it)."""
+    ) -> _Handover | None:  # fmt: skip
+        """Assign a queued lead of ``current.team`` when a rep is available (else leave it,
+        and None): the handover from the queue to the rep, whose clock the caller starts."""
         assert current.team is not None
         roster = self.config.teams.get(current.team)
         if roster is None:
-            return
+            return None
         choice = self._choose(current.team, roster, method, key, key_value, ())
         if choice.rep is None:
-            return
-        self._end(lead, current, "a rep became available", "dequeued")
+            return None
+        why = "a rep became available"
+        self._end(lead, current, why, "dequeued")
         self._assign(
             lead, current.team, method, rule, key, key_value, (), "waited in the queue; ", choice
         )
+        return _Handover(current, why)
 
     def _choose(
         self, team: str, roster: Team, method: str | None, key: str | None, key_value: Any,
