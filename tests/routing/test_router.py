@@ -944,3 +944,38 @@ def test_a_queue_clock_due_unseen_when_a_rep_takes_the_lead_is_breached_once_for
     later = tick(store, MODEL, back + timedelta(hours=1), routing=QUEUEING_SLA)
     assert _breaches_of(later, "L3") == []  # recorded once
     assert len([p for p in _outbox(store, "sla_breached") if p["lead_id"] == "L3"]) == 1
+
+
+def test_a_new_model_routing_a_lead_to_another_team_in_the_same_stage_gives_a_fresh_clock(
+    store: Store,
+) -> None:
+    """Activating a model (a recompute) that routes an MQL to another team left it with
+    the clock started for the previous team's rep."""
+    from leadqual.service import recompute
+
+    ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=TWO_TEAMS_SLA)
+    ingestor.apply([_profile("S1", "US", NOW)], NOW)
+    assert _open_assignments(store) == {"S1": ("smb", "sam")}
+    everyone_to_ent = load_model_text(
+        """
+name: two_teams
+version: 2
+stages:
+  - {id: cold}
+  - {id: mql, enter: {lead.country: {exists: true}}}
+routing:
+  - {id: ent, when: {stage: mql}, assign: {team: ent, method: capacity}}
+"""
+    )
+    later = NOW + timedelta(hours=2)
+    result = recompute(store, everyone_to_ent, later, routing=TWO_TEAMS_SLA)
+    assert result.stage_changes == ()
+    assert _open_assignments(store) == {"S1": ("ent", "eve")}
+    old, fresh = _timers(store, "S1")
+    assert (old["rep"], old["stopped_at"], old["stop_cause"]) == (
+        "sam",
+        later,
+        "re-assigned: routed to team ent",
+    )
+    assert (fresh["team"], fresh["rep"], fresh["started_at"]) == ("ent", "eve", later)
+    assert fresh["due_at"] == later + timedelta(hours=4)
