@@ -694,3 +694,288 @@ def test_a_touch_logged_ahead_stops_a_clock_that_starts_before_it(store: Store) 
     assert fresh["stop_cause"] == "touched: event L3-meet (meeting)"
     later = tick(store, MODEL, away + timedelta(days=1, hours=1), routing=ROUTING)
     assert later.routing is not None and later.routing.breaches == []
+
+
+TWO_TEAMS_SLA = load_routing_text(
+    """
+teams:
+  smb: {reps: [{id: sam}]}
+  ent: {reps: [{id: eve}]}
+sla:
+  - {stage: mql, within: 4h, business_hours: false}
+"""
+)
+
+
+def _profile(lead_id: str, country: str, at: datetime) -> LeadProfile:
+    return LeadProfile(lead_id, f"{lead_id.lower()}@x.io", None, {"country": country}, at)
+
+
+def test_a_lead_routed_to_another_team_in_the_same_stage_gets_a_fresh_clock(
+    store: Store,
+) -> None:
+    """A new country moved the MQL to team ent, but its clock, started for team smb's
+    rep, ran on: eve inherited sam's time, and the breach came in sam's name."""
+    ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=TWO_TEAMS_SLA)
+    ingestor.apply([_profile("S1", "US", NOW)], NOW)
+    (timer,) = _timers(store, "S1")
+    assert (timer["stage"], timer["team"], timer["rep"]) == ("mql", "smb", "sam")
+    moved = NOW + timedelta(hours=1)
+    result = ingestor.apply([_profile("S1", "DE", moved)], moved)
+    assert result.stage_changes == ()  # an MQL still, in another team
+    assert _open_assignments(store) == {"S1": ("ent", "eve")}
+    old, fresh = _timers(store, "S1")
+    assert (old["rep"], old["stopped_at"], old["breached_at"]) == ("sam", moved, None)
+    assert old["stop_cause"] == "re-assigned: routed to team ent"
+    assert (fresh["stage"], fresh["team"], fresh["rep"]) == ("mql", "ent", "eve")
+    assert (fresh["started_at"], fresh["due_at"]) == (moved, moved + timedelta(hours=4))
+    assert fresh["stopped_at"] is None and fresh["breached_at"] is None
+    quiet = tick(store, TWO_TEAMS_MODEL, NOW + timedelta(hours=4, minutes=1), routing=TWO_TEAMS_SLA)
+    assert quiet.routing is not None and quiet.routing.breaches == []
+    late = tick(
+        store, TWO_TEAMS_MODEL, moved + timedelta(hours=4, minutes=1), routing=TWO_TEAMS_SLA
+    )
+    assert late.routing is not None
+    assert [(b.lead_id, b.rep) for b in late.routing.breaches] == [("S1", "eve")]
+
+
+def test_a_lead_changing_team_after_its_clock_was_due_is_breached_once_and_clocked_anew(
+    store: Store,
+) -> None:
+    """The new team's rep got no clock for a lead whose clock had breached, or came due
+    unseen by a tick; the breach is announced once, naming the team that had the lead."""
+    _subscribe(store)
+    ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=TWO_TEAMS_SLA)
+    ingestor.apply([_profile("S1", "US", NOW), _profile("S2", "US", NOW)], NOW)
+    seen = tick(store, TWO_TEAMS_MODEL, NOW + timedelta(hours=4, minutes=1), routing=TWO_TEAMS_SLA)
+    assert seen.routing is not None
+    assert sorted(b.lead_id for b in seen.routing.breaches) == ["S1", "S2"]
+    ingestor.apply([_profile("S3", "US", seen_at := NOW + timedelta(hours=5))], seen_at)
+    moved = NOW + timedelta(hours=10)  # S3's clock came due at 13:00; no tick saw it
+    result = ingestor.apply([_profile("S1", "DE", moved), _profile("S3", "DE", moved)], moved)
+    assert result.routing is not None
+    assert [(b.lead_id, b.rep) for b in result.routing.breaches] == [("S3", "sam")]
+    for lead in ("S1", "S3"):
+        old, fresh = _timers(store, lead)
+        assert old["rep"] == "sam" and old["breached_at"] == old["due_at"]
+        assert (fresh["team"], fresh["rep"], fresh["started_at"]) == ("ent", "eve", moved)
+        assert fresh["stopped_at"] is None and fresh["breached_at"] is None
+    assert _timers(store, "S3")[0]["stop_cause"] == "re-assigned: routed to team ent"
+    announced = [(p["lead_id"], p["team"], p["rep"]) for p in _outbox(store, "sla_breached")]
+    assert announced == [("S1", "smb", "sam"), ("S2", "smb", "sam"), ("S3", "smb", "sam")]
+    late = tick(
+        store, TWO_TEAMS_MODEL, moved + timedelta(hours=4, minutes=1), routing=TWO_TEAMS_SLA
+    )
+    assert late.routing is not None
+    assert sorted((b.lead_id, b.rep) for b in late.routing.breaches) == [
+        ("S1", "eve"),
+        ("S3", "eve"),
+    ]
+
+
+DECAYING_TEAMS = load_model_text(
+    """
+name: decaying_teams
+version: 1
+engagement:
+  half_life_days: 10
+  rules:
+    - {id: dl, event: content_download, points: 40}
+stages:
+  - {id: cold}
+  - {id: mql, enter: {score.engagement: {gte: 5}}}
+routing:
+  - {id: hot, when: {all: [{stage: mql}, {score.engagement: {gte: 30}}]},
+     assign: {team: ent, method: round_robin}}
+  - {id: rest, when: {stage: mql}, assign: {team: smb, method: round_robin}}
+"""
+)
+
+
+def test_a_lead_that_decay_moves_to_another_team_at_a_tick_gets_a_fresh_clock(
+    store: Store,
+) -> None:
+    """Decay alone (no stage change) re-routed the lead at a tick; its clock ran on."""
+    routing = load_routing_text(
+        """
+teams:
+  smb: {reps: [{id: sam}]}
+  ent: {reps: [{id: eve}]}
+sla:
+  - {stage: mql, within: 10d, business_hours: false}
+"""
+    )
+    t0 = datetime(2026, 6, 1, 8, tzinfo=UTC)
+    ingestor = Ingestor(store, DECAYING_TEAMS, routing=routing)
+    ingestor.apply([LeadProfile("N1", "a@b.io"), Event("N1-e", "content_download", t0, "N1")], t0)
+    assert _open_assignments(store) == {"N1": ("ent", "eve")}
+    decayed = t0 + timedelta(days=5)  # 40 points decayed to 28
+    result = tick(store, DECAYING_TEAMS, decayed, routing=routing)
+    assert result.stage_changes == () and result.qualified == ("N1",)
+    assert _open_assignments(store) == {"N1": ("smb", "sam")}
+    old, fresh = _timers(store, "N1")
+    assert (old["rep"], old["stopped_at"], old["breached_at"]) == ("eve", decayed, None)
+    assert old["stop_cause"] == "re-assigned: routed to team smb"
+    assert (fresh["stage"], fresh["team"], fresh["rep"]) == ("mql", "smb", "sam")
+    assert (fresh["started_at"], fresh["due_at"]) == (decayed, decayed + timedelta(days=10))
+
+
+QUEUEING_SLA = load_routing_text(
+    """
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, capacity: 1, territory: {lead.country: [DE]}}
+      - id: cy
+        territory: {lead.country: [DE]}
+        away: [{from: 2026-07-07T00:00:00Z, until: 2026-07-20T00:00:00Z}]
+sla:
+  - {stage: mql, within: 4h, business_hours: false}
+"""
+)
+TUESDAY = datetime(2026, 7, 7, 10, tzinfo=UTC)
+
+
+def _queue_l3(store: Store) -> Ingestor:
+    """L1 to ana (then full), L3 to the queue (cy is away): L3's clock runs for the team."""
+    ingestor = Ingestor(store, MODEL, routing=QUEUEING_SLA)
+    ingestor.apply(mql_facts("L1", "DE", TUESDAY), TUESDAY)
+    ingestor.apply(mql_facts("L3", "DE", TUESDAY), TUESDAY)
+    assert _open_assignments(store)["L3"] == ("sales_reps", None)
+    (timer,) = _timers(store, "L3")
+    assert (timer["team"], timer["rep"], timer["due_at"]) == (
+        "sales_reps",
+        None,
+        TUESDAY + timedelta(hours=4),
+    )
+    return ingestor
+
+
+def _breaches_of(result: Any, lead: str) -> list[tuple[str, str | None]]:
+    assert result.routing is not None
+    return [(b.stage, b.rep) for b in result.routing.breaches if b.lead_id == lead]
+
+
+def test_a_lead_whose_clock_breached_in_the_queue_gets_a_fresh_clock_from_its_rep(
+    store: Store,
+) -> None:
+    """The queue's clock breached; the rep who took the lead at the next tick got none."""
+    ingestor = _queue_l3(store)
+    seen = tick(store, MODEL, TUESDAY + timedelta(hours=4, minutes=1), routing=QUEUEING_SLA)
+    assert _breaches_of(seen, "L3") == [("mql", None)]
+    freed = TUESDAY + timedelta(hours=5)
+    ingestor.apply([Decision("X1", "L1", "reject", freed, "no_budget")], freed)  # ana has room
+    taken = freed + timedelta(minutes=5)
+    tick(store, MODEL, taken, routing=QUEUEING_SLA)
+    assert _open_assignments(store)["L3"] == ("sales_reps", "ana")
+    queued, fresh = _timers(store, "L3")
+    assert queued["breached_at"] == TUESDAY + timedelta(hours=4) and queued["stopped_at"] is None
+    assert (fresh["stage"], fresh["team"], fresh["rep"]) == ("mql", "sales_reps", "ana")
+    assert (fresh["started_at"], fresh["due_at"]) == (taken, taken + timedelta(hours=4))
+    assert fresh["stopped_at"] is None and fresh["breached_at"] is None
+    quiet = tick(store, MODEL, taken + timedelta(hours=3), routing=QUEUEING_SLA)
+    assert _breaches_of(quiet, "L3") == []
+    late = tick(store, MODEL, taken + timedelta(hours=4, minutes=1), routing=QUEUEING_SLA)
+    assert _breaches_of(late, "L3") == [("mql", "ana")]
+
+
+def test_a_lead_whose_clock_breached_in_the_queue_gets_a_fresh_clock_at_its_next_fact(
+    store: Store,
+) -> None:
+    ingestor = _queue_l3(store)
+    seen = tick(store, MODEL, TUESDAY + timedelta(hours=4, minutes=1), routing=QUEUEING_SLA)
+    assert _breaches_of(seen, "L3") == [("mql", None)]
+    back = datetime(2026, 7, 20, 9, tzinfo=UTC)  # cy is back
+    result = ingestor.apply([Event("L3-v", "pricing_page", back, "L3")], back)
+    assert result.stage_changes == ()
+    assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
+    assert _breaches_of(result, "L3") == []  # announced once, by the tick
+    queued, fresh = _timers(store, "L3")
+    assert queued["breached_at"] == TUESDAY + timedelta(hours=4) and queued["stopped_at"] is None
+    assert (fresh["stage"], fresh["rep"], fresh["started_at"]) == ("mql", "cy", back)
+    assert fresh["due_at"] == back + timedelta(hours=4) and fresh["breached_at"] is None
+    late = tick(store, MODEL, back + timedelta(hours=4, minutes=1), routing=QUEUEING_SLA)
+    assert _breaches_of(late, "L3") == [("mql", "cy")]
+
+
+def test_a_queue_clock_still_running_stops_when_a_rep_takes_the_lead_who_gets_a_fresh_one(
+    store: Store,
+) -> None:
+    """The queue's running clock was inherited: the rep who took the lead at 10:15 had
+    until 14:00, the time the queue had, not their own four hours."""
+    ingestor = _queue_l3(store)
+    freed = TUESDAY + timedelta(minutes=10)
+    ingestor.apply([Decision("X1", "L1", "reject", freed, "no_budget")], freed)  # ana has room
+    taken = TUESDAY + timedelta(minutes=15)
+    tick(store, MODEL, taken, routing=QUEUEING_SLA)
+    assert _open_assignments(store)["L3"] == ("sales_reps", "ana")
+    queued, fresh = _timers(store, "L3")
+    assert (queued["rep"], queued["stopped_at"], queued["breached_at"]) == (None, taken, None)
+    assert queued["stop_cause"] == "re-assigned: a rep became available"
+    assert (fresh["rep"], fresh["started_at"]) == ("ana", taken)
+    assert fresh["due_at"] == taken + timedelta(hours=4)
+    quiet = tick(store, MODEL, TUESDAY + timedelta(hours=4, minutes=5), routing=QUEUEING_SLA)
+    assert _breaches_of(quiet, "L3") == []  # the queue's due time is not ana's
+    late = tick(store, MODEL, taken + timedelta(hours=4, minutes=1), routing=QUEUEING_SLA)
+    assert _breaches_of(late, "L3") == [("mql", "ana")]
+
+
+def test_a_queue_clock_due_unseen_when_a_rep_takes_the_lead_is_breached_once_for_the_queue(
+    store: Store,
+) -> None:
+    """Taken at its next fact, after its queue clock came due with no tick to see it: the
+    queue's breach is recorded and announced once (naming the queue), and the rep gets a
+    fresh clock."""
+    _subscribe(store)
+    ingestor = _queue_l3(store)
+    back = datetime(2026, 7, 20, 9, tzinfo=UTC)  # cy is back; no tick since Tuesday
+    result = ingestor.apply([Event("L3-v", "pricing_page", back, "L3")], back)
+    assert result.stage_changes == ()
+    assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
+    assert _breaches_of(result, "L3") == [("mql", None)]
+    queued, fresh = _timers(store, "L3")
+    assert (queued["breached_at"], queued["stopped_at"]) == (TUESDAY + timedelta(hours=4), back)
+    assert queued["stop_cause"] == "re-assigned: a rep became available"
+    assert (fresh["rep"], fresh["started_at"], fresh["breached_at"]) == ("cy", back, None)
+    announced = [p for p in _outbox(store, "sla_breached") if p["lead_id"] == "L3"]
+    assert [(p["team"], p["rep"], p["detected_at"]) for p in announced] == [
+        ("sales_reps", None, back.isoformat())
+    ]
+    later = tick(store, MODEL, back + timedelta(hours=1), routing=QUEUEING_SLA)
+    assert _breaches_of(later, "L3") == []  # recorded once
+    assert len([p for p in _outbox(store, "sla_breached") if p["lead_id"] == "L3"]) == 1
+
+
+def test_a_new_model_routing_a_lead_to_another_team_in_the_same_stage_gives_a_fresh_clock(
+    store: Store,
+) -> None:
+    """Activating a model (a recompute) that routes an MQL to another team left it with
+    the clock started for the previous team's rep."""
+    from leadqual.service import recompute
+
+    ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=TWO_TEAMS_SLA)
+    ingestor.apply([_profile("S1", "US", NOW)], NOW)
+    assert _open_assignments(store) == {"S1": ("smb", "sam")}
+    everyone_to_ent = load_model_text(
+        """
+name: two_teams
+version: 2
+stages:
+  - {id: cold}
+  - {id: mql, enter: {lead.country: {exists: true}}}
+routing:
+  - {id: ent, when: {stage: mql}, assign: {team: ent, method: capacity}}
+"""
+    )
+    later = NOW + timedelta(hours=2)
+    result = recompute(store, everyone_to_ent, later, routing=TWO_TEAMS_SLA)
+    assert result.stage_changes == ()
+    assert _open_assignments(store) == {"S1": ("ent", "eve")}
+    old, fresh = _timers(store, "S1")
+    assert (old["rep"], old["stopped_at"], old["stop_cause"]) == (
+        "sam",
+        later,
+        "re-assigned: routed to team ent",
+    )
+    assert (fresh["team"], fresh["rep"], fresh["started_at"]) == ("ent", "eve", later)
+    assert fresh["due_at"] == later + timedelta(hours=4)

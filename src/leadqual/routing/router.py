@@ -9,7 +9,8 @@ it:
   assignment ended and gets a rep of the new team (:func:`choose_rep`), with
   the reason; an ``assigned`` webhook announces it, and an
   ``assignment_ended`` webhook announces the end of the previous one (also
-  when the lead leaves routing or is merged away, with no new assignment);
+  when the lead leaves routing or is merged away, with no new assignment); in
+  the same stage, the new owner gets a fresh clock for it, as below;
 * a lead entering a stage that has an SLA starts a clock due ``within`` of
   business time later; a sales decision on the lead, a touch event (a call,
   an email from sales) or leaving the stage stops it; a touch stops it at the
@@ -20,6 +21,13 @@ it:
   leads of reps who are away to colleagues. Either way the lead's new owner
   gets a fresh clock for the lead's current stage, from the re-assignment (a
   clock still running for the previous rep stops).
+
+Whenever a lead gets a new owner without changing stage (another team, after a
+breach, time away, a rep taking it from the team's queue at a tick or at the
+lead's next fact), :meth:`_Transaction.fresh_clocks` stops the clock still
+running for the previous owner, the queue included (``re-assigned: <why>``;
+breached too, naming that owner, if it was already due) and starts one for the
+new owner, from now.
 
 Open leads per rep (for capacity) are the rep's open assignments in every team
 (a rep listed in two teams is one person, with one capacity). The
@@ -94,6 +102,15 @@ class _Open:
     rep: str | None
 
 
+@dataclass(frozen=True)
+class _Handover:
+    """A lead's change of owner: the assignment that ended (``previous``) and why. The new
+    owner gets a fresh clock for the lead's stage (:meth:`_Transaction.fresh_clocks`)."""
+
+    previous: _Open
+    why: str
+
+
 def open_leads_query(reps: Sequence[str]) -> Select[tuple[Any, int]]:
     """Each of ``reps``' number of open assignments, in every team (for capacity); read
     by the index on ``(rep, ended_at)``."""
@@ -149,11 +166,15 @@ class Router:
         running: dict[str, list[Any]] = defaultdict(list)
         for timer in work.running(moved):  # one query for every lead that changed stage
             running[timer.lead_id].append(timer)
+        handovers: dict[str, tuple[str | None, _Handover]] = {}
         for lead in leads:
             q = qualified[lead]
-            work.follow_routing(q)
+            handover = work.follow_routing(q)
             if stages_before.get(lead) != q.stage:
-                work.stage_changed(lead, q.stage, running[lead])
+                work.stage_changed(lead, q.stage, running[lead])  # the new owner's clock
+            elif handover is not None:  # a new owner in the same stage
+                handovers[lead] = (q.stage, handover)
+        work.fresh_clocks(handovers)
         work.flush()
         return result
 
@@ -233,27 +254,34 @@ class _Transaction:
 
     # assignments
 
-    def follow_routing(self, q: Qualification) -> None:
+    def follow_routing(self, q: Qualification) -> _Handover | None:
+        """Assign the lead as its routing says; the handover when the lead left an owner
+        (a rep, or a team's queue) for another: routed to another team, or taken from the
+        queue (None: no new owner, or no previous one)."""
         routing = q.routing
         team = routing.team if routing is not None else None
         current = self.open.get(q.lead_id)
         if current is not None and current.team == team:
             if current.rep is None and team is not None and routing is not None:
-                self._take_from_queue(
+                return self._take_from_queue(
                     q.lead_id, current, routing.method, routing.rule, routing.key,
                     routing.key_value,
                 )  # fmt: skip
-            return
+            return None
+        handover = None
         if current is not None:
             if team:
-                self._end(q.lead_id, current, f"routed to team {team}", "rerouted")
+                why = f"routed to team {team}"
+                self._end(q.lead_id, current, why, "rerouted")
+                handover = _Handover(current, why)
             else:
                 self._end(q.lead_id, current, f"no longer routed (stage {q.stage})", "unrouted")
         if team is None or routing is None:
-            return
+            return None
         self._assign(
             q.lead_id, team, routing.method, routing.rule, routing.key, routing.key_value, ()
         )
+        return handover
 
     def _assign(
         self,
@@ -344,19 +372,24 @@ class _Transaction:
         t = schema.sla_timers
         rows: list[Any] = []
         for part in chunks(sorted(set(leads))):
-            query = select(t).where(
-                t.c.lead_id.in_(part),
-                t.c.breached_at.is_(None),
-                or_(t.c.stopped_at.is_(None), t.c.stopped_at > self.now),
+            query = (
+                select(t)
+                .where(
+                    t.c.lead_id.in_(part),
+                    t.c.breached_at.is_(None),
+                    or_(t.c.stopped_at.is_(None), t.c.stopped_at > self.now),
+                )
+                .order_by(t.c.lead_id, t.c.id)
             )
             rows.extend(self.connection.execute(query))
         return rows
 
-    def _stop(self, timer: Any, at: datetime, cause: str) -> None:
-        """Stop a running clock at ``at``. Stopped after it was due (a touch, a decision or
-        a stage change that came late, before any tick saw it due), it is breached too:
-        recorded and announced as :meth:`breach_due` would have, without a new rep (the
-        lead is being worked, or has left the stage).
+    def _stop(self, timer: Any, at: datetime, cause: str, owner: _Open | None = None) -> None:
+        """Stop a running clock at ``at``. Stopped after it was due (a touch, a decision,
+        a stage change or a re-assignment that came late, before any tick saw it due), it
+        is breached too: recorded and announced as :meth:`breach_due` would have, without a
+        new rep (the lead is being worked, has left the stage, or has a new owner already),
+        naming ``owner`` (the owner who just lost the lead) or else who has it now.
 
         ``at`` may be later than now (a touch dated in the future): the clock runs on
         until then. Anything that stops it before replaces that stop; a tick after the
@@ -369,13 +402,14 @@ class _Transaction:
         self.connection.execute(update(t).where(t.c.id == timer.id).values(**values))
         self.result.stopped += 1
         if late:
-            self._announce_breach(timer)
+            self._announce_breach(timer, owner)
 
-    def _announce_breach(self, timer: Any) -> None:
-        """Record and announce a breach, naming who has the lead now (the clock's rep
-        when it started, if the lead has no open assignment)."""
-        self.load_open([timer.lead_id])
-        owner = self.open.get(timer.lead_id)
+    def _announce_breach(self, timer: Any, owner: _Open | None = None) -> None:
+        """Record and announce a breach, naming ``owner``, or else who has the lead now
+        (the clock's rep when it started, if the lead has no open assignment)."""
+        if owner is None:
+            self.load_open([timer.lead_id])
+            owner = self.open.get(timer.lead_id)
         team, rep = (owner.team, owner.rep) if owner is not None else (timer.team, timer.rep)
         breach = BreachRecord(timer.lead_id, timer.stage, rep, timer.due_at)
         self.result.breaches.append(breach)
@@ -433,6 +467,23 @@ class _Transaction:
         sla = self.config.sla_for(stage)
         if sla is not None:
             self._start(lead, stage, sla)
+
+    def fresh_clocks(self, handovers: Mapping[str, tuple[str | None, _Handover]]) -> None:
+        """Give each lead's new owner a fresh clock for the lead's current stage (if it has
+        an SLA), from now: any clock still running for the previous owner (a rep, or the
+        team's queue) stops (``re-assigned: <why>``; breached too if it was already due).
+
+        ``handovers``: lead to its current stage (None: unknown) and its handover."""
+        if not handovers:
+            return
+        for timer in self.running(handovers):
+            handover = handovers[timer.lead_id][1]
+            self._stop(timer, self.now, f"re-assigned: {handover.why}", handover.previous)
+        for lead in sorted(handovers):
+            stage = handovers[lead][0]
+            sla = self.config.sla_for(stage) if stage is not None else None
+            if stage is not None and sla is not None:
+                self._start(lead, stage, sla)
 
     def _start(self, lead: str, stage: str, sla: Sla) -> None:
         due = (
@@ -532,39 +583,47 @@ class _Transaction:
 
     def assign_queued(self) -> None:
         """Give the leads waiting in a team's queue (no rep) to reps now available (back
-        from time away, or with room again), oldest first; the rest keep waiting."""
+        from time away, or with room again), oldest first; the rest keep waiting. The rep
+        who takes a lead gets a fresh clock for its stage (:meth:`fresh_clocks`)."""
         a, q = schema.assignments, schema.qualifications
         query = (
-            select(a.c.id, a.c.lead_id, a.c.team, a.c.method, a.c.rule, q.c.routing)
+            select(a.c.id, a.c.lead_id, a.c.team, a.c.method, a.c.rule, q.c.stage, q.c.routing)
             .select_from(a.outerjoin(q, q.c.lead_id == a.c.lead_id))
             .where(a.c.rep.is_(None), a.c.ended_at.is_(None), a.c.team.in_(self.config.teams))
             .order_by(a.c.id)
         )
+        handovers: dict[str, tuple[str | None, _Handover]] = {}
         for row in list(self.connection.execute(query)):
             routing = json.loads(row.routing) if row.routing else {}
             current = _Open(row.id, row.team, None)
             self.open[row.lead_id] = current
-            self._take_from_queue(
+            handover = self._take_from_queue(
                 row.lead_id, current, row.method, row.rule, routing.get("key"),
                 routing.get("key_value"),
             )  # fmt: skip
+            if handover is not None:
+                handovers[row.lead_id] = (row.stage, handover)
+        self.fresh_clocks(handovers)
 
     def _take_from_queue(
         self, lead: str, current: _Open, method: str | None, rule: str, key: str | None,
         key_value: Any,
-    ) -> None:  # fmt: skip
-        """Assign a queued lead of ``current.team`` when a rep is available (else leave it)."""
+    ) -> _Handover | None:  # fmt: skip
+        """Assign a queued lead of ``current.team`` when a rep is available (else leave it,
+        and None): the handover from the queue to the rep, whose clock the caller starts."""
         assert current.team is not None
         roster = self.config.teams.get(current.team)
         if roster is None:
-            return
+            return None
         choice = self._choose(current.team, roster, method, key, key_value, ())
         if choice.rep is None:
-            return
-        self._end(lead, current, "a rep became available", "dequeued")
+            return None
+        why = "a rep became available"
+        self._end(lead, current, why, "dequeued")
         self._assign(
             lead, current.team, method, rule, key, key_value, (), "waited in the queue; ", choice
         )
+        return _Handover(current, why)
 
     def _choose(
         self, team: str, roster: Team, method: str | None, key: str | None, key_value: Any,
@@ -580,7 +639,8 @@ class _Transaction:
         """Give the lead to another rep of its team (``why``: an SLA breach, time away).
 
         The new owner gets a fresh SLA clock for the lead's current stage, from now: a
-        clock still running for the previous rep stops (``re-assigned: <why>``)."""
+        clock still running for the previous rep stops (``re-assigned: <why>``;
+        :meth:`fresh_clocks`)."""
         a, q = schema.assignments, schema.qualifications
         previous = self.connection.execute(
             select(a.c.method, a.c.rule).where(a.c.id == current.id)
@@ -602,12 +662,8 @@ class _Transaction:
             exclude,
             prefix=f"{why}; ",
         )
-        for timer in self.running([lead]):
-            self._stop(timer, self.now, f"re-assigned: {why}")
         stage: str | None = stored.stage if stored is not None else None
-        sla = self.config.sla_for(stage) if stage is not None else None
-        if stage is not None and sla is not None:
-            self._start(lead, stage, sla)
+        self.fresh_clocks({lead: (stage, _Handover(current, why))})
 
     # writing
 
