@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from leadqual.cli import app
@@ -19,7 +19,7 @@ from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, pres
 from leadqual.service import Ingestor, recompute, tick
 from leadqual.service.ingest import _Work
 from leadqual.store import Store, schema, state
-from leadqual.store.locks import TICK_LOCK
+from leadqual.store.locks import MIGRATION_LOCK, TICK_LOCK, VERSION_LOCK, lock, try_lock
 from tests.service.builders import lead_profile, mql_facts, pricing_views
 from tests.service.conftest import fresh_store
 from tests.store.conftest import dump
@@ -478,7 +478,7 @@ def test_one_process_at_a_time_ticks_a_postgresql_store() -> None:
         assert store.qualification("L1").stage == "mql"
         later = NOW + timedelta(days=200)  # gone quiet: recycled to nurture
         with store.engine.connect() as other, other.begin():  # a tick under way elsewhere
-            other.execute(text(f"SELECT pg_advisory_xact_lock({TICK_LOCK})"))
+            lock(other, TICK_LOCK)
             skipped = tick(store, MODEL, later)
             assert (skipped.qualified, skipped.stage_changes) == ((), ())
             assert store.qualification("L1").stage == "mql"
@@ -486,6 +486,25 @@ def test_one_process_at_a_time_ticks_a_postgresql_store() -> None:
         assert ticked.qualified == ("L1",)
         assert [(c.lead_id, c.to_stage) for c in ticked.stage_changes] == [("L1", "nurture")]
         assert store.qualification("L1").stage == "nurture"
+
+
+@pytest.mark.postgres
+def test_stores_in_two_schemas_of_one_database_do_not_share_their_locks() -> None:
+    """An advisory lock belongs to the whole database: keyed by its class alone, a tick
+    under way in one store made the tick of a store in another schema do nothing, and a
+    model switch in one held up every write of the other. Each lock is the store's own."""
+    with fresh_store("postgres") as store, fresh_store("postgres") as neighbour:
+        Ingestor(store, MODEL).apply(mql_facts("L1", "DE", NOW), NOW)
+        later = NOW + timedelta(days=200)  # gone quiet: recycled to nurture
+        with neighbour.engine.connect() as other, other.begin():  # the neighbour's tick
+            for key in (TICK_LOCK, VERSION_LOCK, MIGRATION_LOCK):
+                lock(other, key)
+            with store.engine.connect() as mine, mine.begin():
+                assert all(try_lock(mine, key) for key in (VERSION_LOCK, MIGRATION_LOCK))
+            ticked = tick(store, MODEL, later)
+            assert [(c.lead_id, c.to_stage) for c in ticked.stage_changes] == [("L1", "nurture")]
+            with neighbour.engine.connect() as same, same.begin():  # the same store: held
+                assert not any(try_lock(same, k) for k in (TICK_LOCK, VERSION_LOCK, MIGRATION_LOCK))
 
 
 TRACKS = load_model_text(
