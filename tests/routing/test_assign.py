@@ -135,3 +135,20 @@ teams:
 def test_an_empty_range_is_refused() -> None:
     with pytest.raises(ModelError, match="at least one of gte"):
         load_routing_text("teams: {ae: {reps: [{id: a, territory: {account.employees: [{}]}}]}}")
+
+
+def test_the_rep_who_breached_is_skipped_under_every_method_unless_alone() -> None:
+    later = datetime(2026, 7, 20, tzinfo=UTC)
+    for method, key, value in [
+        ("round_robin", None, None),
+        ("territory", "lead.country", "DE"),
+        ("capacity", None, None),
+    ]:
+        choice = choose_rep("sdr", TEAM, method, key, value, {}, None, later, breached="ana")
+        assert choice.rep is not None and choice.rep != "ana", method
+        assert "breached its SLA: ana" in choice.reason, method
+    alone = load_routing_text("teams: {t: {reps: [{id: ana}]}}").teams["t"]
+    back = choose_rep("t", alone, "round_robin", None, None, {}, None, later, breached="ana")
+    assert back.rep == "ana" and back.reason.endswith("but is the team's only rep)")
+    gone = choose_rep("t", alone, "round_robin", None, None, {}, None, later, breached="zed")
+    assert gone.rep == "ana" and "breached" not in gone.reason  # zed left the team

@@ -979,3 +979,184 @@ routing:
     )
     assert (fresh["team"], fresh["rep"], fresh["started_at"]) == ("ent", "eve", later)
     assert fresh["due_at"] == later + timedelta(hours=4)
+
+
+def _breach_routing(*reps: str) -> Any:
+    """Team sales_reps with ``reps`` (YAML flow mappings) and a SAL SLA of one plain day
+    that re-assigns on breach; nothing for the MQL stage."""
+    listed = "\n".join(f"      - {rep}" for rep in reps)
+    return load_routing_text(
+        f"""
+teams:
+  sales_reps:
+    reps:
+{listed}
+sla:
+  - {{stage: sal, within: 1d, business_hours: false, reassign_on_breach: true}}
+"""
+    )
+
+
+def _sal_with_ana(store: Store, routing: Any) -> Ingestor:
+    """L1 (DE) to ana on Monday 10:00 and accepted: its SAL clock is due Tuesday 10:00."""
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    ingestor.apply([Decision("X1", "L1", "accept", NOW)], NOW)
+    assert _open_assignments(store)["L1"] == ("sales_reps", "ana")
+    return ingestor
+
+
+def test_a_lead_re_assigned_after_a_breach_waits_in_the_queue_not_back_with_its_breacher(
+    store: Store,
+) -> None:
+    """With every other rep away, the breached lead went to the queue and the same tick's
+    queue pass gave it straight back to the rep who had just breached its SLA."""
+    routing = _breach_routing(
+        "{id: ana, territory: {lead.country: [DE]}}",
+        "{id: ben, territory: {lead.country: [DE]},"
+        " away: [{from: 2026-07-07T00:00:00Z, until: 2026-07-08T12:00:00Z}]}",
+    )
+    _sal_with_ana(store, routing)
+    breached = NOW + timedelta(days=1, minutes=1)  # Tuesday 10:01; ben is away
+    result = tick(store, MODEL, breached, routing=routing)
+    assert _breaches_of(result, "L1") == [("sal", "ana")]
+    assert _open_assignments(store)["L1"] == ("sales_reps", None)
+    assert result.routing is not None
+    (queued,) = result.routing.assignments
+    assert queued.rep is None and queued.reason == (
+        "SLA for sal breached; team sales_reps: nobody available "
+        "(away: ben; breached its SLA: ana); queued for the team"
+    )
+    *_, queue_clock = _timers(store, "L1")
+    assert (queue_clock["rep"], queue_clock["started_at"]) == (None, breached)
+    quiet = tick(store, MODEL, breached + timedelta(hours=6), routing=routing)
+    assert quiet.routing is not None and quiet.routing.assignments == []  # ana has room
+    # the queue's clock breaches on Wednesday 10:01: re-queued, still not ana's
+    again = tick(store, MODEL, breached + timedelta(days=1, minutes=4), routing=routing)
+    assert _breaches_of(again, "L1") == [("sal", None)]
+    assert _open_assignments(store)["L1"] == ("sales_reps", None)
+    back = datetime(2026, 7, 8, 12, 5, tzinfo=UTC)  # ben is back
+    given = tick(store, MODEL, back, routing=routing)
+    assert given.routing is not None
+    (taken,) = given.routing.assignments
+    assert (taken.lead_id, taken.rep) == ("L1", "ben")
+    assert taken.reason.startswith("waited in the queue; team sales_reps, territory: ben")
+    assert [(a.rep, a.ended_reason) for a in store.assignments("L1")] == [
+        ("ana", "SLA for sal breached"),
+        (None, "SLA for sal breached"),
+        (None, "a rep became available"),
+        ("ben", None),
+    ]
+    *_, fresh = _timers(store, "L1")
+    assert (fresh["stage"], fresh["rep"], fresh["started_at"]) == ("sal", "ben", back)
+
+
+def test_a_breached_lead_s_next_fact_does_not_give_it_back_to_its_breacher(store: Store) -> None:
+    """Queued after the breach (everyone away), the lead's next fact gave it back to the
+    rep who breached, once that rep was back, although a colleague was only away."""
+    routing = _breach_routing(
+        "{id: ana, territory: {lead.country: [DE]},"
+        " away: [{from: 2026-07-07T09:00:00Z, until: 2026-07-07T12:00:00Z}]}",
+        "{id: ben, territory: {lead.country: [DE]},"
+        " away: [{from: 2026-07-07T00:00:00Z, until: 2026-07-07T18:00:00Z}]}",
+    )
+    ingestor = _sal_with_ana(store, routing)
+    tick(store, MODEL, NOW + timedelta(days=1, minutes=1), routing=routing)  # both away
+    assert _open_assignments(store)["L1"] == ("sales_reps", None)
+    ana_back = datetime(2026, 7, 7, 13, tzinfo=UTC)  # ben is still away
+    result = ingestor.apply([Event("L1-v", "pricing_page", ana_back, "L1")], ana_back)
+    assert result.stage_changes == ()
+    assert result.routing is not None and result.routing.assignments == []
+    assert _open_assignments(store)["L1"] == ("sales_reps", None)
+    quiet = tick(store, MODEL, ana_back + timedelta(minutes=5), routing=routing)
+    assert quiet.routing is not None and quiet.routing.assignments == []
+    ben_back = datetime(2026, 7, 7, 18, 30, tzinfo=UTC)
+    later = ingestor.apply([Event("L1-w", "pricing_page", ben_back, "L1")], ben_back)
+    assert later.routing is not None
+    (taken,) = later.routing.assignments
+    assert (taken.lead_id, taken.rep) == ("L1", "ben")
+    assert _open_assignments(store)["L1"] == ("sales_reps", "ben")
+
+
+def test_a_team_s_only_rep_gets_the_lead_back_after_a_breach(store: Store) -> None:
+    """With nobody else to wait for, the rep who breached has the lead back at once, with
+    a fresh clock and a reason that says why (not through the queue)."""
+    routing = _breach_routing("{id: ana, territory: {lead.country: [DE]}}")
+    _sal_with_ana(store, routing)
+    breached = NOW + timedelta(days=1, minutes=1)
+    result = tick(store, MODEL, breached, routing=routing)
+    assert _breaches_of(result, "L1") == [("sal", "ana")]
+    assert result.routing is not None
+    (back,) = result.routing.assignments
+    assert back.rep == "ana" and back.reason.startswith("SLA for sal breached; ")
+    assert back.reason.endswith("(ana breached its SLA but is the team's only rep)")
+    assert [(a.rep, a.ended_reason) for a in store.assignments("L1")] == [
+        ("ana", "SLA for sal breached"),
+        ("ana", None),
+    ]
+    *_, fresh = _timers(store, "L1")
+    assert (fresh["rep"], fresh["started_at"], fresh["due_at"]) == (
+        "ana",
+        breached,
+        breached + timedelta(days=1),
+    )
+
+
+def test_after_a_breach_the_other_rep_at_capacity_is_waited_for(store: Store) -> None:
+    """A colleague at capacity is still a colleague: the lead waits for them, and the
+    queue gives it to them (not to the rep who breached) once they have room."""
+    routing = _breach_routing(
+        "{id: ana, territory: {lead.country: [DE]}}",
+        "{id: ben, capacity: 1, territory: {lead.country: [US]}}",
+    )
+    ingestor = _sal_with_ana(store, routing)
+    ingestor.apply(mql_facts("L2", "US", NOW), NOW)  # ben is full
+    breached = NOW + timedelta(days=1, minutes=1)
+    result = tick(store, MODEL, breached, routing=routing)
+    assert _open_assignments(store) == {"L1": ("sales_reps", None), "L2": ("sales_reps", "ben")}
+    assert result.routing is not None
+    (queued,) = result.routing.assignments
+    assert "(at capacity: ben; breached its SLA: ana)" in queued.reason
+    freed = breached + timedelta(hours=1)
+    ingestor.apply([Decision("X2", "L2", "reject", freed, "no_budget")], freed)
+    given = tick(store, MODEL, freed + timedelta(minutes=5), routing=routing)
+    assert given.routing is not None
+    (taken,) = given.routing.assignments
+    assert (taken.lead_id, taken.rep) == ("L1", "ben")
+    assert "nobody available covers lead.country = DE" in taken.reason  # ana is not
+
+
+def test_a_breached_lead_routed_to_another_team_is_not_given_to_its_breacher_there(
+    store: Store,
+) -> None:
+    """The rule follows the lead, not the team: routed from smb's queue to team ent, which
+    lists the rep who breached too, it waits for ent's other rep."""
+    routing = load_routing_text(
+        """
+teams:
+  smb:
+    reps:
+      - {id: ana}
+      - {id: ben, away: [{from: 2026-07-06T11:00:00Z, until: 2026-07-20T00:00:00Z}]}
+  ent:
+    reps:
+      - {id: ana}
+      - {id: eve, away: [{from: 2026-07-06T11:00:00Z, until: 2026-07-20T00:00:00Z}]}
+sla:
+  - {stage: mql, within: 4h, business_hours: false, reassign_on_breach: true}
+"""
+    )
+    ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=routing)
+    ingestor.apply([_profile("S1", "US", NOW)], NOW)
+    assert _open_assignments(store) == {"S1": ("smb", "ana")}
+    tick(store, TWO_TEAMS_MODEL, NOW + timedelta(hours=4, minutes=1), routing=routing)
+    assert _open_assignments(store) == {"S1": ("smb", None)}
+    moved = NOW + timedelta(hours=5)
+    result = ingestor.apply([_profile("S1", "DE", moved)], moved)
+    assert _open_assignments(store) == {"S1": ("ent", None)}
+    assert result.routing is not None
+    (queued,) = result.routing.assignments
+    assert "(away: eve; breached its SLA: ana)" in queued.reason
+    back = datetime(2026, 7, 20, 0, 5, tzinfo=UTC)
+    tick(store, TWO_TEAMS_MODEL, back, routing=routing)
+    assert _open_assignments(store) == {"S1": ("ent", "eve")}

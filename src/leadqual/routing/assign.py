@@ -20,7 +20,9 @@ the people it affects:
   leads instead of taking every one.
 
 Under every method a rep who is away at the time, or whose open leads reached
-their capacity, is skipped. When nobody is left the lead waits in the team's
+their capacity, is skipped. So is the rep who breached the lead's SLA before it
+was re-assigned (``breached``), unless they are the team's only rep: the lead
+waits for the others instead. When nobody is left the lead waits in the team's
 queue (rep ``None``), with the reason.
 """
 
@@ -51,17 +53,51 @@ def choose_rep(
     at: datetime,
     exclude: Sequence[str] = (),
     latest: Mapping[str, int] | None = None,
+    breached: str | None = None,
 ) -> Choice:
     """The rep who gets a lead routed to ``team_name`` at ``at``, and why.
 
     ``latest``: for each rep, the order (any increasing number) of their latest
     lead of this team, for the territory method's turns.
+
+    ``breached``: the rep who breached the lead's SLA and lost it for that (no rep has
+    had it since): skipped, and named in the reason, while the team has any other rep,
+    even one away or at capacity now (the lead then waits in the queue for them); the
+    team's only rep may have it back.
     """
     roster = list(team.reps)
-    present = [r for r in roster if not r.is_away(at) and r.id not in exclude]
+    listed = breached is not None and any(r.id == breached for r in roster)
+    barred = breached if listed and len(roster) > 1 else None
+    present = [r for r in roster if not r.is_away(at) and r.id not in (*exclude, barred)]
     away = [r.id for r in roster if r.is_away(at)]
     free = [r for r in present if r.capacity is None or open_leads.get(r.id, 0) < r.capacity]
-    skipped = _skipped(away, [r.id for r in present if r not in free])
+    skipped = _skipped(
+        away,
+        [r.id for r in present if r not in free],
+        barred if barred is not None and barred not in away else None,
+    )
+    choice = _choose(team_name, roster, free, skipped, method, key, key_value, open_leads,
+                     last_rep, latest)  # fmt: skip
+    if breached is not None and barred is None and choice.rep == breached:
+        return Choice(
+            choice.rep, f"{choice.reason} ({breached} breached its SLA but is the team's only rep)"
+        )
+    return choice
+
+
+def _choose(
+    team_name: str,
+    roster: list[Rep],
+    free: list[Rep],
+    skipped: str,
+    method: str | None,
+    key: str | None,
+    key_value: Any,
+    open_leads: Mapping[str, int],
+    last_rep: str | None,
+    latest: Mapping[str, int] | None,
+) -> Choice:
+    """The rep of ``free`` the method picks (``skipped``: who was skipped, and why)."""
     if not free:
         return Choice(None, f"team {team_name}: nobody available ({skipped}); queued for the team")
     if method == "capacity":
@@ -111,12 +147,14 @@ def _next_after(roster: list[Rep], candidates: list[Rep], last: str | None) -> R
     return next(r for r in order if r in candidates)
 
 
-def _skipped(away: list[str], full: list[str]) -> str:
+def _skipped(away: list[str], full: list[str], breached: str | None = None) -> str:
     parts = []
     if away:
         parts.append(f"away: {', '.join(away)}")
     if full:
         parts.append(f"at capacity: {', '.join(full)}")
+    if breached is not None:
+        parts.append(f"breached its SLA: {breached}")
     return "; ".join(parts)
 
 

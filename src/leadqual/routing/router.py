@@ -22,6 +22,13 @@ it:
   gets a fresh clock for the lead's current stage, from the re-assignment (a
   clock still running for the previous rep stops).
 
+A lead re-assigned after a breach is not given back to the rep who breached
+its SLA (:func:`breach_reason`; :meth:`_Transaction.breacher`) until another
+rep has had it: not by the re-assignment, nor from the team's queue (at a tick
+or at the lead's next fact), nor by routing to another team that lists them,
+while the team has any other rep, even one away or at capacity now (the lead
+waits in the queue for them). The team's only rep may have it back.
+
 Whenever a lead gets a new owner without changing stage (another team, after a
 breach, time away, a rep taking it from the team's queue at a tick or at the
 lead's next fact), :meth:`_Transaction.fresh_clocks` stops the clock still
@@ -67,6 +74,42 @@ END_CAUSES: tuple[EndCause, ...] = get_args(EndCause)
 another team; it left routing (a stage no routing rule covers: disqualified, recycled);
 it was merged into another lead; its SLA was breached and it moved to another rep; its
 rep is away; it waited in the team's queue and a rep took it."""
+
+_BREACH = ("SLA for ", " breached")
+
+
+def breach_reason(stage: str) -> str:
+    """The ``ended_reason`` of an assignment ended by an SLA breach (cause ``sla_breached``).
+
+    ``assignments`` has no column for the cause: this wording is how the stored row says
+    it, and :func:`ended_by_breach` reads it back (to keep the lead from the rep who
+    breached). No other end reason has it: they start ``routed to team``, ``no longer
+    routed``, ``merged into lead``, ``a rep became available``, or end ``is away``."""
+    return f"{_BREACH[0]}{stage}{_BREACH[1]}"
+
+
+def ended_by_breach(ended_reason: str | None) -> bool:
+    """Whether a stored ``ended_reason`` is an SLA breach's (:func:`breach_reason`)."""
+    return (
+        ended_reason is not None
+        and ended_reason.startswith(_BREACH[0])
+        and ended_reason.endswith(_BREACH[1])
+    )
+
+
+def breachers_query(leads: Sequence[str]) -> Select[tuple[Any, Any, Any, Any]]:
+    """Each of ``leads``' latest assignment to a rep (not the queue): its rep, whether it
+    ended and why. An ended one whose reason is a breach's names the rep who breached."""
+    a = schema.assignments
+    latest = (
+        select(func.max(a.c.id).label("id"))
+        .where(a.c.lead_id.in_(leads), a.c.rep.is_not(None))
+        .group_by(a.c.lead_id)
+        .subquery()
+    )
+    return select(a.c.lead_id, a.c.rep, a.c.ended_at, a.c.ended_reason).join(
+        latest, a.c.id == latest.c.id
+    )
 
 
 @dataclass(frozen=True)
@@ -162,6 +205,7 @@ class Router:
         work.merged_away(merged or {})
         leads = sorted(qualified)
         work.load_open(leads)
+        work.load_breachers(lead for lead in leads if work.needs_rep(qualified[lead]))
         moved = [lead for lead in leads if stages_before.get(lead) != qualified[lead].stage]
         running: dict[str, list[Any]] = defaultdict(list)
         for timer in work.running(moved):  # one query for every lead that changed stage
@@ -217,6 +261,9 @@ class _Transaction:
         """Per team: each rep's latest assignment id in it (their turn, for territory)."""
         self.cursor: dict[str, str | None] = {}
         self.moved_cursors: set[str] = set()
+        self.breachers: dict[str, str | None] = {}
+        """Per lead read: the rep who breached its SLA and lost it for that, if no rep has
+        had it since (None: nobody is kept from it). Kept current by ``_end``/``_assign``."""
         self.assigned_payloads: list[dict[str, Any]] = []
         self.ended_payloads: list[dict[str, Any]] = []
         self.breach_payloads: list[dict[str, Any]] = []
@@ -233,6 +280,22 @@ class _Transaction:
             )
             for row in self.connection.execute(query):
                 self.open[row.lead_id] = _Open(row.id, row.team, row.rep)
+
+    def load_breachers(self, leads: Iterable[str]) -> None:
+        """Read who breached each lead's SLA (:attr:`breachers`), for leads not read yet."""
+        wanted = set(leads) - self.breachers.keys()
+        for part in chunks(sorted(wanted)):
+            self.breachers.update({lead: None for lead in part})
+            for row in self.connection.execute(breachers_query(part)):
+                if row.ended_at is not None and ended_by_breach(row.ended_reason):
+                    self.breachers[row.lead_id] = row.rep
+
+    def breacher(self, lead: str) -> str | None:
+        """The rep who breached the lead's SLA and lost it for that, if no rep has had it
+        since: :func:`choose_rep` keeps the lead from them unless they are the team's
+        only rep."""
+        self.load_breachers([lead])
+        return self.breachers[lead]
 
     def _team_load(self, team: str) -> dict[str, int]:
         """The open leads of each rep of ``team`` in *every* team (a rep's capacity is the
@@ -253,6 +316,12 @@ class _Transaction:
         return self.load
 
     # assignments
+
+    def needs_rep(self, q: Qualification) -> bool:
+        """Whether following the lead's routing chooses a rep (a new team, or the queue)."""
+        team = q.routing.team if q.routing is not None else None
+        current = self.open.get(q.lead_id)
+        return team is not None and (current is None or current.team != team or current.rep is None)
 
     def follow_routing(self, q: Qualification) -> _Handover | None:
         """Assign the lead as its routing says; the handover when the lead left an owner
@@ -302,7 +371,7 @@ class _Transaction:
         else:
             load = self._team_load(team)
             if choice is None:
-                choice = self._choose(team, roster, method, key, key_value, exclude)
+                choice = self._choose(lead, team, roster, method, key, key_value, exclude)
             rep, reason = choice.rep, choice.reason
             if rep is not None:
                 load[rep] = load.get(rep, 0) + 1
@@ -326,6 +395,7 @@ class _Transaction:
         ).scalar_one()
         if rep is not None:
             self.latest[team][rep] = int(row_id)
+            self.breachers[lead] = None  # another rep (or the only one) has it now
         self.open[lead] = _Open(int(row_id), team, rep)
         record = AssignmentRecord(lead, team, rep, method, rule, reason, self.now)
         self.result.assignments.append(record)
@@ -362,6 +432,8 @@ class _Transaction:
         )
         if current.rep is not None and self.load.get(current.rep, 0) > 0:
             self.load[current.rep] -= 1
+        if current.rep is not None:  # the lead's latest rep (the queue changes nothing)
+            self.breachers[lead] = current.rep if cause == "sla_breached" else None
         del self.open[lead]
 
     # SLA clocks
@@ -557,9 +629,7 @@ class _Transaction:
             sla = self.config.sla_for(timer.stage)
             current = self.open.get(timer.lead_id)
             if sla is not None and sla.reassign_on_breach and current is not None:
-                self._reassign(
-                    timer.lead_id, current, f"SLA for {timer.stage} breached", "sla_breached"
-                )
+                self._reassign(timer.lead_id, current, breach_reason(timer.stage), "sla_breached")
 
     def reassign_away(self) -> None:
         away: dict[str, list[str]] = defaultdict(list)
@@ -593,7 +663,9 @@ class _Transaction:
             .order_by(a.c.id)
         )
         handovers: dict[str, tuple[str | None, _Handover]] = {}
-        for row in list(self.connection.execute(query)):
+        queued = list(self.connection.execute(query))
+        self.load_breachers(row.lead_id for row in queued)
+        for row in queued:
             routing = json.loads(row.routing) if row.routing else {}
             current = _Open(row.id, row.team, None)
             self.open[row.lead_id] = current
@@ -615,7 +687,7 @@ class _Transaction:
         roster = self.config.teams.get(current.team)
         if roster is None:
             return None
-        choice = self._choose(current.team, roster, method, key, key_value, ())
+        choice = self._choose(lead, current.team, roster, method, key, key_value, ())
         if choice.rep is None:
             return None
         why = "a rep became available"
@@ -626,17 +698,21 @@ class _Transaction:
         return _Handover(current, why)
 
     def _choose(
-        self, team: str, roster: Team, method: str | None, key: str | None, key_value: Any,
-        exclude: Sequence[str],
+        self, lead: str, team: str, roster: Team, method: str | None, key: str | None,
+        key_value: Any, exclude: Sequence[str],
     ) -> Choice:  # fmt: skip
+        """The rep of ``team`` for ``lead``: never the rep who breached its SLA while the
+        team has another (:meth:`breacher`)."""
         load = self._team_load(team)
         return choose_rep(
             team, roster, method, key, key_value, load, self.cursor.get(team), self.now,
-            exclude, self.latest[team],
+            exclude, self.latest[team], self.breacher(lead),
         )  # fmt: skip
 
     def _reassign(self, lead: str, current: _Open, why: str, cause: EndCause) -> None:
         """Give the lead to another rep of its team (``why``: an SLA breach, time away).
+        After a breach, not back to the rep who breached while the team has another: the
+        lead waits in the queue if none is available (:meth:`breacher`).
 
         The new owner gets a fresh SLA clock for the lead's current stage, from now: a
         clock still running for the previous rep stops (``re-assigned: <why>``;
@@ -649,9 +725,9 @@ class _Transaction:
             select(q.c.stage, q.c.routing).where(q.c.lead_id == lead)
         ).first()
         routing = json.loads(stored.routing) if stored is not None and stored.routing else {}
-        self._end(lead, current, why, cause)
+        self._end(lead, current, why, cause)  # after a breach: current.rep is its breacher
         assert current.team is not None
-        exclude = [current.rep] if current.rep is not None else []
+        exclude = [current.rep] if current.rep is not None and cause != "sla_breached" else []
         self._assign(
             lead,
             current.team,

@@ -291,7 +291,9 @@ assignments = Table(
 0005 adds the indexes: by team and rep (each rep's latest lead of a team, for territory
 turns; a team's leads of reps who are away; a team's queue) and by rep with ``ended_at``
 (a rep's open leads in every team, for capacity), so routing does not read the whole
-history."""
+history. An assignment ended by an SLA breach has ``ended_reason`` ``SLA for <stage>
+breached`` (``routing.router.breach_reason``): routing reads it back to keep the lead from
+the rep who breached (no column holds the end cause)."""
 
 webhook_subscriptions = Table(
     "webhook_subscriptions",
