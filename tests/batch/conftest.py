@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -25,6 +27,36 @@ def database_url() -> str:
     except psycopg.Error as exc:  # pragma: no cover - depends on the machine
         pytest.skip(f"PostgreSQL not reachable at {url}: {exc}")
     return url
+
+
+ICU_LOCALE = "en-US"
+"""A locale whose text order is not Python's: ``'a' < 'B'``, ``'S_1' < 'S1'``, ``'l1' < 'L2'``."""
+
+
+@pytest.fixture(scope="session")
+def icu_database_url(database_url: str) -> Iterator[str]:
+    """A fresh database whose default collation is ICU ``en-US``, dropped after the session.
+
+    Companies' servers often default to a linguistic collation (``en_US.UTF-8``,
+    ICU) rather than the test server's ``C.UTF-8``; the PostgreSQL executor must
+    give the reference's answers there too.
+    """
+    import psycopg
+
+    name = f"lq_icu_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        try:
+            admin.execute(
+                f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu "
+                f"ICU_LOCALE '{ICU_LOCALE}' LOCALE 'C.UTF-8'"
+            )
+        except psycopg.Error as exc:  # pragma: no cover - depends on the server
+            pytest.skip(f"cannot create an ICU database: {exc}".strip())
+    try:
+        yield urlsplit(database_url)._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")

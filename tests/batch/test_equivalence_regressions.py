@@ -24,6 +24,7 @@ from leadqual.engine.compile import SourceSchema, compile_model
 from leadqual.errors import UnsupportedError
 from leadqual.facts.dataset import FactSet
 from leadqual.facts.types import (
+    AccountProfile,
     Decision,
     Event,
     LeadProfile,
@@ -71,6 +72,10 @@ _TERRITORY_ON_BUDGET = (
     "name: r\n"
     "stages: [{id: cold}]\n"
     "routing: [{when: {stage: cold}, assign: {team: t, method: territory, key: lead.budget_usd}}]\n"
+)
+_ACCEPT_STAGE = (
+    "name: r\nstages: [{id: cold}, {id: sal, manual: true, decision: accept}]\n"
+    "recycle: [{trigger: lost, to: cold}]\n"
 )
 _NUMBER_TEXT = "Python's float() reads this text as a number; the SQL cast does not"
 _CASEFOLD = "Python casefold() folds ß to ss and final sigma; SQL lower() does not"
@@ -207,6 +212,109 @@ REGRESSIONS: list[Regression] = [
             leads=[_lead()],
             decisions=[Decision("X", "L1", "reopen", DAY_AGO)],
             outcomes=[Outcome("X", "L1", "won", DAY_AGO)],
+        ),
+    ),
+    # Ties broken by comparing ids or values as text: Python compares code points,
+    # a linguistic collation (en_US, ICU) does not ('B' < 'a' < 'b', '1' < '_'
+    # in Python; 'a' < 'B', '_' < '1' there). Run on such a database by
+    # test_collation.py; on a C collation they pin the tie-breaks down.
+    *(
+        Regression(
+            f"decision-tie-{name}",
+            _ACCEPT_STAGE,
+            FactSet(leads=[_lead()], decisions=decisions, outcomes=outcomes),
+        )
+        for name, decisions, outcomes in [
+            (
+                "case",
+                [
+                    Decision("d-B", "L1", "accept", DAY_AGO),
+                    Decision("d-a", "L1", "reject", DAY_AGO),
+                ],
+                [],
+            ),
+            (
+                "punctuation",
+                [Decision("D1", "L1", "reject", DAY_AGO), Decision("D_1", "L1", "accept", DAY_AGO)],
+                [],
+            ),
+            (
+                "with-outcome",
+                [Decision("x1", "L1", "accept", DAY_AGO)],
+                [Outcome("X2", "L1", "lost", DAY_AGO)],
+            ),
+        ]
+    ),
+    Regression(
+        "profile-tie-text-value",
+        _fit_on("{lead.title: {regex: '^v'}}"),
+        FactSet(
+            leads=[
+                LeadProfile("L1", None, None, {"title": "VP Sales"}, DAY_AGO),
+                LeadProfile("L1", None, None, {"title": "vp sales"}, DAY_AGO),
+            ]
+        ),
+    ),
+    Regression(
+        # the value chosen by code point must still lower-case as text does elsewhere
+        "profile-tie-non-ascii-value-ignores-case",
+        _fit_on("{lead.title: {eq: élan}}"),
+        FactSet(
+            leads=[
+                LeadProfile("L1", None, None, {"title": "Alpha"}, DAY_AGO),
+                LeadProfile("L1", None, None, {"title": "Élan"}, DAY_AGO),
+            ]
+        ),
+    ),
+    Regression(
+        "profile-tie-email-and-account",
+        _fit_on("{lead.email_domain: beta.io}"),
+        FactSet(
+            leads=[
+                LeadProfile("L1", "a1@acme.com", "a1", {}, DAY_AGO),
+                LeadProfile("L1", "a_@beta.io", "B2", {}, DAY_AGO),
+            ]
+        ),
+    ),
+    Regression(
+        "email-owner-is-the-smallest-lead-id",
+        "name: r\nengagement: {rules: [{id: demo, event: demo_request, points: 40}]}\n"
+        "stages: [{id: cold}]\n",
+        FactSet(
+            leads=[
+                LeadProfile("l1", "ann@acme.com", None, {}, None),
+                LeadProfile("L2", "ann@acme.com", None, {}, None),
+            ],
+            events=[Event("E1", "demo_request", DAY_AGO, None, "ann@acme.com", {})],
+        ),
+    ),
+    Regression(
+        "domain-owner-is-the-smallest-account-id",
+        _fit_on("{account.tier: gold}"),
+        FactSet(
+            leads=[_lead()],
+            accounts=[
+                AccountProfile("a1", "acme.com", {"tier": "gold"}, None),
+                AccountProfile("B2", "acme.com", {"tier": "silver"}, None),
+            ],
+        ),
+    ),
+    Regression(
+        "max-count-keeps-the-latest-of-events-at-one-instant",
+        "name: r\nengagement: {half_life_days: 10,\n"
+        "  rules: [{id: opens, event: email_open, points: 5, max_count: 2}]}\n"
+        "stages: [{id: cold}]\n",
+        FactSet(
+            leads=[_lead()],
+            events=[
+                Event(event_id, "email_open", at, "L1", None, {})
+                for event_id, at in [
+                    ("E_1", DAY_AGO),
+                    ("E1", DAY_AGO),
+                    ("e1", DAY_AGO),
+                    ("e-2", AS_OF - timedelta(days=3)),
+                ]
+            ],
         ),
     ),
 ]

@@ -139,3 +139,23 @@ def test_printing_is_cached_and_leaves_the_plan_untouched() -> None:
     fresh = compile_model(model, AS_OF, SourceSchema.for_model(model))
     for dialect in reversed(DIALECTS):
         assert fresh.sql(dialect) == printed[dialect]
+
+
+def test_text_orders_by_code_point_on_postgres_and_by_default_elsewhere() -> None:
+    """PostgreSQL orders text by the database's collation, often linguistic: every
+    text sort and MIN/MAX that decides a result says ``COLLATE "C"`` there (and gives
+    the value chosen the default collation back). The other dialects order text by
+    its bytes already, and print no COLLATE."""
+    model = load_model("b2b_example")
+    compiled = compile_model(model, AS_OF, SourceSchema.for_model(model))
+    postgres = compiled.sql("postgres")
+    assert re.search(r'ORDER BY "at_us" NULLS FIRST, "fact_id" COLLATE "C"', postgres)
+    assert re.search(r'"answer_id" COLLATE "C" DESC', postgres)
+    assert re.search(r'\(MIN\("lead_id" COLLATE "C"\)\) COLLATE "default" AS "lead_id"', postgres)
+    assert re.search(
+        r'\(MIN\("account_id" COLLATE "C"\)\) COLLATE "default" AS "account_id"', postgres
+    )
+    assert postgres.count('COLLATE "C"') == postgres.count('COLLATE "default"') + 2
+    for dialect in DIALECTS:
+        if dialect != "postgres":
+            assert "COLLATE" not in compiled.sql(dialect).upper(), dialect

@@ -16,6 +16,16 @@ branches in the compiler:
   the expression grows exponentially with the layers (tens of megabytes for
   the example model) and planning exhausts memory. Materializing keeps each
   layer computed once, as it is written.
+* ``COLLATE``: where a result depends on the order of text (ties broken by
+  id, the smallest id owning an email or a domain, the greatest of values
+  set at one instant), the plan orders it by code point as Python does,
+  ``x COLLATE "C"`` (``values.by_code_point``), and gives a chosen value the
+  database's collation back (``COLLATE "default"``). PostgreSQL needs both:
+  its default collation is the database's, often linguistic (``en_US``,
+  ICU), where ``'a' < 'B'`` and ``'_' < '1'``. DuckDB (``BINARY``), Spark
+  (``UTF8_BINARY``), Snowflake and BigQuery compare text by its UTF-8 bytes
+  or code points unless a collation is configured (leadqual configures none
+  on the sessions it opens), so the clause is dropped for them.
 """
 
 from __future__ import annotations
@@ -45,6 +55,15 @@ def _snowflake_unix_micros(node: exp.Expr) -> exp.Expr:
     return exp.Anonymous(this="DATE_PART", expressions=[exp.var("EPOCH_MICROSECOND"), node.this])
 
 
+def _binary_text_order(node: exp.Expr) -> exp.Expr:
+    """Drop ``COLLATE``: the dialect's default text order already is by code point."""
+    if not isinstance(node, exp.Collate):
+        return node
+    inner: exp.Expr = node.this.this if isinstance(node.this, exp.Paren) else node.this
+    # ``transform`` does not descend into a replacement: the COLLATE inside goes here.
+    return inner.transform(_binary_text_order, copy=False)
+
+
 def _postgres_materialized(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.CTE):
         node.set("materialized", True)
@@ -52,11 +71,11 @@ def _postgres_materialized(node: exp.Expr) -> exp.Expr:
 
 
 REWRITES: dict[str, tuple[Rewrite, ...]] = {
-    "duckdb": (),
+    "duckdb": (_binary_text_order,),
     "postgres": (_postgres_unix_micros, _postgres_materialized),
-    "spark": (),
-    "snowflake": (_snowflake_unix_micros,),
-    "bigquery": (),
+    "spark": (_binary_text_order,),
+    "snowflake": (_snowflake_unix_micros, _binary_text_order),
+    "bigquery": (_binary_text_order,),
 }
 
 

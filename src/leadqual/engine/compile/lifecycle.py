@@ -47,7 +47,7 @@ def build_answers(build: Build) -> exp.Table | None:
         order=exp.Order(
             expressions=[
                 exp.Ordered(this=at_us.copy(), desc=True, nulls_first=False),
-                exp.Ordered(this=v.col("answer_id"), desc=True, nulls_first=False),
+                exp.Ordered(this=v.by_code_point(v.col("answer_id")), desc=True, nulls_first=False),
             ]
         ),
     )
@@ -148,7 +148,7 @@ def build_decisions(build: Build) -> exp.Table:
         order=exp.Order(
             expressions=[
                 exp.Ordered(this=v.col("at_us"), nulls_first=True),
-                exp.Ordered(this=v.col("fact_id"), nulls_first=True),
+                exp.Ordered(this=v.by_code_point(v.col("fact_id")), nulls_first=True),
                 exp.Ordered(this=v.col("source"), nulls_first=True),
             ]
         ),

@@ -171,7 +171,10 @@ class _Latest:
 
 
 def _greatest(value: exp.Expr, logical: str) -> exp.Expr:
-    """``MAX(value)``, also for booleans (PostgreSQL has no MAX(boolean); False < True)."""
+    """``MAX(value)``, also for booleans (PostgreSQL has no MAX(boolean); False < True),
+    and for text by code point, as Python's ``max``."""
+    if logical == "string":
+        return v.greatest_text(value)
     if logical != "boolean":
         return exp.Max(this=value)
     as_int = exp.Max(this=exp.cast(value, exp.DataType.build("INT"), copy=False))
@@ -364,7 +367,7 @@ def _email_owner(merged: exp.Table) -> exp.Expr:
     return (
         exp.select(
             exp.alias_(v.col("link_email"), "email", quoted=True, copy=False),
-            exp.alias_(exp.Min(this=v.col(LEAD_KEY)), LEAD_KEY, quoted=True, copy=False),
+            exp.alias_(v.least_text(v.col(LEAD_KEY)), LEAD_KEY, quoted=True, copy=False),
             copy=False,
         )
         .from_(merged, copy=False)
@@ -420,7 +423,7 @@ def _domain_owner(rows: exp.Table) -> exp.Expr:
     return (
         exp.select(
             exp.alias_(domain, "domain", quoted=True, copy=False),
-            exp.alias_(exp.Min(this=v.col(ACCOUNT_KEY)), ACCOUNT_KEY, quoted=True, copy=False),
+            exp.alias_(v.least_text(v.col(ACCOUNT_KEY)), ACCOUNT_KEY, quoted=True, copy=False),
             copy=False,
         )
         .from_(rows, copy=False)

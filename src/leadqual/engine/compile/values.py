@@ -95,6 +95,46 @@ def case(whens: Sequence[tuple[exp.Expr, exp.Expr]], default: exp.Expr | None = 
     return node
 
 
+CODE_POINT_COLLATION = "C"
+"""The collation that orders text as Python does, by code point (PostgreSQL's ``"C"``
+compares the UTF-8 bytes, which order the same way)."""
+
+DEFAULT_COLLATION = "default"
+"""The database's own collation, given back to a value chosen by code point order."""
+
+
+def _collate(value: exp.Expr, collation: str) -> exp.Expr:
+    if not isinstance(value, exp.Column):
+        value = exp.paren(value, copy=False)
+    return exp.Collate(this=value, expression=exp.Identifier(this=collation, quoted=True))
+
+
+def by_code_point(value: exp.Expr) -> exp.Expr:
+    """Text ordered as Python orders ``str``, by code point: a sort key for ORDER BY.
+
+    The plan says so with ``COLLATE "C"``, which PostgreSQL needs (its default
+    collation is the database's, often linguistic: ``'a' < 'B'``); dialects
+    whose text order already is binary drop the clause (``dialects``).
+    """
+    return _collate(value, CODE_POINT_COLLATION)
+
+
+def least_text(value: exp.Expr) -> exp.Expr:
+    """``MIN`` of text by code point, as Python's ``min`` (see ``greatest_text``)."""
+    return _collate(exp.Min(this=by_code_point(value)), DEFAULT_COLLATION)
+
+
+def greatest_text(value: exp.Expr) -> exp.Expr:
+    """``MAX`` of text by code point, as Python's ``max``.
+
+    The value chosen gets the database's collation back (``COLLATE "default"``):
+    in PostgreSQL a collation travels with a value into later CTEs, and under
+    "C" ``LOWER`` folds ASCII letters only (``LOWER('É')`` stays ``'É'``), so the
+    conditions that test it would stop ignoring case as they do elsewhere.
+    """
+    return _collate(exp.Max(this=by_code_point(value)), DEFAULT_COLLATION)
+
+
 def is_true(condition: exp.Expr) -> exp.Expr:
     """Two-valued truth of a three-valued condition: unknown counts as false."""
     return exp.func("COALESCE", exp.paren(condition, copy=False), exp.false(), copy=False)
