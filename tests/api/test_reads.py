@@ -423,11 +423,12 @@ def test_with_a_routing_file_leads_are_assigned_to_reps(database_url: str) -> No
         assert [i["lead_id"] for i in read.get("/v1/queues/reps/ana").json()["items"]] == ["L-1"]
         assert [i["lead_id"] for i in read.get("/v1/queues/reps/ben").json()["items"]] == ["L-2"]
         (assignment,) = read.get("/v1/leads/L-1/assignments").json()["assignments"]
-        assert (assignment["team"], assignment["rep"], assignment["ended_at"]) == (
-            "sales_reps",
-            "ana",
-            None,
-        )
+        assert (
+            assignment["team"],
+            assignment["rep"],
+            assignment["ended_at"],
+            assignment["ended_cause"],
+        ) == ("sales_reps", "ana", None, None)
         assert "ana covers lead.country = DE" in assignment["reason"]
         assert_error(read.get("/v1/leads/L-404/assignments"), 404)
         reject = {"decision_id": "X-1", "action": "reject", "reason": "no_budget",
@@ -436,7 +437,10 @@ def test_with_a_routing_file_leads_are_assigned_to_reps(database_url: str) -> No
         assert done.status_code == 200, done.text
         assert read.get("/v1/queues/reps/ana").json()["items"] == []
         (ended,) = read.get("/v1/leads/L-1/assignments").json()["assignments"]
-        assert ended["ended_reason"] == "no longer routed (stage nurture)"
+        assert (ended["ended_reason"], ended["ended_cause"]) == (
+            "no longer routed (stage nurture)",
+            "unrouted",
+        )
 
 
 def test_webhook_subscriptions_over_rest(api: Api) -> None:

@@ -20,6 +20,7 @@ from leadqual.cli import app
 from leadqual.facts.types import Decision, Event, LeadProfile
 from leadqual.model.load import load_model, load_model_text
 from leadqual.routing import load_routing, load_routing_text
+from leadqual.routing.router import END_CAUSES
 from leadqual.service import Ingestor, tick
 from leadqual.store import Store, schema, state
 from tests.service.builders import mql_facts
@@ -1160,3 +1161,108 @@ sla:
     back = datetime(2026, 7, 20, 0, 5, tzinfo=UTC)
     tick(store, TWO_TEAMS_MODEL, back, routing=routing)
     assert _open_assignments(store) == {"S1": ("ent", "eve")}
+
+
+def _ends(store: Store) -> list[tuple[Any, ...]]:
+    """Every ended assignment: lead, team, rep, end reason and end cause (sorted)."""
+    a = schema.assignments
+    with store.engine.connect() as connection:
+        query = select(a.c.lead_id, a.c.team, a.c.rep, a.c.ended_reason, a.c.ended_cause).where(
+            a.c.ended_at.is_not(None)
+        )
+        return sorted((tuple(row) for row in connection.execute(query)), key=str)
+
+
+def test_each_end_stores_its_cause_as_announced(store: Store) -> None:
+    """``assignments`` had no end cause: routing parsed ``ended_reason`` to find a breach.
+    Every end stores, in ``ended_cause``, the cause its ``assignment_ended`` carries."""
+    _subscribe(store)
+    routing = load_routing_text(
+        """
+teams:
+  smb:
+    reps:
+      - {id: ana}
+      - {id: ben, away: [{from: 2026-07-06T11:00:00Z, until: 2026-07-20T00:00:00Z}]}
+  ent:
+    reps:
+      - {id: ana}
+      - {id: eve, away: [{from: 2026-07-06T11:00:00Z, until: 2026-07-06T18:00:00Z}]}
+sla:
+  - {stage: mql, within: 4h, business_hours: false, reassign_on_breach: true}
+"""
+    )
+    ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=routing)
+    ingestor.apply([_profile(lead, "US", NOW) for lead in ("S1", "S2", "S3", "S4")], NOW)
+    assert _open_assignments(store) == {
+        "S1": ("smb", "ana"), "S2": ("smb", "ben"), "S3": ("smb", "ana"), "S4": ("smb", "ben"),
+    }  # fmt: skip
+    left = NOW + timedelta(minutes=30)
+    ingestor.apply([_profile("S3", "FR", left)], left)  # no rule routes FR
+    merged = NOW + timedelta(minutes=40)
+    ingestor.apply([LeadProfile("S4", "s2@x.io", None, {"country": "US"}, merged)], merged)
+    tick(store, TWO_TEAMS_MODEL, NOW + timedelta(hours=1, minutes=5), routing=routing)  # ben away
+    tick(store, TWO_TEAMS_MODEL, NOW + timedelta(hours=4, minutes=1), routing=routing)  # S1 due
+    moved = NOW + timedelta(hours=5)
+    ingestor.apply([_profile("S1", "DE", moved)], moved)  # smb's queue to ent's
+    back = datetime(2026, 7, 6, 18, 5, tzinfo=UTC)  # eve is back; S2's clock (ana) is due
+    tick(store, TWO_TEAMS_MODEL, back, routing=routing)
+    assert _open_assignments(store) == {"S1": ("ent", "eve"), "S2": ("smb", None)}
+    ends = _ends(store)
+    assert ends == [
+        ("S1", "ent", None, "a rep became available", "dequeued"),
+        ("S1", "smb", "ana", "SLA for mql breached", "sla_breached"),
+        ("S1", "smb", None, "routed to team ent", "rerouted"),
+        ("S2", "smb", "ana", "SLA for mql breached", "sla_breached"),
+        ("S2", "smb", "ben", "ben is away", "rep_away"),
+        ("S3", "smb", "ana", "no longer routed (stage mql)", "unrouted"),
+        ("S4", "smb", "ben", "merged into lead S2", "merged"),
+    ]
+    announced = [
+        (p["lead_id"], p["team"], p["rep"], p["reason"], p["cause"])
+        for p in _outbox(store, "assignment_ended")
+    ]
+    assert sorted(announced, key=str) == ends
+    assert {cause for *_, cause in ends} == set(END_CAUSES)
+    assert [(a.rep, a.ended_cause) for a in store.assignments("S2")] == [
+        ("ben", "rep_away"),
+        ("ana", "sla_breached"),
+        (None, None),
+    ]
+
+
+def test_the_breacher_rule_reads_the_end_cause_not_the_reason_in_words(store: Store) -> None:
+    """Routing recognised a breach by parsing ``ended_reason`` (``SLA for <stage>
+    breached``): reworded text gave the lead back to the rep who breached. It reads the
+    stored ``ended_cause``, whatever the words say."""
+    routing = _breach_routing(
+        "{id: ana, territory: {lead.country: [DE]}}",
+        "{id: ben, territory: {lead.country: [DE]},"
+        " away: [{from: 2026-07-07T00:00:00Z, until: 2026-07-08T12:00:00Z}]}",
+    )
+    _sal_with_ana(store, routing)
+    breached = NOW + timedelta(days=1, minutes=1)  # Tuesday 10:01; ben is away
+    tick(store, MODEL, breached, routing=routing)
+    assert _open_assignments(store)["L1"] == ("sales_reps", None)
+    a = schema.assignments
+    by_ana = (a.c.lead_id == "L1") & (a.c.rep == "ana")
+    with store.engine.begin() as connection:
+        connection.execute(a.update().where(by_ana).values(ended_reason="sal SLA missed"))
+    quiet = tick(store, MODEL, breached + timedelta(hours=6), routing=routing)
+    assert quiet.routing is not None and quiet.routing.assignments == []  # not back to ana
+    assert _open_assignments(store)["L1"] == ("sales_reps", None)
+    assert [(a.rep, a.ended_reason, a.ended_cause) for a in store.assignments("L1")] == [
+        ("ana", "sal SLA missed", "sla_breached"),
+        (None, None, None),
+    ]
+    # the other way round: the breach's words with another cause keep nobody out
+    with store.engine.begin() as connection:
+        connection.execute(
+            a.update()
+            .where(by_ana)
+            .values(ended_reason="SLA for sal breached", ended_cause="rep_away")
+        )
+    given = tick(store, MODEL, breached + timedelta(hours=7), routing=routing)
+    assert given.routing is not None
+    (taken,) = given.routing.assignments
+    assert (taken.lead_id, taken.rep) == ("L1", "ana")

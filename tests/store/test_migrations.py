@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import multiprocessing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import create_engine, func, insert, inspect, select
 
-from leadqual.store import Store, database_url
+from leadqual.store import Store, database_url, schema
 from leadqual.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from leadqual.store.schema import metadata
 from tests.store.conftest import dump
@@ -105,3 +106,56 @@ def test_downgrade_to_empty_and_upgrade_again(store: Store) -> None:
     with store.engine.connect() as connection:
         assert set(metadata.tables) <= set(inspect(connection).get_table_names())
         assert current_revision(connection) == head_revision()
+
+
+def test_revision_0005_backfills_the_end_cause_of_breaches_only(store_url: str) -> None:
+    """A database at 0004 (no ``ended_cause``) with ended assignments: the upgrade when a
+    store opens sets ``sla_breached`` where the end reason is a breach's wording, and
+    leaves every other row's cause empty (it cannot be told reliably from the words)."""
+    at = datetime(2026, 7, 6, 10, tzinfo=UTC)
+    ends = [("L1", "ana", "SLA for sal breached"), ("L1", None, "SLA for mql breached"),
+            ("L2", "ben", "ben is away"), ("L3", "cy", "no longer routed (stage nurture)"),
+            ("L4", "ana", None)]  # fmt: skip
+    a = schema.assignments
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0004")
+            assert "ended_cause" not in {
+                c["name"] for c in inspect(connection).get_columns("assignments")
+            }
+            for lead, rep, why in ends:
+                row = {
+                    "lead_id": lead,
+                    "team": "sales_reps",
+                    "rep": rep,
+                    "rule": "r",
+                    "at": at,
+                    "recorded_at": at,
+                    "ended_at": at if why else None,
+                    "ended_reason": why,
+                }
+                connection.execute(insert(a).values(row))
+    finally:
+        engine.dispose()
+    store = Store.open(store_url)
+    try:
+        stored = [
+            (x.lead_id, x.rep, x.ended_reason, x.ended_cause)
+            for lead in ("L1", "L2", "L3", "L4")
+            for x in store.assignments(lead)
+        ]
+        assert stored == [
+            ("L1", "ana", "SLA for sal breached", "sla_breached"),
+            ("L1", None, "SLA for mql breached", "sla_breached"),
+            ("L2", "ben", "ben is away", None),
+            ("L3", "cy", "no longer routed (stage nurture)", None),
+            ("L4", "ana", None, None),
+        ]
+        with store.engine.begin() as connection:
+            command.downgrade(alembic_config(connection), "0004")
+            columns = {c["name"] for c in inspect(connection).get_columns("assignments")}
+            assert "ended_cause" not in columns and "ended_reason" in columns
+            assert connection.execute(select(func.count()).select_from(a)).scalar_one() == 5
+    finally:
+        store.close()

@@ -293,6 +293,10 @@ class AssignmentRow(BaseModel):
     at: datetime
     ended_at: datetime | None
     ended_reason: str | None
+    ended_cause: str | None
+    """Why it ended, as a machine cause (``rerouted``, ``unrouted``, ``merged``,
+    ``sla_breached``, ``rep_away``, ``dequeued``; null while open, and for assignments
+    ended before it was stored, except breaches)."""
     model_version_id: int | None
 
 

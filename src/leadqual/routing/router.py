@@ -23,11 +23,12 @@ it:
   clock still running for the previous rep stops).
 
 A lead re-assigned after a breach is not given back to the rep who breached
-its SLA (:func:`breach_reason`; :meth:`_Transaction.breacher`) until another
-rep has had it: not by the re-assignment, nor from the team's queue (at a tick
-or at the lead's next fact), nor by routing to another team that lists them,
-while the team has any other rep, even one away or at capacity now (the lead
-waits in the queue for them). The team's only rep may have it back.
+its SLA (the stored ``ended_cause`` of their assignment is ``sla_breached``;
+:meth:`_Transaction.breacher`) until another rep has had it: not by the
+re-assignment, nor from the team's queue (at a tick or at the lead's next fact),
+nor by routing to another team that lists them, while the team has any other
+rep, even one away or at capacity now (the lead waits in the queue for them).
+The team's only rep may have it back.
 
 Whenever a lead gets a new owner without changing stage (another team, after a
 breach, time away, a rep taking it from the team's queue at a tick or at the
@@ -73,33 +74,20 @@ END_CAUSES: tuple[EndCause, ...] = get_args(EndCause)
 """Why an assignment ended (``assignment_ended``'s ``cause``): the lead was routed to
 another team; it left routing (a stage no routing rule covers: disqualified, recycled);
 it was merged into another lead; its SLA was breached and it moved to another rep; its
-rep is away; it waited in the team's queue and a rep took it."""
-
-_BREACH = ("SLA for ", " breached")
+rep is away; it waited in the team's queue and a rep took it. Stored in the ended
+assignment's ``ended_cause``, beside ``ended_reason`` in words."""
 
 
 def breach_reason(stage: str) -> str:
-    """The ``ended_reason`` of an assignment ended by an SLA breach (cause ``sla_breached``).
-
-    ``assignments`` has no column for the cause: this wording is how the stored row says
-    it, and :func:`ended_by_breach` reads it back (to keep the lead from the rep who
-    breached). No other end reason has it: they start ``routed to team``, ``no longer
-    routed``, ``merged into lead``, ``a rep became available``, or end ``is away``."""
-    return f"{_BREACH[0]}{stage}{_BREACH[1]}"
-
-
-def ended_by_breach(ended_reason: str | None) -> bool:
-    """Whether a stored ``ended_reason`` is an SLA breach's (:func:`breach_reason`)."""
-    return (
-        ended_reason is not None
-        and ended_reason.startswith(_BREACH[0])
-        and ended_reason.endswith(_BREACH[1])
-    )
+    """The ``ended_reason`` (in words) of an assignment ended by an SLA breach; its
+    ``ended_cause`` is ``sla_breached``, which is what routing reads back."""
+    return f"SLA for {stage} breached"
 
 
 def breachers_query(leads: Sequence[str]) -> Select[tuple[Any, Any, Any, Any]]:
     """Each of ``leads``' latest assignment to a rep (not the queue): its rep, whether it
-    ended and why. An ended one whose reason is a breach's names the rep who breached."""
+    ended and its end cause. An ended one whose cause is ``sla_breached`` names the rep who
+    breached."""
     a = schema.assignments
     latest = (
         select(func.max(a.c.id).label("id"))
@@ -107,7 +95,7 @@ def breachers_query(leads: Sequence[str]) -> Select[tuple[Any, Any, Any, Any]]:
         .group_by(a.c.lead_id)
         .subquery()
     )
-    return select(a.c.lead_id, a.c.rep, a.c.ended_at, a.c.ended_reason).join(
+    return select(a.c.lead_id, a.c.rep, a.c.ended_at, a.c.ended_cause).join(
         latest, a.c.id == latest.c.id
     )
 
@@ -287,7 +275,7 @@ class _Transaction:
         for part in chunks(sorted(wanted)):
             self.breachers.update({lead: None for lead in part})
             for row in self.connection.execute(breachers_query(part)):
-                if row.ended_at is not None and ended_by_breach(row.ended_reason):
+                if row.ended_at is not None and row.ended_cause == "sla_breached":
                     self.breachers[row.lead_id] = row.rep
 
     def breacher(self, lead: str) -> str | None:
@@ -413,11 +401,13 @@ class _Transaction:
         )
 
     def _end(self, lead: str, current: _Open, why: str, cause: EndCause) -> None:
-        """End the lead's open assignment and announce it (``assignment_ended``, with
-        ``cause``: one of :data:`END_CAUSES`)."""
+        """End the lead's open assignment, storing ``why`` and ``cause`` (one of
+        :data:`END_CAUSES`), and announce it (``assignment_ended``)."""
         a = schema.assignments
         self.connection.execute(
-            update(a).where(a.c.id == current.id).values(ended_at=self.now, ended_reason=why)
+            update(a)
+            .where(a.c.id == current.id)
+            .values(ended_at=self.now, ended_reason=why, ended_cause=cause)
         )
         self.ended_payloads.append(
             {

@@ -283,6 +283,7 @@ assignments = Table(
     Column("reason", Text()),
     Column("ended_at", UtcDateTime()),
     Column("ended_reason", Text()),
+    Column("ended_cause", String(32)),
     Index("ix_assignments_team_rep_id", "team", "rep", "id"),
     Index("ix_assignments_rep_ended_at", "rep", "ended_at"),
 )
@@ -291,9 +292,11 @@ assignments = Table(
 0005 adds the indexes: by team and rep (each rep's latest lead of a team, for territory
 turns; a team's leads of reps who are away; a team's queue) and by rep with ``ended_at``
 (a rep's open leads in every team, for capacity), so routing does not read the whole
-history. An assignment ended by an SLA breach has ``ended_reason`` ``SLA for <stage>
-breached`` (``routing.router.breach_reason``): routing reads it back to keep the lead from
-the rep who breached (no column holds the end cause)."""
+history. Revision 0005 also adds ``ended_cause``: why the assignment ended, as a machine
+cause (``routing.router.END_CAUSES``, the ``assignment_ended`` webhook's ``cause``), beside
+``ended_reason`` in words; routing reads ``sla_breached`` to keep the lead from the rep who
+breached. Rows ended before it have it only if their ``ended_reason`` was a breach's
+(``SLA for <stage> breached``), else NULL."""
 
 webhook_subscriptions = Table(
     "webhook_subscriptions",

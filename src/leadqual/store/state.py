@@ -80,6 +80,9 @@ class Assignment:
     reason: str | None = None
     ended_at: datetime | None = None
     ended_reason: str | None = None
+    ended_cause: str | None = None
+    """Why it ended, as a machine cause (``routing.router.END_CAUSES``; NULL for rows ended
+    before revision 0005 by anything but an SLA breach)."""
 
 
 def _frameworks(q: Qualification) -> dict[str, Any]:
