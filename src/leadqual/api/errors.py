@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadqual.api.schemas import PATTERN_MESSAGES
 from leadqual.errors import ConflictError, FactError, ModelError, NotFoundError
+from leadqual.model.source import render_loc
 
 log = logging.getLogger("leadqual.api")
 
@@ -151,7 +152,7 @@ def _validation_details(errors: Sequence[Any], document: Any = None) -> list[Err
         if len(loc) >= 2 and loc[0] == "events" and isinstance(loc[1], int):
             index = int(loc[1])
             loc = loc[2:]
-        places.setdefault((index, _json_path(loc) or None), []).append(message)
+        places.setdefault((index, render_loc(loc) or None), []).append(message)
     return [
         ErrorDetail(message=_combine(messages), field=field, index=index)
         for (index, field), messages in places.items()
@@ -192,17 +193,6 @@ def _user_path(loc: Sequence[Any], document: Any, missing: bool) -> list[str | i
             continue  # a union member's name, not part of what the client sent
         path.append(part)
     return path
-
-
-def _json_path(parts: Sequence[str | int]) -> str:
-    """``["events", 0, "properties", "x"]`` as ``events[0].properties.x``."""
-    text = ""
-    for part in parts:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
 
 
 _SHOULD = "Input should be "
