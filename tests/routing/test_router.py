@@ -1341,3 +1341,57 @@ def test_a_merged_lead_s_clock_due_unseen_is_breached_once_naming_its_rep(store:
     announced = [(p["team"], p["rep"]) for p in _outbox(store, "sla_breached")
                  if p["lead_id"] == "L2"]  # fmt: skip
     assert announced == [("sales_reps", "ben")]
+
+
+STAGED_TEAMS = load_model_text(
+    """
+name: staged_teams
+version: 1
+stages:
+  - {id: cold}
+  - {id: mql, enter: {lead.country: {exists: true}}}
+  - {id: sql, enter: {lead.country: DE}}
+routing:
+  - {id: smb, when: {stage: mql}, assign: {team: smb, method: capacity}}
+  - {id: ent, when: {stage: sql}, assign: {team: ent, method: capacity}}
+"""
+)
+STAGED_SLA = load_routing_text(
+    """
+teams:
+  smb: {reps: [{id: sam}]}
+  ent: {reps: [{id: eve}]}
+sla:
+  - {stage: mql, within: 4h, business_hours: false}
+  - {stage: sql, within: 4h, business_hours: false}
+"""
+)
+
+
+def test_a_breach_found_at_a_change_of_stage_and_team_names_the_previous_owner(
+    store: Store,
+) -> None:
+    """The MQL clock came due unseen; the write that moved the lead to SQL and team ent
+    breached it in the name of ent's rep, who got the lead only then."""
+    _subscribe(store)
+    ingestor = Ingestor(store, STAGED_TEAMS, routing=STAGED_SLA)
+    ingestor.apply([_profile("S1", "US", NOW)], NOW)
+    assert _open_assignments(store) == {"S1": ("smb", "sam")}
+    moved = NOW + timedelta(hours=5)  # the MQL clock came due at 14:00; no tick saw it
+    result = ingestor.apply([_profile("S1", "DE", moved)], moved)
+    assert [c.to_stage for c in result.stage_changes] == ["sql"]
+    assert _open_assignments(store) == {"S1": ("ent", "eve")}
+    assert _breaches_of(result, "S1") == [("mql", "sam")]
+    mql, sql = _timers(store, "S1")
+    assert (mql["stopped_at"], mql["breached_at"]) == (moved, NOW + timedelta(hours=4))
+    assert mql["stop_cause"] == "left stage mql for sql"
+    assert (sql["stage"], sql["team"], sql["rep"], sql["started_at"]) == (
+        "sql",
+        "ent",
+        "eve",
+        moved,
+    )
+    (announced,) = _outbox(store, "sla_breached")
+    assert (announced["stage"], announced["team"], announced["rep"]) == ("mql", "smb", "sam")
+    late = tick(store, STAGED_TEAMS, moved + timedelta(hours=4, minutes=1), routing=STAGED_SLA)
+    assert _breaches_of(late, "S1") == [("sql", "eve")]

@@ -15,7 +15,9 @@ it:
   business time later; a sales decision on the lead, a touch event (a call,
   an email from sales) or leaving the stage stops it; a touch stops it at the
   touch's own time, so one dated after the write that brings it leaves the
-  clock running until then (``stopped_at`` later than now);
+  clock running until then (``stopped_at`` later than now); a clock stopped by
+  leaving the stage after it was due is breached too, naming the owner who had
+  the lead, also when the lead changes team in the same write;
 * :meth:`Router.tick` records the breach of every clock past due (an
   ``sla_breached`` webhook; a new rep when the SLA says so) and moves the open
   leads of reps who are away to colleagues. Either way the lead's new owner
@@ -211,7 +213,9 @@ class Router:
             q = qualified[lead]
             handover = work.follow_routing(q)
             if stages_before.get(lead) != q.stage:
-                work.stage_changed(lead, q.stage, running[lead])  # the new owner's clock
+                # the new owner's clock; a breach of the old stage's names who had the lead
+                previous = handover.previous if handover is not None else None
+                work.stage_changed(lead, q.stage, running[lead], previous)
             elif handover is not None and handover.unrouted:  # nobody owns it now
                 unrouted[lead] = handover
             elif handover is not None:  # a new owner in the same stage
@@ -537,11 +541,17 @@ class _Transaction:
             if current is not None:
                 self._end(lead, current, f"merged into lead {merged[lead]}", "merged")
 
-    def stage_changed(self, lead: str, stage: str, running: Sequence[Any]) -> None:
-        """Stop the lead's ``running`` clocks of other stages; start the new stage's."""
+    def stage_changed(
+        self, lead: str, stage: str, running: Sequence[Any], previous: _Open | None = None
+    ) -> None:
+        """Stop the lead's ``running`` clocks of other stages; start the new stage's.
+
+        ``previous``: the owner whose assignment ended in the same write (the lead went
+        to another team, left the queue or left routing): a breach of a stopped clock
+        names them, not the new owner. None: the lead kept its owner."""
         for timer in running:
             if timer.stage != stage:
-                self._stop(timer, self.now, f"left stage {timer.stage} for {stage}")
+                self._stop(timer, self.now, f"left stage {timer.stage} for {stage}", previous)
         sla = self.config.sla_for(stage)
         if sla is not None:
             self._start(lead, stage, sla)
