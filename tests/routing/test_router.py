@@ -1266,3 +1266,132 @@ def test_the_breacher_rule_reads_the_end_cause_not_the_reason_in_words(store: St
     assert given.routing is not None
     (taken,) = given.routing.assignments
     assert (taken.lead_id, taken.rep) == ("L1", "ana")
+
+
+def test_a_lead_leaving_routing_in_its_stage_stops_its_clock(store: Store) -> None:
+    """A new country that no routing rule covers ended the MQL's assignment (unrouted),
+    but the clock started for its rep ran on and breached for a lead nobody owned. A
+    clock already due with no tick to see it is breached once, naming the rep."""
+    _subscribe(store)
+    ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=TWO_TEAMS_SLA)
+    ingestor.apply([_profile("S1", "US", NOW), _profile("S2", "US", NOW)], NOW)
+    left = NOW + timedelta(hours=1)
+    result = ingestor.apply([_profile("S1", "FR", left)], left)  # no rule routes FR
+    assert result.stage_changes == ()  # an MQL still, routed nowhere
+    assert result.routing is not None and result.routing.stopped == 1
+    assert result.routing.breaches == []
+    assert _open_assignments(store) == {"S2": ("smb", "sam")}
+    (timer,) = _timers(store, "S1")
+    assert (timer["rep"], timer["stopped_at"], timer["breached_at"]) == ("sam", left, None)
+    assert timer["stop_cause"] == "no longer routed (stage mql)"
+    late = NOW + timedelta(hours=5)  # S2's clock came due at 14:00; no tick saw it
+    moved = ingestor.apply([_profile("S2", "FR", late)], late)
+    assert moved.routing is not None
+    assert [(b.lead_id, b.stage, b.rep) for b in moved.routing.breaches] == [("S2", "mql", "sam")]
+    (timer,) = _timers(store, "S2")
+    assert (timer["stopped_at"], timer["breached_at"]) == (late, NOW + timedelta(hours=4))
+    assert timer["stop_cause"] == "no longer routed (stage mql)"
+    assert _open_assignments(store) == {}
+    assert [(a.rep, a.ended_cause) for a in store.assignments("S2")] == [("sam", "unrouted")]
+    later = tick(store, TWO_TEAMS_MODEL, NOW + timedelta(hours=6), routing=TWO_TEAMS_SLA)
+    assert later.routing is not None and later.routing.breaches == []  # S1's never, S2's once
+    announced = [(p["lead_id"], p["team"], p["rep"]) for p in _outbox(store, "sla_breached")]
+    assert announced == [("S2", "smb", "sam")]
+
+
+def test_a_queued_lead_leaving_routing_stops_the_queue_s_clock(store: Store) -> None:
+    """The team's queue (rep empty) is an owner too: its clock stops when the lead leaves
+    routing, instead of breaching for a lead no team has any more."""
+    routing = load_routing_text(
+        """
+teams:
+  smb: {reps: [{id: sam, away: [{from: 2026-07-01T00:00:00Z, until: 2026-07-20T00:00:00Z}]}]}
+sla:
+  - {stage: mql, within: 4h, business_hours: false}
+"""
+    )
+    ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=routing)
+    ingestor.apply([_profile("S1", "US", NOW)], NOW)
+    assert _open_assignments(store) == {"S1": ("smb", None)}
+    left = NOW + timedelta(hours=1)
+    ingestor.apply([_profile("S1", "FR", left)], left)
+    assert _open_assignments(store) == {}
+    (timer,) = _timers(store, "S1")
+    assert (timer["team"], timer["rep"], timer["stopped_at"]) == ("smb", None, left)
+    assert timer["stop_cause"] == "no longer routed (stage mql)"
+    late = tick(store, TWO_TEAMS_MODEL, NOW + timedelta(hours=5), routing=routing)
+    assert late.routing is not None and late.routing.breaches == []
+
+
+def test_a_merged_lead_s_clock_due_unseen_is_breached_once_naming_its_rep(store: Store) -> None:
+    """Merging stops the merged lead's clocks (as leaving routing does); one already due
+    with no tick to see it is breached and announced once, naming the rep who had it."""
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L1", "US", NOW), NOW)
+    ingestor.apply(mql_facts("L2", "US", NOW), NOW)
+    late = NOW + timedelta(hours=5)  # both clocks came due at 14:00; no tick saw them
+    result = ingestor.apply([LeadProfile("L2", "l1@acme.io", None, {}, late)], late)
+    assert _breaches_of(result, "L2") == [("mql", "ben")]
+    (timer,) = _timers(store, "L2")
+    assert (timer["stopped_at"], timer["breached_at"]) == (late, NOW + timedelta(hours=4))
+    assert timer["stop_cause"] == "merged into lead L1"
+    later = tick(store, MODEL, late + timedelta(hours=1), routing=ROUTING)
+    assert _breaches_of(later, "L2") == []
+    announced = [(p["team"], p["rep"]) for p in _outbox(store, "sla_breached")
+                 if p["lead_id"] == "L2"]  # fmt: skip
+    assert announced == [("sales_reps", "ben")]
+
+
+STAGED_TEAMS = load_model_text(
+    """
+name: staged_teams
+version: 1
+stages:
+  - {id: cold}
+  - {id: mql, enter: {lead.country: {exists: true}}}
+  - {id: sql, enter: {lead.country: DE}}
+routing:
+  - {id: smb, when: {stage: mql}, assign: {team: smb, method: capacity}}
+  - {id: ent, when: {stage: sql}, assign: {team: ent, method: capacity}}
+"""
+)
+STAGED_SLA = load_routing_text(
+    """
+teams:
+  smb: {reps: [{id: sam}]}
+  ent: {reps: [{id: eve}]}
+sla:
+  - {stage: mql, within: 4h, business_hours: false}
+  - {stage: sql, within: 4h, business_hours: false}
+"""
+)
+
+
+def test_a_breach_found_at_a_change_of_stage_and_team_names_the_previous_owner(
+    store: Store,
+) -> None:
+    """The MQL clock came due unseen; the write that moved the lead to SQL and team ent
+    breached it in the name of ent's rep, who got the lead only then."""
+    _subscribe(store)
+    ingestor = Ingestor(store, STAGED_TEAMS, routing=STAGED_SLA)
+    ingestor.apply([_profile("S1", "US", NOW)], NOW)
+    assert _open_assignments(store) == {"S1": ("smb", "sam")}
+    moved = NOW + timedelta(hours=5)  # the MQL clock came due at 14:00; no tick saw it
+    result = ingestor.apply([_profile("S1", "DE", moved)], moved)
+    assert [c.to_stage for c in result.stage_changes] == ["sql"]
+    assert _open_assignments(store) == {"S1": ("ent", "eve")}
+    assert _breaches_of(result, "S1") == [("mql", "sam")]
+    mql, sql = _timers(store, "S1")
+    assert (mql["stopped_at"], mql["breached_at"]) == (moved, NOW + timedelta(hours=4))
+    assert mql["stop_cause"] == "left stage mql for sql"
+    assert (sql["stage"], sql["team"], sql["rep"], sql["started_at"]) == (
+        "sql",
+        "ent",
+        "eve",
+        moved,
+    )
+    (announced,) = _outbox(store, "sla_breached")
+    assert (announced["stage"], announced["team"], announced["rep"]) == ("mql", "smb", "sam")
+    late = tick(store, STAGED_TEAMS, moved + timedelta(hours=4, minutes=1), routing=STAGED_SLA)
+    assert _breaches_of(late, "S1") == [("sql", "eve")]

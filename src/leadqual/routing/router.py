@@ -15,7 +15,9 @@ it:
   business time later; a sales decision on the lead, a touch event (a call,
   an email from sales) or leaving the stage stops it; a touch stops it at the
   touch's own time, so one dated after the write that brings it leaves the
-  clock running until then (``stopped_at`` later than now);
+  clock running until then (``stopped_at`` later than now); a clock stopped by
+  leaving the stage after it was due is breached too, naming the owner who had
+  the lead, also when the lead changes team in the same write;
 * :meth:`Router.tick` records the breach of every clock past due (an
   ``sla_breached`` webhook; a new rep when the SLA says so) and moves the open
   leads of reps who are away to colleagues. Either way the lead's new owner
@@ -35,7 +37,11 @@ breach, time away, a rep taking it from the team's queue at a tick or at the
 lead's next fact), :meth:`_Transaction.fresh_clocks` stops the clock still
 running for the previous owner, the queue included (``re-assigned: <why>``;
 breached too, naming that owner, if it was already due) and starts one for the
-new owner, from now.
+new owner, from now. A lead that leaves routing (or is merged away) without
+changing stage has no owner any more: its running clocks stop with the end's
+reason (``no longer routed (stage mql)``, ``merged into lead L1``;
+:meth:`_Transaction.stop_unrouted`, :meth:`_Transaction.merged_away`), breached
+too, naming the owner who lost it, if they were already due.
 
 Open leads per rep (for capacity) are the rep's open assignments in every team
 (a rep listed in two teams is one person, with one capacity). The
@@ -136,10 +142,13 @@ class _Open:
 @dataclass(frozen=True)
 class _Handover:
     """A lead's change of owner: the assignment that ended (``previous``) and why. The new
-    owner gets a fresh clock for the lead's stage (:meth:`_Transaction.fresh_clocks`)."""
+    owner gets a fresh clock for the lead's stage (:meth:`_Transaction.fresh_clocks`);
+    with ``unrouted`` the lead left routing and has no owner: its clocks just stop
+    (:meth:`_Transaction.stop_unrouted`)."""
 
     previous: _Open
     why: str
+    unrouted: bool = False
 
 
 def open_leads_query(reps: Sequence[str]) -> Select[tuple[Any, int]]:
@@ -199,13 +208,19 @@ class Router:
         for timer in work.running(moved):  # one query for every lead that changed stage
             running[timer.lead_id].append(timer)
         handovers: dict[str, tuple[str | None, _Handover]] = {}
+        unrouted: dict[str, _Handover] = {}
         for lead in leads:
             q = qualified[lead]
             handover = work.follow_routing(q)
             if stages_before.get(lead) != q.stage:
-                work.stage_changed(lead, q.stage, running[lead])  # the new owner's clock
+                # the new owner's clock; a breach of the old stage's names who had the lead
+                previous = handover.previous if handover is not None else None
+                work.stage_changed(lead, q.stage, running[lead], previous)
+            elif handover is not None and handover.unrouted:  # nobody owns it now
+                unrouted[lead] = handover
             elif handover is not None:  # a new owner in the same stage
                 handovers[lead] = (q.stage, handover)
+        work.stop_unrouted(unrouted)
         work.fresh_clocks(handovers)
         work.flush()
         return result
@@ -313,8 +328,9 @@ class _Transaction:
 
     def follow_routing(self, q: Qualification) -> _Handover | None:
         """Assign the lead as its routing says; the handover when the lead left an owner
-        (a rep, or a team's queue) for another: routed to another team, or taken from the
-        queue (None: no new owner, or no previous one)."""
+        (a rep, or a team's queue): for another (routed to another team, or taken from the
+        queue), or for nobody (``unrouted``: it left routing). None: the lead kept its
+        owner, or had none."""
         routing = q.routing
         team = routing.team if routing is not None else None
         current = self.open.get(q.lead_id)
@@ -332,9 +348,11 @@ class _Transaction:
                 self._end(q.lead_id, current, why, "rerouted")
                 handover = _Handover(current, why)
             else:
-                self._end(q.lead_id, current, f"no longer routed (stage {q.stage})", "unrouted")
+                why = f"no longer routed (stage {q.stage})"
+                self._end(q.lead_id, current, why, "unrouted")
+                handover = _Handover(current, why, unrouted=True)
         if team is None or routing is None:
-            return None
+            return handover
         self._assign(
             q.lead_id, team, routing.method, routing.rule, routing.key, routing.key_value, ()
         )
@@ -510,25 +528,43 @@ class _Transaction:
                 self._stop(timer, first.at, f"touched: {what}")
 
     def merged_away(self, merged: Mapping[str, str]) -> None:
-        """End the assignments and stop the clocks of leads merged into others."""
+        """End the assignments and stop the clocks of leads merged into others (a clock
+        already due is breached too, naming the owner who had the lead)."""
         if not merged:
             return
-        for timer in self.running(merged):
-            self._stop(timer, self.now, f"merged into lead {merged[timer.lead_id]}")
         self.load_open(merged)
+        for timer in self.running(merged):
+            owner = self.open.get(timer.lead_id)
+            self._stop(timer, self.now, f"merged into lead {merged[timer.lead_id]}", owner)
         for lead in sorted(merged):
             current = self.open.get(lead)
             if current is not None:
                 self._end(lead, current, f"merged into lead {merged[lead]}", "merged")
 
-    def stage_changed(self, lead: str, stage: str, running: Sequence[Any]) -> None:
-        """Stop the lead's ``running`` clocks of other stages; start the new stage's."""
+    def stage_changed(
+        self, lead: str, stage: str, running: Sequence[Any], previous: _Open | None = None
+    ) -> None:
+        """Stop the lead's ``running`` clocks of other stages; start the new stage's.
+
+        ``previous``: the owner whose assignment ended in the same write (the lead went
+        to another team, left the queue or left routing): a breach of a stopped clock
+        names them, not the new owner. None: the lead kept its owner."""
         for timer in running:
             if timer.stage != stage:
-                self._stop(timer, self.now, f"left stage {timer.stage} for {stage}")
+                self._stop(timer, self.now, f"left stage {timer.stage} for {stage}", previous)
         sla = self.config.sla_for(stage)
         if sla is not None:
             self._start(lead, stage, sla)
+
+    def stop_unrouted(self, unrouted: Mapping[str, _Handover]) -> None:
+        """Stop the running clocks of leads that left routing in their stage: nobody owns
+        them now. The stop cause is the end's (``no longer routed (stage mql)``); a clock
+        already due is breached too, naming the owner who lost the lead."""
+        if not unrouted:
+            return
+        for timer in self.running(unrouted):
+            handover = unrouted[timer.lead_id]
+            self._stop(timer, self.now, handover.why, handover.previous)
 
     def fresh_clocks(self, handovers: Mapping[str, tuple[str | None, _Handover]]) -> None:
         """Give each lead's new owner a fresh clock for the lead's current stage (if it has
