@@ -1395,3 +1395,46 @@ def test_a_breach_found_at_a_change_of_stage_and_team_names_the_previous_owner(
     assert (announced["stage"], announced["team"], announced["rep"]) == ("mql", "smb", "sam")
     late = tick(store, STAGED_TEAMS, moved + timedelta(hours=4, minutes=1), routing=STAGED_SLA)
     assert _breaches_of(late, "S1") == [("sql", "eve")]
+
+
+def test_a_merge_does_not_give_a_breached_lead_back_to_its_breacher(store: Store) -> None:
+    """B2 breached with ana and waited in the queue (ben away); merged into A1 (same
+    email), A1 went straight to ana: the breacher rule read only A1's assignments."""
+    routing = load_routing_text(
+        """
+business_hours: {timezone: UTC, start: "09:00", end: "17:00"}
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, territory: {lead.country: [DE]}}
+      - id: ben
+        territory: {lead.country: [US]}
+        away: [{from: 2026-07-06T12:00:00Z, until: 2026-07-20T00:00:00Z}]
+sla:
+  - {stage: mql, within: 4h, reassign_on_breach: true}
+"""
+    )
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    firmographics: dict[str, str | int] = {
+        "seniority": "vp",
+        "country": "DE",
+        "industry": "software",
+        "employees": 500,
+    }
+    a1 = LeadProfile("A1", "p@acme.io", None, firmographics, NOW - timedelta(days=20))
+    ingestor.apply([a1], NOW - timedelta(minutes=1))
+    ingestor.apply(mql_facts("B2", "DE", NOW), NOW)
+    assert _open_assignments(store)["B2"] == ("sales_reps", "ana")
+    breached = tick(store, MODEL, NOW + timedelta(hours=5), routing=routing)
+    assert _breaches_of(breached, "B2") == [("mql", "ana")]
+    assert _open_assignments(store)["B2"] == ("sales_reps", None)  # ben is away
+    merged_at = NOW + timedelta(hours=6)
+    ingestor.apply([LeadProfile("B2", "p@acme.io", None, {}, merged_at)], merged_at)
+    opened = _open_assignments(store)
+    assert "B2" not in opened
+    assert opened["A1"] == ("sales_reps", None)  # waits for ben, not back with ana
+    (queued,) = store.assignments("A1")
+    assert queued.rep is None and "breached its SLA: ana" in (queued.reason or "")
+    still = tick(store, MODEL, merged_at + timedelta(hours=1), routing=routing)
+    assert still.routing is not None and still.routing.assignments == []
+    assert _open_assignments(store)["A1"] == ("sales_reps", None)

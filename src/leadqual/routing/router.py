@@ -26,7 +26,9 @@ it:
 
 A lead re-assigned after a breach is not given back to the rep who breached
 its SLA (the stored ``ended_cause`` of their assignment is ``sla_breached``;
-:meth:`_Transaction.breacher`) until another rep has had it: not by the
+:meth:`_Transaction.breacher`; the latest assignment to a rep of the lead or of any
+lead merged into it counts, so a merge does not hand a breached lead back) until
+another rep has had it: not by the
 re-assignment, nor from the team's queue (at a tick or at the lead's next fact),
 nor by routing to another team that lists them, while the team has any other
 rep, even one away or at capacity now (the lead waits in the queue for them).
@@ -91,17 +93,21 @@ def breach_reason(stage: str) -> str:
 
 
 def breachers_query(leads: Sequence[str]) -> Select[tuple[Any, Any, Any, Any]]:
-    """Each of ``leads``' latest assignment to a rep (not the queue): its rep, whether it
-    ended and its end cause. An ended one whose cause is ``sla_breached`` names the rep who
-    breached."""
-    a = schema.assignments
+    """Each of ``leads``' latest assignment to a rep (not the queue), across the lead and
+    every lead merged into it (``lead_aliases``: their assignments stay stored under their
+    own ids): its rep, whether it ended and its end cause, keyed by the surviving lead. An
+    ended one whose cause is ``sla_breached`` names the rep who breached."""
+    a, aliases = schema.assignments, schema.lead_aliases
+    members = select(aliases.c.alias_id).where(aliases.c.lead_id.in_(leads))
+    survivor = func.coalesce(aliases.c.lead_id, a.c.lead_id)
     latest = (
-        select(func.max(a.c.id).label("id"))
-        .where(a.c.lead_id.in_(leads), a.c.rep.is_not(None))
-        .group_by(a.c.lead_id)
+        select(survivor.label("lead_id"), func.max(a.c.id).label("id"))
+        .select_from(a.outerjoin(aliases, aliases.c.alias_id == a.c.lead_id))
+        .where(or_(a.c.lead_id.in_(leads), a.c.lead_id.in_(members)), a.c.rep.is_not(None))
+        .group_by(survivor)
         .subquery()
     )
-    return select(a.c.lead_id, a.c.rep, a.c.ended_at, a.c.ended_cause).join(
+    return select(latest.c.lead_id, a.c.rep, a.c.ended_at, a.c.ended_cause).join(
         latest, a.c.id == latest.c.id
     )
 
