@@ -669,7 +669,9 @@ def test_a_touch_dated_after_the_transaction_but_before_the_due_time_is_no_breac
 
 def test_a_touch_logged_ahead_stops_a_clock_that_starts_before_it(store: Store) -> None:
     """A touch dated after its transaction counts for the clocks that start before its
-    time, too: one of a stage the lead enters later, and the fresh one of a new rep."""
+    time, too: one of a stage the lead enters later. Not the fresh one of a new rep: a
+    touch logged ahead by the previous owner is theirs (recorded before the new owner's
+    assignment)."""
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
     facts = mql_facts("L1", "DE", NOW)
     call = Event("L1-call", "sales_call", NOW + timedelta(hours=2), "L1")
@@ -691,10 +693,9 @@ def test_a_touch_logged_ahead_stops_a_clock_that_starts_before_it(store: Store) 
     _, old, fresh = _timers(store, "L3")
     assert (old["rep"], old["stopped_at"]) == ("cy", away)
     assert (fresh["rep"], fresh["started_at"]) == ("ben", away)
-    assert fresh["stopped_at"] == meeting.at
-    assert fresh["stop_cause"] == "touched: event L3-meet (meeting)"
+    assert fresh["stopped_at"] is None  # cy's meeting is not ben's touch
     later = tick(store, MODEL, away + timedelta(days=1, hours=1), routing=ROUTING)
-    assert later.routing is not None and later.routing.breaches == []
+    assert _breaches_of(later, "L3") == [("sal", "ben")]
 
 
 TWO_TEAMS_SLA = load_routing_text(
@@ -1438,3 +1439,88 @@ sla:
     still = tick(store, MODEL, merged_at + timedelta(hours=1), routing=routing)
     assert still.routing is not None and still.routing.assignments == []
     assert _open_assignments(store)["A1"] == ("sales_reps", None)
+
+
+AWAY_AT_11 = load_routing_text(
+    """
+business_hours: {timezone: UTC, start: "09:00", end: "17:00"}
+teams:
+  sales_reps:
+    reps:
+      - id: ana
+        territory: {lead.country: [DE]}
+        away: [{from: 2026-07-06T11:00:00Z, until: 2026-07-20T00:00:00Z}]
+      - {id: ben, territory: {lead.country: [US]}}
+sla:
+  - {stage: mql, within: 4h, touch: [sales_call]}
+  - {stage: sal, within: 4h, touch: [sales_call]}
+"""
+)
+
+
+def test_a_touch_logged_ahead_by_the_previous_owner_does_not_stop_the_new_owner_s_clock(
+    store: Store,
+) -> None:
+    """Ana logged a call dated 13:00 and went away at 11:00: ben's fresh clock (11:30)
+    was stopped at 13:00 although ben did nothing. A touch ben logs ahead himself still
+    stops the clock of the stage the lead enters later."""
+    ingestor = Ingestor(store, MODEL, routing=AWAY_AT_11)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    ana_call = Event("C1", "sales_call", NOW + timedelta(hours=3), "L1")
+    ingestor.apply([ana_call], NOW + timedelta(minutes=10))
+    (ana_clock,) = _timers(store, "L1")
+    assert ana_clock["stopped_at"] == NOW + timedelta(hours=3)  # ana's own clock, as before
+    moved = NOW + timedelta(minutes=90)
+    tick(store, MODEL, moved, routing=AWAY_AT_11)  # ana is away: ben
+    assert _open_assignments(store)["L1"] == ("sales_reps", "ben")
+    ana_clock, ben_clock = _timers(store, "L1")
+    assert (ana_clock["stopped_at"], ana_clock["stop_cause"]) == (moved, "re-assigned: ana is away")
+    assert (ben_clock["rep"], ben_clock["started_at"]) == ("ben", moved)
+    assert ben_clock["stopped_at"] is None and ben_clock["stop_cause"] is None
+    # ben logs a call ahead (dated 13:30) and accepts at 12:00: the SAL clock stops at his
+    # call, not at ana's (13:00)
+    ben_call = Event("C2", "sales_call", NOW + timedelta(hours=3, minutes=30), "L1")
+    ingestor.apply([ben_call], NOW + timedelta(minutes=100))
+    accepted = NOW + timedelta(hours=2)
+    ingestor.apply([Decision("X1", "L1", "accept", accepted)], accepted)
+    *_, sal = _timers(store, "L1")
+    assert (sal["stage"], sal["rep"], sal["started_at"]) == ("sal", "ben", accepted)
+    assert sal["stopped_at"] == NOW + timedelta(hours=3, minutes=30)
+    assert sal["stop_cause"] == "touched: event C2 (sales_call)"
+    late = tick(store, MODEL, NOW + timedelta(hours=8), routing=AWAY_AT_11)
+    assert late.routing is not None and late.routing.breaches == []
+
+
+def test_a_breached_clock_whose_lead_moves_is_not_given_a_later_stop(store: Store) -> None:
+    """Ana logged a call dated 16:00 (after the 14:00 due time); the tick at 15:00 breached
+    her clock and gave the lead to ben: her clock kept its stop at 16:00 (a touch she can
+    no longer make) and ben's fresh clock stopped at her call too."""
+    routing = load_routing_text(
+        """
+business_hours: {timezone: UTC, start: "09:00", end: "17:00"}
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, territory: {lead.country: [DE]}}
+      - {id: ben, territory: {lead.country: [US]}}
+sla:
+  - {stage: mql, within: 4h, touch: [sales_call], reassign_on_breach: true}
+"""
+    )
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)  # ana, due at 14:00
+    call = Event("C1", "sales_call", NOW + timedelta(hours=6), "L1")
+    ingestor.apply([call], NOW + timedelta(minutes=30))
+    moved = NOW + timedelta(hours=5)
+    result = tick(store, MODEL, moved, routing=routing)
+    assert _breaches_of(result, "L1") == [("mql", "ana")]
+    assert _open_assignments(store)["L1"] == ("sales_reps", "ben")
+    ana_clock, ben_clock = _timers(store, "L1")
+    assert ana_clock["breached_at"] == NOW + timedelta(hours=4)
+    assert ana_clock["stopped_at"] == moved  # when she lost the lead, not at 16:00
+    assert ana_clock["stop_cause"] == "re-assigned: SLA for mql breached"
+    assert (ben_clock["rep"], ben_clock["started_at"]) == ("ben", moved)
+    assert ben_clock["stopped_at"] is None
+    later = tick(store, MODEL, NOW + timedelta(hours=7), routing=routing)
+    assert later.routing is not None and later.routing.breaches == []
+    assert _timers(store, "L1")[0]["stopped_at"] == moved  # still

@@ -15,7 +15,11 @@ it:
   business time later; a sales decision on the lead, a touch event (a call,
   an email from sales) or leaving the stage stops it; a touch stops it at the
   touch's own time, so one dated after the write that brings it leaves the
-  clock running until then (``stopped_at`` later than now); a clock stopped by
+  clock running until then (``stopped_at`` later than now); a touch counts only
+  for clocks of the owner who held the lead when it was recorded (a touch the
+  previous owner logged ahead does not stop a new owner's clock,
+  :meth:`_Transaction._touch_ahead`), and a breached clock whose owner loses the
+  lead stops then, never later (:meth:`_Transaction._drop_later_stops`); a clock stopped by
   leaving the stage after it was due is breached too, naming the owner who had
   the lead, also when the lead changes team in the same write;
 * :meth:`Router.tick` records the breach of every clock past due (an
@@ -196,14 +200,17 @@ class Router:
         facts_by_lead: Mapping[str, Sequence[Fact]] | None = None,
         model_version_id: int | None = None,
         merged: Mapping[str, str] | None = None,
+        wall: datetime | None = None,
     ) -> RoutingResult:
         """Assign, start and stop SLA clocks for ``qualified`` leads (their new qualification).
 
         ``merged``: leads merged away in this transaction, and the lead each now lives
         on in: their assignments end and their clocks stop (the survivor's stay).
+        ``wall``: when the transaction is written (the facts' ``received_at``; default
+        ``now``), stored as each assignment's ``recorded_at``.
         """
         result = RoutingResult()
-        work = _Transaction(self.config, connection, now, model_version_id, result)
+        work = _Transaction(self.config, connection, now, model_version_id, result, wall)
         work.stop_touched(facts_by_lead or {})
         work.merged_away(merged or {})
         leads = sorted(qualified)
@@ -234,11 +241,16 @@ class Router:
     # -- with time
 
     def tick(
-        self, connection: Connection, now: datetime, model_version_id: int | None = None
+        self,
+        connection: Connection,
+        now: datetime,
+        model_version_id: int | None = None,
+        wall: datetime | None = None,
     ) -> RoutingResult:
-        """Record breaches of clocks past due and move the open leads of reps who are away."""
+        """Record breaches of clocks past due and move the open leads of reps who are away
+        (``wall``: as for :meth:`route`)."""
         result = RoutingResult()
-        work = _Transaction(self.config, connection, now, model_version_id, result)
+        work = _Transaction(self.config, connection, now, model_version_id, result, wall)
         work.breach_due()
         work.reassign_away()
         work.assign_queued()
@@ -254,10 +266,13 @@ class _Transaction:
         now: datetime,
         model_version_id: int | None,
         result: RoutingResult,
+        wall: datetime | None = None,
     ) -> None:
         self.config = config
         self.connection = connection
         self.now = now
+        self.wall = wall if wall is not None else now
+        """When the transaction is written: the ``received_at`` of the facts it stores."""
         self.model_version_id = model_version_id
         self.result = result
         self.open: dict[str, _Open] = {}
@@ -401,7 +416,7 @@ class _Transaction:
                 "rule": rule,
                 "at": self.now,
                 "model_version_id": self.model_version_id,
-                "recorded_at": self.now,
+                "recorded_at": self.wall,
                 "reason": reason,
             },
         ).scalar_one()
@@ -583,6 +598,9 @@ class _Transaction:
         for timer in self.running(handovers):
             handover = handovers[timer.lead_id][1]
             self._stop(timer, self.now, f"re-assigned: {handover.why}", handover.previous)
+        self._drop_later_stops(
+            {lead: f"re-assigned: {handovers[lead][1].why}" for lead in handovers}
+        )
         for lead in sorted(handovers):
             stage = handovers[lead][0]
             sla = self.config.sla_for(stage) if stage is not None else None
@@ -614,21 +632,47 @@ class _Transaction:
 
     def _touch_ahead(self, lead: str, sla: Sla) -> tuple[datetime, str] | None:
         """The lead's first stored touch dated after now (a call logged ahead, before the
-        clock started): a clock starting now stops then, as if it came in later."""
+        clock started): a clock starting now stops then, as if it came in later.
+
+        A touch counts only if it was recorded while the clock's owner held the lead: one
+        stored (its ``received_at``) before the owner's assignment was recorded (its
+        ``recorded_at``, the same clock) was logged by a previous owner and does not stop
+        the new owner's clock. The lead's first owner (no earlier assignment of the lead
+        or of a lead merged into it) keeps every touch: it was logged before the lead was
+        routed, and the lead enters the stage later."""
         e, d, aliases = schema.events, schema.decisions, schema.lead_aliases
         members = select(aliases.c.alias_id).where(aliases.c.lead_id == lead)
+        owner = self.open.get(lead)
+        recorded: tuple[Any, Any] = (literal(True), literal(True))
+        if owner is not None:
+            a, before = schema.assignments, schema.assignments.alias("earlier")
+            earlier = select(before.c.id).where(
+                or_(before.c.lead_id == lead, before.c.lead_id.in_(members)),
+                before.c.id < owner.id,
+            )
+            start = (
+                select(a.c.recorded_at)
+                .where(a.c.id == owner.id, earlier.exists())
+                .scalar_subquery()
+            )  # None for the lead's first owner; compared in SQL, as stored
+            recorded = (
+                or_(start.is_(None), e.c.received_at >= start),
+                or_(start.is_(None), d.c.received_at >= start),
+            )
         touches = union_all(
             select(
                 e.c.at, literal("event").label("kind"), e.c.event_id.label("id"),
                 e.c.type.label("what"),
             ).where(
-                e.c.resolved_lead_id == lead, e.c.type.in_(sla.touch), e.c.at > self.now
+                e.c.resolved_lead_id == lead, e.c.type.in_(sla.touch), e.c.at > self.now,
+                recorded[0],
             ),
             select(
                 d.c.at, literal("decision").label("kind"), d.c.decision_id.label("id"),
                 d.c.action.label("what"),
             ).where(
-                or_(d.c.lead_id == lead, d.c.lead_id.in_(members)), d.c.at > self.now
+                or_(d.c.lead_id == lead, d.c.lead_id.in_(members)), d.c.at > self.now,
+                recorded[1],
             ),
         ).subquery()  # fmt: skip
         first = self.connection.execute(
@@ -637,6 +681,19 @@ class _Transaction:
         if first is None:
             return None
         return first.at, f"touched: {first.kind} {first.id} ({first.what})"
+
+    def _drop_later_stops(self, lost: Mapping[str, str]) -> None:
+        """Breached clocks of leads whose owner lost them (lead to the stop cause) that
+        were to stop later (a touch logged ahead): they stop now, when the owner lost the
+        lead, not at a touch that is no longer theirs to make. A breached clock is never
+        given a later stop."""
+        t = schema.sla_timers
+        for lead, cause in sorted(lost.items()):
+            self.connection.execute(
+                update(t)
+                .where(t.c.lead_id == lead, t.c.breached_at.is_not(None), t.c.stopped_at > self.now)
+                .values(stopped_at=self.now, stop_cause=cause)
+            )
 
     def breach_due(self) -> None:
         t = schema.sla_timers

@@ -903,7 +903,7 @@ class Ingestor:
             routed = (
                 self.router.route(
                     tx.connection, qualified, before, now, by_lead, self.model_version_id,
-                    merged=_survivors(result.merges),
+                    merged=_survivors(result.merges), wall=tx.now,
                 )
                 if self.router is not None
                 else None
@@ -1071,8 +1071,10 @@ def _tick(
         routed = None
         if routing is not None:
             router = Router(routing)
-            routed = router.route(tx.connection, moved, before, now, None, model_version_id)
-            timed = router.tick(tx.connection, now, model_version_id)
+            routed = router.route(
+                tx.connection, moved, before, now, None, model_version_id, wall=tx.now
+            )
+            timed = router.tick(tx.connection, now, model_version_id, wall=tx.now)
             routed.assignments.extend(timed.assignments)
             routed.breaches.extend(timed.breaches)
         work.write_states(due | qualified.keys(), tx.now)
@@ -1129,7 +1131,9 @@ def recompute(
         changes = work.record_changes(qualified, before, cause, tx.now)
         work.record_nurture_changes(qualified, tx.now)
         routed = (
-            Router(routing).route(connection, qualified, before, as_of, None, model_version_id)
+            Router(routing).route(
+                connection, qualified, before, as_of, None, model_version_id, wall=tx.now
+            )
             if routing is not None
             else None
         )
