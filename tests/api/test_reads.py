@@ -443,6 +443,25 @@ def test_with_a_routing_file_leads_are_assigned_to_reps(database_url: str) -> No
         )
 
 
+def test_a_merged_leads_assignments_are_read_with_the_survivors(database_url: str) -> None:
+    for api in start_api(database_url, tick_seconds=None, routing=load_routing_text(ROUTING)):
+        put_account(api, "A-1")
+        put_lead(api, "L-1", "A-1", **{**MQL_LEAD, "country": "DE"})
+        put_lead(api, "L-2", "A-1", **MQL_LEAD)
+        send(api, ev("E-1", "L-1", "demo_request"), ev("E-2", "L-2", "demo_request"))
+        same_email = {"email": "l-1@acme.io", "account_id": "A-1", "attributes": MQL_LEAD}
+        merged = api.as_("ingest").put("/v1/leads/L-2", json=same_email)
+        assert merged.status_code == 200, merged.text
+        read = api.as_("read")
+        for asked in ("L-1", "L-2"):
+            body = read.get(f"/v1/leads/{asked}/assignments").json()
+            assert body["lead_id"] == "L-1"
+            rows = {(a["lead_id"], a["rep"]): a for a in body["assignments"]}
+            assert set(rows) == {("L-1", "ana"), ("L-2", "ben")}, body
+            assert rows[("L-2", "ben")]["ended_cause"] == "merged"
+            assert rows[("L-1", "ana")]["ended_at"] is None
+
+
 def test_webhook_subscriptions_over_rest(api: Api) -> None:
     admin = api.admin
     assert_error(api.as_("read").get("/v1/webhooks"), 403)
