@@ -412,6 +412,10 @@ def test_a_body_over_the_size_limit_is_413(api: Api) -> None:
     )
     error = assert_error(response, 413, "payload_too_large")
     assert "limit" in error["message"]
+    anonymous = api.as_("anonymous").post(  # the size is checked first, before the key
+        "/v1/events/batch", content=big, headers={"content-type": "application/json"}
+    )
+    assert_error(anonymous, 413, "payload_too_large")
 
     def chunks() -> Any:  # no Content-Length: the limit is counted while reading
         yield b'{"events": ['
