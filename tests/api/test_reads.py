@@ -443,6 +443,30 @@ def test_with_a_routing_file_leads_are_assigned_to_reps(database_url: str) -> No
         )
 
 
+def test_with_a_routing_file_a_team_or_rep_it_does_not_have_is_422(database_url: str) -> None:
+    for api in start_api(database_url, tick_seconds=None, routing=load_routing_text(ROUTING)):
+        read = api.as_("read")
+        refused = [
+            ("/v1/queues/teams/sales_rep", "team", "sales_rep", "sales_reps"),
+            ("/v1/queues/reps/bem", "rep", "bem", "ben"),
+            ("/v1/qualifications?team=sales_rep", "team", "sales_rep", "sales_reps"),
+            ("/v1/qualifications?rep=bem", "rep", "bem", "ben"),
+        ]
+        for path, field, value, near in refused:
+            error = assert_error(read.get(path), 422, "validation_error")
+            assert f"unknown {field} '{value}'; did you mean '{near}'?" in error["message"]
+            assert [d["field"] for d in error["details"]] == [field], error
+        for path in (
+            "/v1/queues/teams/sales_reps",
+            "/v1/queues/teams/senior_consultants",  # the model's routing names it
+            "/v1/queues/reps/ana",
+            "/v1/qualifications?team=sales_reps&rep=ben",
+        ):
+            assert read.get(path).status_code == 200, path
+    for api in start_api(database_url, tick_seconds=None):  # without routing: not known
+        assert api.as_("read").get("/v1/queues/reps/bem").json()["items"] == []
+
+
 def test_a_merged_leads_assignments_are_read_with_the_survivors(database_url: str) -> None:
     for api in start_api(database_url, tick_seconds=None, routing=load_routing_text(ROUTING)):
         put_account(api, "A-1")
