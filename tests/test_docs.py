@@ -280,3 +280,28 @@ def test_links_between_pages_resolve(page: str, target: str) -> None:
     assert path.exists(), f"docs/{page} links to {target}: no such file"
     if anchor and path.suffix == ".md":
         assert anchor in anchors(path), f"docs/{page} links to {target}: no such heading"
+
+
+API = DOCS / "api.md"
+API_ERROR = re.compile(r"(?:ApiError|error_response)\(\s*(\d{3}),\s*\"([a-z_]+)\"")
+
+
+def test_every_error_code_the_api_raises_is_in_the_errors_table() -> None:
+    raised = {
+        (int(status), code)
+        for source in (ROOT / "src" / "leadqual" / "api").rglob("*.py")
+        for status, code in API_ERROR.findall(source.read_text())
+    }
+    assert (413, "payload_too_large") in raised  # the pattern spans a call's lines
+    table = {
+        (int(status), code)
+        for status, codes in re.findall(r"^\| (\d{3}) \| (`[^|]+`) \|", API.read_text(), re.M)
+        for code in re.findall(r"`([a-z_]+)`", codes)
+    }
+    assert raised - table == set()
+
+
+def test_the_order_of_checks_starts_with_the_body_size() -> None:
+    text = " ".join(API.read_text().split())
+    order = text.split("A request is checked in this order", 1)[1].split(".", 1)[0]
+    assert re.search(r"the first fault found is the answer: the body's size \(413\)", order)

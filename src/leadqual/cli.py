@@ -696,7 +696,13 @@ def serve_command(
 @keys_app.command("create")
 @_fails_cleanly
 def keys_create(
-    name: Annotated[str, typer.Option(help="What the key is for (a system, a person); not blank.")],
+    name: Annotated[
+        str,
+        typer.Option(
+            help="What the key is for (a system, a person); not blank, one line, no control"
+            " characters."
+        ),
+    ],
     scope: Annotated[
         list[str],
         typer.Option(help="ingest, read, sales or admin; repeat for several."),

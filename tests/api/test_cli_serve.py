@@ -45,8 +45,12 @@ def test_keys_create_list_and_revoke(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown scope" in bad.output
 
 
-@pytest.mark.parametrize("name", ["", "   ", "\t", "n" * 257])
-def test_keys_create_refuses_a_blank_or_overlong_name(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(
+    "name", ["", "   ", "\t", "n" * 257, "a\nb", "web\tsite", "x\x1b[31m", "a\u2028b", "a\x7f"]
+)
+def test_keys_create_refuses_a_blank_overlong_or_control_character_name(
+    tmp_path: Path, name: str
+) -> None:
     url = f"sqlite:///{tmp_path / 'leadqual.db'}"
     result = CliRunner().invoke(
         app, ["keys", "create", "--name", name, "--scope", "read", "--database-url", url]

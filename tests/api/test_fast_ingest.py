@@ -157,6 +157,7 @@ def test_every_other_post_is_passed_on_to_fastapi(tmp_path: Path) -> None:
             ("ingest", "/v1/events", {"content": b"", "headers": JSON}, 422),
             ("ingest", "/v1/events", {"content": raw, "headers": text}, 415),
             ("ingest", "/v1/events", {"content": deep, "headers": JSON}, 400),  # json's recursion
+            ("ingest", "/v1/events", {"content": b'{"a": "\xff"}', "headers": JSON}, 400),
             ("ingest", "/v1/events", {"content": raw}, 415),  # no content type
             ("ingest", "/v1/events", {"json": {**one, "at": "2026-01-01T00:00:00"}}, 422),
             ("ingest", "/v1/events", {"json": {"events": [one]}}, 422),
@@ -176,7 +177,10 @@ def test_every_other_post_is_passed_on_to_fastapi(tmp_path: Path) -> None:
         for scope, path, request, status in refused:
             assert pair.send(scope, path, **request).status_code == status, (path, request)
         assert pair.counts.answered == 0
-        assert pair.counts.passed_on == 17
+        assert pair.counts.passed_on == 18
+        not_utf8 = pair.send("ingest", "/v1/events/batch", content=b"\xfe{}", headers=JSON)
+        assert not_utf8.json()["error"]["code"] == "bad_request"
+        assert "not valid UTF-8" in not_utf8.json()["error"]["message"]
         assert pair.fast.store.load_facts().events == []
 
 

@@ -412,6 +412,10 @@ def test_a_body_over_the_size_limit_is_413(api: Api) -> None:
     )
     error = assert_error(response, 413, "payload_too_large")
     assert "limit" in error["message"]
+    anonymous = api.as_("anonymous").post(  # the size is checked first, before the key
+        "/v1/events/batch", content=big, headers={"content-type": "application/json"}
+    )
+    assert_error(anonymous, 413, "payload_too_large")
 
     def chunks() -> Any:  # no Content-Length: the limit is counted while reading
         yield b'{"events": ['
@@ -431,6 +435,17 @@ def test_malformed_json_is_400(api: Api) -> None:
     )
     error = assert_error(response, 400, "invalid_json")
     assert error["message"].startswith("the request body is not valid JSON: ")
+
+
+def test_a_body_that_is_not_utf8_is_400_saying_so(api: Api) -> None:
+    latin1 = '{"email": "jos\u00e9@acme.io", "attributes": {}}'.encode("latin-1")
+    for method, path in (("PUT", "/v1/leads/L-1"), ("POST", "/v1/events")):
+        response = api.as_("ingest").request(
+            method, path, content=latin1, headers={"content-type": "application/json"}
+        )
+        error = assert_error(response, 400, "bad_request")
+        assert "not valid UTF-8" in error["message"], error
+        assert "byte 0xe9 at offset 14" in error["message"], error
 
 
 def test_unknown_routes_and_methods_have_the_error_shape(api: Api) -> None:

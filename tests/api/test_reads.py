@@ -443,13 +443,62 @@ def test_with_a_routing_file_leads_are_assigned_to_reps(database_url: str) -> No
         )
 
 
+def test_with_a_routing_file_a_team_or_rep_it_does_not_have_is_422(database_url: str) -> None:
+    for api in start_api(database_url, tick_seconds=None, routing=load_routing_text(ROUTING)):
+        read = api.as_("read")
+        refused = [
+            ("/v1/queues/teams/sales_rep", "team", "sales_rep", "sales_reps"),
+            ("/v1/queues/reps/bem", "rep", "bem", "ben"),
+            ("/v1/qualifications?team=sales_rep", "team", "sales_rep", "sales_reps"),
+            ("/v1/qualifications?rep=bem", "rep", "bem", "ben"),
+        ]
+        for path, field, value, near in refused:
+            error = assert_error(read.get(path), 422, "validation_error")
+            assert f"unknown {field} '{value}'; did you mean '{near}'?" in error["message"]
+            assert [d["field"] for d in error["details"]] == [field], error
+        for path in (
+            "/v1/queues/teams/sales_reps",
+            "/v1/queues/teams/senior_consultants",  # the model's routing names it
+            "/v1/queues/reps/ana",
+            "/v1/qualifications?team=sales_reps&rep=ben",
+        ):
+            assert read.get(path).status_code == 200, path
+    for api in start_api(database_url, tick_seconds=None):  # without routing: not known
+        assert api.as_("read").get("/v1/queues/reps/bem").json()["items"] == []
+
+
+def test_a_merged_leads_assignments_are_read_with_the_survivors(database_url: str) -> None:
+    for api in start_api(database_url, tick_seconds=None, routing=load_routing_text(ROUTING)):
+        put_account(api, "A-1")
+        put_lead(api, "L-1", "A-1", **{**MQL_LEAD, "country": "DE"})
+        put_lead(api, "L-2", "A-1", **MQL_LEAD)
+        send(api, ev("E-1", "L-1", "demo_request"), ev("E-2", "L-2", "demo_request"))
+        same_email = {"email": "l-1@acme.io", "account_id": "A-1", "attributes": MQL_LEAD}
+        merged = api.as_("ingest").put("/v1/leads/L-2", json=same_email)
+        assert merged.status_code == 200, merged.text
+        read = api.as_("read")
+        for asked in ("L-1", "L-2"):
+            body = read.get(f"/v1/leads/{asked}/assignments").json()
+            assert body["lead_id"] == "L-1"
+            rows = {(a["lead_id"], a["rep"]): a for a in body["assignments"]}
+            assert set(rows) == {("L-1", "ana"), ("L-2", "ben")}, body
+            assert rows[("L-2", "ben")]["ended_cause"] == "merged"
+            assert rows[("L-1", "ana")]["ended_at"] is None
+
+
 def test_webhook_subscriptions_over_rest(api: Api) -> None:
     admin = api.admin
     assert_error(api.as_("read").get("/v1/webhooks"), 403)
     bad = admin.post("/v1/webhooks", json={"url": "ftp://x", "event_kinds": ["stage_changed"]})
     assert_error(bad, 422, "invalid_subscription")
-    unknown = admin.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_kinds": ["x"]})
-    assert_error(unknown, 422, "invalid_subscription")
+    unknown = admin.post(
+        "/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_kinds": ["stage_changed", "x"]}
+    )
+    error = assert_error(unknown, 422, "invalid_subscription")
+    assert "'x'" in error["message"]
+    assert [(d["field"], d["message"]) for d in error["details"]] == [
+        ("event_kinds[1]", "unknown webhook event kind 'x'")
+    ]
     made = admin.post(
         "/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_kinds": ["stage_changed"]}
     )

@@ -243,6 +243,16 @@ def _json_error(error: Any, document: Any) -> JSONResponse:
     return error_response(400, "invalid_json", message)
 
 
+def _not_utf8(error: UnicodeDecodeError) -> JSONResponse:
+    """A JSON body that is not UTF-8 (Latin-1 text, a binary file): a 400 saying where."""
+    byte = error.object[error.start : error.start + 1].hex()
+    message = (
+        f"the request body is not valid UTF-8 JSON: byte 0x{byte} at offset {error.start}"
+        f" ({error.reason}); send JSON encoded as UTF-8"
+    )
+    return error_response(400, "bad_request", message)
+
+
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
@@ -255,6 +265,8 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        return _not_utf8(exc.__cause__)  # FastAPI says only "error parsing the body"
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     headers = dict(exc.headers or {})
     if exc.status_code == 405:

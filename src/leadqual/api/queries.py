@@ -33,6 +33,7 @@ from leadqual.api.schemas import (
 )
 from leadqual.errors import did_you_mean
 from leadqual.model.schema import Model
+from leadqual.routing.config import RoutingConfig
 from leadqual.store import Store, StoredQualification, schema
 
 
@@ -49,17 +50,36 @@ class QualificationFilters:
         return dict(self.__dict__)
 
 
-def check_filters(model: Model, filters: QualificationFilters) -> None:
+def check_filters(
+    model: Model, filters: QualificationFilters, routing: RoutingConfig | None = None
+) -> None:
     """Refuse a stage or grade the active model does not have (a 422 naming the filter):
-    a misspelt one would otherwise match nothing and look like an empty list."""
+    a misspelt one would otherwise match nothing and look like an empty list.
+
+    With a routing file, a team neither it nor the model's routing names, and a rep it
+    does not list, are refused the same way; without one, teams and reps are not known."""
     stages = [stage.id for stage in model.stages]
     grades = [grade for grade, _ in model.grade_thresholds]
     grades += [] if "F" in grades else ["F"]  # the grade below the lowest threshold
-    for name, value, known in (("stage", filters.stage, stages), ("grade", filters.grade, grades)):
+    checks: list[tuple[str, str | None, list[str], str]] = [
+        ("stage", filters.stage, stages, "the model's stages"),
+        ("grade", filters.grade, grades, "the model's grades"),
+    ]
+    if routing is not None:
+        teams = list(routing.teams)
+        teams += [
+            rule.assign.team
+            for rule in model.routing
+            if rule.assign is not None and rule.assign.team not in teams
+        ]
+        reps = list(dict.fromkeys(rep.id for team in routing.teams.values() for rep in team.reps))
+        checks.append(("team", filters.team, teams, "the routing's teams"))
+        checks.append(("rep", filters.rep, reps, "the routing's reps"))
+    for name, value, known, whose in checks:
         if value is not None and value not in known:
             message = (
                 f"unknown {name} '{value}'{did_you_mean(value, known)} "
-                f"(the model's {name}s: {', '.join(known)})"
+                f"({whose}: {', '.join(known) or 'none'})"
             )
             raise ApiError(
                 422, "validation_error", message, [ErrorDetail(message=message, field=name)]

@@ -285,6 +285,8 @@ class AssignmentRow(BaseModel):
 
     model_config = ConfigDict(from_attributes=True)  # made from the store's records
 
+    lead_id: str
+    """The lead it was made for: the lead asked for, or one merged into it."""
     team: str | None
     rep: str | None
     method: str | None

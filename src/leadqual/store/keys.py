@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +55,11 @@ def _key(row: dict[str, object]) -> ApiKey:
     )
 
 
+_LINE_BREAKING = frozenset({"Cc", "Zl", "Zp"})
+"""Unicode categories refused in a key's name: control characters (newline, tab, escape)
+and line and paragraph separators."""
+
+
 def create_api_key(
     connection: Connection, name: str, scopes: Sequence[str], now: datetime
 ) -> tuple[ApiKey, str]:
@@ -62,6 +68,12 @@ def create_api_key(
         raise ValueError("an API key needs a name (what it is for: a system, a person), not blanks")
     if len(name) > schema.ID:
         raise ValueError(f"an API key's name is at most {schema.ID} characters, not {len(name)}")
+    control = next((c for c in name if unicodedata.category(c) in _LINE_BREAKING), None)
+    if control is not None:  # it would break the one-line-per-key table of ``keys list``
+        raise ValueError(
+            f"an API key's name must not hold control characters or line breaks,"
+            f" such as {control!r} at position {name.index(control) + 1}"
+        )
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown:
         raise ValueError(f"unknown scope(s) {', '.join(unknown)}; expected {', '.join(SCOPES)}")

@@ -246,8 +246,11 @@ def record_assignment(
 
 
 def load_assignments(connection: Connection, lead_id: str) -> list[Assignment]:
-    t = schema.assignments
-    query = select(t).where(t.c.lead_id == lead_id).order_by(t.c.id)
+    """The lead's assignments, oldest first, with those of every lead merged into it (each
+    names its own ``lead_id``; theirs ended with cause ``merged``), as the stage history."""
+    t, aliases = schema.assignments, schema.lead_aliases
+    merged = select(aliases.c.alias_id).where(aliases.c.lead_id == lead_id)
+    query = select(t).where(or_(t.c.lead_id == lead_id, t.c.lead_id.in_(merged))).order_by(t.c.id)
     return [Assignment(**row) for row in connection.execute(query).mappings()]
 
 

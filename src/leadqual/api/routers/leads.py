@@ -84,7 +84,10 @@ def get_stage_history(lead_id: LeadId, runtime: RuntimeDep) -> StageHistory:
 )
 def get_assignments(lead_id: LeadId, runtime: RuntimeDep) -> Assignments:
     """Every assignment of the lead to a team and rep, oldest first, each with its reason
-    (territory, capacity, round robin, a rep away, an SLA breach) and, once ended, why."""
+    (territory, capacity, round robin, a rep away, an SLA breach) and, once ended, why.
+
+    Includes the assignments of leads merged into it, each naming its ``lead_id``; a merged
+    lead's id answers for the surviving lead."""
     current = runtime.store.qualification(lead_id)  # 404 for a lead nobody has sent
     return Assignments(
         lead_id=current.lead_id,

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from leadqual.api.auth import RuntimeDep, require
-from leadqual.api.errors import ApiError, responses
+from leadqual.api.errors import ApiError, ErrorDetail, responses
 from leadqual.api.routes import CheckedRoute
 from leadqual.integrations.webhooks import (
     ALL_KINDS,
@@ -97,13 +97,25 @@ def _delivery(delivery: Delivery) -> DeliveryOut:
     return DeliveryOut(**data)
 
 
+def _unknown_kinds(body: SubscriptionIn) -> list[ErrorDetail]:
+    """Where each unknown event kind is (``event_kinds[1]``), for the error's ``details``."""
+    known = {*EVENT_KINDS, ALL_KINDS}
+    return [
+        ErrorDetail(message=f"unknown webhook event kind '{kind}'", field=f"event_kinds[{i}]")
+        for i, kind in enumerate(body.event_kinds)
+        if kind not in known
+    ]
+
+
 @router.post("", response_model=CreatedOut, status_code=201)
 def subscribe(body: SubscriptionIn, runtime: RuntimeDep) -> CreatedOut:
     """Subscribe a URL to event kinds; the response holds the signing secret, once."""
     try:
         created = create_subscription(runtime.store, body.url, body.event_kinds, secret=body.secret)
     except WebhookError as exc:
-        raise ApiError(422, "invalid_subscription", str(exc)) from None
+        message = str(exc)  # details locate the kinds only when a kind is what is wrong
+        details = _unknown_kinds(body) if message.startswith("unknown webhook") else []
+        raise ApiError(422, "invalid_subscription", message, details) from None
     return CreatedOut(**_out(created.subscription).model_dump(), secret=created.secret)
 
 
