@@ -467,6 +467,24 @@ def test_with_a_routing_file_a_team_or_rep_it_does_not_have_is_422(database_url:
         assert api.as_("read").get("/v1/queues/reps/bem").json()["items"] == []
 
 
+def test_a_rep_an_older_routing_file_had_stays_a_known_filter(database_url: str) -> None:
+    """A rep who left the routing file still has the leads assigned to them (until they
+    move): their queue must stay readable, not be refused as an unknown rep."""
+    for api in start_api(database_url, tick_seconds=None, routing=load_routing_text(ROUTING)):
+        put_account(api, "A-1")
+        put_lead(api, "L-2", "A-1", **MQL_LEAD)
+        send(api, ev("E-2", "L-2", "demo_request"))
+    without_ben = load_routing_text(
+        ROUTING.replace("      - {id: ben, territory: {lead.country: [US]}}\n", "")
+    )
+    assert [rep.id for rep in without_ben.teams["sales_reps"].reps] == ["ana"]
+    for api in start_api(database_url, tick_seconds=None, routing=without_ben):
+        read = api.as_("read")
+        assert [i["lead_id"] for i in read.get("/v1/queues/reps/ben").json()["items"]] == ["L-2"]
+        assert read.get("/v1/qualifications?rep=ben").status_code == 200
+        assert_error(read.get("/v1/queues/reps/bem"), 422, "validation_error")  # still refused
+
+
 def test_a_merged_leads_assignments_are_read_with_the_survivors(database_url: str) -> None:
     for api in start_api(database_url, tick_seconds=None, routing=load_routing_text(ROUTING)):
         put_account(api, "A-1")

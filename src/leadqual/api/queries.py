@@ -51,13 +51,18 @@ class QualificationFilters:
 
 
 def check_filters(
-    model: Model, filters: QualificationFilters, routing: RoutingConfig | None = None
+    model: Model,
+    filters: QualificationFilters,
+    routing: RoutingConfig | None = None,
+    store: Store | None = None,
 ) -> None:
     """Refuse a stage or grade the active model does not have (a 422 naming the filter):
     a misspelt one would otherwise match nothing and look like an empty list.
 
     With a routing file, a team neither it nor the model's routing names, and a rep it
-    does not list, are refused the same way; without one, teams and reps are not known."""
+    does not list, are refused the same way, unless ``store`` holds an assignment to that
+    team or rep (one an older routing file had: the leads still with a rep who left the
+    file must stay findable); without a routing file, teams and reps are not known."""
     stages = [stage.id for stage in model.stages]
     grades = [grade for grade, _ in model.grade_thresholds]
     grades += [] if "F" in grades else ["F"]  # the grade below the lowest threshold
@@ -77,6 +82,8 @@ def check_filters(
         checks.append(("rep", filters.rep, reps, "the routing's reps"))
     for name, value, known, whose in checks:
         if value is not None and value not in known:
+            if name in ("team", "rep") and store is not None and _assigned(store, name, value):
+                continue
             message = (
                 f"unknown {name} '{value}'{did_you_mean(value, known)} "
                 f"({whose}: {', '.join(known) or 'none'})"
@@ -84,6 +91,15 @@ def check_filters(
             raise ApiError(
                 422, "validation_error", message, [ErrorDetail(message=message, field=name)]
             )
+
+
+def _assigned(store: Store, column: str, value: str) -> bool:
+    """Whether any assignment, open or ended, names this team or rep (read by the
+    assignments' indexes on ``(team, rep, id)`` and ``(rep, ended_at)``)."""
+    a = schema.assignments
+    query = select(a.c.id).where(a.c[column] == value).limit(1)
+    with store.engine.connect() as connection:
+        return connection.execute(query).first() is not None
 
 
 def _filtered(filters: QualificationFilters, after: str | None) -> Select[Any]:

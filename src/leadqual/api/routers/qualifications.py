@@ -47,7 +47,7 @@ def list_qualifications(
 
     Pass `next_cursor` back as `cursor` (with the same filters) for the next page."""
     filters = queries.QualificationFilters(stage, grade, team, rep, min_score, account_id)
-    queries.check_filters(runtime.model, filters, runtime.routing)
+    queries.check_filters(runtime.model, filters, runtime.routing, runtime.store)
     after = decode_cursor(cursor, filters.as_dict())
     rows, more = queries.qualification_rows(runtime.store, filters, after, limit)
     items = [queries.qualification_from_row(row) for row in rows]
