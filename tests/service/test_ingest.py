@@ -564,6 +564,46 @@ def test_a_reopen_is_recorded_as_the_decision_that_moved_the_stage(store: Store)
     assert (last.cause_kind, last.cause_fact_id) == ("decision", "X2")
 
 
+def test_a_decision_dated_ahead_is_recorded_as_that_decision_when_the_tick_finds_it_due(
+    store: Store,
+) -> None:
+    """A reject dated 2 hours ahead of when it was written came due at a tick, which
+    recorded the change as ``time`` with no fact: it is the decision's, as when applied
+    on time (the change's ``at`` is the tick's)."""
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL, model_version_id=None)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    reject = Decision("DEC-2", "L1", "reject", NOW + timedelta(hours=2), reason="bad_timing")
+    written = ingestor.apply([reject], NOW + timedelta(minutes=10))
+    assert written.stage_changes == ()
+    assert store.qualification("L1").stage == "mql"
+    later = NOW + timedelta(hours=3)
+    ticked = tick(store, MODEL, later)
+    [change] = ticked.stage_changes
+    assert (change.from_stage, change.to_stage, change.at) == ("mql", "nurture", later)
+    assert (change.cause_kind, change.cause_rule, change.cause_fact_id) == (
+        "decision", "rejected_by_sales", "DEC-2"
+    )  # fmt: skip
+    last = store.stage_history("L1")[-1]
+    assert (last.to_stage, last.at, last.cause_kind, last.cause_rule, last.cause_fact_id) == (
+        "nurture", later, "decision", "rejected_by_sales", "DEC-2"
+    )  # fmt: skip
+    with store.engine.connect() as connection:
+        o = schema.webhook_outbox
+        query = select(o.c.payload).where(o.c.event_kind == "stage_changed").order_by(o.c.id)
+        payload = json.loads(connection.execute(query).scalars().all()[-1])
+    assert (payload["to_stage"], payload["cause_kind"], payload["cause_fact_id"]) == (
+        "nurture", "decision", "DEC-2"
+    )  # fmt: skip
+    assert payload["at"] == later.isoformat()
+    # Time alone after it (gone quiet 45 days after the reject) is still the tick's.
+    ingestor.apply([Decision("DEC-3", "L1", "reopen", later)], later)
+    quiet = tick(store, MODEL, later + timedelta(days=100))
+    assert [
+        (c.to_stage, c.cause_kind, c.cause_rule, c.cause_fact_id) for c in quiet.stage_changes
+    ] == [("nurture", "time", "gone_quiet", None)]
+
+
 def test_a_merged_lead_s_stage_history_lives_on_in_the_survivor_s(store: Store) -> None:
     """After a merge the merged lead's history was no longer readable: reads of either id
     gave the survivor's rows alone."""
