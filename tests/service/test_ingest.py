@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -10,6 +11,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from leadqual.api.background import Ticker
+from leadqual.api.runtime import Runtime
 from leadqual.cli import app
 from leadqual.engine.incremental import Plan
 from leadqual.engine.reference import MemberFlags, evaluate_all
@@ -470,9 +473,10 @@ def test_a_lead_linked_by_its_domain_follows_the_domain_and_its_email(store: Sto
 
 
 @pytest.mark.postgres
-def test_one_process_at_a_time_ticks_a_postgresql_store() -> None:
+def test_one_process_at_a_time_ticks_a_postgresql_store(caplog: pytest.LogCaptureFixture) -> None:
     """While another process's tick holds the tick lock, a tick does nothing (that one
-    re-qualifies the same due leads); after it, the tick does the work."""
+    re-qualifies the same due leads); after it, the tick does the work. The skipped tick
+    says so (it printed "0 stage changes")."""
     with fresh_store("postgres") as store:
         Ingestor(store, MODEL).apply(mql_facts("L1", "DE", NOW), NOW)
         assert store.qualification("L1").stage == "mql"
@@ -480,10 +484,25 @@ def test_one_process_at_a_time_ticks_a_postgresql_store() -> None:
         with store.engine.connect() as other, other.begin():  # a tick under way elsewhere
             lock(other, TICK_LOCK)
             skipped = tick(store, MODEL, later)
-            assert (skipped.qualified, skipped.stage_changes) == ((), ())
+            assert (skipped.qualified, skipped.stage_changes, skipped.skipped) == ((), (), True)
             assert store.qualification("L1").stage == "mql"
+            # The command says it did nothing, rather than "0 stage changes".
+            url = store.engine.url.render_as_string(hide_password=False)
+            args = ["tick", "--database-url", url, "--model", "b2b_example"]
+            said = CliRunner().invoke(app, [*args, "--as-of", later.isoformat()])
+            assert said.exit_code == 0, said.output
+            assert said.output.strip() == (
+                "another tick is under way (PostgreSQL lock held); nothing done"
+            )
+            assert store.qualification("L1").stage == "mql"
+            # So does the service's background ticker, in its log.
+            caplog.set_level(logging.DEBUG, logger="leadqual.api")
+            Ticker(Runtime(store, MODEL), 60.0).turn()
+            assert [r.getMessage() for r in caplog.records if r.name == "leadqual.api"] == [
+                "tick: another tick is under way (PostgreSQL lock held); nothing done"
+            ]
         ticked = tick(store, MODEL, later)
-        assert ticked.qualified == ("L1",)
+        assert ticked.qualified == ("L1",) and not ticked.skipped
         assert [(c.lead_id, c.to_stage) for c in ticked.stage_changes] == [("L1", "nurture")]
         assert store.qualification("L1").stage == "nurture"
 

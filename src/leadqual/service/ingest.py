@@ -110,6 +110,9 @@ class ApplyResult:
     """Assignments, SLA clocks stopped and breaches (None without a routing config)."""
     new_facts: tuple[tuple[int, str | None], ...] = ()
     """(index in the facts applied, lead it counts for) of each fact that was new."""
+    skipped: bool = False
+    """A tick that did nothing because another process's tick holds the store's tick
+    lock (PostgreSQL, :data:`leadqual.store.locks.TICK_LOCK`)."""
 
 
 def _fact_id(fact: Fact) -> str | None:
@@ -1059,7 +1062,7 @@ def tick(
     colleagues. On PostgreSQL, while another process's tick is under way this
     one does nothing (:data:`leadqual.store.locks.TICK_LOCK`): the other
     re-qualifies the same due leads, so this one would only wait for their
-    rows, then do it again.
+    rows, then do it again. Its result says so (``skipped``).
     """
     _require_aware(now)
     plan = Plan(model)
@@ -1075,7 +1078,7 @@ def _tick(
 ) -> ApplyResult:
     with store.transaction() as tx:
         if not locks.try_lock(tx.connection, locks.TICK_LOCK):
-            return ApplyResult(0, 0, (), ())  # another process is ticking this store now
+            return ApplyResult(0, 0, (), (), skipped=True)  # another process is ticking it
         model_check = _ModelCheck(tx.connection, model_version_id)
         t = schema.lead_state
         query = select(t.c.lead_id).where(t.c.next_change_at <= now, t.c.has_profile)
