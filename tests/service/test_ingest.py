@@ -623,6 +623,38 @@ def test_a_decision_dated_ahead_is_recorded_as_that_decision_when_the_tick_finds
     ] == [("nurture", "time", "gone_quiet", None)]
 
 
+HOT = load_model_text(
+    """
+name: hot-test
+version: 1
+engagement:
+  half_life_days: 10
+  rules:
+    - {id: dl, event: content_download, points: 40}
+stages:
+  - {id: cold}
+  - {id: sal, manual: true, decision: accept}
+  - {id: hot, enter: {score.engagement: {gte: 30}}}
+"""
+)
+
+
+def test_a_tick_change_back_to_a_decision_already_in_force_stays_the_tick_s(
+    store: Store,
+) -> None:
+    """Only a decision that came due at the tick is the change's cause: an accept in
+    force since it was applied, under a stage that engagement reached, is the stage
+    again when engagement decays (time), and that change stays ``time``."""
+    ingestor = Ingestor(store, HOT, model_version_id=None)
+    ingestor.apply([LeadProfile("H1", "a@b.io"), Event("H1-e", "content_download", NOW, "H1")], NOW)
+    assert store.qualification("H1").stage == "hot"
+    accepted = NOW + timedelta(minutes=1)
+    assert ingestor.apply([Decision("D1", "H1", "accept", accepted)], accepted).stage_changes == ()
+    ticked = tick(store, HOT, NOW + timedelta(days=5))  # 40 points decayed to 28
+    assert [(c.from_stage, c.to_stage, c.cause_kind, c.cause_rule, c.cause_fact_id)
+            for c in ticked.stage_changes] == [("hot", "sal", "time", "sal", None)]  # fmt: skip
+
+
 def test_a_merged_lead_s_stage_history_lives_on_in_the_survivor_s(store: Store) -> None:
     """After a merge the merged lead's history was no longer readable: reads of either id
     gave the survivor's rows alone."""
