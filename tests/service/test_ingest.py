@@ -17,7 +17,7 @@ from leadqual.cli import app
 from leadqual.engine.incremental import Plan
 from leadqual.engine.reference import MemberFlags, evaluate_all
 from leadqual.errors import ConflictError, FactError, NotFoundError
-from leadqual.facts.types import AccountProfile, Decision, Event, Fact, LeadProfile
+from leadqual.facts.types import AccountProfile, Decision, Event, Fact, LeadProfile, Outcome
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.service import Ingestor, recompute, tick
 from leadqual.service.ingest import _Work
@@ -615,7 +615,15 @@ def test_a_decision_dated_ahead_is_recorded_as_that_decision_when_the_tick_finds
         "nurture", "decision", "DEC-2"
     )  # fmt: skip
     assert payload["at"] == later.isoformat()
-    # Time alone after it (gone quiet 45 days after the reject) is still the tick's.
+    # So is an outcome: a win dated ahead.
+    won = Outcome("OUT-1", "L1", "won", later + timedelta(hours=1))
+    assert ingestor.apply([won], later + timedelta(minutes=5)).stage_changes == ()
+    [change] = tick(store, MODEL, later + timedelta(hours=2)).stage_changes
+    assert (change.to_stage, change.cause_kind, change.cause_rule, change.cause_fact_id) == (
+        "customer", "decision", "customer", "OUT-1"
+    )  # fmt: skip
+    later += timedelta(hours=2)
+    # Time alone after them (reopened, then gone quiet for 45 days) is still the tick's.
     ingestor.apply([Decision("DEC-3", "L1", "reopen", later)], later)
     quiet = tick(store, MODEL, later + timedelta(days=100))
     assert [
