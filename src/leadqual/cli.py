@@ -594,6 +594,9 @@ def tick_command(
     with Store.open(database_url) as store:
         spec, version_id = _service_model(store, model)
         result = tick(store, spec, when, version_id, config)
+    if result.skipped:
+        out.print("another tick is under way (PostgreSQL lock held); nothing done", markup=False)
+        return
     routed = result.routing
     extra = (
         f"; {len(routed.breaches)} SLA breaches, {len(routed.assignments)} assignments"

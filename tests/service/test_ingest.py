@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -10,11 +11,13 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from leadqual.api.background import Ticker
+from leadqual.api.runtime import Runtime
 from leadqual.cli import app
 from leadqual.engine.incremental import Plan
 from leadqual.engine.reference import MemberFlags, evaluate_all
 from leadqual.errors import ConflictError, FactError, NotFoundError
-from leadqual.facts.types import AccountProfile, Decision, Event, Fact, LeadProfile
+from leadqual.facts.types import AccountProfile, Decision, Event, Fact, LeadProfile, Outcome
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.service import Ingestor, recompute, tick
 from leadqual.service.ingest import _Work
@@ -470,9 +473,10 @@ def test_a_lead_linked_by_its_domain_follows_the_domain_and_its_email(store: Sto
 
 
 @pytest.mark.postgres
-def test_one_process_at_a_time_ticks_a_postgresql_store() -> None:
+def test_one_process_at_a_time_ticks_a_postgresql_store(caplog: pytest.LogCaptureFixture) -> None:
     """While another process's tick holds the tick lock, a tick does nothing (that one
-    re-qualifies the same due leads); after it, the tick does the work."""
+    re-qualifies the same due leads); after it, the tick does the work. The skipped tick
+    says so (it printed "0 stage changes")."""
     with fresh_store("postgres") as store:
         Ingestor(store, MODEL).apply(mql_facts("L1", "DE", NOW), NOW)
         assert store.qualification("L1").stage == "mql"
@@ -480,10 +484,25 @@ def test_one_process_at_a_time_ticks_a_postgresql_store() -> None:
         with store.engine.connect() as other, other.begin():  # a tick under way elsewhere
             lock(other, TICK_LOCK)
             skipped = tick(store, MODEL, later)
-            assert (skipped.qualified, skipped.stage_changes) == ((), ())
+            assert (skipped.qualified, skipped.stage_changes, skipped.skipped) == ((), (), True)
             assert store.qualification("L1").stage == "mql"
+            # The command says it did nothing, rather than "0 stage changes".
+            url = store.engine.url.render_as_string(hide_password=False)
+            args = ["tick", "--database-url", url, "--model", "b2b_example"]
+            said = CliRunner().invoke(app, [*args, "--as-of", later.isoformat()])
+            assert said.exit_code == 0, said.output
+            assert said.output.strip() == (
+                "another tick is under way (PostgreSQL lock held); nothing done"
+            )
+            assert store.qualification("L1").stage == "mql"
+            # So does the service's background ticker, in its log.
+            caplog.set_level(logging.DEBUG, logger="leadqual.api")
+            Ticker(Runtime(store, MODEL), 60.0).turn()
+            assert [r.getMessage() for r in caplog.records if r.name == "leadqual.api"] == [
+                "tick: another tick is under way (PostgreSQL lock held); nothing done"
+            ]
         ticked = tick(store, MODEL, later)
-        assert ticked.qualified == ("L1",)
+        assert ticked.qualified == ("L1",) and not ticked.skipped
         assert [(c.lead_id, c.to_stage) for c in ticked.stage_changes] == [("L1", "nurture")]
         assert store.qualification("L1").stage == "nurture"
 
@@ -562,6 +581,86 @@ def test_a_reopen_is_recorded_as_the_decision_that_moved_the_stage(store: Store)
     assert (change.cause_kind, change.cause_fact_id) == ("decision", "X2")
     last = store.stage_history("L1")[-1]
     assert (last.cause_kind, last.cause_fact_id) == ("decision", "X2")
+
+
+def test_a_decision_dated_ahead_is_recorded_as_that_decision_when_the_tick_finds_it_due(
+    store: Store,
+) -> None:
+    """A reject dated 2 hours ahead of when it was written came due at a tick, which
+    recorded the change as ``time`` with no fact: it is the decision's, as when applied
+    on time (the change's ``at`` is the tick's)."""
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL, model_version_id=None)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    reject = Decision("DEC-2", "L1", "reject", NOW + timedelta(hours=2), reason="bad_timing")
+    written = ingestor.apply([reject], NOW + timedelta(minutes=10))
+    assert written.stage_changes == ()
+    assert store.qualification("L1").stage == "mql"
+    later = NOW + timedelta(hours=3)
+    ticked = tick(store, MODEL, later)
+    [change] = ticked.stage_changes
+    assert (change.from_stage, change.to_stage, change.at) == ("mql", "nurture", later)
+    assert (change.cause_kind, change.cause_rule, change.cause_fact_id) == (
+        "decision", "rejected_by_sales", "DEC-2"
+    )  # fmt: skip
+    last = store.stage_history("L1")[-1]
+    assert (last.to_stage, last.at, last.cause_kind, last.cause_rule, last.cause_fact_id) == (
+        "nurture", later, "decision", "rejected_by_sales", "DEC-2"
+    )  # fmt: skip
+    with store.engine.connect() as connection:
+        o = schema.webhook_outbox
+        query = select(o.c.payload).where(o.c.event_kind == "stage_changed").order_by(o.c.id)
+        payload = json.loads(connection.execute(query).scalars().all()[-1])
+    assert (payload["to_stage"], payload["cause_kind"], payload["cause_fact_id"]) == (
+        "nurture", "decision", "DEC-2"
+    )  # fmt: skip
+    assert payload["at"] == later.isoformat()
+    # So is an outcome: a win dated ahead.
+    won = Outcome("OUT-1", "L1", "won", later + timedelta(hours=1))
+    assert ingestor.apply([won], later + timedelta(minutes=5)).stage_changes == ()
+    [change] = tick(store, MODEL, later + timedelta(hours=2)).stage_changes
+    assert (change.to_stage, change.cause_kind, change.cause_rule, change.cause_fact_id) == (
+        "customer", "decision", "customer", "OUT-1"
+    )  # fmt: skip
+    later += timedelta(hours=2)
+    # Time alone after them (reopened, then gone quiet for 45 days) is still the tick's.
+    ingestor.apply([Decision("DEC-3", "L1", "reopen", later)], later)
+    quiet = tick(store, MODEL, later + timedelta(days=100))
+    assert [
+        (c.to_stage, c.cause_kind, c.cause_rule, c.cause_fact_id) for c in quiet.stage_changes
+    ] == [("nurture", "time", "gone_quiet", None)]
+
+
+HOT = load_model_text(
+    """
+name: hot-test
+version: 1
+engagement:
+  half_life_days: 10
+  rules:
+    - {id: dl, event: content_download, points: 40}
+stages:
+  - {id: cold}
+  - {id: sal, manual: true, decision: accept}
+  - {id: hot, enter: {score.engagement: {gte: 30}}}
+"""
+)
+
+
+def test_a_tick_change_back_to_a_decision_already_in_force_stays_the_tick_s(
+    store: Store,
+) -> None:
+    """Only a decision that came due at the tick is the change's cause: an accept in
+    force since it was applied, under a stage that engagement reached, is the stage
+    again when engagement decays (time), and that change stays ``time``."""
+    ingestor = Ingestor(store, HOT, model_version_id=None)
+    ingestor.apply([LeadProfile("H1", "a@b.io"), Event("H1-e", "content_download", NOW, "H1")], NOW)
+    assert store.qualification("H1").stage == "hot"
+    accepted = NOW + timedelta(minutes=1)
+    assert ingestor.apply([Decision("D1", "H1", "accept", accepted)], accepted).stage_changes == ()
+    ticked = tick(store, HOT, NOW + timedelta(days=5))  # 40 points decayed to 28
+    assert [(c.from_stage, c.to_stage, c.cause_kind, c.cause_rule, c.cause_fact_id)
+            for c in ticked.stage_changes] == [("hot", "sal", "time", "sal", None)]  # fmt: skip
 
 
 def test_a_merged_lead_s_stage_history_lives_on_in_the_survivor_s(store: Store) -> None:

@@ -76,7 +76,9 @@ class Ticker(_Every):
     def turn(self) -> None:
         self.runtime.refresh_model()
         result = self.runtime.tick()
-        if result.stage_changes:
+        if result.skipped:
+            log.debug("tick: another tick is under way (PostgreSQL lock held); nothing done")
+        elif result.stage_changes:
             log.info("tick: %d stage change(s)", len(result.stage_changes))
 
 

@@ -110,6 +110,9 @@ class ApplyResult:
     """Assignments, SLA clocks stopped and breaches (None without a routing config)."""
     new_facts: tuple[tuple[int, str | None], ...] = ()
     """(index in the facts applied, lead it counts for) of each fact that was new."""
+    skipped: bool = False
+    """A tick that did nothing because another process's tick holds the store's tick
+    lock (PostgreSQL, :data:`leadqual.store.locks.TICK_LOCK`)."""
 
 
 def _fact_id(fact: Fact) -> str | None:
@@ -149,6 +152,9 @@ class _Work:
         self.next_at: dict[str, datetime | None] = {}
         self.stored_route: dict[str, tuple[Any, Any, Any]] = {}
         """(rule, team, nurture track) of each stored qualification's routing."""
+        self.read_horizon: dict[str, datetime | None] = {}
+        """The horizon of each lead's state as read from the store (before this transaction
+        advanced it): the time its stored qualification was last evaluated at."""
         self.stored_qualification: dict[str, tuple[str | None, str | None]] = {}
         """Stage and routing text of the stored qualification of each lead whose state was
         read (None, None: it has none), as read with the state."""
@@ -212,6 +218,7 @@ class _Work:
                 stale.add(lead)
                 continue
             self.leads[lead] = LeadState.from_json(row["state"])
+            self.read_horizon[lead] = self.leads[lead].horizon
         for lead in wanted - self.leads.keys():
             self.stored_account.setdefault(lead, None)
             self.leads[lead] = LeadState(lead)
@@ -720,6 +727,13 @@ class _Work:
         of its own in the batch changed because it gained the merged lead's
         facts, so its cause is ``merge`` and names the merged lead (the first
         one, if several were merged into it) in ``cause_fact_id``.
+
+        A change the tick records (``cause_kind`` ``time``) whose stage reason
+        cites a decision or outcome that came due since the lead was last
+        evaluated (dated after its stored state's horizon, at or before
+        ``now``: written ahead of its time) is that decision's, as if it had
+        been applied then: cause ``decision``, the fact in ``cause_fact_id``.
+        The change's ``at`` stays the tick's time.
         """
         records = []
         history: list[dict[str, Any]] = []
@@ -743,6 +757,9 @@ class _Work:
             if reason is not None and reason.facts and reason.facts[0] in batch_ids:
                 fact_id = reason.facts[0]
                 kind = "decision"
+            elif cause_kind == "time" and self._came_due(lead, reason):
+                assert reason is not None
+                kind, fact_id = "decision", reason.facts[0]
             elif lead in merged_into and not decisions:
                 kind, fact_id = MERGE, merged_into[lead]
             elif batch:
@@ -792,6 +809,21 @@ class _Work:
         state.record_stage_changes(self.connection, history)
         state.enqueue_webhooks_many(self.connection, STAGE_CHANGED, announcements, wall)
         return records
+
+    def _came_due(self, lead: str, reason: Reason | None) -> bool:
+        """Whether ``reason`` (a stage reason) cites a decision or outcome of the lead
+        that came due since its state was read: dated after the state's horizon, at or
+        before ``now``. A state built afresh in this transaction (no horizon read) has
+        no such time: its change stays the tick's."""
+        if reason is None or not reason.facts or reason.at is None:
+            return False
+        if lead not in self.read_horizon or reason.at > self.now:
+            return False
+        horizon = self.read_horizon[lead]
+        if horizon is not None and reason.at <= horizon:
+            return False
+        steps = self.leads[lead].steps.values() if lead in self.leads else ()
+        return any(_fact_id(step) == reason.facts[0] for step in steps)
 
 
 def _status_key(status: AccountStatus) -> tuple[Any, ...]:
@@ -1022,13 +1054,15 @@ def tick(
     A lead is due when its ``next_change_at`` has come. Its state is advanced
     (facts dated up to ``now`` fold in), it is qualified at ``now``, and, when
     its stage changed, the new qualification, a stage-history row (cause
-    ``time``) and a webhook are written. Members of an account whose status
-    changed are re-qualified the same way. With a ``routing`` config the moved
-    leads are routed, SLA clocks past due are recorded as breached, and the
-    open leads of reps who are away move to colleagues. On PostgreSQL, while
-    another process's tick is under way this one does nothing
-    (:data:`leadqual.store.locks.TICK_LOCK`): the other re-qualifies the same due leads, so
-    this one would only wait for their rows, then do it again.
+    ``time``, or ``decision`` when a decision or outcome written dated ahead
+    came due: see :meth:`_Work.record_changes`) and a webhook are written.
+    Members of an account whose status changed are re-qualified the same way.
+    With a ``routing`` config the moved leads are routed, SLA clocks past due
+    are recorded as breached, and the open leads of reps who are away move to
+    colleagues. On PostgreSQL, while another process's tick is under way this
+    one does nothing (:data:`leadqual.store.locks.TICK_LOCK`): the other
+    re-qualifies the same due leads, so this one would only wait for their
+    rows, then do it again. Its result says so (``skipped``).
     """
     _require_aware(now)
     plan = Plan(model)
@@ -1044,7 +1078,7 @@ def _tick(
 ) -> ApplyResult:
     with store.transaction() as tx:
         if not locks.try_lock(tx.connection, locks.TICK_LOCK):
-            return ApplyResult(0, 0, (), ())  # another process is ticking this store now
+            return ApplyResult(0, 0, (), (), skipped=True)  # another process is ticking it
         model_check = _ModelCheck(tx.connection, model_version_id)
         t = schema.lead_state
         query = select(t.c.lead_id).where(t.c.next_change_at <= now, t.c.has_profile)
