@@ -542,12 +542,34 @@ def _service_model(store: Any, model: str | None) -> tuple[Any, int | None]:
     return load_model_text(active.yaml, f"<model version {active.id}>"), active.id
 
 
+def _serve_model(store: Any, model: str | None) -> Any:
+    """The model ``serve`` will run: --model, else the active version, else the example."""
+    from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text
+
+    if model is not None:
+        return load_model(model)
+    active = store.active_model_version()
+    if active is None:
+        return load_model(EXAMPLE_MODEL)
+    return load_model_text(active.yaml, f"<model version {active.id}>")
+
+
 RoutingOpt = Annotated[
     Path | None,
     typer.Option(
         "--routing", help="Routing file: teams, reps, business hours, SLAs (see docs/routing.md)."
     ),
 ]
+
+
+def _check_routing(config: Any, spec: Any) -> None:
+    """Refuse a routing file that does not fit the model (every fault, exit code 2);
+    print its warnings (touch types no rule or known event type uses)."""
+    from leadqual.routing.check import check_routing
+
+    if config is not None:
+        for warning in check_routing(config, spec):
+            err.print(f"warning: {warning}", markup=False)
 
 
 @app.command("recompute")
@@ -568,6 +590,7 @@ def recompute_command(
     config = load_routing(routing) if routing is not None else None  # faults before any work
     with Store.open(database_url) as store:
         spec, version_id = _service_model(store, model)
+        _check_routing(config, spec)
         result = recompute(store, spec, when, version_id, routing=config)
     out.print(
         f"recomputed {len(result.qualified)} leads as of {when.isoformat()}; "
@@ -593,6 +616,7 @@ def tick_command(
     config = load_routing(routing) if routing is not None else None
     with Store.open(database_url) as store:
         spec, version_id = _service_model(store, model)
+        _check_routing(config, spec)
         result = tick(store, spec, when, version_id, config)
     if result.skipped:
         out.print("another tick is under way (PostgreSQL lock held); nothing done", markup=False)
@@ -659,6 +683,7 @@ def serve_command(
     config = load_routing(routing) if routing is not None else None  # faults before any work
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     with Store.open(database_url) as store:
+        _check_routing(config, _serve_model(store, model))  # before a version is stored
         if model is not None:
             version = register_model(store, model)
             out.print(f"model {version.name} version {version.version} is active", markup=False)

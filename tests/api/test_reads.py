@@ -408,6 +408,8 @@ teams:
     reps:
       - {id: ana, territory: {lead.country: [DE]}}
       - {id: ben, territory: {lead.country: [US]}}
+  senior_consultants: {reps: [{id: cy}]}
+  account_executives: {reps: [{id: dee}]}
 sla:
   - {stage: mql, within: 4h, business_hours: false}
 """
@@ -535,3 +537,42 @@ def test_webhook_subscriptions_over_rest(api: Api) -> None:
     assert len(admin.get("/v1/webhooks", params={"include_disabled": True}).json()) == 1
     assert_error(admin.get("/v1/webhooks/999"), 404)
     assert_error(admin.get("/v1/webhooks/999/deliveries"), 404)
+
+
+def test_an_activation_that_does_not_fit_the_routing_file_is_refused_naming_the_faults(
+    database_url: str,
+) -> None:
+    for api in start_api(
+        database_url, tick_seconds=None, routing=load_routing_text(ROUTING, "routing.yaml")
+    ):
+        admin = api.as_("admin")
+        v1 = preset_path(EXAMPLE_MODEL).read_text()
+        v2 = v1.replace("version: 1", "version: 2").replace(
+            "team: account_executives", "team: account_execs"
+        )
+        uploaded = admin.post("/v1/models", json={"yaml": v2})
+        assert uploaded.status_code == 200, uploaded.text
+        error = assert_error(
+            admin.post(f"/v1/models/{uploaded.json()['id']}/activate"), 422, "invalid_model"
+        )
+        assert [d["message"] for d in error["details"]] == [
+            "routing.yaml:2:1: teams: team 'account_execs' is not declared, but model "
+            "'b2b-example' routes leads to it (rule account_executives); did you mean "
+            "'account_executives'?"
+        ]
+        assert_error(admin.get("/v1/models/activation"), 404)  # nothing started
+        versions = admin.get("/v1/models").json()
+        assert [(v["version"], v["active"]) for v in versions] == [(1, True), (2, False)]
+
+
+def test_the_app_refuses_a_routing_file_that_does_not_fit_its_model(database_url: str) -> None:
+    from leadqual.api import create_app
+    from leadqual.errors import ModelError
+
+    bad = ROUTING.replace("  account_executives:", "  account_executive:")
+    with pytest.raises(ModelError) as caught:
+        create_app(database_url, tick_seconds=None, routing=load_routing_text(bad, "r.yaml"))
+    assert [str(p) for p in caught.value.problems] == [
+        "r.yaml:2:1: teams: team 'account_executives' is not declared, but model 'b2b-example' "
+        "routes leads to it (rule account_executives); did you mean 'account_executive'?"
+    ]

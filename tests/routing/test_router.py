@@ -280,6 +280,7 @@ def test_tick_command_records_breaches_from_a_routing_file(tmp_path: Path) -> No
     routing = tmp_path / "routing.yaml"
     routing.write_text(
         "teams:\n  sales_reps:\n    reps: [{id: ana}]\n"
+        "  senior_consultants: {reps: [{id: cy}]}\n  account_executives: {reps: [{id: dee}]}\n"
         "sla:\n  - {stage: mql, within: 2h, business_hours: false}\n"
     )
     with Store.open(url) as store:
@@ -429,7 +430,10 @@ stages:
 def test_recompute_command_routes_with_a_routing_file(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/leadqual.db"
     routing = tmp_path / "routing.yaml"
-    routing.write_text("teams:\n  sales_reps:\n    reps: [{id: ana}]\n")
+    routing.write_text(
+        "teams:\n  sales_reps:\n    reps: [{id: ana}]\n"
+        "  senior_consultants: {reps: [{id: cy}]}\n  account_executives: {reps: [{id: dee}]}\n"
+    )
     with Store.open(url) as store:
         Ingestor(store, MODEL).apply(mql_facts("L1", "DE", NOW), NOW)  # routed, nobody assigned
         assert _open_assignments(store) == {}

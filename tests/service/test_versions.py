@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import replace
@@ -279,7 +280,10 @@ def test_an_activation_in_the_service_moves_assignments_with_its_routing(store: 
     from leadqual.routing import load_routing_text
     from leadqual.store import schema
 
-    routing = load_routing_text("teams:\n  sales_reps:\n    reps: [{id: ana}]\n")
+    routing = load_routing_text(
+        "teams:\n  sales_reps:\n    reps: [{id: ana}]\n"
+        "  senior_consultants: {reps: [{id: cy}]}\n  account_executives: {reps: [{id: dee}]}\n"
+    )
     first = store.add_model_version(V1)
     second = store.add_model_version(V2)
     store.activate_model_version(first.id)
@@ -298,3 +302,36 @@ def test_an_activation_in_the_service_moves_assignments_with_its_routing(store: 
     assert final is not None and final.state == "done", final
     assert store.qualification("L1").stage == "warm"
     assert open_reps() == {}  # warm leads are not routed to sales
+
+
+def test_an_activation_whose_model_does_not_fit_the_routing_is_refused(store: Store) -> None:
+    """A version renaming a stage or a team the routing file uses was activated silently."""
+    from leadqual.errors import ModelError
+    from leadqual.routing import load_routing_text
+
+    routing = load_routing_text(
+        "teams:\n  sales_reps: {reps: [{id: ana}]}\n  senior_consultants: {reps: [{id: cy}]}\n"
+        "  account_executives: {reps: [{id: dee}]}\nsla:\n  - {stage: mql, within: 4h}\n",
+        "routing.yaml",
+    )
+    first = store.add_model_version(V1)
+    renamed = V1.replace("team: sales_reps", "team: inside_sales").replace(
+        "version: 1", "version: 3"
+    )
+    renamed = re.sub(r"\bmql\b", "marketing_qualified", renamed)
+    second = store.add_model_version(renamed)
+    store.activate_model_version(first.id)
+    runtime = Runtime(store, routing=routing)
+    with pytest.raises(ModelError) as caught:
+        runtime.activator.start(second.id, as_of=NOW)
+    assert [str(p) for p in caught.value.problems] == [
+        "routing.yaml:6:13: sla[0].stage: model 'b2b-example' has no stage 'mql' (its stages: "
+        "cold, warm, marketing_qualified, sal, sql, opportunity, customer, nurture, "
+        "disqualified); did you mean 'sql'?",
+        "routing.yaml:1:1: teams: team 'inside_sales' is not declared, but model 'b2b-example' "
+        "routes leads to it (rule sales_reps)",
+    ]
+    assert runtime.activator.status is None  # nothing started
+    active = store.active_model_version()
+    assert active is not None and active.id == first.id
+    assert runtime.model_version_id == first.id

@@ -81,7 +81,11 @@ def create_app(
     sets it; see :mod:`leadqual.api.heap`): for a process that serves one app.
     """
     store = Store.open(store_url)
-    runtime = Runtime(store, model, routing, HeapFreezer() if freeze_heap else None)
+    try:  # a routing file that does not fit the model: ModelError, every fault
+        runtime = Runtime(store, model, routing, HeapFreezer() if freeze_heap else None)
+    except BaseException:
+        store.close()
+        raise
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -30,6 +30,7 @@ from leadqual.api.heap import HeapFreezer
 from leadqual.facts.types import Fact
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.model.schema import Model
+from leadqual.routing.check import check_routing
 from leadqual.routing.config import RoutingConfig
 from leadqual.service import ApplyResult, Ingestor, ModelChanged
 from leadqual.service.versions import Activation, Activator, previous_version
@@ -69,6 +70,9 @@ class Runtime:
         else:
             version = ensure_active_model(store)
             self._ingestor = Ingestor(store, _load_version(version), version.id, routing)
+        if routing is not None:  # a routing file that does not fit the model: ModelError
+            for warning in check_routing(routing, self._ingestor.model):
+                log.warning("routing file: %s", warning)
         # Activation rebuilds under the write lock: facts arriving meanwhile wait,
         # then are applied with the new model (never written as the old one's state).
         self.group_commit = GroupCommit(self._write_lock, self._apply)

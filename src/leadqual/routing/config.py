@@ -37,6 +37,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -223,6 +224,15 @@ class RoutingConfig(_Spec):
     teams: dict[str, Team] = {}
     business_hours: BusinessHours = BusinessHours()
     sla: list[Sla] = []
+    _marks: Marks = PrivateAttr(default_factory=Marks)
+    _file: str | None = PrivateAttr(default=None)
+
+    def problem(self, loc: tuple[str | int, ...], message: str) -> Problem:
+        """A fault at ``loc`` of the file this config was read from (file:line as known)."""
+        problem = self._marks.problem(loc, message)
+        if problem.file is None and self._file is not None:
+            return Problem(message, file=self._file, path=problem.path)
+        return problem
 
     @field_validator("teams")
     @classmethod
@@ -276,11 +286,11 @@ def _build(data: Any, marks: Marks, file: str) -> RoutingConfig:
     if marks.problems:
         raise ModelError(list(marks.problems))
     if data is None:
-        return RoutingConfig()
+        return _marked(RoutingConfig(), marks, file)
     if not isinstance(data, dict):
         raise ModelError([Problem("a routing file is a YAML mapping (teams, sla, ...)", file=file)])
     try:
-        return RoutingConfig.model_validate(data)
+        config = RoutingConfig.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -290,6 +300,14 @@ def _build(data: Any, marks: Marks, file: str) -> RoutingConfig:
             message = str(error["msg"]).removeprefix("Value error, ")
             problems.append(marks.problem(loc, message))
         raise ModelError(problems) from None
+    return _marked(config, marks, file)
+
+
+def _marked(config: RoutingConfig, marks: Marks, file: str) -> RoutingConfig:
+    """Keep where each value was (a check against a model reports faults at their line)."""
+    config._marks = marks
+    config._file = file
+    return config
 
 
 def business_deadline(start: datetime, within: timedelta, hours: BusinessHours) -> datetime:

@@ -11,6 +11,7 @@ time. Rolling back is activating the version that was active before.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,10 +22,13 @@ from leadqual.errors import ConflictError, NotFoundError
 from leadqual.model.diff import Change, diff_model_texts
 from leadqual.model.load import load_model_text
 from leadqual.model.schema import Model
+from leadqual.routing.check import check_routing
 from leadqual.routing.config import RoutingConfig
 from leadqual.service.ingest import ApplyResult, recompute
 from leadqual.store import Store
 from leadqual.store.versions import ModelVersion
+
+log = logging.getLogger(__name__)
 
 ActivationState = Literal["running", "done", "failed"]
 
@@ -98,9 +102,13 @@ class Activator:
         return self._current
 
     def start(self, version_id: int, as_of: datetime | None = None) -> Activation:
-        """Start activating ``version_id``; raises ConflictError while another one runs."""
+        """Start activating ``version_id``; raises ConflictError while another one runs,
+        ModelError (every fault) if the version does not fit the routing file."""
         version = self.store.model_version(version_id)  # NotFoundError before any thread
         model = version_model(version)
+        if self.routing is not None:  # a model that does not fit the routing: ModelError
+            for warning in check_routing(self.routing, model):
+                log.warning("routing file: %s", warning)
         with self._lock:
             if self._current is not None and self._current.state == "running":
                 raise ConflictError(
