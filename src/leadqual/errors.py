@@ -4,6 +4,7 @@ The hierarchy::
 
     LeadqualError
       + ModelError          a qualification model is invalid (holds every Problem found)
+      |   + RoutingMismatchError  a model and a routing file do not fit together
       + FactError           an input fact is invalid (one Problem: file, row, column, reason)
       + InputFileError      an input file is missing, unreadable or of the wrong shape
       + UnsupportedError    an executor cannot express a model construct
@@ -60,9 +61,20 @@ class LeadqualError(Exception):
 class ModelError(LeadqualError):
     """A qualification model is invalid; ``problems`` lists every fault found."""
 
+    summary = "the model is invalid"
+    """What is wrong, in a few words (the headline of the API's 422)."""
+
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class RoutingMismatchError(ModelError):
+    """A model and a routing file, each valid alone, do not fit together (an SLA for a
+    stage the model lacks, a team it routes to that the file does not declare); the
+    problems name their places in the routing file."""
+
+    summary = "the model does not fit the routing file"
 
 
 class FactError(LeadqualError):

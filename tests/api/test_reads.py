@@ -555,6 +555,7 @@ def test_an_activation_that_does_not_fit_the_routing_file_is_refused_naming_the_
         error = assert_error(
             admin.post(f"/v1/models/{uploaded.json()['id']}/activate"), 422, "invalid_model"
         )
+        assert error["message"] == "the model does not fit the routing file: 1 problem(s)"
         assert [d["message"] for d in error["details"]] == [
             "routing.yaml:2:1: teams: team 'account_execs' is not declared, but model "
             "'b2b-example' routes leads to it (rule account_executives); did you mean "

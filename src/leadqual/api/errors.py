@@ -302,7 +302,7 @@ async def _on_fact_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _on_model_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ModelError)
     details = [ErrorDetail(message=str(problem), field=problem.path) for problem in exc.problems]
-    message = f"the model is invalid: {len(details)} problem(s)"
+    message = f"{exc.summary}: {len(details)} problem(s)"
     return error_response(422, "invalid_model", message, details)
 
 

@@ -13,7 +13,7 @@ declared event type) is only a warning: events may have any type.
 
 from __future__ import annotations
 
-from leadqual.errors import ModelError, Problem, did_you_mean
+from leadqual.errors import Problem, RoutingMismatchError, did_you_mean
 from leadqual.facts.fields import EVENT_TYPES
 from leadqual.model.schema import Model
 from leadqual.routing.config import DEFAULT_TOUCHES, RoutingConfig
@@ -81,9 +81,9 @@ def routing_warnings(routing: RoutingConfig, model: Model) -> list[Problem]:
 
 
 def check_routing(routing: RoutingConfig, model: Model) -> list[Problem]:
-    """Raise ``ModelError`` with every fault of ``routing`` against ``model``; return
+    """Raise ``RoutingMismatchError`` with every fault of ``routing`` against ``model``; return
     the warnings (for the caller to print or log)."""
     faults = routing_faults(routing, model)
     if faults:
-        raise ModelError(faults)
+        raise RoutingMismatchError(faults)
     return routing_warnings(routing, model)
