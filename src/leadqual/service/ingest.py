@@ -928,14 +928,13 @@ class Ingestor:
             now = work.now
             before = work.stored_stages(qualified)
             tx.save_qualifications(list(qualified.values()), self.model_version_id)
-            changes = work.record_changes(
-                qualified, before, "fact", tx.now, by_lead, _survivors(result.merges)
-            )
+            survivors = _survivors(result.merges)
+            changes = work.record_changes(qualified, before, "fact", tx.now, by_lead, survivors)
             work.record_nurture_changes(qualified, tx.now)
             routed = (
                 self.router.route(
                     tx.connection, qualified, before, now, by_lead, self.model_version_id,
-                    merged=_survivors(result.merges), wall=tx.now,
+                    merged=survivors, wall=tx.now,
                 )
                 if self.router is not None
                 else None
