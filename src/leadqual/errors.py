@@ -106,6 +106,11 @@ class ConflictError(LeadqualError):
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """Return ``"; did you mean 'x'?"`` for the closest candidate, or an empty string."""
-    matches = difflib.get_close_matches(word, [c for c in candidates if c != word], n=1, cutoff=0.6)
+    """Return ``"; did you mean 'x'?"`` for the closest candidate, or an empty string.
+
+    A candidate differing only in case comes first (``MQL`` for ``mql``: difflib,
+    comparing case-sensitively, finds nothing close in so short a word)."""
+    others = [c for c in candidates if c != word]
+    same = [c for c in others if c.casefold() == word.casefold()]
+    matches = same or difflib.get_close_matches(word, others, n=1, cutoff=0.6)
     return f"; did you mean '{matches[0]}'?" if matches else ""

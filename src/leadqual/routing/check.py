@@ -30,7 +30,7 @@ def routing_faults(routing: RoutingConfig, model: Model) -> list[Problem]:
                 routing.problem(
                     ("sla", i, "stage"),
                     f"model '{model.name}' has no stage '{sla.stage}' (its stages: "
-                    f"{', '.join(stages)}){_suggest(sla.stage, stages)}",
+                    f"{', '.join(stages)}){did_you_mean(sla.stage, stages)}",
                 )
             )
     declared = list(routing.teams)
@@ -44,16 +44,10 @@ def routing_faults(routing: RoutingConfig, model: Model) -> list[Problem]:
                 routing.problem(
                     ("teams",),
                     f"team '{team}' is not declared, but model '{model.name}' routes leads "
-                    f"to it (rule {', '.join(rules)}){_suggest(team, declared)}",
+                    f"to it (rule {', '.join(rules)}){did_you_mean(team, declared)}",
                 )
             )
     return faults
-
-
-def _suggest(word: str, candidates: list[str]) -> str:
-    """Did-you-mean, a name differing only in case first (``MQL`` for ``mql``)."""
-    same = [c for c in candidates if c != word and c.casefold() == word.casefold()]
-    return f"; did you mean '{same[0]}'?" if same else did_you_mean(word, candidates)
 
 
 def routing_warnings(routing: RoutingConfig, model: Model) -> list[Problem]:
@@ -74,7 +68,7 @@ def routing_warnings(routing: RoutingConfig, model: Model) -> list[Problem]:
                         ("sla", i, "touch", j),
                         f"touch type '{touch}' is the event type of no engagement rule of "
                         f"model '{model.name}' nor a known one, so only events of exactly "
-                        f"this type stop the clock{_suggest(touch, sorted(known))}",
+                        f"this type stop the clock{did_you_mean(touch, sorted(known))}",
                     )
                 )
     return warnings
