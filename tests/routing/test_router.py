@@ -1530,3 +1530,65 @@ sla:
     later = tick(store, MODEL, NOW + timedelta(hours=7), routing=routing)
     assert later.routing is not None and later.routing.breaches == []
     assert _timers(store, "L1")[0]["stopped_at"] == moved  # still
+
+
+def _call_ahead_breached(store: Store, model: Any, routing: Any, lead: str) -> None:
+    """The lead's owner logs a call dated 16:00 at 10:30 (its clock is due at 14:00); the
+    tick at 15:00 breaches the clock, which keeps its stop at 16:00 (still the owner's)."""
+    call = Event(f"{lead}-call", "sales_call", NOW + timedelta(hours=6), lead)
+    Ingestor(store, model, routing=routing).apply([call], NOW + timedelta(minutes=30))
+    breached = tick(store, model, NOW + timedelta(hours=5), routing=routing)
+    assert _breaches_of(breached, lead) != []
+    clock = _timers(store, lead)[-1]
+    assert (clock["breached_at"], clock["stopped_at"]) == (
+        NOW + timedelta(hours=4),
+        NOW + timedelta(hours=6),
+    )
+
+
+def test_a_breached_clock_stops_when_a_stage_change_takes_the_lead_from_its_owner(
+    store: Store,
+) -> None:
+    """Sam's MQL clock breached with a call of his dated 16:00 still ahead; at 15:30 the lead
+    became an SQL of team ent (eve): his clock kept its stop at 16:00, a call he could no
+    longer make as its owner (only a re-assignment in the same stage dropped it)."""
+    ingestor = Ingestor(store, STAGED_TEAMS, routing=STAGED_SLA)
+    ingestor.apply([_profile("S1", "US", NOW)], NOW)
+    _call_ahead_breached(store, STAGED_TEAMS, STAGED_SLA, "S1")
+    moved = NOW + timedelta(hours=5, minutes=30)
+    result = ingestor.apply([_profile("S1", "DE", moved)], moved)
+    assert [c.to_stage for c in result.stage_changes] == ["sql"]
+    assert _breaches_of(result, "S1") == []  # breached once, at the tick
+    mql, sql = _timers(store, "S1")
+    assert (mql["rep"], mql["breached_at"]) == ("sam", NOW + timedelta(hours=4))
+    assert mql["stopped_at"] == moved
+    assert mql["stop_cause"] == "re-assigned: routed to team ent"
+    assert (sql["rep"], sql["started_at"], sql["stopped_at"]) == ("eve", moved, None)
+
+
+def test_a_breached_clock_stops_when_its_lead_leaves_routing(store: Store) -> None:
+    """The same with a lead that leaves routing in its stage (no rule routes FR)."""
+    ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=TWO_TEAMS_SLA)
+    ingestor.apply([_profile("S1", "US", NOW)], NOW)
+    _call_ahead_breached(store, TWO_TEAMS_MODEL, TWO_TEAMS_SLA, "S1")
+    left = NOW + timedelta(hours=5, minutes=30)
+    result = ingestor.apply([_profile("S1", "FR", left)], left)
+    assert _breaches_of(result, "S1") == []
+    assert _open_assignments(store) == {}
+    (clock,) = _timers(store, "S1")
+    assert (clock["stopped_at"], clock["stop_cause"]) == (left, "no longer routed (stage mql)")
+    assert clock["breached_at"] == NOW + timedelta(hours=4)
+
+
+def test_a_breached_clock_stops_when_its_lead_is_merged_away(store: Store) -> None:
+    """The same with a lead merged into another: its clock stops at the merge."""
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply([*mql_facts("L1", "US", NOW), *mql_facts("L2", "US", NOW)], NOW)
+    _call_ahead_breached(store, MODEL, ROUTING, "L2")
+    merged = NOW + timedelta(hours=5, minutes=30)
+    result = ingestor.apply([LeadProfile("L2", "l1@acme.io", None, {}, merged)], merged)
+    assert _breaches_of(result, "L2") == []
+    assert "L2" not in _open_assignments(store)
+    (clock,) = _timers(store, "L2")
+    assert (clock["stopped_at"], clock["stop_cause"]) == (merged, "merged into lead L1")
+    assert clock["breached_at"] == NOW + timedelta(hours=4)

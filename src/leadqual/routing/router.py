@@ -19,9 +19,11 @@ it:
   for clocks of the owner who held the lead when it was recorded (a touch the
   previous owner logged ahead does not stop a new owner's clock,
   :meth:`_Transaction._touch_ahead`), and a breached clock whose owner loses the
-  lead stops then, never later (:meth:`_Transaction._drop_later_stops`); a clock stopped by
-  leaving the stage after it was due is breached too, naming the owner who had
-  the lead, also when the lead changes team in the same write;
+  lead stops then, never later, whatever the path (the end of the owner's
+  assignment, :meth:`_Transaction._end`, marks it for
+  :meth:`_Transaction._drop_later_stops`); a clock stopped by leaving the stage
+  after it was due is breached too, naming the owner who had the lead, also when
+  the lead changes team in the same write;
 * :meth:`Router.tick` records the breach of every clock past due (an
   ``sla_breached`` webhook; a new rep when the SLA says so) and moves the open
   leads of reps who are away to colleagues. Either way the lead's new owner
@@ -288,6 +290,9 @@ class _Transaction:
         self.breachers: dict[str, str | None] = {}
         """Per lead read: the rep who breached its SLA and lost it for that, if no rep has
         had it since (None: nobody is kept from it). Kept current by ``_end``/``_assign``."""
+        self.lost: dict[str, str] = {}
+        """Leads whose owner lost them in this write, to the stop cause of the owner's
+        breached clocks that were to stop later (:meth:`_drop_later_stops`, at :meth:`flush`)."""
         self.assigned_payloads: list[dict[str, Any]] = []
         self.ended_payloads: list[dict[str, Any]] = []
         self.breach_payloads: list[dict[str, Any]] = []
@@ -441,7 +446,16 @@ class _Transaction:
 
     def _end(self, lead: str, current: _Open, why: str, cause: EndCause) -> None:
         """End the lead's open assignment, storing ``why`` and ``cause`` (one of
-        :data:`END_CAUSES`), and announce it (``assignment_ended``)."""
+        :data:`END_CAUSES`), and announce it (``assignment_ended``).
+
+        Every path by which an owner loses a lead ends here (another team, with or without
+        a stage change; leaving routing; a merge; a breach, time away, the queue): the
+        owner's breached clocks that were to stop later stop now, with the cause its running
+        clocks get (``re-assigned: <why>``; ``why`` itself when nobody gets the lead),
+        never later (:meth:`_drop_later_stops`). The first loss in a write is the one that
+        counts."""
+        stop_cause = why if cause in ("unrouted", "merged") else f"re-assigned: {why}"
+        self.lost.setdefault(lead, stop_cause)
         a = schema.assignments
         self.connection.execute(
             update(a)
@@ -598,9 +612,6 @@ class _Transaction:
         for timer in self.running(handovers):
             handover = handovers[timer.lead_id][1]
             self._stop(timer, self.now, f"re-assigned: {handover.why}", handover.previous)
-        self._drop_later_stops(
-            {lead: f"re-assigned: {handovers[lead][1].why}" for lead in handovers}
-        )
         for lead in sorted(handovers):
             stage = handovers[lead][0]
             sla = self.config.sla_for(stage) if stage is not None else None
@@ -833,6 +844,7 @@ class _Transaction:
     # writing
 
     def flush(self) -> None:
+        self._drop_later_stops(self.lost)
         c = schema.routing_cursors
         for team in sorted(self.moved_cursors):
             rep = self.cursor[team]
