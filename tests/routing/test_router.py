@@ -9,11 +9,13 @@ to nurture and leaves the team).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from typer.testing import CliRunner
 
 from leadqual.cli import app
@@ -1592,3 +1594,78 @@ def test_a_breached_clock_stops_when_its_lead_is_merged_away(store: Store) -> No
     (clock,) = _timers(store, "L2")
     assert (clock["stopped_at"], clock["stop_cause"]) == (merged, "merged into lead L1")
     assert clock["breached_at"] == NOW + timedelta(hours=4)
+
+
+@contextmanager
+def _statements(store: Store) -> Iterator[list[str]]:
+    """The SQL that SQLAlchemy sends to the store while the block runs."""
+    sent: list[str] = []
+
+    def record(*args: Any) -> None:
+        sent.append(args[2])  # (connection, cursor, statement, parameters, context, many)
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+
+
+def _touch_lookups(sent: list[str]) -> list[str]:
+    return [s for s in sent if "FROM events" in s and "FROM decisions" in s]
+
+
+def _later_stop_drops(sent: list[str]) -> list[str]:
+    return [s for s in sent if s.startswith("UPDATE sla_timers") and "breached_at IS NOT" in s]
+
+
+def test_the_touches_logged_ahead_are_looked_up_once_for_every_clock_a_write_starts(
+    store: Store,
+) -> None:
+    """Each clock started ran its own query for the touches logged ahead of it."""
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    facts = {lead: mql_facts(lead, country, NOW) for lead, country in
+             [("L1", "DE"), ("L2", "US"), ("L3", "DE")]}  # fmt: skip
+    calls = [Event(f"{lead}-call", "sales_call", NOW + timedelta(hours=n), lead)
+             for n, lead in enumerate(facts, start=1)]  # fmt: skip
+    ingestor.apply([*(f[0] for f in facts.values()), *calls], NOW - timedelta(hours=2))
+    with _statements(store) as sent:  # all three become MQLs: three clocks
+        ingestor.apply([f for lead_facts in facts.values() for f in lead_facts[1:]], NOW)
+    assert len(_touch_lookups(sent)) == 1
+    for n, lead in enumerate(facts, start=1):  # each stops at its own lead's call
+        (clock,) = _timers(store, lead)
+        assert (clock["started_at"], clock["stopped_at"]) == (NOW, NOW + timedelta(hours=n))
+        assert clock["stop_cause"] == f"touched: event {lead}-call (sales_call)"
+
+
+def test_a_tick_drops_the_later_stops_of_breached_clocks_in_one_statement(store: Store) -> None:
+    """Each lead whose breached clock lost its owner ran an UPDATE of its own, and each
+    fresh clock a query for the touches logged ahead of it."""
+    routing = load_routing_text(
+        """
+business_hours: {timezone: UTC, start: "09:00", end: "17:00"}
+teams:
+  sales_reps: {reps: [{id: ana}, {id: ben}]}
+sla:
+  - {stage: mql, within: 4h, touch: [sales_call], reassign_on_breach: true}
+"""
+    )
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    leads = ["L1", "L2", "L3"]
+    ingestor.apply([f for lead in leads for f in mql_facts(lead, "DE", NOW)], NOW)
+    calls = [Event(f"{lead}-call", "sales_call", NOW + timedelta(hours=6), lead) for lead in leads]
+    ingestor.apply(calls, NOW + timedelta(minutes=30))  # dated 16:00, after the due time
+    moved = NOW + timedelta(hours=5)
+    with _statements(store) as sent:
+        result = tick(store, MODEL, moved, routing=routing)
+    assert sorted(b.lead_id for b in result.routing.breaches) == leads  # type: ignore[union-attr]
+    assert len(_later_stop_drops(sent)) == 1
+    assert len(_touch_lookups(sent)) == 1
+    for lead in leads:
+        breached, fresh = _timers(store, lead)
+        assert breached["rep"] != fresh["rep"]
+        assert (breached["stopped_at"], breached["stop_cause"]) == (
+            moved,
+            "re-assigned: SLA for mql breached",
+        )
+        assert (fresh["started_at"], fresh["stopped_at"]) == (moved, None)  # not their call

@@ -18,7 +18,7 @@ it:
   clock running until then (``stopped_at`` later than now); a touch counts only
   for clocks of the owner who held the lead when it was recorded (a touch the
   previous owner logged ahead does not stop a new owner's clock,
-  :meth:`_Transaction._touch_ahead`), and a breached clock whose owner loses the
+  :func:`_counts`), and a breached clock whose owner loses the
   lead stops then, never later, whatever the path (the end of the owner's
   assignment, :meth:`_Transaction._end`, marks it for
   :meth:`_Transaction._drop_later_stops`); a clock stopped by leaving the stage
@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import Select, func, literal, or_, select, union_all, update
+from sqlalchemy import CompoundSelect, Select, case, func, literal, or_, select, union_all, update
 from sqlalchemy.engine import Connection
 
 from leadqual.engine.result import Qualification
@@ -161,6 +161,73 @@ class _Handover:
     previous: _Open
     why: str
     unrouted: bool = False
+
+
+@dataclass(frozen=True)
+class _Start:
+    """A clock started in a write (:meth:`_Transaction._start`): the lead, its stage and
+    SLA, its owner then (None: nobody), and when it is due. Written with the write's other
+    clocks by :meth:`_Transaction._write_started`."""
+
+    lead: str
+    stage: str
+    sla: Sla
+    owner: _Open | None
+    due: datetime
+
+
+def touches_ahead_query(leads: Sequence[str], types: Sequence[str], now: datetime) -> Select[Any]:
+    """The touches of ``leads`` dated after ``now``: their events of a type in ``types``,
+    and the sales decisions on them or on leads merged into them, each with the lead it
+    counts for (``lead_id``, the surviving one), what it was and when it was stored
+    (``received_at``); each lead's in the order a clock takes them (time, kind, id)."""
+    e, d, aliases = schema.events, schema.decisions, schema.lead_aliases
+    event = (e.c.at, literal("event").label("kind"), e.c.event_id.label("id"),
+             e.c.type.label("what"), e.c.received_at)  # fmt: skip
+    decision = (d.c.at, literal("decision").label("kind"), d.c.decision_id.label("id"),
+                d.c.action.label("what"), d.c.received_at)  # fmt: skip
+    touches = union_all(
+        select(e.c.resolved_lead_id.label("lead_id"), *event).where(
+            e.c.resolved_lead_id.in_(leads), e.c.type.in_(types), e.c.at > now
+        ),
+        select(d.c.lead_id, *decision).where(d.c.lead_id.in_(leads), d.c.at > now),
+        select(aliases.c.lead_id, *decision)  # a decision on a lead merged into it
+        .select_from(d.join(aliases, aliases.c.alias_id == d.c.lead_id))
+        .where(aliases.c.lead_id.in_(leads), d.c.at > now),
+    ).subquery()
+    return select(touches).order_by(touches.c.lead_id, touches.c.at, touches.c.kind, touches.c.id)
+
+
+def holdings_query(leads: Sequence[str]) -> CompoundSelect[Any]:
+    """Every assignment of ``leads`` and of the leads merged into them (``lead_aliases``),
+    keyed by the surviving lead (``survivor``): its own lead, id, rep and ``recorded_at``."""
+    a, aliases = schema.assignments, schema.lead_aliases
+    held = (a.c.lead_id, a.c.id, a.c.rep, a.c.recorded_at)
+    return union_all(
+        select(a.c.lead_id.label("survivor"), *held).where(a.c.lead_id.in_(leads)),
+        select(aliases.c.lead_id.label("survivor"), *held)  # of a lead merged into it
+        .select_from(a.join(aliases, aliases.c.alias_id == a.c.lead_id))
+        .where(aliases.c.lead_id.in_(leads)),
+    )
+
+
+def _counts(clock: _Start, touch: Any, held: Sequence[Any]) -> bool:
+    """Whether ``touch`` (logged ahead, :func:`touches_ahead_query`) stops ``clock``: it is
+    of a type the clock's SLA counts (any sales decision is) and was recorded while the
+    clock's owner held the lead (``held``: the lead's assignments, :func:`holdings_query`).
+
+    One stored (its ``received_at``) before the owner's assignment was recorded (its
+    ``recorded_at``, the same clock) was logged by a previous owner and does not stop the
+    new owner's clock. The lead's first owner (no earlier assignment of the lead or of a
+    lead merged into it) keeps every touch: it was logged before the lead was routed, and
+    the lead enters the stage later."""
+    if touch.kind == "event" and touch.what not in clock.sla.touch:
+        return False
+    owner = clock.owner
+    if owner is None or not any(row.id < owner.id for row in held):  # the first owner
+        return True
+    recorded = next((row.recorded_at for row in held if row.id == owner.id), None)
+    return recorded is None or touch.received_at >= recorded
 
 
 def open_leads_query(reps: Sequence[str]) -> Select[tuple[Any, int]]:
@@ -290,6 +357,8 @@ class _Transaction:
         self.breachers: dict[str, str | None] = {}
         """Per lead read: the rep who breached its SLA and lost it for that, if no rep has
         had it since (None: nobody is kept from it). Kept current by ``_end``/``_assign``."""
+        self.started: list[_Start] = []
+        """Clocks started in this write and not written yet (:meth:`_write_started`)."""
         self.lost: dict[str, str] = {}
         """Leads whose owner lost them in this write, to the stop cause of the owner's
         breached clocks that were to stop later (:meth:`_drop_later_stops`, at :meth:`flush`)."""
@@ -483,10 +552,14 @@ class _Transaction:
 
     def running(self, leads: Iterable[str]) -> list[Any]:
         """The leads' clocks running now: not breached, and not stopped, or to stop later
-        (a touch dated after now, see :meth:`_stop`)."""
+        (a touch dated after now, see :meth:`_stop`). Clocks this write started for them
+        are written first (:meth:`_write_started`), so they are read as stored."""
         t = schema.sla_timers
+        wanted = set(leads)
+        if any(clock.lead in wanted for clock in self.started):
+            self._write_started()
         rows: list[Any] = []
-        for part in chunks(sorted(set(leads))):
+        for part in chunks(sorted(wanted)):
             query = (
                 select(t)
                 .where(
@@ -619,90 +692,79 @@ class _Transaction:
                 self._start(lead, stage, sla)
 
     def _start(self, lead: str, stage: str, sla: Sla) -> None:
+        """Start the lead's clock for ``stage``, from now, for its owner now. It is written
+        with every other clock the write starts, at once (:meth:`_write_started`)."""
         due = (
             business_deadline(self.now, sla.within, self.config.business_hours)
             if sla.business_hours
             else self.now + sla.within
         )
-        owner = self.open.get(lead)
-        ahead = self._touch_ahead(lead, sla)
-        self.connection.execute(
-            schema.sla_timers.insert(),
-            {
-                "lead_id": lead,
-                "stage": stage,
-                "team": owner.team if owner else None,
-                "rep": owner.rep if owner else None,
-                "started_at": self.now,
-                "due_at": due,
-                "stopped_at": ahead[0] if ahead else None,
-                "stop_cause": ahead[1] if ahead else None,
-                "model_version_id": self.model_version_id,
-            },
-        )
+        self.started.append(_Start(lead, stage, sla, self.open.get(lead), due))
 
-    def _touch_ahead(self, lead: str, sla: Sla) -> tuple[datetime, str] | None:
-        """The lead's first stored touch dated after now (a call logged ahead, before the
-        clock started): a clock starting now stops then, as if it came in later.
+    def _write_started(self) -> None:
+        """Write the clocks started so far (:meth:`_start`), each stopping at the first
+        touch logged ahead for it (:meth:`_touches_ahead`, one look-up for them all)."""
+        started, self.started = self.started, []
+        if not started:
+            return
+        touches, held = self._touches_ahead(started)
+        rows = []
+        for clock in started:
+            counting = (t for t in touches[clock.lead] if _counts(clock, t, held[clock.lead]))
+            first = next(counting, None)
+            rows.append(
+                {
+                    "lead_id": clock.lead,
+                    "stage": clock.stage,
+                    "team": clock.owner.team if clock.owner else None,
+                    "rep": clock.owner.rep if clock.owner else None,
+                    "started_at": self.now,
+                    "due_at": clock.due,
+                    "stopped_at": first.at if first is not None else None,
+                    "stop_cause": (
+                        f"touched: {first.kind} {first.id} ({first.what})"
+                        if first is not None
+                        else None
+                    ),
+                    "model_version_id": self.model_version_id,
+                }
+            )
+        self.connection.execute(schema.sla_timers.insert(), rows)
 
-        A touch counts only if it was recorded while the clock's owner held the lead: one
-        stored (its ``received_at``) before the owner's assignment was recorded (its
-        ``recorded_at``, the same clock) was logged by a previous owner and does not stop
-        the new owner's clock. The lead's first owner (no earlier assignment of the lead
-        or of a lead merged into it) keeps every touch: it was logged before the lead was
-        routed, and the lead enters the stage later."""
-        e, d, aliases = schema.events, schema.decisions, schema.lead_aliases
-        members = select(aliases.c.alias_id).where(aliases.c.lead_id == lead)
-        owner = self.open.get(lead)
-        recorded: tuple[Any, Any] = (literal(True), literal(True))
-        if owner is not None:
-            a, before = schema.assignments, schema.assignments.alias("earlier")
-            earlier = select(before.c.id).where(
-                or_(before.c.lead_id == lead, before.c.lead_id.in_(members)),
-                before.c.id < owner.id,
-            )
-            start = (
-                select(a.c.recorded_at)
-                .where(a.c.id == owner.id, earlier.exists())
-                .scalar_subquery()
-            )  # None for the lead's first owner; compared in SQL, as stored
-            recorded = (
-                or_(start.is_(None), e.c.received_at >= start),
-                or_(start.is_(None), d.c.received_at >= start),
-            )
-        touches = union_all(
-            select(
-                e.c.at, literal("event").label("kind"), e.c.event_id.label("id"),
-                e.c.type.label("what"),
-            ).where(
-                e.c.resolved_lead_id == lead, e.c.type.in_(sla.touch), e.c.at > self.now,
-                recorded[0],
-            ),
-            select(
-                d.c.at, literal("decision").label("kind"), d.c.decision_id.label("id"),
-                d.c.action.label("what"),
-            ).where(
-                or_(d.c.lead_id == lead, d.c.lead_id.in_(members)), d.c.at > self.now,
-                recorded[1],
-            ),
-        ).subquery()  # fmt: skip
-        first = self.connection.execute(
-            select(touches).order_by(touches.c.at, touches.c.kind, touches.c.id).limit(1)
-        ).first()
-        if first is None:
-            return None
-        return first.at, f"touched: {first.kind} {first.id} ({first.what})"
+    def _touches_ahead(
+        self, started: Sequence[_Start]
+    ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+        """The stored touches dated after now (a call logged ahead, before the clock
+        started) of the leads of ``started`` clocks, each lead's first first: a clock
+        starting now stops at the first that counts for it (:func:`_counts`), as if it
+        came in later. With the assignments of those of the leads that have such touches
+        (:func:`holdings_query`), to tell whose touches they are."""
+        leads = sorted({clock.lead for clock in started})
+        types = sorted({kind for clock in started for kind in clock.sla.touch})
+        touches: dict[str, list[Any]] = defaultdict(list)
+        for part in chunks(leads):
+            for row in self.connection.execute(touches_ahead_query(part, types, self.now)):
+                touches[row.lead_id].append(row)
+        held: dict[str, list[Any]] = defaultdict(list)
+        for part in chunks(sorted(touches)):
+            for row in self.connection.execute(holdings_query(part)):
+                held[row.survivor].append(row)
+        return touches, held
 
     def _drop_later_stops(self, lost: Mapping[str, str]) -> None:
         """Breached clocks of leads whose owner lost them (lead to the stop cause) that
         were to stop later (a touch logged ahead): they stop now, when the owner lost the
         lead, not at a touch that is no longer theirs to make. A breached clock is never
-        given a later stop."""
+        given a later stop. One statement for all the leads (per chunk of ids, as reads are),
+        each lead's cause picked by a ``CASE``."""
         t = schema.sla_timers
-        for lead, cause in sorted(lost.items()):
+        for part in chunks(sorted(lost)):
+            cause = case({lead: lost[lead] for lead in part}, value=t.c.lead_id)
             self.connection.execute(
                 update(t)
-                .where(t.c.lead_id == lead, t.c.breached_at.is_not(None), t.c.stopped_at > self.now)
+                .where(
+                    t.c.lead_id.in_(part), t.c.breached_at.is_not(None), t.c.stopped_at > self.now
+                )
                 .values(stopped_at=self.now, stop_cause=cause)
             )
 
@@ -844,6 +906,7 @@ class _Transaction:
     # writing
 
     def flush(self) -> None:
+        self._write_started()
         self._drop_later_stops(self.lost)
         c = schema.routing_cursors
         for team in sorted(self.moved_cursors):
