@@ -1669,3 +1669,101 @@ sla:
             "re-assigned: SLA for mql breached",
         )
         assert (fresh["started_at"], fresh["stopped_at"]) == (moved, None)  # not their call
+
+
+def test_a_team_s_only_rep_who_gets_the_lead_back_after_a_breach_keeps_her_touches(
+    store: Store,
+) -> None:
+    """Ana, the team's only rep, logged a call dated 16:00 (after the 14:00 due time); the
+    breach at 15:00 gave the lead back to her with a fresh clock, which ignored her call as
+    a previous owner's and breached again at 19:00 although she called at 16:00."""
+    routing = load_routing_text(
+        """
+teams:
+  sales_reps: {reps: [{id: ana}]}
+sla:
+  - {stage: mql, within: 4h, business_hours: false, touch: [sales_call], reassign_on_breach: true}
+"""
+    )
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    call = Event("L1-call", "sales_call", NOW + timedelta(hours=6), "L1")
+    ingestor.apply([call], NOW + timedelta(minutes=30))
+    moved = NOW + timedelta(hours=5)
+    assert _breaches_of(tick(store, MODEL, moved, routing=routing), "L1") == [("mql", "ana")]
+    assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}
+    breached, fresh = _timers(store, "L1")
+    assert (breached["stopped_at"], breached["stop_cause"]) == (
+        moved,  # the clock ends with the assignment; her call stops the next one
+        "re-assigned: SLA for mql breached",
+    )
+    assert (fresh["rep"], fresh["started_at"], fresh["stopped_at"]) == (
+        "ana",
+        moved,
+        NOW + timedelta(hours=6),
+    )
+    assert fresh["stop_cause"] == "touched: event L1-call (sales_call)"
+    later = tick(store, MODEL, NOW + timedelta(hours=10), routing=routing)
+    assert _breaches_of(later, "L1") == []
+
+
+def test_a_rep_back_from_time_away_keeps_the_touches_she_logged_while_she_had_the_lead(
+    store: Store,
+) -> None:
+    """Ana logged a call dated 13:40 and went away at 11:00; the lead waited in the queue
+    (she is the team's only rep) and went back to her at 13:10 with a fresh clock, which
+    ignored her call. A touch recorded while the lead waited in the queue is not hers."""
+    routing = load_routing_text(
+        """
+teams:
+  sales_reps:
+    reps:
+      - id: ana
+        away: [{from: 2026-07-06T11:00:00Z, until: 2026-07-06T13:00:00Z}]
+sla:
+  - {stage: mql, within: 4h, business_hours: false, touch: [sales_call]}
+"""
+    )
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
+    hers = Event("C-ana", "sales_call", NOW + timedelta(hours=3, minutes=40), "L1")
+    ingestor.apply([hers], NOW + timedelta(minutes=30))
+    tick(store, MODEL, NOW + timedelta(minutes=90), routing=routing)  # away: the queue
+    assert _open_assignments(store) == {"L1": ("sales_reps", None)}
+    queued = Event("C-queue", "sales_call", NOW + timedelta(hours=3, minutes=20), "L1")
+    ingestor.apply([queued], NOW + timedelta(hours=2))
+    back = NOW + timedelta(hours=3, minutes=10)
+    tick(store, MODEL, back, routing=routing)
+    assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}
+    *_, fresh = _timers(store, "L1")
+    assert (fresh["rep"], fresh["started_at"]) == ("ana", back)
+    assert fresh["stopped_at"] == NOW + timedelta(hours=3, minutes=40)  # hers, not 13:20
+    assert fresh["stop_cause"] == "touched: event C-ana (sales_call)"
+
+
+def test_a_rep_routed_to_another_team_with_the_lead_keeps_her_touches(store: Store) -> None:
+    """Ana is in both teams: a new country moved her lead to team ent, with a fresh clock
+    that ignored the call she had logged ahead."""
+    routing = load_routing_text(
+        """
+teams:
+  smb: {reps: [{id: ana}]}
+  ent: {reps: [{id: ana}]}
+sla:
+  - {stage: mql, within: 4h, business_hours: false}
+"""
+    )
+    ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=routing)
+    ingestor.apply([_profile("S1", "US", NOW)], NOW)
+    call = Event("S1-call", "sales_call", NOW + timedelta(hours=3), "S1")
+    ingestor.apply([call], NOW + timedelta(minutes=30))
+    moved = NOW + timedelta(hours=1)
+    ingestor.apply([_profile("S1", "DE", moved)], moved)
+    assert _open_assignments(store) == {"S1": ("ent", "ana")}
+    old, fresh = _timers(store, "S1")
+    assert (old["team"], old["stopped_at"]) == ("smb", moved)
+    assert (fresh["team"], fresh["rep"], fresh["started_at"]) == ("ent", "ana", moved)
+    assert (fresh["stopped_at"], fresh["stop_cause"]) == (
+        NOW + timedelta(hours=3),
+        "touched: event S1-call (sales_call)",
+    )

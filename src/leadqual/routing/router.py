@@ -17,7 +17,8 @@ it:
   touch's own time, so one dated after the write that brings it leaves the
   clock running until then (``stopped_at`` later than now); a touch counts only
   for clocks of the owner who held the lead when it was recorded (a touch the
-  previous owner logged ahead does not stop a new owner's clock,
+  previous owner logged ahead does not stop a new owner's clock; a rep who gets
+  the lead back keeps the touches they logged while they held it,
   :func:`_counts`), and a breached clock whose owner loses the
   lead stops then, never later, whatever the path (the end of the owner's
   assignment, :meth:`_Transaction._end`, marks it for
@@ -216,18 +217,33 @@ def _counts(clock: _Start, touch: Any, held: Sequence[Any]) -> bool:
     of a type the clock's SLA counts (any sales decision is) and was recorded while the
     clock's owner held the lead (``held``: the lead's assignments, :func:`holdings_query`).
 
-    One stored (its ``received_at``) before the owner's assignment was recorded (its
-    ``recorded_at``, the same clock) was logged by a previous owner and does not stop the
-    new owner's clock. The lead's first owner (no earlier assignment of the lead or of a
-    lead merged into it) keeps every touch: it was logged before the lead was routed, and
-    the lead enters the stage later."""
+    A rep holds the lead from each of their assignments of it (its ``recorded_at``, the
+    clock of the touch's ``received_at``) until the lead's next assignment, to another
+    rep or to a team's queue: a touch they logged ahead while they held it counts for
+    their clocks, also after the lead came back to them (the team's only rep after a
+    breach, back from time away, in another team that lists them); one recorded while
+    someone else held it does not. The team's queue holds it only from its current
+    assignment. The lead's first assignment (none earlier of the lead or of a lead merged
+    into it) holds it from the start: its rep keeps the touches logged before the lead
+    was routed, and the lead enters the stage later."""
     if touch.kind == "event" and touch.what not in clock.sla.touch:
         return False
     owner = clock.owner
-    if owner is None or not any(row.id < owner.id for row in held):  # the first owner
+    if owner is None:
         return True
-    recorded = next((row.recorded_at for row in held if row.id == owner.id), None)
-    return recorded is None or touch.received_at >= recorded
+    first = min(row.id for row in held) if held else owner.id
+    own = sorted((row for row in held if row.lead_id == clock.lead and row.id <= owner.id),
+                 key=lambda row: row.id)  # fmt: skip
+    if not own or own[-1].id != owner.id:  # not stored: as for the first owner
+        return True
+    for row, following in zip(own, [*own[1:], None], strict=True):
+        if row.id != owner.id and (owner.rep is None or row.rep != owner.rep):
+            continue  # someone else held it then
+        since = row.id == first or touch.received_at >= row.recorded_at
+        until = following is None or touch.received_at < following.recorded_at
+        if since and until:
+            return True
+    return False
 
 
 def open_leads_query(reps: Sequence[str]) -> Select[tuple[Any, int]]:
