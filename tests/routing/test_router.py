@@ -1767,3 +1767,21 @@ sla:
         NOW + timedelta(hours=3),
         "touched: event S1-call (sales_call)",
     )
+
+
+def test_a_clock_started_in_a_write_is_read_as_running_later_in_that_write(store: Store) -> None:
+    """Clocks are written together when the write ends (one look-up of the touches logged
+    ahead for them all): reading a lead's clocks before then writes them first, so a
+    re-assignment in the same write stops the clock it has just started."""
+    from leadqual.routing.router import RoutingResult, _Transaction
+
+    sla = ROUTING.sla_for("mql")
+    assert sla is not None
+    with store.transaction() as tx:
+        work = _Transaction(ROUTING, tx.connection, NOW, None, RoutingResult())
+        work._start("L1", "mql", sla)
+        work._start("L2", "mql", sla)
+        assert [timer.lead_id for timer in work.running(["L1"])] == ["L1"]
+        assert work.running(["L3"]) == []
+        work.flush()
+    assert [t["lead_id"] for t in _timers(store, "L1") + _timers(store, "L2")] == ["L1", "L2"]

@@ -375,6 +375,8 @@ class _Transaction:
         had it since (None: nobody is kept from it). Kept current by ``_end``/``_assign``."""
         self.started: list[_Start] = []
         """Clocks started in this write and not written yet (:meth:`_write_started`)."""
+        self.started_leads: set[str] = set()
+        """The leads of :attr:`started`."""
         self.lost: dict[str, str] = {}
         """Leads whose owner lost them in this write, to the stop cause of the owner's
         breached clocks that were to stop later (:meth:`_drop_later_stops`, at :meth:`flush`)."""
@@ -572,7 +574,7 @@ class _Transaction:
         are written first (:meth:`_write_started`), so they are read as stored."""
         t = schema.sla_timers
         wanted = set(leads)
-        if any(clock.lead in wanted for clock in self.started):
+        if not wanted.isdisjoint(self.started_leads):
             self._write_started()
         rows: list[Any] = []
         for part in chunks(sorted(wanted)):
@@ -716,11 +718,13 @@ class _Transaction:
             else self.now + sla.within
         )
         self.started.append(_Start(lead, stage, sla, self.open.get(lead), due))
+        self.started_leads.add(lead)
 
     def _write_started(self) -> None:
         """Write the clocks started so far (:meth:`_start`), each stopping at the first
         touch logged ahead for it (:meth:`_touches_ahead`, one look-up for them all)."""
         started, self.started = self.started, []
+        self.started_leads.clear()
         if not started:
             return
         touches, held = self._touches_ahead(started)
