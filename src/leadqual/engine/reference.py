@@ -194,6 +194,25 @@ class _Context:
         self.events = events
         self.as_of = as_of
         self.values: dict[str, Value] = {}
+        self.found: dict[int, list[Event] | None] = {}
+        """Per event test or sequence (by id): the events it counts, or its run (None:
+        no run), made once for its truth and for the reason that names them."""
+
+    def matches(self, pred: EventPredicate) -> list[Event]:
+        """The events an event test counts (see :func:`predicate_matches`)."""
+        key = id(pred)
+        if key not in self.found:
+            self.found[key] = predicate_matches(pred, self.events, self.as_of)
+        found = self.found[key]
+        assert found is not None  # a list for every event test
+        return found
+
+    def run(self, seq: Sequence) -> list[Event] | None:
+        """The run that satisfies a sequence (see :func:`sequence_run`), or None."""
+        key = id(seq)
+        if key not in self.found:
+            self.found[key] = sequence_run(seq.steps, seq.within_days, self.events)
+        return self.found[key]
 
     def value(self, path: str) -> Value:
         return _value_of(path)(self)
@@ -224,9 +243,9 @@ def _make_truth(condition: Condition) -> _Truth:
         case Not(item):
             return partial(_not, _truth(item))
         case EventPredicate():
-            return lambda ctx: _event_predicate(condition, ctx.events, ctx.as_of)
-        case Sequence(steps, within):
-            return lambda ctx: _sequence(steps, within, ctx.events)
+            return lambda ctx: _event_predicate(condition, ctx.matches(condition), ctx.as_of)
+        case Sequence():
+            return lambda ctx: ctx.run(condition) is not None
     raise TypeError(f"not a condition: {condition!r}")  # pragma: no cover
 
 
@@ -258,8 +277,9 @@ def _not(item: _Truth, ctx: _Context) -> Tri:
     return None if inner is None else not inner
 
 
-def _event_predicate(pred: EventPredicate, events: list[Event], as_of: datetime) -> bool:
-    matched = predicate_matches(pred, events, as_of)
+def _event_predicate(pred: EventPredicate, matched: list[Event], as_of: datetime) -> bool:
+    """Whether the events an event test counts (:func:`predicate_matches`) pass its
+    metrics."""
     for metric, check in pred.metrics:
         value: float | None
         if metric == "count":
@@ -281,10 +301,6 @@ def predicate_matches(pred: EventPredicate, events: list[Event], as_of: datetime
     if pred.within_days is not None:
         matched = [e for e in matched if age_days(e.at, as_of) <= pred.within_days]
     return matched
-
-
-def _sequence(steps: tuple[EventFilter, ...], within: float | None, events: list[Event]) -> bool:
-    return sequence_run(steps, within, events) is not None
 
 
 def sequence_run(
@@ -344,7 +360,7 @@ def _explained(condition: Condition, ctx: _Context) -> tuple[str, tuple[str, ...
     ids: list[str] = []
     for node in _event_tests(condition):
         if isinstance(node, EventPredicate):
-            matched = predicate_matches(node, ctx.events, ctx.as_of)
+            matched = ctx.matches(node)
             if matched:
                 found.append(f"latest {_event_text(matched[-1])}")
                 ids.append(matched[-1].event_id)
@@ -356,7 +372,7 @@ def _explained(condition: Condition, ctx: _Context) -> tuple[str, tuple[str, ...
                     + (f" within {format_value(window)} days" if window is not None else "")
                 )
         else:
-            run = sequence_run(node.steps, node.within_days, ctx.events)
+            run = ctx.run(node)
             if run is None:
                 found.append("no run of the sequence yet")
             else:
