@@ -21,12 +21,13 @@ summation order included; the work is in deciding what to keep:
 * **event predicates**: with ``within_days``, the matching events in the
   window; without, the latest ``c + 2`` matching events where ``c`` is the
   largest operand of its ``count`` test (enough to decide it), the first
-  matching event (``first_seen_days_ago``) and the latest
-  (``last_seen_days_ago``).
-* **sequences**: once a run exists, only that run (a sequence that holds keeps
-  holding: later and late events can only add runs). Until then **every event
-  matching one of its steps**, because a late event can complete a run at any
-  age.
+  matching event (``first_seen_days_ago``) and the latest (``last_seen_days_ago``,
+  and the event a reason names).
+* **sequences**: once a run exists, every event matching one of its steps up
+  to the run's last event: the reference's search reads no later event (see
+  ``reference.sequence_run``), so it finds the same run, which a reason names,
+  whatever arrives later or late. Until then **every event matching one of its
+  steps**, because a late event can complete a run at any age.
 * the lead's latest event (last activity, and the MQA recency test).
 * **sales answers**: the latest per framework and criterion.
 * **decisions and outcomes**: those from the latest ``reopen`` on (a reopen
@@ -36,8 +37,8 @@ Folding a fact is O(1) plus re-deciding what to keep, which is
 O(kept events x event rules of the model); evaluating is O(kept events x
 rules). Kept events are bounded by the model's caps and windows except for
 the three history-bound cases above (uncapped unwindowed engagement rules,
-unwindowed ``count`` tests with non-numeric operands, and sequences that do
-not hold yet). A late (out-of-order) fact is folded like any other: the
+unwindowed ``count`` tests with non-numeric operands, and the step events of
+a sequence up to its first run). A late (out-of-order) fact is folded like any other: the
 state keeps what any future ``as_of`` needs, whatever order facts arrive in.
 
 The account side keeps the account's merged attributes the same way
@@ -67,7 +68,7 @@ from leadqual import jsontext
 from leadqual.engine.decay import age_days
 from leadqual.engine.engagement import Engagement, events_by_type, score_rule
 from leadqual.engine.operators import event_matches, matching_events
-from leadqual.engine.reference import MemberFlags, _Evaluator, account_status
+from leadqual.engine.reference import MemberFlags, _Evaluator, account_status, sequence_run
 from leadqual.engine.result import AccountStatus, Qualification, Reason
 from leadqual.facts.dataset import AccountFacts, Facts, LeadFacts, profile_time, value_order
 from leadqual.facts.freemail import email_domain, is_free_mail
@@ -94,7 +95,7 @@ from leadqual.model.conditions import (
 from leadqual.model.schema import Model
 from leadqual.timetext import IsoText
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 MICROSECOND = timedelta(microseconds=1)
 LN2 = math.log(2.0)
 FAR_DAYS = 36_500.0
@@ -279,7 +280,7 @@ class Plan:
             cap,
             count_all,
             "first_seen_days_ago" in metrics,
-            "last_seen_days_ago" in metrics,
+            True,  # the latest: last_seen_days_ago needs it, and a reason names it
         )
 
     def needed(self, events: list[Event], now: datetime) -> set[str]:
@@ -324,41 +325,17 @@ class Plan:
             if pred.last:
                 keep.add(found[0].event_id)
         for seq in self.sequences:
+            # the search reads no event after the run it finds (see sequence_run): every
+            # step event up to the run's last gives the same run, and a reason names it
             run = sequence_run(seq.steps, seq.within_days, events)
-            if run is not None:
-                keep.update(e.event_id for e in run)
-            else:
-                keep.update(
-                    e.event_id for e in events if any(event_matches(e, s) for s in seq.steps)
-                )
-        return keep
-
-
-def sequence_run(
-    steps: tuple[EventFilter, ...], within: float | None, events: list[Event]
-) -> list[Event] | None:
-    """A run of events satisfying a sequence (the reference's search), or None."""
-    firsts = [i for i, e in enumerate(events) if event_matches(e, steps[0])]
-    for start in firsts:
-        at = events[start].at
-        position = start
-        run = [events[start]]
-        for step in steps[1:]:
-            nxt = next(
-                (
-                    j
-                    for j in range(position + 1, len(events))
-                    if events[j].at > at and event_matches(events[j], step)
-                ),
-                None,
+            last = (run[-1].at, run[-1].event_id) if run is not None else None
+            keep.update(
+                e.event_id
+                for e in events
+                if (last is None or (e.at, e.event_id) <= last)
+                and any(event_matches(e, s) for s in seq.steps)
             )
-            if nxt is None:
-                return None
-            position, at = nxt, events[nxt].at
-            run.append(events[nxt])
-        if within is None or age_days(events[start].at, at) <= within:
-            return run
-    return None
+        return keep
 
 
 # attributes ----------------------------------------------------------------------

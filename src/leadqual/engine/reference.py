@@ -194,6 +194,25 @@ class _Context:
         self.events = events
         self.as_of = as_of
         self.values: dict[str, Value] = {}
+        self.found: dict[int, list[Event] | None] = {}
+        """Per event test or sequence (by id): the events it counts, or its run (None:
+        no run), made once for its truth and for the reason that names them."""
+
+    def matches(self, pred: EventPredicate) -> list[Event]:
+        """The events an event test counts (see :func:`predicate_matches`)."""
+        key = id(pred)
+        if key not in self.found:
+            self.found[key] = predicate_matches(pred, self.events, self.as_of)
+        found = self.found[key]
+        assert found is not None  # a list for every event test
+        return found
+
+    def run(self, seq: Sequence) -> list[Event] | None:
+        """The run that satisfies a sequence (see :func:`sequence_run`), or None."""
+        key = id(seq)
+        if key not in self.found:
+            self.found[key] = sequence_run(seq.steps, seq.within_days, self.events)
+        return self.found[key]
 
     def value(self, path: str) -> Value:
         return _value_of(path)(self)
@@ -224,9 +243,9 @@ def _make_truth(condition: Condition) -> _Truth:
         case Not(item):
             return partial(_not, _truth(item))
         case EventPredicate():
-            return lambda ctx: _event_predicate(condition, ctx.events, ctx.as_of)
-        case Sequence(steps, within):
-            return lambda ctx: _sequence(steps, within, ctx.events)
+            return lambda ctx: _event_predicate(condition, ctx.matches(condition), ctx.as_of)
+        case Sequence():
+            return lambda ctx: ctx.run(condition) is not None
     raise TypeError(f"not a condition: {condition!r}")  # pragma: no cover
 
 
@@ -258,10 +277,9 @@ def _not(item: _Truth, ctx: _Context) -> Tri:
     return None if inner is None else not inner
 
 
-def _event_predicate(pred: EventPredicate, events: list[Event], as_of: datetime) -> bool:
-    matched = matching_events(events, pred.filter)
-    if pred.within_days is not None:
-        matched = [e for e in matched if age_days(e.at, as_of) <= pred.within_days]
+def _event_predicate(pred: EventPredicate, matched: list[Event], as_of: datetime) -> bool:
+    """Whether the events an event test counts (:func:`predicate_matches`) pass its
+    metrics."""
     for metric, check in pred.metrics:
         value: float | None
         if metric == "count":
@@ -277,12 +295,28 @@ def _event_predicate(pred: EventPredicate, events: list[Event], as_of: datetime)
     return True
 
 
-def _sequence(steps: tuple[EventFilter, ...], within: float | None, events: list[Event]) -> bool:
-    """Events matching the steps in strictly increasing time, first to last within the window."""
+def predicate_matches(pred: EventPredicate, events: list[Event], as_of: datetime) -> list[Event]:
+    """The events an event test counts (matching its filter, inside its window), in order."""
+    matched = matching_events(events, pred.filter)
+    if pred.within_days is not None:
+        matched = [e for e in matched if age_days(e.at, as_of) <= pred.within_days]
+    return matched
+
+
+def sequence_run(
+    steps: tuple[EventFilter, ...], within: float | None, events: list[Event]
+) -> list[Event] | None:
+    """The run of events that satisfies a sequence, or None: events matching the steps in
+    strictly increasing time, first to last within the window.
+
+    The search takes the earliest first step whose run (each next step the earliest
+    matching event after the previous one) completes inside the window. Runs of later
+    first steps end no earlier, so the search reads no event after the run it finds."""
     firsts = [i for i, e in enumerate(events) if event_matches(e, steps[0])]
     for start in firsts:
         at = events[start].at
         position = start
+        run = [events[start]]
         for step in steps[1:]:
             nxt = next(
                 (
@@ -293,12 +327,12 @@ def _sequence(steps: tuple[EventFilter, ...], within: float | None, events: list
                 None,
             )
             if nxt is None:
-                return False  # a later start cannot complete either
+                return None  # a later start cannot complete either
             position, at = nxt, events[nxt].at
-        else:
-            if within is None or age_days(events[start].at, at) <= within:
-                return True
-    return False
+            run.append(events[nxt])
+        if within is None or age_days(events[start].at, at) <= within:
+            return run
+    return None
 
 
 _tested_paths: PerObject[Condition, tuple[tuple[str, Callable[[_Context], Value]], ...]] = (
@@ -307,9 +341,51 @@ _tested_paths: PerObject[Condition, tuple[tuple[str, Callable[[_Context], Value]
 """Per condition: the paths it reads (a reason names their values), each with its getter."""
 
 
+_event_tests: PerObject[Condition, tuple[EventPredicate | Sequence, ...]] = PerObject(
+    lambda condition: tuple(n for n in walk(condition) if isinstance(n, EventPredicate | Sequence))
+)
+"""Per condition: its event tests and sequences (a reason names the events they found)."""
+
+
 def _observed(condition: Condition, ctx: _Context) -> str:
+    return _explained(condition, ctx)[0]
+
+
+def _explained(condition: Condition, ctx: _Context) -> tuple[str, tuple[str, ...]]:
+    """What a reason adds to a condition's description: the values of the paths it tests,
+    then what each of its event tests found (the latest event it counts) and each of its
+    sequences (the run of events that satisfies it); and the ids of those events."""
     values = [f"{p} = {format_value(get(ctx))}" for p, get in _tested_paths(condition)]
-    return f" ({', '.join(values)})" if values else ""
+    found: list[str] = []
+    ids: list[str] = []
+    for node in _event_tests(condition):
+        if isinstance(node, EventPredicate):
+            matched = ctx.matches(node)
+            if matched:
+                found.append(f"latest {_event_text(matched[-1])}")
+                ids.append(matched[-1].event_id)
+            else:
+                types = "/".join(dict.fromkeys(node.filter.types))
+                window = node.within_days
+                found.append(
+                    f"no {types + ' ' if types else 'matching '}event"
+                    + (f" within {format_value(window)} days" if window is not None else "")
+                )
+        else:
+            run = ctx.run(node)
+            if run is None:
+                found.append("no run of the sequence yet")
+            else:
+                found.append("run " + ", then ".join(_event_text(e) for e in run))
+                ids.extend(e.event_id for e in run)
+    parts = [", ".join(values)] if values else []
+    parts.extend(found)
+    text = f" ({'; '.join(parts)})" if parts else ""
+    return text, tuple(dict.fromkeys(ids))
+
+
+def _event_text(event: Event) -> str:
+    return f"{event.event_id} ({event.type}, {format_day(event.at)})"
 
 
 FIT_CACHE_SIZE = 20_000
@@ -456,13 +532,15 @@ class _Evaluator:
         for rule in spec.rules:
             if holds(rule.when, ctx) is True:
                 points += rule.points
+                observed, facts = _explained(rule.when, ctx)
                 reasons.append(
                     Reason(
                         "fit",
                         rule.id,
                         f"{format_points(rule.points)} fit: {rule.id}: "
-                        f"{rule.description or describe(rule.when)}{_observed(rule.when, ctx)}",
+                        f"{rule.description or describe(rule.when)}{observed}",
                         points=rule.points,
+                        facts=facts,
                     )
                 )
         limited = clamp(points, spec.min, spec.max)
@@ -581,7 +659,9 @@ class _Evaluator:
                     "met" if truth is True else ("unknown" if truth is None else c.if_false)
                 )
                 result = CriterionResult(verdict, "inferred")
-                parts.append(f"{criterion} {verdict} ({describe(c.when)}{_observed(c.when, ctx)})")
+                observed, found = _explained(c.when, ctx)
+                parts.append(f"{criterion} {verdict} ({describe(c.when)}{observed})")
+                facts.extend(found)
             criteria[criterion] = result
         met = sum(r.verdict == "met" for r in criteria.values())
         unknown = sum(r.verdict == "unknown" for r in criteria.values())
@@ -595,7 +675,7 @@ class _Evaluator:
                 name,
                 f"{name.upper()} {overall.replace('_', ' ')}: {met} of {len(criteria)} "
                 f"criteria met (needs {required}): " + "; ".join(parts),
-                facts=tuple(facts),
+                facts=tuple(dict.fromkeys(facts)),
             )
         )
         return FrameworkResult(overall, met, required, criteria)
@@ -609,12 +689,6 @@ class _Evaluator:
             if stage.automatic and stage.enter is not None and holds(stage.enter, ctx) is True:
                 auto = i
         auto_stage = stages[auto]
-        auto_text = (
-            f"Stage {auto_stage.title}: {describe(auto_stage.enter)}"
-            f"{_observed(auto_stage.enter, ctx)}"
-            if auto_stage.enter is not None
-            else f"Stage {auto_stage.title}: where every lead starts"
-        )
         manual, hold, cause = self._decisions(lead)
         if hold is not None:
             reasons.append(cause or Reason("stage", hold, f"Stage {hold}"))
@@ -624,7 +698,12 @@ class _Evaluator:
             reasons.append(cause)
             current = stages[manual].id
         else:
-            reasons.append(Reason("stage", auto_stage.id, auto_text))
+            if auto_stage.enter is not None:
+                observed, facts = _explained(auto_stage.enter, ctx)
+                text = f"Stage {auto_stage.title}: {describe(auto_stage.enter)}{observed}"
+            else:
+                text, facts = f"Stage {auto_stage.title}: where every lead starts", ()
+            reasons.append(Reason("stage", auto_stage.id, text, facts=facts))
             current = auto_stage.id
         return self._recycle_inactive(current, lead, reasons)
 
@@ -734,13 +813,14 @@ class _Evaluator:
                 queue=rule.queue,
                 nurture=rule.nurture,
             )
-            reasons.append(Reason("routing", rule_id, _routing_text(routing, rule.when, ctx)))
+            text, facts = _routing_text(routing, rule.when, ctx)
+            reasons.append(Reason("routing", rule_id, text, facts=facts))
             return routing
         reasons.append(Reason("routing", "none", "Not routed: no routing rule holds"))
         return None
 
 
-def _routing_text(routing: Routing, when: Condition, ctx: _Context) -> str:
+def _routing_text(routing: Routing, when: Condition, ctx: _Context) -> tuple[str, tuple[str, ...]]:
     actions = []
     if routing.team:
         how = routing.method.replace("_", " ") if routing.method else ""
@@ -750,10 +830,10 @@ def _routing_text(routing: Routing, when: Condition, ctx: _Context) -> str:
         actions.append(f"queued in {routing.queue}")
     if routing.nurture:
         actions.append(f"nurture track {routing.nurture}")
+    observed, facts = _explained(when, ctx)
     return (
-        f"Routed by rule {routing.rule}: {', '.join(actions)}; because "
-        f"{describe(when)}{_observed(when, ctx)}"
-    )
+        f"Routed by rule {routing.rule}: {', '.join(actions)}; because {describe(when)}{observed}"
+    ), facts
 
 
 def account_values(status: AccountStatus) -> Mapping[str, Value]:
