@@ -542,6 +542,18 @@ def _service_model(store: Any, model: str | None) -> tuple[Any, int | None]:
     return load_model_text(active.yaml, f"<model version {active.id}>"), active.id
 
 
+def _activated(version: Any, rebuilt: Any) -> str:
+    """What activating a version from the command line did (``rebuilt``: the rebuild's
+    result; None when the version was the active one already)."""
+    what = f"model {version.name} version {version.version} (version id {version.id})"
+    if rebuilt is None:
+        return f"{what} is active (it already was: nothing re-qualified)"
+    return (
+        f"{what} is active: re-qualified {len(rebuilt.qualified)} leads with it; "
+        f"{len(rebuilt.stage_changes)} stage changes (cause model)"
+    )
+
+
 def _serve_model(store: Any, model: str | None) -> Any:
     """The model ``serve`` will run: --model, else the active version, else the example."""
     from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text
@@ -650,8 +662,9 @@ def serve_command(
         typer.Option(
             "--model",
             "-m",
-            help="Model file or shipped name to register and activate (default: the store's "
-            "active version, else the shipped b2b_example).",
+            help="Model file or shipped name to make the active version: another model than "
+            "the active one is stored and every lead re-qualified with it before the server "
+            "starts (default: the store's active version, else the shipped b2b_example).",
         ),
     ] = None,
     tick_seconds: Annotated[
@@ -685,8 +698,15 @@ def serve_command(
     with Store.open(database_url) as store:
         _check_routing(config, _serve_model(store, model))  # before a version is stored
         if model is not None:
-            version = register_model(store, model)
-            out.print(f"model {version.name} version {version.version} is active", markup=False)
+            with _progress() as bar:
+                task = bar.add_task("re-qualifying leads with the model", total=None)
+                version, rebuilt = register_model(
+                    store,
+                    model,
+                    routing=config,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+            out.print(_activated(version, rebuilt), markup=False, soft_wrap=True)
         keys_exist = any(key.revoked_at is None for key in store.api_keys())
     if not keys_exist:
         where = f" --database-url '{database_url}'" if database_url else ""
