@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from leadqual.api import create_app
 from leadqual.api.errors import _validation_details
 from leadqual.api.routes import CheckedRoute
+from leadqual.model.load import EXAMPLE_MODEL, preset_path
 from tests.api.conftest import Api, LiveServer, ago, assert_error
 from tests.store.conftest import dump
 
@@ -552,6 +553,67 @@ def test_answers_must_name_a_framework_and_criterion_of_the_model(api: Api) -> N
     q = api.as_("read").get("/v1/leads/L-1/qualification").json()
     budget = q["frameworks"]["bant"]["criteria"]["budget"]
     assert budget == {"verdict": "met", "source": "answer", "fact_id": "A-1", "at": budget["at"]}
+
+
+def test_a_stored_decision_or_answer_sent_again_after_a_model_change_is_a_duplicate(
+    api: Api,
+) -> None:
+    """The model's checks (a reason from its list, a criterion of its framework) apply to
+    facts new to the store: a retry of a stored decision or answer, after a model version
+    that no longer lists its reason or criterion was activated, was a 422, so a client
+    that had timed out took a stored fact for one refused."""
+    lead(api)
+    sales, admin = api.as_("sales"), api.admin
+    reject = {"decision_id": "D-1", "action": "reject", "reason": "no_budget", "at": ago(hours=2)}
+    budget = {"answer_id": "A-1", "framework": "bant", "criterion": "budget", "value": "met",
+              "at": ago(hours=2)}  # fmt: skip
+    assert sales.post("/v1/leads/L-1/decisions", json=reject).json()["accepted"] == 1
+    assert sales.post("/v1/leads/L-1/answers", json=budget).json()["accepted"] == 1
+    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
+    v2 = (
+        text.replace("version: 1", "version: 2")
+        .replace("[bad_timing, no_budget, not_a_fit,", "[bad_timing, no_money, not_a_fit,")
+        .replace("bant: {preset: bant, require: 3}", "bant: {preset: bant, require: 2, "
+                 "exclude: [budget]}")
+    )  # fmt: skip
+    assert "no_money" in v2 and "exclude: [budget]" in v2
+    uploaded = admin.post("/v1/models", json={"yaml": v2})
+    assert uploaded.status_code == 200, uploaded.text
+    assert admin.post(f"/v1/models/{uploaded.json()['id']}/activate").status_code == 202
+    assert api.runtime.activator.wait(60) is not None
+    assert api.model.version == 2
+    before = _facts(dump(api.store))
+    for path, body in (("decisions", reject), ("answers", budget)):
+        again = sales.post(f"/v1/leads/L-1/{path}", json=body)
+        assert again.status_code == 200, again.text
+        assert again.json() == {"accepted": 0, "duplicates": 1, "stage_changes": []}
+    # The same id with another payload is still a conflict; the first one stands.
+    other = {**reject, "reason": "no_money"}
+    assert_error(sales.post("/v1/leads/L-1/decisions", json=other), 409, "conflict")
+    assert_error(
+        sales.post("/v1/leads/L-1/answers", json={**budget, "value": "not_met"}), 409, "conflict"
+    )
+    # A new fact is checked against the active model, and nothing of it is written.
+    error = assert_error(
+        sales.post("/v1/leads/L-1/decisions", json={**reject, "decision_id": "D-2"}), 422
+    )
+    assert error["details"][0]["field"] == "reason"
+    assert (
+        "unknown reject reason 'no_budget'; expected one of bad_timing, no_money"
+        in error["message"]
+    )
+    error = assert_error(
+        sales.post("/v1/leads/L-1/answers", json={**budget, "answer_id": "A-2"}), 422
+    )
+    assert error["details"][0]["field"] == "criterion"
+    assert "unknown criterion 'budget'" in error["message"]
+    assert _facts(dump(api.store)) == before
+    assert (
+        sales.post("/v1/leads/L-1/decisions", json={**other, "decision_id": "D-3"}).json()[
+            "accepted"
+        ]
+        == 1
+    )
 
 
 def test_outcomes_are_recorded_and_validated(api: Api) -> None:

@@ -20,6 +20,7 @@ from leadqual.facts.types import (
     AccountProfile,
     Decision,
     Event,
+    Fact,
     LeadProfile,
     Outcome,
     SalesAnswer,
@@ -80,18 +81,9 @@ def event(body: EventIn) -> Event:
     )
 
 
-def decision(lead_id: str, body: DecisionIn, model: Model) -> Decision:
-    allowed = {
-        "reject": model.decisions.reject_reasons,
-        "disqualify": model.decisions.disqualify_reasons,
-    }.get(body.action)
-    if allowed is not None:
-        if body.reason is None:
-            hint = f": one of {', '.join(allowed)}" if allowed else ""
-            raise invalid("reason", f"a '{body.action}' needs a reason{hint}")
-        if allowed and body.reason not in allowed:
-            hint = did_you_mean(body.reason, allowed) or f"; expected one of {', '.join(allowed)}"
-            raise invalid("reason", f"unknown {body.action} reason '{body.reason}'{hint}")
+def decision(lead_id: str, body: DecisionIn) -> Decision:
+    """A decision as sent; its reason is checked against the model by :func:`check`, in
+    the write, once the store knows it is new."""
     return Decision(
         decision_id=body.decision_id,
         lead_id=lead_id,
@@ -102,18 +94,9 @@ def decision(lead_id: str, body: DecisionIn, model: Model) -> Decision:
     )
 
 
-def answer(lead_id: str, body: AnswerIn, model: Model) -> SalesAnswer:
-    framework = model.frameworks.get(body.framework)
-    if framework is None:
-        known = list(model.frameworks)
-        hint = (
-            did_you_mean(body.framework, known) or f"; the model has {', '.join(known) or 'none'}"
-        )
-        raise invalid("framework", f"unknown framework '{body.framework}'{hint}")
-    if body.criterion not in framework.criteria:
-        known = list(framework.criteria)
-        hint = did_you_mean(body.criterion, known) or f"; {body.framework} has {', '.join(known)}"
-        raise invalid("criterion", f"unknown criterion '{body.criterion}'{hint}")
+def answer(lead_id: str, body: AnswerIn) -> SalesAnswer:
+    """An answer as sent; its framework and criterion are checked against the model by
+    :func:`check`, in the write, once the store knows it is new."""
     return SalesAnswer(
         answer_id=body.answer_id,
         lead_id=lead_id,
@@ -124,6 +107,50 @@ def answer(lead_id: str, body: AnswerIn, model: Model) -> SalesAnswer:
         by=body.by,
         note=body.note,
     )
+
+
+def check(model: Model, fact: Fact) -> None:
+    """What only the model can say of a decision (its reason) or an answer (its framework
+    and criterion); a refusal is a 422 naming the field.
+
+    The write path calls it for the facts new to the store only, with the model the
+    write applies (``Ingestor.apply(check=...)``): a fact already stored, sent again
+    with the same id and payload, is a duplicate whatever the active model now says
+    (a reason the model no longer lists, a criterion it dropped); with another payload,
+    a conflict.
+    """
+    if isinstance(fact, Decision):
+        _check_decision(model, fact)
+    elif isinstance(fact, SalesAnswer):
+        _check_answer(model, fact)
+
+
+def _check_decision(model: Model, fact: Decision) -> None:
+    allowed = {
+        "reject": model.decisions.reject_reasons,
+        "disqualify": model.decisions.disqualify_reasons,
+    }.get(fact.action)
+    if allowed is not None:
+        if fact.reason is None:
+            hint = f": one of {', '.join(allowed)}" if allowed else ""
+            raise invalid("reason", f"a '{fact.action}' needs a reason{hint}")
+        if allowed and fact.reason not in allowed:
+            hint = did_you_mean(fact.reason, allowed) or f"; expected one of {', '.join(allowed)}"
+            raise invalid("reason", f"unknown {fact.action} reason '{fact.reason}'{hint}")
+
+
+def _check_answer(model: Model, fact: SalesAnswer) -> None:
+    framework = model.frameworks.get(fact.framework)
+    if framework is None:
+        known = list(model.frameworks)
+        hint = (
+            did_you_mean(fact.framework, known) or f"; the model has {', '.join(known) or 'none'}"
+        )
+        raise invalid("framework", f"unknown framework '{fact.framework}'{hint}")
+    if fact.criterion not in framework.criteria:
+        known = list(framework.criteria)
+        hint = did_you_mean(fact.criterion, known) or f"; {fact.framework} has {', '.join(known)}"
+        raise invalid("criterion", f"unknown criterion '{fact.criterion}'{hint}")
 
 
 def outcome(lead_id: str, body: OutcomeIn) -> Outcome:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from leadqual.api import facts as api_facts
 from leadqual.api.group_commit import GroupCommit
 from leadqual.api.heap import HeapFreezer
 from leadqual.facts.types import Fact
@@ -109,7 +110,9 @@ class Runtime:
 
     def _apply(self, facts: Sequence[Fact]) -> ApplyResult:
         return self._write(
-            lambda ingestor: ingestor.apply(facts, datetime.now(UTC), strict=True),
+            lambda ingestor: ingestor.apply(
+                facts, datetime.now(UTC), strict=True, check=api_facts.check
+            ),
             also_retried=(IntegrityError, OperationalError),
         )
 
