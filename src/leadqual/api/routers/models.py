@@ -126,7 +126,9 @@ def diff_model(
     ] = None,
 ) -> ModelDiff:
     """What changes, rule by rule, from version `against` (default: the active one) to this
-    one: rules matched by id, so moving a rule is not a change (reordering is reported)."""
+    one: rules matched by id, so a moved rule is not removed and added; a new order of the
+    stages, routing or recycle rules (where order decides) is a change, of fit or engagement
+    rules (summed: no score changes) is not."""
     if against is None:
         active = runtime.store.active_model_version()
         if active is None:
