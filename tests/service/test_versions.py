@@ -395,3 +395,41 @@ def test_recompute_with_a_model_file_on_a_store_with_no_active_version_activates
     assert (stored.stage, stored.model_version_id) == ("warm", active.id)
     last = store.stage_history("L1")[-1]
     assert (last.to_stage, last.cause_kind, last.model_version_id) == ("warm", "model", active.id)
+
+
+def test_an_activation_says_how_many_leads_from_its_start(store: Store) -> None:
+    """Until the rebuild had read the log, the status said 0 of 0 leads (and so did the
+    409 of a second activation): the total is the leads stored when it starts."""
+    first, second = _setup(store)
+    lock = threading.Lock()
+    activator = Activator(store, write_lock=lock)
+    with lock:  # the rebuild has not read anything yet
+        started = activator.start(second, as_of=NOW)
+        assert (started.done, started.total) == (0, 2)
+        with pytest.raises(ConflictError, match=r"\(0 of 2 leads\)"):
+            activator.start(first, as_of=NOW)
+    final = activator.wait(60)
+    assert final is not None and (final.state, final.done, final.total) == ("done", 2, 2)
+
+
+def test_activated_at_is_when_the_rebuilt_state_is_written_not_when_it_started(
+    store: Store,
+) -> None:
+    """``activated_at`` (and the rebuild's stage changes) were dated when the rebuild's
+    transaction began, before it read the log and qualified every lead."""
+    _, second = _setup(store)
+    qualified: list[datetime] = []
+
+    def slow(done: int, total: int) -> None:
+        if done == total:  # every lead qualified: the switch comes after this
+            time.sleep(0.2)
+            qualified.append(datetime.now(UTC))
+
+    begun = datetime.now(UTC)
+    recompute(store, load_model_text(V2), NOW, second, activate=True, progress=slow)
+    ended = datetime.now(UTC)
+    version = store.model_version(second)
+    assert version.activated_at is not None
+    assert qualified[-1] <= version.activated_at <= ended and begun < qualified[-1]
+    last = store.stage_history("L1")[-1]
+    assert last.cause_kind == "model" and qualified[-1] <= last.recorded_at <= ended

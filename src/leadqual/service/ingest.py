@@ -22,7 +22,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -1171,7 +1171,12 @@ def recompute(
             account.advance(as_of)
         work.link(work.leads)
         everyone = set(work.leads)
+        if progress is not None:  # the log is read: how many leads there are is known
+            progress(0, len(everyone))
         qualified = work.qualify(everyone, set(work.accounts), progress)
+        # What the rebuild writes (its stage changes, the switch's activated_at) is dated
+        # when its state is complete, just before it commits, not when it began reading.
+        tx.now = datetime.now(UTC)
         before = work.stored_stages(qualified)
         stale = set(before) - set(qualified)
         q = schema.qualifications

@@ -75,38 +75,6 @@ def validate_model(body: ModelIn) -> ModelCheck:
     return ModelCheck(valid=True, name=model.name, version=model.version)
 
 
-@router.get("/{version_id:int}", response_model=ModelVersionDetail, responses=responses(404))
-def get_model(version_id: VersionId, runtime: RuntimeDep) -> ModelVersionDetail:
-    version = runtime.store.model_version(version_id)
-    return ModelVersionDetail(**_out(version).model_dump(), yaml=version.yaml)
-
-
-def _activation(status: Activation) -> ActivationOut:
-    return ActivationOut(**asdict(status))
-
-
-@router.post(
-    "/{version_id:int}/activate",
-    response_model=ActivationOut,
-    status_code=202,
-    responses=responses(404, 409),
-)
-def activate_model(version_id: VersionId, runtime: RuntimeDep) -> ActivationOut:
-    """Start making a version the active model. Every lead is re-qualified with it in the
-    background; the switch commits together with the rebuilt state, so until `state` is
-    `done` (poll `GET /v1/models/activation`) every read and write uses the old version.
-    A 409 while another activation runs."""
-    return _activation(runtime.activate(version_id))
-
-
-@router.post(
-    "/rollback", response_model=ActivationOut, status_code=202, responses=responses(404, 409)
-)
-def rollback_model(runtime: RuntimeDep) -> ActivationOut:
-    """Start activating the version that was active before the current one (as activate)."""
-    return _activation(runtime.rollback())
-
-
 @router.get("/activation", response_model=ActivationOut, responses=responses(404))
 def activation_status(runtime: RuntimeDep) -> ActivationOut:
     """The running or latest activation: its state and progress (leads done of total)."""
@@ -116,7 +84,7 @@ def activation_status(runtime: RuntimeDep) -> ActivationOut:
     return _activation(status)
 
 
-@router.get("/{version_id:int}/diff", response_model=ModelDiff, responses=responses(404))
+@router.get("/{version_id}/diff", response_model=ModelDiff, responses=responses(404))
 def diff_model(
     version_id: VersionId,
     runtime: RuntimeDep,
@@ -143,3 +111,35 @@ def diff_model(
             for c in changes
         ],
     )
+
+
+@router.get("/{version_id}", response_model=ModelVersionDetail, responses=responses(404))
+def get_model(version_id: VersionId, runtime: RuntimeDep) -> ModelVersionDetail:
+    version = runtime.store.model_version(version_id)
+    return ModelVersionDetail(**_out(version).model_dump(), yaml=version.yaml)
+
+
+def _activation(status: Activation) -> ActivationOut:
+    return ActivationOut(**asdict(status))
+
+
+@router.post(
+    "/{version_id}/activate",
+    response_model=ActivationOut,
+    status_code=202,
+    responses=responses(404, 409),
+)
+def activate_model(version_id: VersionId, runtime: RuntimeDep) -> ActivationOut:
+    """Start making a version the active model. Every lead is re-qualified with it in the
+    background; the switch commits together with the rebuilt state, so until `state` is
+    `done` (poll `GET /v1/models/activation`) every read and write uses the old version.
+    A 409 while another activation runs."""
+    return _activation(runtime.activate(version_id))
+
+
+@router.post(
+    "/rollback", response_model=ActivationOut, status_code=202, responses=responses(404, 409)
+)
+def rollback_model(runtime: RuntimeDep) -> ActivationOut:
+    """Start activating the version that was active before the current one (as activate)."""
+    return _activation(runtime.rollback())
