@@ -616,6 +616,49 @@ def test_a_stored_decision_or_answer_sent_again_after_a_model_change_is_a_duplic
     )
 
 
+def _activate(api: Api, text: str) -> None:
+    uploaded = api.admin.post("/v1/models", json={"yaml": text})
+    assert uploaded.status_code == 200, uploaded.text
+    assert api.admin.post(f"/v1/models/{uploaded.json()['id']}/activate").status_code == 202
+    status = api.runtime.activator.wait(60)
+    assert status is not None and status.state == "done", status
+
+
+def test_a_stored_profile_sent_again_after_a_model_change_is_a_duplicate(api: Api) -> None:
+    """A profile is identified by its content: the same one again is a no-op, even after
+    the model dropped a custom attribute it has (that was a 422); a new one with it is
+    refused, with nothing written."""
+    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
+    assert "\nfields:" not in text and "\nfit:" in text
+    custom = "fields:\n  lead: {nps: number}\n  account: {crm_segment: string}\nfit:"
+    _activate(api, text.replace("version: 1", "version: 2").replace("fit:", custom, 1))
+    client = api.as_("ingest")
+    lead = {
+        "email": "l1@acme.io",
+        "attributes": {"nps": 9, "seniority": "vp"},
+        "updated_at": ago(hours=1),
+    }
+    account = {"domain": "acme.io", "attributes": {"crm_segment": "strategic"},
+               "updated_at": ago(hours=1)}  # fmt: skip
+    assert client.put("/v1/leads/L-1", json=lead).json()["accepted"] == 1
+    assert client.put("/v1/accounts/A-1", json=account).json()["accepted"] == 1
+    _activate(api, text.replace("version: 1", "version: 3"))  # no custom fields
+    before = _facts(dump(api.store))
+    for path, body in (("leads/L-1", lead), ("accounts/A-1", account)):
+        again = client.put(f"/v1/{path}", json=body)
+        assert again.status_code == 200, again.text
+        assert again.json() == {"accepted": 0, "duplicates": 1, "stage_changes": []}
+    newer = {**lead, "updated_at": ago(minutes=30)}
+    error = assert_error(client.put("/v1/leads/L-1", json=newer), 422, "validation_error")
+    assert [d["field"] for d in error["details"]] == ["attributes.nps"]
+    assert "unknown lead attribute 'nps'" in error["message"]
+    error = assert_error(
+        client.put("/v1/accounts/A-1", json={**account, "updated_at": ago(minutes=30)}), 422
+    )
+    assert [d["field"] for d in error["details"]] == ["attributes.crm_segment"]
+    assert _facts(dump(api.store)) == before
+
+
 def test_outcomes_are_recorded_and_validated(api: Api) -> None:
     lead(api)
     sales = api.as_("sales")
