@@ -321,6 +321,9 @@ def test_model_versions_upload_list_and_activate(api: Api) -> None:
         error = assert_error(admin.request(method, f"/v1/models{path}"), 422, "validation_error")
         assert [d["field"] for d in error["details"]] == ["version_id"]
         assert error["message"].startswith("version_id: Input should be a valid integer")
+    for path in ("/v1/models/validate", "/v1/models/rollback"):  # not a version id: their own
+        refused = assert_error(admin.get(path), 405, "method_not_allowed")
+        assert refused is not None and admin.get(path).headers["allow"] == "POST"
 
     assert_error(admin.get("/v1/models/activation"), 404)
     diff = admin.get(f"/v1/models/{uploaded.json()['id']}/diff").json()

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
+from starlette.convertors import Convertor, register_url_convertor
 
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
@@ -32,6 +33,24 @@ router = APIRouter(
     responses=responses(400, 401, 403, 422, 500),
     route_class=CheckedRoute,
 )
+
+
+class _VersionSegment(Convertor[str]):
+    """A version id's path segment: any but the collection's own paths (``validate``,
+    ``rollback``, ``activation``), so that ``/v1/models/abc`` reaches the version routes
+    (a 422 naming ``version_id``, not a bare route 404) while another method on
+    ``/v1/models/validate`` stays a 405 listing that path's own."""
+
+    regex = r"(?!(?:validate|rollback|activation)(?![^/]))[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("model_version", _VersionSegment())
 
 UPLOADED = "<uploaded model>"
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A model version's id.")]
@@ -75,6 +94,40 @@ def validate_model(body: ModelIn) -> ModelCheck:
     return ModelCheck(valid=True, name=model.name, version=model.version)
 
 
+@router.get(
+    "/{version_id:model_version}", response_model=ModelVersionDetail, responses=responses(404)
+)
+def get_model(version_id: VersionId, runtime: RuntimeDep) -> ModelVersionDetail:
+    version = runtime.store.model_version(version_id)
+    return ModelVersionDetail(**_out(version).model_dump(), yaml=version.yaml)
+
+
+def _activation(status: Activation) -> ActivationOut:
+    return ActivationOut(**asdict(status))
+
+
+@router.post(
+    "/{version_id:model_version}/activate",
+    response_model=ActivationOut,
+    status_code=202,
+    responses=responses(404, 409),
+)
+def activate_model(version_id: VersionId, runtime: RuntimeDep) -> ActivationOut:
+    """Start making a version the active model. Every lead is re-qualified with it in the
+    background; the switch commits together with the rebuilt state, so until `state` is
+    `done` (poll `GET /v1/models/activation`) every read and write uses the old version.
+    A 409 while another activation runs."""
+    return _activation(runtime.activate(version_id))
+
+
+@router.post(
+    "/rollback", response_model=ActivationOut, status_code=202, responses=responses(404, 409)
+)
+def rollback_model(runtime: RuntimeDep) -> ActivationOut:
+    """Start activating the version that was active before the current one (as activate)."""
+    return _activation(runtime.rollback())
+
+
 @router.get("/activation", response_model=ActivationOut, responses=responses(404))
 def activation_status(runtime: RuntimeDep) -> ActivationOut:
     """The running or latest activation: its state and progress (leads done of total)."""
@@ -84,7 +137,7 @@ def activation_status(runtime: RuntimeDep) -> ActivationOut:
     return _activation(status)
 
 
-@router.get("/{version_id}/diff", response_model=ModelDiff, responses=responses(404))
+@router.get("/{version_id:model_version}/diff", response_model=ModelDiff, responses=responses(404))
 def diff_model(
     version_id: VersionId,
     runtime: RuntimeDep,
@@ -111,35 +164,3 @@ def diff_model(
             for c in changes
         ],
     )
-
-
-@router.get("/{version_id}", response_model=ModelVersionDetail, responses=responses(404))
-def get_model(version_id: VersionId, runtime: RuntimeDep) -> ModelVersionDetail:
-    version = runtime.store.model_version(version_id)
-    return ModelVersionDetail(**_out(version).model_dump(), yaml=version.yaml)
-
-
-def _activation(status: Activation) -> ActivationOut:
-    return ActivationOut(**asdict(status))
-
-
-@router.post(
-    "/{version_id}/activate",
-    response_model=ActivationOut,
-    status_code=202,
-    responses=responses(404, 409),
-)
-def activate_model(version_id: VersionId, runtime: RuntimeDep) -> ActivationOut:
-    """Start making a version the active model. Every lead is re-qualified with it in the
-    background; the switch commits together with the rebuilt state, so until `state` is
-    `done` (poll `GET /v1/models/activation`) every read and write uses the old version.
-    A 409 while another activation runs."""
-    return _activation(runtime.activate(version_id))
-
-
-@router.post(
-    "/rollback", response_model=ActivationOut, status_code=202, responses=responses(404, 409)
-)
-def rollback_model(runtime: RuntimeDep) -> ActivationOut:
-    """Start activating the version that was active before the current one (as activate)."""
-    return _activation(runtime.rollback())
