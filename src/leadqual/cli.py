@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -524,22 +525,75 @@ ServiceModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Model file or shipped name (default: the store's active model version).",
+        help="Model file or shipped name; it must be the store's active version's model (the "
+        "default), another is refused: activate it first (serve --model, or the API). On a "
+        "store with no active version it is stored and activated.",
     ),
 ]
 
 
-def _service_model(store: Any, model: str | None) -> tuple[Any, int | None]:
-    """The model to run and its stored version id (None for a model given by file)."""
-    from leadqual.errors import NotFoundError
-    from leadqual.model.load import load_model, load_model_text
+@dataclass(frozen=True)
+class _ServiceModel:
+    """The model ``recompute`` and ``tick`` run: the store's active version's, or a
+    ``--model`` to store and activate (``text``) on a store with no active version."""
 
-    if model is not None:
-        return load_model(model), None
+    model: Any
+    version_id: int | None
+    text: str | None = None
+
+
+def _service_model(store: Any, model: str | None, command: str) -> _ServiceModel:
+    """The active version's model; a ``--model`` must be that version's text (running
+    another would write qualifications of a model nobody activated, under no version)."""
+    from leadqual.api.runtime import model_source
+    from leadqual.errors import NotFoundError
+    from leadqual.model.load import load_model_text
+
     active = store.active_model_version()
+    if model is None:
+        if active is None:
+            raise NotFoundError("no --model given and the store has no active model version")
+        return _ServiceModel(
+            load_model_text(active.yaml, f"<model version {active.id}>"), active.id
+        )
+    spec, text = model_source(model)
     if active is None:
-        raise NotFoundError("no --model given and the store has no active model version")
-    return load_model_text(active.yaml, f"<model version {active.id}>"), active.id
+        return _ServiceModel(spec, None, text)
+    if active.yaml != text:
+        raise ValueError(
+            f"--model {model} is not the store's active model version ({active.name} version "
+            f"{active.version}, version id {active.id}); {command} runs the active version: "
+            f"leave --model out, or activate {model} first (leadqual serve --model {model}, "
+            "or the API: POST /v1/models, then POST /v1/models/{id}/activate)"
+        )
+    return _ServiceModel(load_model_text(active.yaml, f"<model version {active.id}>"), active.id)
+
+
+def _activate_pending(
+    store: Any, chosen: _ServiceModel, when: datetime, config: Any
+) -> tuple[int, Any]:
+    """Store and activate the ``--model`` of a store with no active version, every lead
+    re-qualified with it (as ``serve --model`` does); the version's id and the rebuild's
+    result."""
+    from leadqual.service import recompute
+
+    assert chosen.text is not None
+    version = store.add_model_version(chosen.text)
+    result = recompute(store, chosen.model, when, version.id, activate=True, routing=config)
+    out.print(_activated(store.model_version(version.id), result), markup=False, soft_wrap=True)
+    return version.id, result
+
+
+def _activated(version: Any, rebuilt: Any) -> str:
+    """What activating a version from the command line did (``rebuilt``: the rebuild's
+    result; None when the version was the active one already)."""
+    what = f"model {version.name} version {version.version} (version id {version.id})"
+    if rebuilt is None:
+        return f"{what} is active (it already was: nothing re-qualified)"
+    return (
+        f"{what} is active: re-qualified {len(rebuilt.qualified)} leads with it; "
+        f"{len(rebuilt.stage_changes)} stage changes (cause model)"
+    )
 
 
 def _serve_model(store: Any, model: str | None) -> Any:
@@ -589,9 +643,12 @@ def recompute_command(
     when = _parse_as_of(as_of)
     config = load_routing(routing) if routing is not None else None  # faults before any work
     with Store.open(database_url) as store:
-        spec, version_id = _service_model(store, model)
-        _check_routing(config, spec)
-        result = recompute(store, spec, when, version_id, routing=config)
+        chosen = _service_model(store, model, "recompute")
+        _check_routing(config, chosen.model)  # before a --model is stored
+        if chosen.text is not None:
+            _, result = _activate_pending(store, chosen, when, config)
+        else:
+            result = recompute(store, chosen.model, when, chosen.version_id, routing=config)
     out.print(
         f"recomputed {len(result.qualified)} leads as of {when.isoformat()}; "
         f"{len(result.stage_changes)} stage changes",
@@ -615,9 +672,12 @@ def tick_command(
     when = _parse_as_of(as_of)
     config = load_routing(routing) if routing is not None else None
     with Store.open(database_url) as store:
-        spec, version_id = _service_model(store, model)
-        _check_routing(config, spec)
-        result = tick(store, spec, when, version_id, config)
+        chosen = _service_model(store, model, "tick")
+        _check_routing(config, chosen.model)  # before a --model is stored
+        version_id = chosen.version_id
+        if chosen.text is not None:
+            version_id, _ = _activate_pending(store, chosen, when, config)
+        result = tick(store, chosen.model, when, version_id, config)
     if result.skipped:
         out.print("another tick is under way (PostgreSQL lock held); nothing done", markup=False)
         return
@@ -650,8 +710,9 @@ def serve_command(
         typer.Option(
             "--model",
             "-m",
-            help="Model file or shipped name to register and activate (default: the store's "
-            "active version, else the shipped b2b_example).",
+            help="Model file or shipped name to make the active version: another model than "
+            "the active one is stored and every lead re-qualified with it before the server "
+            "starts (default: the store's active version, else the shipped b2b_example).",
         ),
     ] = None,
     tick_seconds: Annotated[
@@ -685,8 +746,15 @@ def serve_command(
     with Store.open(database_url) as store:
         _check_routing(config, _serve_model(store, model))  # before a version is stored
         if model is not None:
-            version = register_model(store, model)
-            out.print(f"model {version.name} version {version.version} is active", markup=False)
+            with _progress() as bar:
+                task = bar.add_task("re-qualifying leads with the model", total=None)
+                version, rebuilt = register_model(
+                    store,
+                    model,
+                    routing=config,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+            out.print(_activated(version, rebuilt), markup=False, soft_wrap=True)
         keys_exist = any(key.revoked_at is None for key in store.api_keys())
     if not keys_exist:
         where = f" --database-url '{database_url}'" if database_url else ""

@@ -7,15 +7,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
+from leadqual.api.runtime import register_model
 from leadqual.cli import app
+from leadqual.model.load import EXAMPLE_MODEL, load_model_text, preset_path
+from leadqual.service import Ingestor
 from leadqual.store import Store
 from tests.api.conftest import free_port
+from tests.service.builders import mql_facts
 
 
 def keys(*args: str) -> str:
@@ -120,3 +125,78 @@ def test_serve_starts_with_no_configuration_and_says_how_to_make_a_key(
     process.terminate()
     _, stderr = process.communicate(timeout=30)
     assert "leadqual keys create --name admin --scope admin" in stderr
+
+
+def _serve(args: list[str], log: Path) -> Iterator[str]:
+    """``leadqual serve`` with ``args`` in a process of its own, its output in ``log``;
+    yields its URL once it answers."""
+    port = free_port()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "leadqual", "serve", "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "leadqual serve did not start"
+                time.sleep(0.1)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+V1 = preset_path(EXAMPLE_MODEL).read_text()
+MQL = "{score.engagement: {gte: 25}}, {score.total: {gte: 60}}"
+V2 = V1.replace(MQL, "{score.engagement: {gte: 25}}, {score.total: {gte: 99}}").replace(
+    "version: 1", "version: 2"
+)
+
+
+def test_serve_with_another_model_requalifies_every_lead_before_serving(
+    store_url: str, tmp_path: Path
+) -> None:
+    """``serve --model`` on a store whose active version is another model re-qualifies
+    every lead with it, as an activation through the API does: it once only switched the
+    active flag, and every lead kept the old version's qualification and reasons."""
+    assert MQL in V1
+    now = datetime.now(UTC) - timedelta(hours=1)
+    with Store.open(store_url) as store:
+        first = store.add_model_version(V1)
+        store.activate_model_version(first.id)
+        Ingestor(store, load_model_text(V1), first.id).apply(
+            [*mql_facts("L1", "DE", now), *mql_facts("L2", "DE", now)], now
+        )
+        assert {store.qualification(lead).stage for lead in ("L1", "L2")} == {"mql"}
+    path = tmp_path / "v2.yaml"
+    path.write_text(V2)
+    log = tmp_path / "serve.log"
+    args = ["--database-url", store_url, "--model", str(path), "--tick-seconds", "0"]
+    for url in _serve(args, log):
+        health = httpx.get(f"{url}/healthz").json()
+        assert health["model"]["version"] == 2
+        second = health["model"]["version_id"]
+    with Store.open(store_url) as store:
+        for lead in ("L1", "L2"):
+            stored = store.qualification(lead)
+            assert (stored.stage, stored.model_version_id) == ("warm", second)
+            last = store.stage_history(lead)[-1]
+            assert (last.from_stage, last.to_stage, last.cause_kind) == ("mql", "warm", "model")
+            assert last.model_version_id == second
+        assert "re-qualified 2 leads with it; 2 stage changes (cause model)" in log.read_text()
+        # The model that is active already: nothing is rebuilt, nothing recorded.
+        history = [store.stage_history(lead) for lead in ("L1", "L2")]
+        version, rebuilt = register_model(store, str(path))
+        assert (version.id, version.active, rebuilt) == (second, True, None)
+        assert [store.stage_history(lead) for lead in ("L1", "L2")] == history
+        assert store.qualification("L1").model_version_id == second

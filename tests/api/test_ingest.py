@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from leadqual.api import create_app
 from leadqual.api.errors import _validation_details
 from leadqual.api.routes import CheckedRoute
+from leadqual.model.load import EXAMPLE_MODEL, preset_path
 from tests.api.conftest import Api, LiveServer, ago, assert_error
 from tests.store.conftest import dump
 
@@ -552,6 +553,110 @@ def test_answers_must_name_a_framework_and_criterion_of_the_model(api: Api) -> N
     q = api.as_("read").get("/v1/leads/L-1/qualification").json()
     budget = q["frameworks"]["bant"]["criteria"]["budget"]
     assert budget == {"verdict": "met", "source": "answer", "fact_id": "A-1", "at": budget["at"]}
+
+
+def test_a_stored_decision_or_answer_sent_again_after_a_model_change_is_a_duplicate(
+    api: Api,
+) -> None:
+    """The model's checks (a reason from its list, a criterion of its framework) apply to
+    facts new to the store: a retry of a stored decision or answer, after a model version
+    that no longer lists its reason or criterion was activated, was a 422, so a client
+    that had timed out took a stored fact for one refused."""
+    lead(api)
+    sales, admin = api.as_("sales"), api.admin
+    reject = {"decision_id": "D-1", "action": "reject", "reason": "no_budget", "at": ago(hours=2)}
+    budget = {"answer_id": "A-1", "framework": "bant", "criterion": "budget", "value": "met",
+              "at": ago(hours=2)}  # fmt: skip
+    assert sales.post("/v1/leads/L-1/decisions", json=reject).json()["accepted"] == 1
+    assert sales.post("/v1/leads/L-1/answers", json=budget).json()["accepted"] == 1
+    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
+    v2 = (
+        text.replace("version: 1", "version: 2")
+        .replace("[bad_timing, no_budget, not_a_fit,", "[bad_timing, no_money, not_a_fit,")
+        .replace("bant: {preset: bant, require: 3}", "bant: {preset: bant, require: 2, "
+                 "exclude: [budget]}")
+    )  # fmt: skip
+    assert "no_money" in v2 and "exclude: [budget]" in v2
+    uploaded = admin.post("/v1/models", json={"yaml": v2})
+    assert uploaded.status_code == 200, uploaded.text
+    assert admin.post(f"/v1/models/{uploaded.json()['id']}/activate").status_code == 202
+    assert api.runtime.activator.wait(60) is not None
+    assert api.model.version == 2
+    before = _facts(dump(api.store))
+    for path, body in (("decisions", reject), ("answers", budget)):
+        again = sales.post(f"/v1/leads/L-1/{path}", json=body)
+        assert again.status_code == 200, again.text
+        assert again.json() == {"accepted": 0, "duplicates": 1, "stage_changes": []}
+    # The same id with another payload is still a conflict; the first one stands.
+    other = {**reject, "reason": "no_money"}
+    assert_error(sales.post("/v1/leads/L-1/decisions", json=other), 409, "conflict")
+    assert_error(
+        sales.post("/v1/leads/L-1/answers", json={**budget, "value": "not_met"}), 409, "conflict"
+    )
+    # A new fact is checked against the active model, and nothing of it is written.
+    error = assert_error(
+        sales.post("/v1/leads/L-1/decisions", json={**reject, "decision_id": "D-2"}), 422
+    )
+    assert error["details"][0]["field"] == "reason"
+    assert (
+        "unknown reject reason 'no_budget'; expected one of bad_timing, no_money"
+        in error["message"]
+    )
+    error = assert_error(
+        sales.post("/v1/leads/L-1/answers", json={**budget, "answer_id": "A-2"}), 422
+    )
+    assert error["details"][0]["field"] == "criterion"
+    assert "unknown criterion 'budget'" in error["message"]
+    assert _facts(dump(api.store)) == before
+    assert (
+        sales.post("/v1/leads/L-1/decisions", json={**other, "decision_id": "D-3"}).json()[
+            "accepted"
+        ]
+        == 1
+    )
+
+
+def _activate(api: Api, text: str) -> None:
+    uploaded = api.admin.post("/v1/models", json={"yaml": text})
+    assert uploaded.status_code == 200, uploaded.text
+    assert api.admin.post(f"/v1/models/{uploaded.json()['id']}/activate").status_code == 202
+    status = api.runtime.activator.wait(60)
+    assert status is not None and status.state == "done", status
+
+
+def test_a_stored_profile_sent_again_after_a_model_change_is_a_duplicate(api: Api) -> None:
+    """A profile is identified by its content: the same one again is a no-op, even after
+    the model dropped a custom attribute it has (that was a 422); a new one with it is
+    refused, with nothing written."""
+    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
+    assert "\nfields:" not in text and "\nfit:" in text
+    custom = "fields:\n  lead: {nps: number}\n  account: {crm_segment: string}\nfit:"
+    _activate(api, text.replace("version: 1", "version: 2").replace("fit:", custom, 1))
+    client = api.as_("ingest")
+    lead = {
+        "email": "l1@acme.io",
+        "attributes": {"nps": 9, "seniority": "vp"},
+        "updated_at": ago(hours=1),
+    }
+    account = {"domain": "acme.io", "attributes": {"crm_segment": "strategic"},
+               "updated_at": ago(hours=1)}  # fmt: skip
+    assert client.put("/v1/leads/L-1", json=lead).json()["accepted"] == 1
+    assert client.put("/v1/accounts/A-1", json=account).json()["accepted"] == 1
+    _activate(api, text.replace("version: 1", "version: 3"))  # no custom fields
+    before = _facts(dump(api.store))
+    for path, body in (("leads/L-1", lead), ("accounts/A-1", account)):
+        again = client.put(f"/v1/{path}", json=body)
+        assert again.status_code == 200, again.text
+        assert again.json() == {"accepted": 0, "duplicates": 1, "stage_changes": []}
+    newer = {**lead, "updated_at": ago(minutes=30)}
+    error = assert_error(client.put("/v1/leads/L-1", json=newer), 422, "validation_error")
+    assert [d["field"] for d in error["details"]] == ["attributes.nps"]
+    assert "unknown lead attribute 'nps'" in error["message"]
+    error = assert_error(
+        client.put("/v1/accounts/A-1", json={**account, "updated_at": ago(minutes=30)}), 422
+    )
+    assert [d["field"] for d in error["details"]] == ["attributes.crm_segment"]
+    assert _facts(dump(api.store)) == before
 
 
 def test_outcomes_are_recorded_and_validated(api: Api) -> None:

@@ -316,6 +316,14 @@ def test_model_versions_upload_list_and_activate(api: Api) -> None:
     error = assert_error(admin.post("/v1/models", json={"yaml": broken}), 422, "invalid_model")
     assert any("did you mean 'score.total'" in d["message"] for d in error["details"])
     assert_error(admin.post("/v1/models/99/activate"), 404)
+    # A version id that is not a number names the id (it was a bare route 404, "Not Found").
+    for method, path in (("POST", "/abc/activate"), ("GET", "/abc"), ("GET", "/abc/diff")):
+        error = assert_error(admin.request(method, f"/v1/models{path}"), 422, "validation_error")
+        assert [d["field"] for d in error["details"]] == ["version_id"]
+        assert error["message"].startswith("version_id: Input should be a valid integer")
+    for path in ("/v1/models/validate", "/v1/models/rollback"):  # not a version id: their own
+        refused = assert_error(admin.get(path), 405, "method_not_allowed")
+        assert refused is not None and admin.get(path).headers["allow"] == "POST"
 
     assert_error(admin.get("/v1/models/activation"), 404)
     diff = admin.get(f"/v1/models/{uploaded.json()['id']}/diff").json()

@@ -60,7 +60,49 @@ stages:
     ]
 
 
-def test_reordering_is_reported_because_order_can_decide() -> None:
+LOW = (
+    "  - {id: low_priority, when: {all: [{stage: [cold, nurture]}, {grade: {in: [D, F]}}]},\n"
+    "     queue: low_priority, nurture: general_track}\n"
+)
+EDUCATION = (
+    "  - {id: product_education, when: {stage: [cold, warm, nurture]}, "
+    "nurture: product_education}\n"
+)
+MID = (
+    "    - {id: mid_market, points: 20, description: 50 to 1000 employees,\n"
+    "       when: {account.employees: {between: [50, 1000]}}}\n"
+)
+ENTERPRISE = (
+    "    - {id: enterprise, points: 10, description: over 1000 employees,\n"
+    "       when: {account.employees: {gt: 1000}}}\n"
+)
+
+
+def test_a_new_order_of_stages_routing_or_recycling_is_a_change() -> None:
+    """Where the first rule that holds decides (routing, inactivity recycling) and in the
+    funnel (stages), order is an outcome: a new one is reported, named by its list."""
+    assert LOW + EDUCATION in EXAMPLE
+    (change,) = diff_model_texts(EXAMPLE, EXAMPLE.replace(LOW + EDUCATION, EDUCATION + LOW))
+    assert (change.kind, change.path, change.rule) == ("changed", "routing (order)", "routing")
+    assert change.old[-2:] == ["low_priority", "product_education"]
+    assert change.new[-2:] == ["product_education", "low_priority"]
+    warm = "  - {id: warm, enter: {score.engagement: {gte: 10}}}\n"
+    hot = "  - {id: hot, enter: {score.engagement: {gte: 30}}}\n"
+    three = SMALL + hot
+    (change,) = diff_model_texts(three, three.replace(warm + hot, hot + warm))
+    assert (change.path, change.rule, change.old, change.new) == (
+        "stages (order)", "stages", ["cold", "warm", "hot"], ["cold", "hot", "warm"],
+    )  # fmt: skip
+    quiet = "  - {id: gone_quiet, from: [mql, sal, sql], inactive_days: 45, to: nurture}\n"
+    rejected = "  - {id: rejected_by_sales, trigger: reject, to: nurture}\n"
+    assert quiet + rejected in EXAMPLE
+    (change,) = diff_model_texts(EXAMPLE, EXAMPLE.replace(quiet + rejected, rejected + quiet))
+    assert (change.path, change.rule) == ("recycle (order)", "recycle")
+
+
+def test_a_moved_fit_or_engagement_rule_is_no_change() -> None:
+    """Fit and engagement points are summed: their order changes no score, so moving a
+    rule is not reported (it was, as 'fit.rules (order)' with rule 'fit')."""
     new = SMALL.replace(
         "    - {id: open, event: email_open, points: 1}\n"
         "    - {id: demo, event: demo_request, points: 40}\n",
@@ -68,9 +110,9 @@ def test_reordering_is_reported_because_order_can_decide() -> None:
         "    - {id: open, event: email_open, points: 1}\n",
     )
     assert new != SMALL
-    (change,) = diff_model_texts(SMALL, new)
-    assert change.path == "engagement.rules (order)"
-    assert (change.old, change.new) == (["open", "demo"], ["demo", "open"])
+    assert diff_model_texts(SMALL, new) == []
+    assert MID + ENTERPRISE in EXAMPLE
+    assert diff_model_texts(EXAMPLE, EXAMPLE.replace(MID + ENTERPRISE, ENTERPRISE + MID)) == []
 
 
 def test_an_invalid_version_is_refused_with_its_name() -> None:

@@ -148,7 +148,7 @@ def test_cli_recompute_and_tick(tmp_path: object) -> None:
     with Store.open(url) as store:
         expected = evaluate_all(MODEL, store.load_facts(resolve=True), NOW + timedelta(days=200))
         assert store.qualification("L1").stage == expected[0].stage
-    missing = runner.invoke(app, ["tick", "--database-url", url])
+    missing = runner.invoke(app, ["tick", "--database-url", f"sqlite:///{tmp_path}/other.db"])
     assert missing.exit_code == 2
     assert "no active model version" in missing.output
 
@@ -478,6 +478,9 @@ def test_one_process_at_a_time_ticks_a_postgresql_store(caplog: pytest.LogCaptur
     re-qualifies the same due leads); after it, the tick does the work. The skipped tick
     says so (it printed "0 stage changes")."""
     with fresh_store("postgres") as store:
+        # The active version is the example (tick --model b2b_example must name it).
+        version = store.add_model_version(preset_path(EXAMPLE_MODEL).read_text())
+        store.activate_model_version(version.id)
         Ingestor(store, MODEL).apply(mql_facts("L1", "DE", NOW), NOW)
         assert store.qualification("L1").stage == "mql"
         later = NOW + timedelta(days=200)  # gone quiet: recycled to nurture

@@ -6,11 +6,14 @@ import re
 import threading
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from leadqual.api.runtime import Runtime
+from leadqual.cli import app
 from leadqual.engine.reference import evaluate_all
 from leadqual.errors import ConflictError, NotFoundError
 from leadqual.facts.types import Event
@@ -335,3 +338,98 @@ def test_an_activation_whose_model_does_not_fit_the_routing_is_refused(store: St
     active = store.active_model_version()
     assert active is not None and active.id == first.id
     assert runtime.model_version_id == first.id
+
+
+@pytest.mark.parametrize("command", ["recompute", "tick"])
+def test_recompute_and_tick_refuse_a_model_file_that_is_not_the_active_version(
+    store: Store, tmp_path: Path, command: str
+) -> None:
+    """``recompute --model FILE`` (or ``tick``) with another model than the active
+    version's once wrote that model's qualifications, under no version id, while the
+    service kept the other version active. It is refused, and the active version's own
+    text is accepted and runs as that version."""
+    first, _ = _setup(store)
+    url = store.engine.url.render_as_string(hide_password=False)
+    before = [store.qualification(lead) for lead in ("L1", "L2")]
+    history = store.stage_history("L1")
+    v2, v1 = tmp_path / "v2.yaml", tmp_path / "v1.yaml"
+    v2.write_text(V2)
+    v1.write_text(V1)
+    runner = CliRunner()
+    at = ["--as-of", (NOW + timedelta(hours=1)).isoformat()]
+    refused = runner.invoke(app, [command, "--database-url", url, "--model", str(v2), *at])
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.startswith(
+        f"error: --model {v2} is not the store's active model version "
+        f"(b2b-example version 1, version id {first}); {command} runs the active version"
+    )
+    assert f"leadqual serve --model {v2}" in refused.output
+    assert [store.qualification(lead) for lead in ("L1", "L2")] == before
+    assert store.stage_history("L1") == history
+    active = store.active_model_version()
+    assert active is not None and active.id == first
+    same = runner.invoke(app, [command, "--database-url", url, "--model", str(v1), *at])
+    assert same.exit_code == 0, same.output
+    if command == "recompute":  # written again, as the active version (it was: None)
+        assert {store.qualification(lead).model_version_id for lead in ("L1", "L2")} == {first}
+    active = store.active_model_version()
+    assert active is not None and active.id == first
+
+
+def test_recompute_with_a_model_file_on_a_store_with_no_active_version_activates_it(
+    store: Store, tmp_path: Path
+) -> None:
+    Ingestor(store, load_model_text(V1)).apply(mql_facts("L1", "DE", NOW), NOW)
+    assert store.qualification("L1").model_version_id is None
+    url = store.engine.url.render_as_string(hide_password=False)
+    v2 = tmp_path / "v2.yaml"
+    v2.write_text(V2)
+    done = CliRunner().invoke(
+        app, ["recompute", "--database-url", url, "--model", str(v2), "--as-of", NOW.isoformat()]
+    )
+    assert done.exit_code == 0, done.output
+    active = store.active_model_version()
+    assert active is not None and active.version == 2
+    assert "re-qualified 1 leads with it; 1 stage changes (cause model)" in done.output
+    stored = store.qualification("L1")
+    assert (stored.stage, stored.model_version_id) == ("warm", active.id)
+    last = store.stage_history("L1")[-1]
+    assert (last.to_stage, last.cause_kind, last.model_version_id) == ("warm", "model", active.id)
+
+
+def test_an_activation_says_how_many_leads_from_its_start(store: Store) -> None:
+    """Until the rebuild had read the log, the status said 0 of 0 leads (and so did the
+    409 of a second activation): the total is the leads stored when it starts."""
+    first, second = _setup(store)
+    lock = threading.Lock()
+    activator = Activator(store, write_lock=lock)
+    with lock:  # the rebuild has not read anything yet
+        started = activator.start(second, as_of=NOW)
+        assert (started.done, started.total) == (0, 2)
+        with pytest.raises(ConflictError, match=r"\(0 of 2 leads\)"):
+            activator.start(first, as_of=NOW)
+    final = activator.wait(60)
+    assert final is not None and (final.state, final.done, final.total) == ("done", 2, 2)
+
+
+def test_activated_at_is_when_the_rebuilt_state_is_written_not_when_it_started(
+    store: Store,
+) -> None:
+    """``activated_at`` (and the rebuild's stage changes) were dated when the rebuild's
+    transaction began, before it read the log and qualified every lead."""
+    _, second = _setup(store)
+    qualified: list[datetime] = []
+
+    def slow(done: int, total: int) -> None:
+        if done == total:  # every lead qualified: the switch comes after this
+            time.sleep(0.2)
+            qualified.append(datetime.now(UTC))
+
+    begun = datetime.now(UTC)
+    recompute(store, load_model_text(V2), NOW, second, activate=True, progress=slow)
+    ended = datetime.now(UTC)
+    version = store.model_version(second)
+    assert version.activated_at is not None
+    assert qualified[-1] <= version.activated_at <= ended and begun < qualified[-1]
+    last = store.stage_history("L1")[-1]
+    assert last.cause_kind == "model" and qualified[-1] <= last.recorded_at <= ended

@@ -20,6 +20,7 @@ from leadqual.facts.types import (
     AccountProfile,
     Decision,
     Event,
+    Fact,
     LeadProfile,
     Outcome,
     SalesAnswer,
@@ -43,9 +44,11 @@ def invalid(field: str, message: str, index: int | None = None) -> ApiError:
 
 
 def lead_profile(lead_id: str, body: LeadIn, model: Model, now: datetime) -> LeadProfile:
-    types = _attribute_types(fields.LEAD_FIELDS, model.fields.lead, _LEAD_TOP_LEVEL)
-    derived = set(fields.LEAD_DERIVED_FIELDS)
-    attributes = _attributes(body.attributes, types, derived, "lead")
+    """A lead's profile as sent, its null attributes left out (a null never overrides a
+    value). Attributes leadqual computes are refused here, and so is a null one the model
+    does not have; whether the others are the model's, of its types, is checked in the
+    write, once the store knows the profile is new (:func:`check`)."""
+    attributes = _attributes(body.attributes, _lead_types(model), LEAD_COMPUTED, "lead")
     return LeadProfile(
         lead_id=lead_id,
         email=body.email,
@@ -58,9 +61,8 @@ def lead_profile(lead_id: str, body: LeadIn, model: Model, now: datetime) -> Lea
 def account_profile(
     account_id: str, body: AccountIn, model: Model, now: datetime
 ) -> AccountProfile:
-    types = _attribute_types(fields.ACCOUNT_FIELDS, model.fields.account, _ACCOUNT_TOP_LEVEL)
-    computed = set(fields.ACCOUNT_STATUS_FIELDS)
-    attributes = _attributes(body.attributes, types, computed, "account")
+    """An account's profile as sent; checked as :func:`lead_profile`'s."""
+    attributes = _attributes(body.attributes, _account_types(model), ACCOUNT_COMPUTED, "account")
     return AccountProfile(
         account_id=account_id,
         domain=body.domain,
@@ -80,18 +82,9 @@ def event(body: EventIn) -> Event:
     )
 
 
-def decision(lead_id: str, body: DecisionIn, model: Model) -> Decision:
-    allowed = {
-        "reject": model.decisions.reject_reasons,
-        "disqualify": model.decisions.disqualify_reasons,
-    }.get(body.action)
-    if allowed is not None:
-        if body.reason is None:
-            hint = f": one of {', '.join(allowed)}" if allowed else ""
-            raise invalid("reason", f"a '{body.action}' needs a reason{hint}")
-        if allowed and body.reason not in allowed:
-            hint = did_you_mean(body.reason, allowed) or f"; expected one of {', '.join(allowed)}"
-            raise invalid("reason", f"unknown {body.action} reason '{body.reason}'{hint}")
+def decision(lead_id: str, body: DecisionIn) -> Decision:
+    """A decision as sent; its reason is checked against the model by :func:`check`, in
+    the write, once the store knows it is new."""
     return Decision(
         decision_id=body.decision_id,
         lead_id=lead_id,
@@ -102,18 +95,9 @@ def decision(lead_id: str, body: DecisionIn, model: Model) -> Decision:
     )
 
 
-def answer(lead_id: str, body: AnswerIn, model: Model) -> SalesAnswer:
-    framework = model.frameworks.get(body.framework)
-    if framework is None:
-        known = list(model.frameworks)
-        hint = (
-            did_you_mean(body.framework, known) or f"; the model has {', '.join(known) or 'none'}"
-        )
-        raise invalid("framework", f"unknown framework '{body.framework}'{hint}")
-    if body.criterion not in framework.criteria:
-        known = list(framework.criteria)
-        hint = did_you_mean(body.criterion, known) or f"; {body.framework} has {', '.join(known)}"
-        raise invalid("criterion", f"unknown criterion '{body.criterion}'{hint}")
+def answer(lead_id: str, body: AnswerIn) -> SalesAnswer:
+    """An answer as sent; its framework and criterion are checked against the model by
+    :func:`check`, in the write, once the store knows it is new."""
     return SalesAnswer(
         answer_id=body.answer_id,
         lead_id=lead_id,
@@ -126,6 +110,56 @@ def answer(lead_id: str, body: AnswerIn, model: Model) -> SalesAnswer:
     )
 
 
+def check(model: Model, fact: Fact) -> None:
+    """What only the model can say of a decision (its reason), an answer (its framework
+    and criterion) or a profile (its attributes and their types); a refusal is a 422
+    naming the field.
+
+    The write path calls it for the facts new to the store only, with the model the
+    write applies (``Ingestor.apply(check=...)``): a fact already stored, sent again
+    with the same id and payload, is a duplicate whatever the active model now says
+    (a reason the model no longer lists, a criterion it dropped); with another payload,
+    a conflict. A profile is identified by its content: the same one again (the same
+    ``updated_at``) is a duplicate, even after the model dropped one of its attributes.
+    """
+    if isinstance(fact, Decision):
+        _check_decision(model, fact)
+    elif isinstance(fact, SalesAnswer):
+        _check_answer(model, fact)
+    elif isinstance(fact, LeadProfile):
+        _check_attributes(fact.attributes, _lead_types(model), "lead")
+    elif isinstance(fact, AccountProfile):
+        _check_attributes(fact.attributes, _account_types(model), "account")
+
+
+def _check_decision(model: Model, fact: Decision) -> None:
+    allowed = {
+        "reject": model.decisions.reject_reasons,
+        "disqualify": model.decisions.disqualify_reasons,
+    }.get(fact.action)
+    if allowed is not None:
+        if fact.reason is None:
+            hint = f": one of {', '.join(allowed)}" if allowed else ""
+            raise invalid("reason", f"a '{fact.action}' needs a reason{hint}")
+        if allowed and fact.reason not in allowed:
+            hint = did_you_mean(fact.reason, allowed) or f"; expected one of {', '.join(allowed)}"
+            raise invalid("reason", f"unknown {fact.action} reason '{fact.reason}'{hint}")
+
+
+def _check_answer(model: Model, fact: SalesAnswer) -> None:
+    framework = model.frameworks.get(fact.framework)
+    if framework is None:
+        known = list(model.frameworks)
+        hint = (
+            did_you_mean(fact.framework, known) or f"; the model has {', '.join(known) or 'none'}"
+        )
+        raise invalid("framework", f"unknown framework '{fact.framework}'{hint}")
+    if fact.criterion not in framework.criteria:
+        known = list(framework.criteria)
+        hint = did_you_mean(fact.criterion, known) or f"; {fact.framework} has {', '.join(known)}"
+        raise invalid("criterion", f"unknown criterion '{fact.criterion}'{hint}")
+
+
 def outcome(lead_id: str, body: OutcomeIn) -> Outcome:
     return Outcome(
         outcome_id=body.outcome_id,
@@ -134,6 +168,18 @@ def outcome(lead_id: str, body: OutcomeIn) -> Outcome:
         at=body.at,
         amount=body.amount,
     )
+
+
+LEAD_COMPUTED = frozenset(fields.LEAD_DERIVED_FIELDS)
+ACCOUNT_COMPUTED = frozenset(fields.ACCOUNT_STATUS_FIELDS)
+
+
+def _lead_types(model: Model) -> dict[str, FieldType]:
+    return _attribute_types(fields.LEAD_FIELDS, model.fields.lead, _LEAD_TOP_LEVEL)
+
+
+def _account_types(model: Model) -> dict[str, FieldType]:
+    return _attribute_types(fields.ACCOUNT_FIELDS, model.fields.account, _ACCOUNT_TOP_LEVEL)
 
 
 def _attribute_types(
@@ -146,26 +192,38 @@ def _attribute_types(
 
 
 def _attributes(
-    given: Mapping[str, Value], types: Mapping[str, FieldType], computed: set[str], what: str
+    given: Mapping[str, Value], types: Mapping[str, FieldType], computed: frozenset[str], what: str
 ) -> dict[str, Value]:
-    """Known attributes of the right type; nulls are dropped (they never override a value)."""
+    """The attributes to store: nulls are dropped (they never override a value); one that
+    leadqual computes is refused, and so is a null one the model does not have (a typo
+    would be lost silently). The others are checked in the write (:func:`check`)."""
     out: dict[str, Value] = {}
     for name, value in given.items():
-        field = f"attributes.{name}"
         if name in computed:
-            raise invalid(field, f"'{name}' is computed by leadqual; do not send it")
-        kind = types.get(name)
-        if kind is None:
-            hint = did_you_mean(name, types) or (
-                f": declare it in the model's fields.{what} or leave it out"
-            )
-            raise invalid(field, f"unknown {what} attribute '{name}'{hint}")
+            raise invalid(f"attributes.{name}", f"'{name}' is computed by leadqual; do not send it")
         if value is None:
+            if name not in types:
+                raise _unknown_attribute(name, types, what)
             continue
-        if not _has_type(value, kind):
-            raise invalid(field, f"expected a {kind}, not {type(value).__name__}")
         out[name] = value
     return out
+
+
+def _check_attributes(
+    attributes: Mapping[str, Value], types: Mapping[str, FieldType], what: str
+) -> None:
+    """Known attributes of the right type."""
+    for name, value in attributes.items():
+        kind = types.get(name)
+        if kind is None:
+            raise _unknown_attribute(name, types, what)
+        if not _has_type(value, kind):
+            raise invalid(f"attributes.{name}", f"expected a {kind}, not {type(value).__name__}")
+
+
+def _unknown_attribute(name: str, types: Mapping[str, FieldType], what: str) -> ApiError:
+    hint = did_you_mean(name, types) or f": declare it in the model's fields.{what} or leave it out"
+    return invalid(f"attributes.{name}", f"unknown {what} attribute '{name}'{hint}")
 
 
 def _has_type(value: Value, kind: FieldType) -> bool:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from leadqual.api import facts as api_facts
 from leadqual.api.group_commit import GroupCommit
 from leadqual.api.heap import HeapFreezer
 from leadqual.facts.types import Fact
@@ -32,7 +33,8 @@ from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, pres
 from leadqual.model.schema import Model
 from leadqual.routing.check import check_routing
 from leadqual.routing.config import RoutingConfig
-from leadqual.service import ApplyResult, Ingestor, ModelChanged
+from leadqual.service import ApplyResult, Ingestor, ModelChanged, recompute
+from leadqual.service.ingest import Progress
 from leadqual.service.versions import Activation, Activator, previous_version
 from leadqual.store import Store
 from leadqual.store.versions import ModelVersion
@@ -108,7 +110,9 @@ class Runtime:
 
     def _apply(self, facts: Sequence[Fact]) -> ApplyResult:
         return self._write(
-            lambda ingestor: ingestor.apply(facts, datetime.now(UTC), strict=True),
+            lambda ingestor: ingestor.apply(
+                facts, datetime.now(UTC), strict=True, check=api_facts.check
+            ),
             also_retried=(IntegrityError, OperationalError),
         )
 
@@ -178,14 +182,42 @@ def ensure_active_model(store: Store) -> ModelVersion:
     return store.activate_model_version(version.id)
 
 
-def register_model(store: Store, source: str) -> ModelVersion:
-    """Store a model file (or a shipped name) as a version and activate it."""
-    load_model(source)  # located errors (file:line) before anything is stored
+def model_source(source: str) -> tuple[Model, str]:
+    """A model file (or a shipped name): its model, loaded first so that its faults are
+    located (file:line), and its text (what a stored version keeps)."""
+    model = load_model(source)
     path = Path(source)
     if not path.exists() and not path.suffix and preset_path(source).exists():
         path = preset_path(source)
-    version = store.add_model_version(path.read_text(encoding="utf-8"))
-    return store.activate_model_version(version.id)
+    return model, path.read_text(encoding="utf-8")
+
+
+def register_model(
+    store: Store,
+    source: str,
+    *,
+    as_of: datetime | None = None,
+    routing: RoutingConfig | None = None,
+    progress: Progress | None = None,
+) -> tuple[ModelVersion, ApplyResult | None]:
+    """Store a model file (or a shipped name) as a version and make it the active one.
+
+    As an activation through the API does, every lead is re-qualified with it
+    (as of ``as_of``, default now; with ``routing``, leads follow their new
+    routing) and the switch commits with the rebuilt state: stage changes are
+    recorded with cause ``model``. The version that is already active changes
+    nothing: its result is None.
+    """
+    _, text = model_source(source)
+    version = store.add_model_version(text)
+    if version.active:
+        return version, None
+    when = as_of or datetime.now(UTC)
+    result = recompute(
+        store, _load_version(version), when, version.id, activate=True, progress=progress,
+        routing=routing,
+    )  # fmt: skip
+    return store.model_version(version.id), result
 
 
 def _load_version(version: ModelVersion) -> Model:

@@ -3,12 +3,19 @@
 People review a model change the way they wrote it, so the diff is taken on
 the YAML as written (after both versions validate), not on the parsed
 condition trees: lists of rules, stages and criteria are matched by ``id``
-(frameworks and teams by name), so moving a rule is not a change, and each
-change names the rule it is in::
+(frameworks and teams by name), so a rule that moved is not removed and added,
+and each change names the rule it is in::
 
     changed  fit.rules[mid_market].points: 20 -> 25
     added    engagement.rules[webinar_attended]: {event: webinar_attend, points: 10}
     removed  routing[low_priority]
+    changed  routing (order): ['sales_reps', 'nurture'] -> ['nurture', 'sales_reps']
+
+A new order is a change only where order decides (:data:`ORDERED`): the
+stages (funnel order), routing (the first rule that holds) and recycling (the
+first inactivity rule that holds). Fit and engagement rules are summed, so
+their order changes no score; it is only the order in which a
+qualification lists their reasons.
 """
 
 from __future__ import annotations
@@ -21,6 +28,12 @@ from leadqual.model.load import load_model_text
 from leadqual.model.source import load_yaml
 
 ChangeKind = Literal["added", "removed", "changed"]
+
+ORDERED = frozenset({"stages", "routing", "recycle"})
+"""The lists whose order can change an outcome: a new order there is a change."""
+
+ORDER = " (order)"
+"""The suffix of the path of an order change (``routing (order)``)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,10 @@ class Change:
 
     @property
     def rule(self) -> str:
-        """The rule (or section) the change is in: the path up to its first ``[id]``."""
+        """The rule (or section) the change is in: the path up to its first ``[id]``; for
+        a new order, the list (``routing``)."""
+        if self.path.endswith(ORDER):
+            return self.path.removesuffix(ORDER)
         head, bracket, _ = self.path.partition("]")
         return head + bracket if bracket else self.path.split(".")[0]
 
@@ -82,8 +98,9 @@ def _walk(old: Any, new: Any, path: str, out: list[Change]) -> None:
                 out.append(Change("added", child, new=after[key]))
             else:
                 _walk(before[key], after[key], child, out)
-        if [k for k in before if k in after] != [k for k in after if k in before]:
-            out.append(Change("changed", f"{path} (order)", old=list(before), new=list(after)))
+        moved = [k for k in before if k in after] != [k for k in after if k in before]
+        if moved and path in ORDERED:
+            out.append(Change("changed", f"{path}{ORDER}", old=list(before), new=list(after)))
         return
     if _nested(old) and _nested(new) and len(old) == len(new):
         for index, (before, after) in enumerate(zip(old, new, strict=True)):

@@ -22,7 +22,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -83,6 +83,9 @@ Members = dict[str, LeadState | MemberFlags]
 
 Progress = Callable[[int, int], None]
 """Called with (leads qualified so far, leads to qualify) during a recompute."""
+
+FactCheck = Callable[[Model, Fact], None]
+"""A check of a fact new to the store against the model a write applies (``Ingestor.apply``)."""
 
 
 @dataclass(frozen=True)
@@ -875,20 +878,35 @@ class Ingestor:
         self.router = Router(routing) if routing is not None else None
         self.plan = Plan(model)
 
-    def apply(self, facts: Sequence[Fact], now: datetime, *, strict: bool = False) -> ApplyResult:
+    def apply(
+        self,
+        facts: Sequence[Fact],
+        now: datetime,
+        *,
+        strict: bool = False,
+        check: FactCheck | None = None,
+    ) -> ApplyResult:
         """Append ``facts`` and update everything they change, in one transaction at ``now``.
 
         ``now`` moves later if a state read is already ahead of it (a
         concurrent writer with a later time committed first); see ``catch_up``.
+        ``check`` is called with this ingestor's model and each fact new to the store
+        (not the duplicates), once the active version is known to be this one; what it
+        raises aborts the write, nothing written.
         """
         _require_aware(now)
-        return _retrying_ahead(lambda at: self._apply(facts, at, strict), now)
+        return _retrying_ahead(lambda at: self._apply(facts, at, strict, check), now)
 
-    def _apply(self, facts: Sequence[Fact], now: datetime, strict: bool) -> ApplyResult:
+    def _apply(
+        self, facts: Sequence[Fact], now: datetime, strict: bool, check: FactCheck | None
+    ) -> ApplyResult:
         with self.store.transaction() as tx:
             model_check = _ModelCheck(tx.connection, self.model_version_id)
             result = tx.append(facts, strict=strict)
             model_check.require()
+            if check is not None:
+                for index, _ in result.new_facts:
+                    check(self.model, facts[index])
             work = _Work(tx.connection, self.plan, self.model_version_id, now)
             gone = {g for g, _ in result.merges}
             rebuild = ({s for _, s in result.merges} | set(result.reattributed)) - gone
@@ -1153,7 +1171,12 @@ def recompute(
             account.advance(as_of)
         work.link(work.leads)
         everyone = set(work.leads)
+        if progress is not None:  # the log is read: how many leads there are is known
+            progress(0, len(everyone))
         qualified = work.qualify(everyone, set(work.accounts), progress)
+        # What the rebuild writes (its stage changes, the switch's activated_at) is dated
+        # when its state is complete, just before it commits, not when it began reading.
+        tx.now = datetime.now(UTC)
         before = work.stored_stages(qualified)
         stale = set(before) - set(qualified)
         q = schema.qualifications

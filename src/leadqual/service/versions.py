@@ -115,7 +115,9 @@ class Activator:
                     f"version {self._current.version_id} is being activated "
                     f"({self._current.done} of {self._current.total} leads); try again after"
                 )
-            self._current = Activation(version_id, "running", datetime.now(UTC))
+            # Until the rebuild has read the log, the total is the leads stored now.
+            total = self.store.lead_count()
+            self._current = Activation(version_id, "running", datetime.now(UTC), total=total)
             self._thread = threading.Thread(
                 target=self._run,
                 args=(version, model, as_of),

@@ -27,14 +27,14 @@ from typing import Any
 from weakref import WeakKeyDictionary, WeakSet
 
 from psycopg.pq import TransactionStatus
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 
 from leadqual.engine.result import Qualification
 from leadqual.facts.dataset import FactSet
 from leadqual.facts.types import Fact
-from leadqual.store import identity, keys, migrate, reader, state, versions
+from leadqual.store import identity, keys, migrate, reader, schema, state, versions
 from leadqual.store.statements import driver_errors
 from leadqual.store.writer import AppendResult, append_facts
 
@@ -432,6 +432,12 @@ class Store:
             return tx.merge_leads(lead_id, into, reason)
 
     # -- derived state ---------------------------------------------------------------------
+
+    def lead_count(self) -> int:
+        """How many leads have a state (merged ones do not): what a rebuild re-qualifies."""
+        with self._read() as connection:
+            query = select(func.count()).select_from(schema.lead_state)
+            return int(connection.execute(query).scalar_one())
 
     def qualification(self, lead_id: str) -> state.StoredQualification:
         with self._read() as connection:

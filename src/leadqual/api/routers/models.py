@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
+from starlette.convertors import Convertor, register_url_convertor
 
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
@@ -32,6 +33,24 @@ router = APIRouter(
     responses=responses(400, 401, 403, 422, 500),
     route_class=CheckedRoute,
 )
+
+
+class _VersionSegment(Convertor[str]):
+    """A version id's path segment: any but the collection's own paths (``validate``,
+    ``rollback``, ``activation``), so that ``/v1/models/abc`` reaches the version routes
+    (a 422 naming ``version_id``, not a bare route 404) while another method on
+    ``/v1/models/validate`` stays a 405 listing that path's own."""
+
+    regex = r"(?!(?:validate|rollback|activation)(?![^/]))[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("model_version", _VersionSegment())
 
 UPLOADED = "<uploaded model>"
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A model version's id.")]
@@ -75,7 +94,9 @@ def validate_model(body: ModelIn) -> ModelCheck:
     return ModelCheck(valid=True, name=model.name, version=model.version)
 
 
-@router.get("/{version_id:int}", response_model=ModelVersionDetail, responses=responses(404))
+@router.get(
+    "/{version_id:model_version}", response_model=ModelVersionDetail, responses=responses(404)
+)
 def get_model(version_id: VersionId, runtime: RuntimeDep) -> ModelVersionDetail:
     version = runtime.store.model_version(version_id)
     return ModelVersionDetail(**_out(version).model_dump(), yaml=version.yaml)
@@ -86,7 +107,7 @@ def _activation(status: Activation) -> ActivationOut:
 
 
 @router.post(
-    "/{version_id:int}/activate",
+    "/{version_id:model_version}/activate",
     response_model=ActivationOut,
     status_code=202,
     responses=responses(404, 409),
@@ -116,7 +137,7 @@ def activation_status(runtime: RuntimeDep) -> ActivationOut:
     return _activation(status)
 
 
-@router.get("/{version_id:int}/diff", response_model=ModelDiff, responses=responses(404))
+@router.get("/{version_id:model_version}/diff", response_model=ModelDiff, responses=responses(404))
 def diff_model(
     version_id: VersionId,
     runtime: RuntimeDep,
@@ -126,7 +147,9 @@ def diff_model(
     ] = None,
 ) -> ModelDiff:
     """What changes, rule by rule, from version `against` (default: the active one) to this
-    one: rules matched by id, so moving a rule is not a change (reordering is reported)."""
+    one: rules matched by id, so a moved rule is not removed and added; a new order of the
+    stages, routing or recycle rules (where order decides) is a change, of fit or engagement
+    rules (summed: no score changes) is not."""
     if against is None:
         active = runtime.store.active_model_version()
         if active is None:

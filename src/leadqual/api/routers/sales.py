@@ -29,16 +29,14 @@ LeadId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="The l
 def post_decision(lead_id: LeadId, body: DecisionIn, runtime: RuntimeDep) -> WriteResult:
     """Accept (to SAL), reject with a reason (recycled to nurture), disqualify with a reason,
     reopen, or open an opportunity. The reasons allowed are the model's `decisions` lists."""
-    fact = facts.decision(lead_id, body, runtime.model)
-    return apply_facts(runtime, [fact], lead_in_path=True)
+    return apply_facts(runtime, [facts.decision(lead_id, body)], lead_in_path=True)
 
 
 @router.post("/answers", response_model=WriteResult)
 def post_answer(lead_id: LeadId, body: AnswerIn, runtime: RuntimeDep) -> WriteResult:
     """Record what sales learned about one criterion ("budget confirmed": `bant`, `budget`,
     `met`); it overrides what the model inferred for that criterion."""
-    fact = facts.answer(lead_id, body, runtime.model)
-    return apply_facts(runtime, [fact], lead_in_path=True)
+    return apply_facts(runtime, [facts.answer(lead_id, body)], lead_in_path=True)
 
 
 @router.post("/outcomes", response_model=WriteResult)
