@@ -329,12 +329,11 @@ class Plan:
             # step event up to the run's last gives the same run, and a reason names it
             run = sequence_run(seq.steps, seq.within_days, events)
             last = (run[-1].at, run[-1].event_id) if run is not None else None
-            keep.update(
-                e.event_id
-                for e in events
-                if (last is None or (e.at, e.event_id) <= last)
-                and any(event_matches(e, s) for s in seq.steps)
-            )
+            for step in seq.steps:
+                found = matching(step, None)
+                keep.update(
+                    e.event_id for e in found if last is None or (e.at, e.event_id) <= last
+                )
         return keep
 
 
