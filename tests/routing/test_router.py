@@ -1785,3 +1785,37 @@ def test_a_clock_started_in_a_write_is_read_as_running_later_in_that_write(store
         assert work.running(["L3"]) == []
         work.flush()
     assert [t["lead_id"] for t in _timers(store, "L1") + _timers(store, "L2")] == ["L1", "L2"]
+
+
+def test_a_merge_does_not_give_the_survivor_back_to_the_rep_who_breached_it(store: Store) -> None:
+    """A1 breached with ana and waited in the queue (ben away); B2, ana's MQL since, merged
+    into A1: A1 went back to ana, the B2 assignment the merge ended counting as a rep
+    having had A1 since its breach."""
+    routing = load_routing_text(
+        """
+business_hours: {timezone: UTC, start: "09:00", end: "17:00"}
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, territory: {lead.country: [DE]}}
+      - id: ben
+        territory: {lead.country: [US]}
+        away: [{from: 2026-07-06T12:00:00Z, until: 2026-07-20T00:00:00Z}]
+sla:
+  - {stage: mql, within: 4h, reassign_on_breach: true}
+"""
+    )
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    ingestor.apply(mql_facts("A1", "DE", NOW), NOW)
+    breached = tick(store, MODEL, NOW + timedelta(hours=5), routing=routing)
+    assert _breaches_of(breached, "A1") == [("mql", "ana")]
+    assert _open_assignments(store) == {"A1": ("sales_reps", None)}  # ben is away
+    later = NOW + timedelta(hours=5, minutes=10)
+    ingestor.apply(mql_facts("B2", "DE", later), later)
+    assert _open_assignments(store)["B2"] == ("sales_reps", "ana")
+    merged_at = NOW + timedelta(hours=6)
+    ingestor.apply([LeadProfile("B2", "a1@acme.io", None, {}, merged_at)], merged_at)
+    assert _open_assignments(store) == {"A1": ("sales_reps", None)}  # waits for ben
+    still = tick(store, MODEL, merged_at + timedelta(hours=1), routing=routing)
+    assert still.routing is not None and still.routing.assignments == []
+    assert _open_assignments(store) == {"A1": ("sales_reps", None)}

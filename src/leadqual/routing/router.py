@@ -34,7 +34,8 @@ it:
 A lead re-assigned after a breach is not given back to the rep who breached
 its SLA (the stored ``ended_cause`` of their assignment is ``sla_breached``;
 :meth:`_Transaction.breacher`; the latest assignment to a rep of the lead or of any
-lead merged into it counts, so a merge does not hand a breached lead back) until
+lead merged into it counts, so a merge does not hand a breached lead back, but not
+an assignment the merge ended: that rep had another lead then) until
 another rep has had it: not by the
 re-assignment, nor from the team's queue (at a tick or at the lead's next fact),
 nor by routing to another team that lists them, while the team has any other
@@ -103,14 +104,20 @@ def breachers_query(leads: Sequence[str]) -> Select[tuple[Any, Any, Any, Any]]:
     """Each of ``leads``' latest assignment to a rep (not the queue), across the lead and
     every lead merged into it (``lead_aliases``: their assignments stay stored under their
     own ids): its rep, whether it ended and its end cause, keyed by the surviving lead. An
-    ended one whose cause is ``sla_breached`` names the rep who breached."""
+    ended one whose cause is ``sla_breached`` names the rep who breached. An assignment a
+    merge ended (cause ``merged``) does not count: its rep had the merged lead, not the
+    survivor after the breach, so it does not hand the survivor back to its breacher."""
     a, aliases = schema.assignments, schema.lead_aliases
     members = select(aliases.c.alias_id).where(aliases.c.lead_id.in_(leads))
     survivor = func.coalesce(aliases.c.lead_id, a.c.lead_id)
     latest = (
         select(survivor.label("lead_id"), func.max(a.c.id).label("id"))
         .select_from(a.outerjoin(aliases, aliases.c.alias_id == a.c.lead_id))
-        .where(or_(a.c.lead_id.in_(leads), a.c.lead_id.in_(members)), a.c.rep.is_not(None))
+        .where(
+            or_(a.c.lead_id.in_(leads), a.c.lead_id.in_(members)),
+            a.c.rep.is_not(None),
+            or_(a.c.ended_cause.is_(None), a.c.ended_cause != "merged"),
+        )
         .group_by(survivor)
         .subquery()
     )
