@@ -11,6 +11,13 @@ it:
   ``assignment_ended`` webhook announces the end of the previous one (also
   when the lead leaves routing or is merged away, with no new assignment); in
   the same stage, the new owner gets a fresh clock for it, as below;
+* a merge's survivor that gets a rep in a team where a lead merged into it in the
+  same write had an open assignment (which the merge ends) keeps that rep, the latest
+  such assignment's, instead of the team's method choosing (method :data:`KEPT`,
+  :meth:`_Transaction.kept`; the round-robin position does not move, and capacity does
+  not refuse them: their load does not grow), unless they left the team's roster, are
+  away, or breached the lead's SLA; a survivor with its own rep in the team keeps its
+  own;
 * a lead entering a stage that has an SLA starts a clock due ``within`` of
   business time later; a sales decision on the lead, a touch event (a call,
   an email from sales) or leaving the stage stops it; a touch stops it at the
@@ -83,6 +90,10 @@ ASSIGNMENT_ENDED = "assignment_ended"
 """The webhook event kind of an assignment's end (the rep, or the team's queue, lost the lead)."""
 SLA_BREACHED = "sla_breached"
 """The webhook event kind of an SLA breach."""
+KEPT = "kept"
+"""The ``method`` of an assignment that keeps a merge's survivor with the rep who had a
+lead merged into it, in the same team (:meth:`_Transaction.kept`), instead of choosing
+by the team's method; the assignment keeps the routing rule."""
 
 
 EndCause = Literal["rerouted", "unrouted", "merged", "sla_breached", "rep_away", "dequeued"]
@@ -384,6 +395,9 @@ class _Transaction:
         """Clocks started in this write and not written yet (:meth:`_write_started`)."""
         self.started_leads: set[str] = set()
         """The leads of :attr:`started`."""
+        self.merged_owners: dict[str, list[tuple[_Open, str]]] = defaultdict(list)
+        """Per survivor of a merge in this write: the open assignments to a rep that the
+        merge ended, each with the lead merged away (:meth:`merged_away`, :meth:`kept`)."""
         self.lost: dict[str, str] = {}
         """Leads whose owner lost them in this write, to the stop cause of the owner's
         breached clocks that were to stop later (:meth:`_drop_later_stops`, at :meth:`flush`)."""
@@ -473,8 +487,10 @@ class _Transaction:
                 handover = _Handover(current, why, unrouted=True)
         if team is None or routing is None:
             return handover
+        kept = self.kept(q.lead_id, team)
+        method = KEPT if kept is not None else routing.method
         self._assign(
-            q.lead_id, team, routing.method, routing.rule, routing.key, routing.key_value, ()
+            q.lead_id, team, method, routing.rule, routing.key, routing.key_value, (), choice=kept
         )
         return handover
 
@@ -501,6 +517,7 @@ class _Transaction:
             rep, reason = choice.rep, choice.reason
             if rep is not None:
                 load[rep] = load.get(rep, 0) + 1
+            if rep is not None and method != KEPT:  # a kept rep was not the method's pick
                 self.cursor[team] = rep
                 self.moved_cursors.add(team)
         reason = prefix + reason
@@ -672,7 +689,28 @@ class _Transaction:
         for lead in sorted(merged):
             current = self.open.get(lead)
             if current is not None:
+                if current.rep is not None:
+                    self.merged_owners[merged[lead]].append((current, lead))
                 self._end(lead, current, f"merged into lead {merged[lead]}", "merged")
+
+    def kept(self, lead: str, team: str) -> Choice | None:
+        """The rep who keeps ``lead``, a merge's survivor getting a rep in ``team``: the
+        rep of the latest open assignment in ``team`` that the merge ended (a lead merged
+        into it in this write), if they are still one of the team's reps, not away, and
+        not the rep who breached the lead's SLA (:meth:`breacher`). Their load does not
+        grow (the merged lead's assignment ended), so their capacity does not refuse them.
+        None: the team's method chooses, as for any lead."""
+        ended = [
+            (owner, gone) for owner, gone in self.merged_owners.get(lead, ()) if owner.team == team
+        ]
+        if not ended:
+            return None
+        owner, gone = max(ended, key=lambda item: item[0].id)
+        roster = self.config.teams.get(team)
+        rep = next((r for r in roster.reps if r.id == owner.rep), None) if roster else None
+        if rep is None or rep.is_away(self.now) or self.breacher(lead) == rep.id:
+            return None
+        return Choice(rep.id, f"team {team}, kept: {rep.id} had merged lead {gone}")
 
     def stage_changed(
         self, lead: str, stage: str, running: Sequence[Any], previous: _Open | None = None
@@ -876,7 +914,11 @@ class _Transaction:
         roster = self.config.teams.get(current.team)
         if roster is None:
             return None
-        choice = self._choose(lead, current.team, roster, method, key, key_value, ())
+        choice = self.kept(lead, current.team)
+        if choice is not None:
+            method = KEPT
+        else:
+            choice = self._choose(lead, current.team, roster, method, key, key_value, ())
         if choice.rep is None:
             return None
         why = "a rep became available"
@@ -914,13 +956,15 @@ class _Transaction:
             select(q.c.stage, q.c.routing).where(q.c.lead_id == lead)
         ).first()
         routing = json.loads(stored.routing) if stored is not None and stored.routing else {}
+        # a kept rep was not chosen by a method: the next one is, by the routing's
+        method = routing.get("method") if previous.method == KEPT else previous.method
         self._end(lead, current, why, cause)  # after a breach: current.rep is its breacher
         assert current.team is not None
         exclude = [current.rep] if current.rep is not None and cause != "sla_breached" else []
         self._assign(
             lead,
             current.team,
-            previous.method,
+            method,
             previous.rule,
             routing.get("key"),
             routing.get("key_value"),
