@@ -1970,6 +1970,29 @@ sla:
     assert _open_assignments(store) == {"A1": ("sales_reps", None)}
 
 
+def test_a_kept_rep_s_touch_logged_ahead_on_the_merged_lead_stops_the_survivor_s_clock(
+    store: Store,
+) -> None:
+    """Ana logged a call dated 13:00 on B2 before it merged into A1 at 11:00: A1's MQL
+    clock, hers, ran on and breached at 15:00, her call counted as a previous owner's."""
+    ingestor = Ingestor(store, MODEL, routing=MERGE_ROUTING)
+    _cold_lead(ingestor)
+    ingestor.apply(mql_facts("B2", "DE", NOW), NOW)
+    call = Event("C1", "sales_call", NOW + timedelta(hours=3), "B2")
+    ingestor.apply([call], NOW + timedelta(minutes=10))
+    merged = NOW + timedelta(hours=1)
+    _same_person(ingestor, merged, "B2")
+    assert _open_assignments(store) == {"A1": ("sales_reps", "ana")}
+    (clock,) = _timers(store, "A1")
+    assert (clock["rep"], clock["started_at"]) == ("ana", merged)
+    assert (clock["stopped_at"], clock["stop_cause"]) == (
+        NOW + timedelta(hours=3),
+        "touched: event C1 (sales_call)",
+    )
+    late = tick(store, MODEL, NOW + timedelta(hours=6), routing=MERGE_ROUTING)
+    assert late.routing is not None and late.routing.breaches == []
+
+
 def test_a_survivor_waiting_in_the_team_s_queue_is_kept_by_the_merged_lead_s_rep(
     store: Store,
 ) -> None:

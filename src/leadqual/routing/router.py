@@ -17,7 +17,8 @@ it:
   :meth:`_Transaction.kept`; the round-robin position does not move, and capacity does
   not refuse them: their load does not grow), unless they left the team's roster, are
   away, or breached the lead's SLA; a survivor with its own rep in the team keeps its
-  own;
+  own; the kept rep's touches logged ahead while they had the merged lead still count
+  (:func:`_counts`);
 * a lead entering a stage that has an SLA starts a clock due ``within`` of
   business time later; a sales decision on the lead, a touch event (a call,
   an email from sales) or leaving the stage stops it; a touch stops it at the
@@ -219,9 +220,10 @@ def touches_ahead_query(leads: Sequence[str], types: Sequence[str], now: datetim
 
 def holdings_query(leads: Sequence[str]) -> CompoundSelect[Any]:
     """Every assignment of ``leads`` and of the leads merged into them (``lead_aliases``),
-    keyed by the surviving lead (``survivor``): its own lead, id, rep and ``recorded_at``."""
+    keyed by the surviving lead (``survivor``): its own lead, id, rep, method,
+    ``recorded_at``, ``at`` and ``ended_at``."""
     a, aliases = schema.assignments, schema.lead_aliases
-    held = (a.c.lead_id, a.c.id, a.c.rep, a.c.recorded_at)
+    held = (a.c.lead_id, a.c.id, a.c.rep, a.c.method, a.c.recorded_at, a.c.at, a.c.ended_at)
     return union_all(
         select(a.c.lead_id.label("survivor"), *held).where(a.c.lead_id.in_(leads)),
         select(aliases.c.lead_id.label("survivor"), *held)  # of a lead merged into it
@@ -243,7 +245,12 @@ def _counts(clock: _Start, touch: Any, held: Sequence[Any]) -> bool:
     someone else held it does not. The team's queue holds it only from its current
     assignment. The lead's first assignment (none earlier of the lead or of a lead merged
     into it) holds it from the start: its rep keeps the touches logged before the lead
-    was routed, and the lead enters the stage later."""
+    was routed, and the lead enters the stage later.
+
+    An assignment that kept the rep of a lead merged into the lead (method
+    :data:`KEPT`) continues that lead's assignment: its rep held the lead through the
+    merged lead's assignments as well (:func:`_kept_from`), so the touches they logged
+    ahead while they had the merged lead still count for them."""
     if touch.kind == "event" and touch.what not in clock.sla.touch:
         return False
     owner = clock.owner
@@ -254,14 +261,39 @@ def _counts(clock: _Start, touch: Any, held: Sequence[Any]) -> bool:
                  key=lambda row: row.id)  # fmt: skip
     if not own or own[-1].id != owner.id:  # not stored: as for the first owner
         return True
-    for row, following in zip(own, [*own[1:], None], strict=True):
-        if row.id != owner.id and (owner.rep is None or row.rep != owner.rep):
-            continue  # someone else held it then
-        since = row.id == first or touch.received_at >= row.recorded_at
-        until = following is None or touch.received_at < following.recorded_at
-        if since and until:
-            return True
+    runs = [own]
+    for at, row in enumerate(own):
+        if row.method == KEPT and row.rep == owner.rep:  # the merged lead's, then the lead's
+            runs.append([*_kept_from(row, held), *own[at:]])
+    for run in runs:
+        for row, following in zip(run, [*run[1:], None], strict=True):
+            if row.id != owner.id and (owner.rep is None or row.rep != owner.rep):
+                continue  # someone else held it then
+            since = row.id == first or touch.received_at >= row.recorded_at
+            until = following is None or touch.received_at < following.recorded_at
+            if since and until:
+                return True
     return False
+
+
+def _kept_from(kept: Any, held: Sequence[Any]) -> list[Any]:
+    """The assignments, in order, of the merged lead whose rep an assignment ``kept``
+    (method :data:`KEPT`) kept: the lead of the latest assignment to the same rep, of a
+    lead merged into ``kept``'s, that ended when ``kept`` was made (the merge ended it)."""
+    sources = [
+        row
+        for row in held
+        if row.lead_id != kept.lead_id
+        and row.id < kept.id
+        and row.rep == kept.rep
+        and row.ended_at is not None
+        and row.ended_at == kept.at
+    ]
+    if not sources:
+        return []
+    source = max(sources, key=lambda row: row.id)
+    return sorted((row for row in held if row.lead_id == source.lead_id and row.id < kept.id),
+                  key=lambda row: row.id)  # fmt: skip
 
 
 def open_leads_query(reps: Sequence[str]) -> Select[tuple[Any, int]]:
