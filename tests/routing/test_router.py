@@ -2059,3 +2059,63 @@ teams:
     assert moved.reason == (
         "ana is away; team sales_reps, territory: cy covers lead.country = DE (skipped away: ana)"
     )
+
+
+def _reassign_reads(sent: list[str]) -> dict[str, int]:
+    """The reads a tick's re-assignments make: the method and rule of the assignments they
+    end, the leads' stored stage and routing, and the clocks running for them."""
+    selects = [s for s in sent if s.startswith("SELECT")]
+    return {
+        "assignments": sum(
+            1 for s in selects if "FROM assignments" in s and "assignments.rule" in s
+            and "JOIN" not in s
+        ),
+        "qualifications": sum(
+            1 for s in selects if "FROM qualifications" in s and "JOIN" not in s
+        ),
+        "running": sum(
+            1 for s in selects if "FROM sla_timers" in s and "sla_timers.lead_id IN" in s
+        ),
+    }  # fmt: skip
+
+
+def test_a_tick_reads_the_leads_it_re_assigns_once_for_them_all(store: Store) -> None:
+    """Each lead a tick re-assigned (after a breach, or for time away) read its open
+    assignment, its qualification and its running clocks with a query of its own."""
+    routing = load_routing_text(
+        """
+teams:
+  sales_reps:
+    reps:
+      - id: ana
+        away: [{from: 2026-07-06T15:30:00Z, until: 2026-07-20T00:00:00Z}]
+      - {id: ben}
+sla:
+  - {stage: mql, within: 4h, business_hours: false, reassign_on_breach: true}
+"""
+    )
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    leads = ["L1", "L2", "L3", "L4"]
+    ingestor.apply([f for lead in leads for f in mql_facts(lead, "DE", NOW)], NOW)
+    assert {rep for _, rep in _open_assignments(store).values()} == {"ana", "ben"}
+    with _statements(store) as sent:  # every clock is due: each lead to the other rep
+        breached = tick(store, MODEL, NOW + timedelta(hours=5), routing=routing)
+    assert breached.routing is not None and len(breached.routing.assignments) == 4
+    assert _reassign_reads(sent) == {"assignments": 1, "qualifications": 1, "running": 1}
+    for lead in leads:
+        old, fresh = _timers(store, lead)
+        assert old["breached_at"] is not None and old["rep"] != fresh["rep"]
+        assert fresh["started_at"] == NOW + timedelta(hours=5)
+    with _statements(store) as sent:  # ana is away: her leads go to ben
+        away = tick(store, MODEL, NOW + timedelta(hours=6), routing=routing)
+    assert away.routing is not None and len(away.routing.assignments) == 2
+    assert _reassign_reads(sent) == {"assignments": 1, "qualifications": 1, "running": 1}
+    assert {rep for _, rep in _open_assignments(store).values()} == {"ben"}
+    moved = {a.lead_id for a in away.routing.assignments}
+    for lead in moved:
+        *_, stopped, fresh = _timers(store, lead)
+        assert (stopped["stopped_at"], stopped["stop_cause"]) == (
+            NOW + timedelta(hours=6),
+            "re-assigned: ana is away",
+        )
+        assert (fresh["rep"], fresh["started_at"]) == ("ben", NOW + timedelta(hours=6))

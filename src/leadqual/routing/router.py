@@ -427,6 +427,13 @@ class _Transaction:
         """Clocks started in this write and not written yet (:meth:`_write_started`)."""
         self.started_leads: set[str] = set()
         """The leads of :attr:`started`."""
+        self.rules: dict[int, tuple[str | None, str]] = {}
+        """Assignments' method and rule, by id, read for (or made by) re-assignments."""
+        self.stored: dict[str, tuple[str | None, dict[str, Any]]] = {}
+        """Per lead about to be re-assigned: its stored stage and routing (None, {}: none)."""
+        self.handing_over: dict[str, tuple[str | None, _Handover]] = {}
+        """Re-assigned leads whose new owner's fresh clock is not started yet: started for
+        them all at once (:meth:`_hand_over`)."""
         self.merged_owners: dict[str, list[tuple[_Open, str]]] = defaultdict(list)
         """Per survivor of a merge in this write: the open assignments to a rep that the
         merge ended, each with the lead merged away (:meth:`merged_away`, :meth:`kept`)."""
@@ -568,6 +575,7 @@ class _Transaction:
                 "reason": reason,
             },
         ).scalar_one()
+        self.rules[int(row_id)] = (method, rule)
         if rep is not None:
             self.latest[team][rep] = int(row_id)
             self.breachers[lead] = None  # another rep (or the only one) has it now
@@ -880,6 +888,12 @@ class _Transaction:
         )
         due = list(self.connection.execute(query))
         self.load_open(timer.lead_id for timer in due)
+        self._load_reassigned(
+            (timer.lead_id, current)
+            for timer in due
+            if (sla := self.config.sla_for(timer.stage)) is not None and sla.reassign_on_breach
+            and (current := self.open.get(timer.lead_id)) is not None
+        )  # fmt: skip
         for timer in due:
             self.connection.execute(
                 update(t).where(t.c.id == timer.id).values(breached_at=timer.due_at)
@@ -889,6 +903,7 @@ class _Transaction:
             current = self.open.get(timer.lead_id)
             if sla is not None and sla.reassign_on_breach and current is not None:
                 self._reassign(timer.lead_id, current, breach_reason(timer.stage), "sla_breached")
+        self._hand_over()
 
     def reassign_away(self) -> None:
         away: dict[str, list[str]] = defaultdict(list)
@@ -899,16 +914,21 @@ class _Transaction:
         if not away:
             return
         a = schema.assignments
+        held: list[Any] = []
         for team_name, reps in sorted(away.items()):
             query = (
-                select(a.c.id, a.c.lead_id, a.c.team, a.c.rep)
+                select(a.c.id, a.c.lead_id, a.c.team, a.c.rep, a.c.method, a.c.rule)
                 .where(a.c.team == team_name, a.c.rep.in_(reps), a.c.ended_at.is_(None))
                 .order_by(a.c.id)
             )
-            for row in list(self.connection.execute(query)):
-                current = _Open(row.id, row.team, row.rep)
-                self.open[row.lead_id] = current
-                self._reassign(row.lead_id, current, f"{row.rep} is away", "rep_away")
+            held.extend(self.connection.execute(query))
+        self.rules.update({row.id: (row.method, row.rule) for row in held})
+        self._load_reassigned((row.lead_id, _Open(row.id, row.team, row.rep)) for row in held)
+        for row in held:
+            current = _Open(row.id, row.team, row.rep)
+            self.open[row.lead_id] = current
+            self._reassign(row.lead_id, current, f"{row.rep} is away", "rep_away")
+        self._hand_over()
 
     def assign_queued(self) -> None:
         """Give the leads waiting in a team's queue (no rep) to reps now available (back
@@ -979,17 +999,16 @@ class _Transaction:
 
         The new owner gets a fresh SLA clock for the lead's current stage, from now: a
         clock still running for the previous rep stops (``re-assigned: <why>``;
-        :meth:`fresh_clocks`)."""
-        a, q = schema.assignments, schema.qualifications
-        previous = self.connection.execute(
-            select(a.c.method, a.c.rule).where(a.c.id == current.id)
-        ).one()
-        stored = self.connection.execute(
-            select(q.c.stage, q.c.routing).where(q.c.lead_id == lead)
-        ).first()
-        routing = json.loads(stored.routing) if stored is not None and stored.routing else {}
+        :meth:`fresh_clocks`), for every lead the caller re-assigns at once
+        (:meth:`_hand_over`); what the lead's re-assignment reads is read for them all
+        beforehand (:meth:`_load_reassigned`), or here if not."""
+        self._load_reassigned([(lead, current)])
+        if lead in self.handing_over:  # re-assigned again: the first new owner's clock first
+            self._hand_over()
+        previous_method, rule = self.rules[current.id]
+        stage, routing = self.stored[lead]
         # a kept rep was not chosen by a method: the next one is, by the routing's
-        method = routing.get("method") if previous.method == KEPT else previous.method
+        method = routing.get("method") if previous_method == KEPT else previous_method
         self._end(lead, current, why, cause)  # after a breach: current.rep is its breacher
         assert current.team is not None
         exclude = [current.rep] if current.rep is not None and cause != "sla_breached" else []
@@ -997,14 +1016,43 @@ class _Transaction:
             lead,
             current.team,
             method,
-            previous.rule,
+            rule,
             routing.get("key"),
             routing.get("key_value"),
             exclude,
             prefix=f"{why}; ",
         )
-        stage: str | None = stored.stage if stored is not None else None
-        self.fresh_clocks({lead: (stage, _Handover(current, why))})
+        self.handing_over[lead] = (stage, _Handover(current, why))
+
+    def _load_reassigned(self, leads: Iterable[tuple[str, _Open]]) -> None:
+        """Read what re-assigning ``leads`` (each with its open assignment) needs and was not
+        read yet: the method and rule of their open assignments (:attr:`rules`) and their
+        stored stage and routing (:attr:`stored`), one query of each per chunk of them."""
+        a, q = schema.assignments, schema.qualifications
+        items = list(leads)
+        ids = sorted({current.id for _, current in items} - self.rules.keys())
+        for part in chunks(ids):
+            rows = self.connection.execute(
+                select(a.c.id, a.c.method, a.c.rule).where(a.c.id.in_(part))
+            )
+            self.rules.update({int(row.id): (row.method, row.rule) for row in rows})
+        wanted = sorted({lead for lead, _ in items} - self.stored.keys())
+        for part in chunks(wanted):
+            self.stored.update({lead: (None, {}) for lead in part})
+            rows = self.connection.execute(
+                select(q.c.lead_id, q.c.stage, q.c.routing).where(q.c.lead_id.in_(part))
+            )
+            for row in rows:
+                self.stored[row.lead_id] = (
+                    row.stage,
+                    json.loads(row.routing) if row.routing else {},
+                )
+
+    def _hand_over(self) -> None:
+        """Give the new owners of the leads re-assigned so far their fresh clocks, all at
+        once (:meth:`fresh_clocks`: one read of the clocks running for them)."""
+        handing_over, self.handing_over = self.handing_over, {}
+        self.fresh_clocks(handing_over)
 
     # writing
 
