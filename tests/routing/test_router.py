@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select
 from typer.testing import CliRunner
 
@@ -1785,3 +1786,336 @@ def test_a_clock_started_in_a_write_is_read_as_running_later_in_that_write(store
         assert work.running(["L3"]) == []
         work.flush()
     assert [t["lead_id"] for t in _timers(store, "L1") + _timers(store, "L2")] == ["L1", "L2"]
+
+
+MERGE_ROUTING = load_routing_text(
+    """
+business_hours: {timezone: UTC, start: "09:00", end: "17:00"}
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, territory: {lead.country: [DE]}}
+      - {id: ben, territory: {lead.country: [US]}}
+      - {id: cy, territory: {lead.country: [DE]}}
+sla:
+  - {stage: mql, within: 4h, touch: [sales_call]}
+"""
+)
+
+
+def _cold_lead(ingestor: Ingestor, lead: str = "A1") -> None:
+    """A cold lead of DE with the email p@acme.io (not routed: no events)."""
+    attributes: dict[str, str | int] = {
+        "seniority": "vp",
+        "country": "DE",
+        "industry": "software",
+        "employees": 500,
+    }
+    profile = LeadProfile(lead, "p@acme.io", None, attributes, NOW - timedelta(days=20))
+    ingestor.apply([profile], NOW - timedelta(minutes=1))
+
+
+def _same_person(ingestor: Ingestor, at: datetime, *leads: str) -> Any:
+    """``leads`` get the email p@acme.io: each merges into the lead that had it first."""
+    return ingestor.apply([LeadProfile(lead, "p@acme.io", None, {}, at) for lead in leads], at)
+
+
+def _cursor(store: Store, team: str) -> str:
+    c = schema.routing_cursors
+    with store.engine.connect() as connection:
+        return str(connection.execute(select(c.c.last_rep).where(c.c.team == team)).scalar_one())
+
+
+def test_a_merge_s_survivor_keeps_the_rep_who_had_the_merged_lead(store: Store) -> None:
+    """B2, an MQL of ana's, merged into A1 (cold, same email), which became an MQL of the
+    same team: B2's assignment ended and A1 went to cy by territory, although ana was
+    working that person."""
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL, routing=MERGE_ROUTING)
+    _cold_lead(ingestor)
+    ingestor.apply(mql_facts("B2", "DE", NOW), NOW)
+    ingestor.apply(mql_facts("C3", "US", NOW), NOW + timedelta(minutes=1))
+    assert _open_assignments(store) == {"B2": ("sales_reps", "ana"), "C3": ("sales_reps", "ben")}
+    merged = NOW + timedelta(hours=1)
+    result = _same_person(ingestor, merged, "B2")
+    assert [(c.lead_id, c.to_stage) for c in result.stage_changes] == [("A1", "mql")]
+    assert _open_assignments(store) == {"A1": ("sales_reps", "ana"), "C3": ("sales_reps", "ben")}
+    (kept,) = [a for a in store.assignments("A1") if a.lead_id == "A1"]  # not B2's
+    assert (kept.method, kept.rule, kept.reason) == (
+        "kept",
+        "sales_reps",
+        "team sales_reps, kept: ana had merged lead B2",
+    )
+    ended = [(p["lead_id"], p["rep"], p["cause"]) for p in _outbox(store, "assignment_ended")]
+    assert ended == [("B2", "ana", "merged")]
+    assigned = _outbox(store, "assigned")[-1]
+    assert (assigned["lead_id"], assigned["rep"], assigned["method"]) == ("A1", "ana", "kept")
+    assert _cursor(store, "sales_reps") == "ben"  # the round robin did not pick ana
+    (clock,) = _timers(store, "A1")
+    assert (clock["stage"], clock["rep"], clock["started_at"]) == ("mql", "ana", merged)
+
+
+def test_a_kept_rep_at_capacity_keeps_the_lead(store: Store) -> None:
+    """Ana holds two leads and the routing file now gives her a capacity of 1: her load
+    does not grow by keeping the person (B2's assignment ends), so she keeps them."""
+    before = load_routing_text(
+        """
+teams:
+  sales_reps:
+    reps: [{id: ana, territory: {lead.country: [DE]}}, {id: ben}]
+"""
+    )
+    now = load_routing_text(
+        """
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, capacity: 1, territory: {lead.country: [DE]}}
+      - {id: ben}
+      - {id: cy, territory: {lead.country: [DE]}}
+"""
+    )
+    _cold_lead(Ingestor(store, MODEL, routing=before))
+    Ingestor(store, MODEL, routing=before).apply(
+        [*mql_facts("B2", "DE", NOW), *mql_facts("D4", "DE", NOW)], NOW
+    )
+    assert _open_assignments(store) == {"B2": ("sales_reps", "ana"), "D4": ("sales_reps", "ana")}
+    _same_person(Ingestor(store, MODEL, routing=now), NOW + timedelta(hours=1), "B2")
+    assert _open_assignments(store) == {"A1": ("sales_reps", "ana"), "D4": ("sales_reps", "ana")}
+
+
+def test_a_survivor_with_its_own_rep_in_the_team_keeps_its_own(store: Store) -> None:
+    """A1 was cy's MQL already: B2 merged into it leaves ana (as before), A1 stays cy's."""
+    ingestor = Ingestor(store, MODEL, routing=MERGE_ROUTING)
+    ingestor.apply(mql_facts("B2", "DE", NOW), NOW)  # ana
+    _cold_lead(ingestor)
+    ingestor.apply(mql_facts("A1", "DE", NOW)[1:], NOW + timedelta(minutes=1))  # cy
+    assert _open_assignments(store) == {"B2": ("sales_reps", "ana"), "A1": ("sales_reps", "cy")}
+    _same_person(ingestor, NOW + timedelta(hours=1), "B2")
+    assert _open_assignments(store) == {"A1": ("sales_reps", "cy")}
+    assert [(a.lead_id, a.rep, a.ended_cause) for a in store.assignments("A1")] == [
+        ("B2", "ana", "merged"),
+        ("A1", "cy", None),
+    ]
+
+
+def test_of_several_merged_leads_the_latest_assignment_s_rep_keeps_the_survivor(
+    store: Store,
+) -> None:
+    """B2 (ana) and C3 (cy, assigned later) merged into A1 in one write: cy keeps it (by
+    territory ana's turn came first)."""
+    ingestor = Ingestor(store, MODEL, routing=MERGE_ROUTING)
+    _cold_lead(ingestor)
+    ingestor.apply(mql_facts("B2", "DE", NOW), NOW)
+    ingestor.apply(mql_facts("C3", "DE", NOW), NOW + timedelta(minutes=1))
+    assert _open_assignments(store) == {"B2": ("sales_reps", "ana"), "C3": ("sales_reps", "cy")}
+    _same_person(ingestor, NOW + timedelta(hours=1), "B2", "C3")
+    assert _open_assignments(store) == {"A1": ("sales_reps", "cy")}
+    (kept,) = [a for a in store.assignments("A1") if a.lead_id == "A1"]
+    assert (kept.method, kept.reason) == ("kept", "team sales_reps, kept: cy had merged lead C3")
+
+
+@pytest.mark.parametrize("gone", ["away", "left"])
+def test_a_merged_lead_s_rep_away_or_gone_from_the_file_is_not_kept(
+    store: Store, gone: str
+) -> None:
+    """Ana, who had B2, is away at the merge (or no longer in the routing file): A1 is
+    routed by the team's method, as for any lead."""
+    ingestor = Ingestor(store, MODEL, routing=MERGE_ROUTING)
+    _cold_lead(ingestor)
+    ingestor.apply(mql_facts("B2", "DE", NOW), NOW)
+    ana = (
+        "{id: ana, territory: {lead.country: [DE]},"
+        " away: [{from: 2026-07-06T10:30:00Z, until: 2026-07-20T00:00:00Z}]}"
+    )
+    reps = ([ana] if gone == "away" else []) + ["{id: cy, territory: {lead.country: [DE]}}"]
+    routing = load_routing_text(f"teams:\n  sales_reps:\n    reps: [{', '.join(reps)}]\n")
+    _same_person(Ingestor(store, MODEL, routing=routing), NOW + timedelta(hours=1), "B2")
+    assert _open_assignments(store) == {"A1": ("sales_reps", "cy")}
+    (chosen,) = [a for a in store.assignments("A1") if a.lead_id == "A1"]
+    assert chosen.method == "territory"
+
+
+def test_a_merge_does_not_give_the_survivor_back_to_the_rep_who_breached_it(store: Store) -> None:
+    """A1 breached with ana and waited in the queue (ben away); B2, ana's MQL since, merged
+    into A1: A1 went back to ana, the B2 assignment the merge ended counting as a rep
+    having had A1 since its breach."""
+    routing = load_routing_text(
+        """
+business_hours: {timezone: UTC, start: "09:00", end: "17:00"}
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, territory: {lead.country: [DE]}}
+      - id: ben
+        territory: {lead.country: [US]}
+        away: [{from: 2026-07-06T12:00:00Z, until: 2026-07-20T00:00:00Z}]
+sla:
+  - {stage: mql, within: 4h, reassign_on_breach: true}
+"""
+    )
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    ingestor.apply(mql_facts("A1", "DE", NOW), NOW)
+    breached = tick(store, MODEL, NOW + timedelta(hours=5), routing=routing)
+    assert _breaches_of(breached, "A1") == [("mql", "ana")]
+    assert _open_assignments(store) == {"A1": ("sales_reps", None)}  # ben is away
+    later = NOW + timedelta(hours=5, minutes=10)
+    ingestor.apply(mql_facts("B2", "DE", later), later)
+    assert _open_assignments(store)["B2"] == ("sales_reps", "ana")
+    merged_at = NOW + timedelta(hours=6)
+    ingestor.apply([LeadProfile("B2", "a1@acme.io", None, {}, merged_at)], merged_at)
+    assert _open_assignments(store) == {"A1": ("sales_reps", None)}  # waits for ben
+    still = tick(store, MODEL, merged_at + timedelta(hours=1), routing=routing)
+    assert still.routing is not None and still.routing.assignments == []
+    assert _open_assignments(store) == {"A1": ("sales_reps", None)}
+
+
+def test_a_kept_rep_s_touch_logged_ahead_on_the_merged_lead_stops_the_survivor_s_clock(
+    store: Store,
+) -> None:
+    """Ana logged a call dated 13:00 on B2 before it merged into A1 at 11:00: A1's MQL
+    clock, hers, ran on and breached at 15:00, her call counted as a previous owner's."""
+    ingestor = Ingestor(store, MODEL, routing=MERGE_ROUTING)
+    _cold_lead(ingestor)
+    ingestor.apply(mql_facts("B2", "DE", NOW), NOW)
+    call = Event("C1", "sales_call", NOW + timedelta(hours=3), "B2")
+    ingestor.apply([call], NOW + timedelta(minutes=10))
+    merged = NOW + timedelta(hours=1)
+    _same_person(ingestor, merged, "B2")
+    assert _open_assignments(store) == {"A1": ("sales_reps", "ana")}
+    (clock,) = _timers(store, "A1")
+    assert (clock["rep"], clock["started_at"]) == ("ana", merged)
+    assert (clock["stopped_at"], clock["stop_cause"]) == (
+        NOW + timedelta(hours=3),
+        "touched: event C1 (sales_call)",
+    )
+    late = tick(store, MODEL, NOW + timedelta(hours=6), routing=MERGE_ROUTING)
+    assert late.routing is not None and late.routing.breaches == []
+
+
+def test_a_survivor_waiting_in_the_team_s_queue_is_kept_by_the_merged_lead_s_rep(
+    store: Store,
+) -> None:
+    """A1 waited in the queue (ana and cy at capacity); B2, ana's, merged into it: ana
+    takes A1 from the queue as the rep who kept the person, with a fresh clock."""
+    routing = load_routing_text(
+        """
+teams:
+  sales_reps:
+    reps:
+      - {id: ana, capacity: 1, territory: {lead.country: [DE]}}
+      - {id: cy, capacity: 1, territory: {lead.country: [DE]}}
+sla:
+  - {stage: mql, within: 4h, business_hours: false}
+"""
+    )
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    ingestor.apply([*mql_facts("B2", "DE", NOW), *mql_facts("D4", "DE", NOW)], NOW)
+    _cold_lead(ingestor)
+    ingestor.apply(mql_facts("A1", "DE", NOW)[1:], NOW + timedelta(minutes=1))
+    assert _open_assignments(store) == {
+        "B2": ("sales_reps", "ana"), "D4": ("sales_reps", "cy"), "A1": ("sales_reps", None),
+    }  # fmt: skip
+    merged = NOW + timedelta(hours=1)
+    _same_person(ingestor, merged, "B2")
+    assert _open_assignments(store) == {"D4": ("sales_reps", "cy"), "A1": ("sales_reps", "ana")}
+    queued, kept = [a for a in store.assignments("A1") if a.lead_id == "A1"]
+    assert (queued.rep, queued.ended_cause) == (None, "dequeued")
+    assert (kept.method, kept.reason) == (
+        "kept",
+        "waited in the queue; team sales_reps, kept: ana had merged lead B2",
+    )
+    queue_clock, fresh = _timers(store, "A1")
+    assert (queue_clock["rep"], queue_clock["stopped_at"]) == (None, merged)
+    assert (fresh["rep"], fresh["started_at"], fresh["stopped_at"]) == ("ana", merged, None)
+
+
+def test_a_kept_lead_re_assigned_later_is_chosen_by_the_routing_rule_s_method(
+    store: Store,
+) -> None:
+    """A kept assignment's method is ``kept``: when ana goes away, A1 moves to a colleague
+    by the routing rule's method (territory), not by ``kept``."""
+    ingestor = Ingestor(store, MODEL, routing=MERGE_ROUTING)
+    _cold_lead(ingestor)
+    ingestor.apply(mql_facts("B2", "DE", NOW), NOW)
+    _same_person(ingestor, NOW + timedelta(hours=1), "B2")
+    assert _open_assignments(store) == {"A1": ("sales_reps", "ana")}
+    away = load_routing_text(
+        """
+teams:
+  sales_reps:
+    reps:
+      - id: ana
+        territory: {lead.country: [DE]}
+        away: [{from: 2026-07-06T12:00:00Z, until: 2026-07-20T00:00:00Z}]
+      - {id: ben, territory: {lead.country: [US]}}
+      - {id: cy, territory: {lead.country: [DE]}}
+"""
+    )
+    tick(store, MODEL, NOW + timedelta(hours=3), routing=away)
+    assert _open_assignments(store) == {"A1": ("sales_reps", "cy")}
+    *_, moved = [a for a in store.assignments("A1") if a.lead_id == "A1"]
+    assert (moved.method, moved.rule) == ("territory", "sales_reps")
+    assert moved.reason == (
+        "ana is away; team sales_reps, territory: cy covers lead.country = DE (skipped away: ana)"
+    )
+
+
+def _reassign_reads(sent: list[str]) -> dict[str, int]:
+    """The reads a tick's re-assignments make: the method and rule of the assignments they
+    end, the leads' stored stage and routing, and the clocks running for them."""
+    selects = [s for s in sent if s.startswith("SELECT")]
+    return {
+        "assignments": sum(
+            1 for s in selects if "FROM assignments" in s and "assignments.rule" in s
+            and "JOIN" not in s
+        ),
+        "qualifications": sum(
+            1 for s in selects if "FROM qualifications" in s and "JOIN" not in s
+        ),
+        "running": sum(
+            1 for s in selects if "FROM sla_timers" in s and "sla_timers.lead_id IN" in s
+        ),
+    }  # fmt: skip
+
+
+def test_a_tick_reads_the_leads_it_re_assigns_once_for_them_all(store: Store) -> None:
+    """Each lead a tick re-assigned (after a breach, or for time away) read its open
+    assignment, its qualification and its running clocks with a query of its own."""
+    routing = load_routing_text(
+        """
+teams:
+  sales_reps:
+    reps:
+      - id: ana
+        away: [{from: 2026-07-06T15:30:00Z, until: 2026-07-20T00:00:00Z}]
+      - {id: ben}
+sla:
+  - {stage: mql, within: 4h, business_hours: false, reassign_on_breach: true}
+"""
+    )
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    leads = ["L1", "L2", "L3", "L4"]
+    ingestor.apply([f for lead in leads for f in mql_facts(lead, "DE", NOW)], NOW)
+    assert {rep for _, rep in _open_assignments(store).values()} == {"ana", "ben"}
+    with _statements(store) as sent:  # every clock is due: each lead to the other rep
+        breached = tick(store, MODEL, NOW + timedelta(hours=5), routing=routing)
+    assert breached.routing is not None and len(breached.routing.assignments) == 4
+    assert _reassign_reads(sent) == {"assignments": 1, "qualifications": 1, "running": 1}
+    for lead in leads:
+        old, fresh = _timers(store, lead)
+        assert old["breached_at"] is not None and old["rep"] != fresh["rep"]
+        assert fresh["started_at"] == NOW + timedelta(hours=5)
+    with _statements(store) as sent:  # ana is away: her leads go to ben
+        away = tick(store, MODEL, NOW + timedelta(hours=6), routing=routing)
+    assert away.routing is not None and len(away.routing.assignments) == 2
+    assert _reassign_reads(sent) == {"assignments": 1, "qualifications": 1, "running": 1}
+    assert {rep for _, rep in _open_assignments(store).values()} == {"ben"}
+    moved = {a.lead_id for a in away.routing.assignments}
+    for lead in moved:
+        *_, stopped, fresh = _timers(store, lead)
+        assert (stopped["stopped_at"], stopped["stop_cause"]) == (
+            NOW + timedelta(hours=6),
+            "re-assigned: ana is away",
+        )
+        assert (fresh["rep"], fresh["started_at"]) == ("ben", NOW + timedelta(hours=6))

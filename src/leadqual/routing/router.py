@@ -11,6 +11,14 @@ it:
   ``assignment_ended`` webhook announces the end of the previous one (also
   when the lead leaves routing or is merged away, with no new assignment); in
   the same stage, the new owner gets a fresh clock for it, as below;
+* a merge's survivor that gets a rep in a team where a lead merged into it in the
+  same write had an open assignment (which the merge ends) keeps that rep, the latest
+  such assignment's, instead of the team's method choosing (method :data:`KEPT`,
+  :meth:`_Transaction.kept`; the round-robin position does not move, and capacity does
+  not refuse them: their load does not grow), unless they left the team's roster, are
+  away, or breached the lead's SLA; a survivor with its own rep in the team keeps its
+  own; the kept rep's touches logged ahead while they had the merged lead still count
+  (:func:`_counts`);
 * a lead entering a stage that has an SLA starts a clock due ``within`` of
   business time later; a sales decision on the lead, a touch event (a call,
   an email from sales) or leaving the stage stops it; a touch stops it at the
@@ -34,7 +42,8 @@ it:
 A lead re-assigned after a breach is not given back to the rep who breached
 its SLA (the stored ``ended_cause`` of their assignment is ``sla_breached``;
 :meth:`_Transaction.breacher`; the latest assignment to a rep of the lead or of any
-lead merged into it counts, so a merge does not hand a breached lead back) until
+lead merged into it counts, so a merge does not hand a breached lead back, but not
+an assignment the merge ended: that rep had another lead then) until
 another rep has had it: not by the
 re-assignment, nor from the team's queue (at a tick or at the lead's next fact),
 nor by routing to another team that lists them, while the team has any other
@@ -82,6 +91,10 @@ ASSIGNMENT_ENDED = "assignment_ended"
 """The webhook event kind of an assignment's end (the rep, or the team's queue, lost the lead)."""
 SLA_BREACHED = "sla_breached"
 """The webhook event kind of an SLA breach."""
+KEPT = "kept"
+"""The ``method`` of an assignment that keeps a merge's survivor with the rep who had a
+lead merged into it, in the same team (:meth:`_Transaction.kept`), instead of choosing
+by the team's method; the assignment keeps the routing rule."""
 
 
 EndCause = Literal["rerouted", "unrouted", "merged", "sla_breached", "rep_away", "dequeued"]
@@ -103,14 +116,20 @@ def breachers_query(leads: Sequence[str]) -> Select[tuple[Any, Any, Any, Any]]:
     """Each of ``leads``' latest assignment to a rep (not the queue), across the lead and
     every lead merged into it (``lead_aliases``: their assignments stay stored under their
     own ids): its rep, whether it ended and its end cause, keyed by the surviving lead. An
-    ended one whose cause is ``sla_breached`` names the rep who breached."""
+    ended one whose cause is ``sla_breached`` names the rep who breached. An assignment a
+    merge ended (cause ``merged``) does not count: its rep had the merged lead, not the
+    survivor after the breach, so it does not hand the survivor back to its breacher."""
     a, aliases = schema.assignments, schema.lead_aliases
     members = select(aliases.c.alias_id).where(aliases.c.lead_id.in_(leads))
     survivor = func.coalesce(aliases.c.lead_id, a.c.lead_id)
     latest = (
         select(survivor.label("lead_id"), func.max(a.c.id).label("id"))
         .select_from(a.outerjoin(aliases, aliases.c.alias_id == a.c.lead_id))
-        .where(or_(a.c.lead_id.in_(leads), a.c.lead_id.in_(members)), a.c.rep.is_not(None))
+        .where(
+            or_(a.c.lead_id.in_(leads), a.c.lead_id.in_(members)),
+            a.c.rep.is_not(None),
+            or_(a.c.ended_cause.is_(None), a.c.ended_cause != "merged"),
+        )
         .group_by(survivor)
         .subquery()
     )
@@ -201,9 +220,10 @@ def touches_ahead_query(leads: Sequence[str], types: Sequence[str], now: datetim
 
 def holdings_query(leads: Sequence[str]) -> CompoundSelect[Any]:
     """Every assignment of ``leads`` and of the leads merged into them (``lead_aliases``),
-    keyed by the surviving lead (``survivor``): its own lead, id, rep and ``recorded_at``."""
+    keyed by the surviving lead (``survivor``): its own lead, id, rep, method,
+    ``recorded_at``, ``at`` and ``ended_at``."""
     a, aliases = schema.assignments, schema.lead_aliases
-    held = (a.c.lead_id, a.c.id, a.c.rep, a.c.recorded_at)
+    held = (a.c.lead_id, a.c.id, a.c.rep, a.c.method, a.c.recorded_at, a.c.at, a.c.ended_at)
     return union_all(
         select(a.c.lead_id.label("survivor"), *held).where(a.c.lead_id.in_(leads)),
         select(aliases.c.lead_id.label("survivor"), *held)  # of a lead merged into it
@@ -225,7 +245,12 @@ def _counts(clock: _Start, touch: Any, held: Sequence[Any]) -> bool:
     someone else held it does not. The team's queue holds it only from its current
     assignment. The lead's first assignment (none earlier of the lead or of a lead merged
     into it) holds it from the start: its rep keeps the touches logged before the lead
-    was routed, and the lead enters the stage later."""
+    was routed, and the lead enters the stage later.
+
+    An assignment that kept the rep of a lead merged into the lead (method
+    :data:`KEPT`) continues that lead's assignment: its rep held the lead through the
+    merged lead's assignments as well (:func:`_kept_from`), so the touches they logged
+    ahead while they had the merged lead still count for them."""
     if touch.kind == "event" and touch.what not in clock.sla.touch:
         return False
     owner = clock.owner
@@ -236,14 +261,39 @@ def _counts(clock: _Start, touch: Any, held: Sequence[Any]) -> bool:
                  key=lambda row: row.id)  # fmt: skip
     if not own or own[-1].id != owner.id:  # not stored: as for the first owner
         return True
-    for row, following in zip(own, [*own[1:], None], strict=True):
-        if row.id != owner.id and (owner.rep is None or row.rep != owner.rep):
-            continue  # someone else held it then
-        since = row.id == first or touch.received_at >= row.recorded_at
-        until = following is None or touch.received_at < following.recorded_at
-        if since and until:
-            return True
+    runs = [own]
+    for at, row in enumerate(own):
+        if row.method == KEPT and row.rep == owner.rep:  # the merged lead's, then the lead's
+            runs.append([*_kept_from(row, held), *own[at:]])
+    for run in runs:
+        for row, following in zip(run, [*run[1:], None], strict=True):
+            if row.id != owner.id and (owner.rep is None or row.rep != owner.rep):
+                continue  # someone else held it then
+            since = row.id == first or touch.received_at >= row.recorded_at
+            until = following is None or touch.received_at < following.recorded_at
+            if since and until:
+                return True
     return False
+
+
+def _kept_from(kept: Any, held: Sequence[Any]) -> list[Any]:
+    """The assignments, in order, of the merged lead whose rep an assignment ``kept``
+    (method :data:`KEPT`) kept: the lead of the latest assignment to the same rep, of a
+    lead merged into ``kept``'s, that ended when ``kept`` was made (the merge ended it)."""
+    sources = [
+        row
+        for row in held
+        if row.lead_id != kept.lead_id
+        and row.id < kept.id
+        and row.rep == kept.rep
+        and row.ended_at is not None
+        and row.ended_at == kept.at
+    ]
+    if not sources:
+        return []
+    source = max(sources, key=lambda row: row.id)
+    return sorted((row for row in held if row.lead_id == source.lead_id and row.id < kept.id),
+                  key=lambda row: row.id)  # fmt: skip
 
 
 def open_leads_query(reps: Sequence[str]) -> Select[tuple[Any, int]]:
@@ -377,6 +427,16 @@ class _Transaction:
         """Clocks started in this write and not written yet (:meth:`_write_started`)."""
         self.started_leads: set[str] = set()
         """The leads of :attr:`started`."""
+        self.rules: dict[int, tuple[str | None, str]] = {}
+        """Assignments' method and rule, by id, read for (or made by) re-assignments."""
+        self.stored: dict[str, tuple[str | None, dict[str, Any]]] = {}
+        """Per lead about to be re-assigned: its stored stage and routing (None, {}: none)."""
+        self.handing_over: dict[str, tuple[str | None, _Handover]] = {}
+        """Re-assigned leads whose new owner's fresh clock is not started yet: started for
+        them all at once (:meth:`_hand_over`)."""
+        self.merged_owners: dict[str, list[tuple[_Open, str]]] = defaultdict(list)
+        """Per survivor of a merge in this write: the open assignments to a rep that the
+        merge ended, each with the lead merged away (:meth:`merged_away`, :meth:`kept`)."""
         self.lost: dict[str, str] = {}
         """Leads whose owner lost them in this write, to the stop cause of the owner's
         breached clocks that were to stop later (:meth:`_drop_later_stops`, at :meth:`flush`)."""
@@ -466,8 +526,10 @@ class _Transaction:
                 handover = _Handover(current, why, unrouted=True)
         if team is None or routing is None:
             return handover
+        kept = self.kept(q.lead_id, team)
+        method = KEPT if kept is not None else routing.method
         self._assign(
-            q.lead_id, team, routing.method, routing.rule, routing.key, routing.key_value, ()
+            q.lead_id, team, method, routing.rule, routing.key, routing.key_value, (), choice=kept
         )
         return handover
 
@@ -494,6 +556,7 @@ class _Transaction:
             rep, reason = choice.rep, choice.reason
             if rep is not None:
                 load[rep] = load.get(rep, 0) + 1
+            if rep is not None and method != KEPT:  # a kept rep was not the method's pick
                 self.cursor[team] = rep
                 self.moved_cursors.add(team)
         reason = prefix + reason
@@ -512,6 +575,7 @@ class _Transaction:
                 "reason": reason,
             },
         ).scalar_one()
+        self.rules[int(row_id)] = (method, rule)
         if rep is not None:
             self.latest[team][rep] = int(row_id)
             self.breachers[lead] = None  # another rep (or the only one) has it now
@@ -665,7 +729,28 @@ class _Transaction:
         for lead in sorted(merged):
             current = self.open.get(lead)
             if current is not None:
+                if current.rep is not None:
+                    self.merged_owners[merged[lead]].append((current, lead))
                 self._end(lead, current, f"merged into lead {merged[lead]}", "merged")
+
+    def kept(self, lead: str, team: str) -> Choice | None:
+        """The rep who keeps ``lead``, a merge's survivor getting a rep in ``team``: the
+        rep of the latest open assignment in ``team`` that the merge ended (a lead merged
+        into it in this write), if they are still one of the team's reps, not away, and
+        not the rep who breached the lead's SLA (:meth:`breacher`). Their load does not
+        grow (the merged lead's assignment ended), so their capacity does not refuse them.
+        None: the team's method chooses, as for any lead."""
+        ended = [
+            (owner, gone) for owner, gone in self.merged_owners.get(lead, ()) if owner.team == team
+        ]
+        if not ended:
+            return None
+        owner, gone = max(ended, key=lambda item: item[0].id)
+        roster = self.config.teams.get(team)
+        rep = next((r for r in roster.reps if r.id == owner.rep), None) if roster else None
+        if rep is None or rep.is_away(self.now) or self.breacher(lead) == rep.id:
+            return None
+        return Choice(rep.id, f"team {team}, kept: {rep.id} had merged lead {gone}")
 
     def stage_changed(
         self, lead: str, stage: str, running: Sequence[Any], previous: _Open | None = None
@@ -803,6 +888,12 @@ class _Transaction:
         )
         due = list(self.connection.execute(query))
         self.load_open(timer.lead_id for timer in due)
+        self._load_reassigned(
+            (timer.lead_id, current)
+            for timer in due
+            if (sla := self.config.sla_for(timer.stage)) is not None and sla.reassign_on_breach
+            and (current := self.open.get(timer.lead_id)) is not None
+        )  # fmt: skip
         for timer in due:
             self.connection.execute(
                 update(t).where(t.c.id == timer.id).values(breached_at=timer.due_at)
@@ -812,6 +903,7 @@ class _Transaction:
             current = self.open.get(timer.lead_id)
             if sla is not None and sla.reassign_on_breach and current is not None:
                 self._reassign(timer.lead_id, current, breach_reason(timer.stage), "sla_breached")
+        self._hand_over()
 
     def reassign_away(self) -> None:
         away: dict[str, list[str]] = defaultdict(list)
@@ -822,16 +914,21 @@ class _Transaction:
         if not away:
             return
         a = schema.assignments
+        held: list[Any] = []
         for team_name, reps in sorted(away.items()):
             query = (
-                select(a.c.id, a.c.lead_id, a.c.team, a.c.rep)
+                select(a.c.id, a.c.lead_id, a.c.team, a.c.rep, a.c.method, a.c.rule)
                 .where(a.c.team == team_name, a.c.rep.in_(reps), a.c.ended_at.is_(None))
                 .order_by(a.c.id)
             )
-            for row in list(self.connection.execute(query)):
-                current = _Open(row.id, row.team, row.rep)
-                self.open[row.lead_id] = current
-                self._reassign(row.lead_id, current, f"{row.rep} is away", "rep_away")
+            held.extend(self.connection.execute(query))
+        self.rules.update({row.id: (row.method, row.rule) for row in held})
+        self._load_reassigned((row.lead_id, _Open(row.id, row.team, row.rep)) for row in held)
+        for row in held:
+            current = _Open(row.id, row.team, row.rep)
+            self.open[row.lead_id] = current
+            self._reassign(row.lead_id, current, f"{row.rep} is away", "rep_away")
+        self._hand_over()
 
     def assign_queued(self) -> None:
         """Give the leads waiting in a team's queue (no rep) to reps now available (back
@@ -869,7 +966,11 @@ class _Transaction:
         roster = self.config.teams.get(current.team)
         if roster is None:
             return None
-        choice = self._choose(lead, current.team, roster, method, key, key_value, ())
+        choice = self.kept(lead, current.team)
+        if choice is not None:
+            method = KEPT
+        else:
+            choice = self._choose(lead, current.team, roster, method, key, key_value, ())
         if choice.rep is None:
             return None
         why = "a rep became available"
@@ -898,30 +999,60 @@ class _Transaction:
 
         The new owner gets a fresh SLA clock for the lead's current stage, from now: a
         clock still running for the previous rep stops (``re-assigned: <why>``;
-        :meth:`fresh_clocks`)."""
-        a, q = schema.assignments, schema.qualifications
-        previous = self.connection.execute(
-            select(a.c.method, a.c.rule).where(a.c.id == current.id)
-        ).one()
-        stored = self.connection.execute(
-            select(q.c.stage, q.c.routing).where(q.c.lead_id == lead)
-        ).first()
-        routing = json.loads(stored.routing) if stored is not None and stored.routing else {}
+        :meth:`fresh_clocks`), for every lead the caller re-assigns at once
+        (:meth:`_hand_over`); what the lead's re-assignment reads is read for them all
+        beforehand (:meth:`_load_reassigned`), or here if not."""
+        self._load_reassigned([(lead, current)])
+        if lead in self.handing_over:  # re-assigned again: the first new owner's clock first
+            self._hand_over()
+        previous_method, rule = self.rules[current.id]
+        stage, routing = self.stored[lead]
+        # a kept rep was not chosen by a method: the next one is, by the routing's
+        method = routing.get("method") if previous_method == KEPT else previous_method
         self._end(lead, current, why, cause)  # after a breach: current.rep is its breacher
         assert current.team is not None
         exclude = [current.rep] if current.rep is not None and cause != "sla_breached" else []
         self._assign(
             lead,
             current.team,
-            previous.method,
-            previous.rule,
+            method,
+            rule,
             routing.get("key"),
             routing.get("key_value"),
             exclude,
             prefix=f"{why}; ",
         )
-        stage: str | None = stored.stage if stored is not None else None
-        self.fresh_clocks({lead: (stage, _Handover(current, why))})
+        self.handing_over[lead] = (stage, _Handover(current, why))
+
+    def _load_reassigned(self, leads: Iterable[tuple[str, _Open]]) -> None:
+        """Read what re-assigning ``leads`` (each with its open assignment) needs and was not
+        read yet: the method and rule of their open assignments (:attr:`rules`) and their
+        stored stage and routing (:attr:`stored`), one query of each per chunk of them."""
+        a, q = schema.assignments, schema.qualifications
+        items = list(leads)
+        ids = sorted({current.id for _, current in items} - self.rules.keys())
+        for part in chunks(ids):
+            rows = self.connection.execute(
+                select(a.c.id, a.c.method, a.c.rule).where(a.c.id.in_(part))
+            )
+            self.rules.update({int(row.id): (row.method, row.rule) for row in rows})
+        wanted = sorted({lead for lead, _ in items} - self.stored.keys())
+        for part in chunks(wanted):
+            self.stored.update({lead: (None, {}) for lead in part})
+            rows = self.connection.execute(
+                select(q.c.lead_id, q.c.stage, q.c.routing).where(q.c.lead_id.in_(part))
+            )
+            for row in rows:
+                self.stored[row.lead_id] = (
+                    row.stage,
+                    json.loads(row.routing) if row.routing else {},
+                )
+
+    def _hand_over(self) -> None:
+        """Give the new owners of the leads re-assigned so far their fresh clocks, all at
+        once (:meth:`fresh_clocks`: one read of the clocks running for them)."""
+        handing_over, self.handing_over = self.handing_over, {}
+        self.fresh_clocks(handing_over)
 
     # writing
 
