@@ -863,8 +863,8 @@ VersionIdArg = Annotated[
     int, typer.Argument(help="A model version's id (see `leadqual versions list`).")
 ]
 LARGEST_VERSION_ID = 2**31 - 1
-"""Ids are a database ``integer``: a larger number names no version (PostgreSQL would
-refuse to compare it)."""
+"""Ids are a database ``integer`` (the API's bound): a larger number names no version
+(compared with the column, one beyond 64 bits was an error of the database driver)."""
 
 
 def _stored_version(store: Any, version_id: int) -> Any:  # -> ModelVersion

@@ -291,6 +291,7 @@ def test_an_activation_with_a_routing_file_moves_assignments(store: Store, tmp_p
         ["diff", "{first}", "--against", "999"],
         ["activate", "999"],
         ["activate", str(2**31)],
+        ["show", str(10**20)],
     ],
 )
 def test_an_unknown_version_id_is_named(store: Store, args: list[str]) -> None:
