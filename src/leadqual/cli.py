@@ -887,7 +887,8 @@ def _named(version: Any) -> str:
 @versions_app.command("list")
 @_fails_cleanly
 def versions_list(database_url: ServiceDbOpt = None) -> None:
-    """List the stored model versions by name and version; exactly one is active."""
+    """List the stored model versions by name and version, and which one is active (the
+    one the service runs)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -930,7 +931,7 @@ def versions_show(
         state = "active" if version.active else "not active"
         out.print(f"{_named(version)}: {state}", markup=False, soft_wrap=True)
         out.print(f"uploaded:  {_moment(version.uploaded_at)}", markup=False)
-        last = "activated" if version.active or version.activated_at is None else "last active"
+        last = "activated" if version.active or version.activated_at is None else "last activated"
         out.print(f"{last}: {_moment(version.activated_at)}", markup=False)
         out.print()
     typer.echo(version.yaml, nl=not version.yaml.endswith("\n"))

@@ -214,6 +214,11 @@ def test_rollback_returns_to_the_previously_active_version(store: Store) -> None
     assert (last.from_stage, last.to_stage, last.cause_kind, last.model_version_id) == (
         "warm", "mql", "model", first
     )  # fmt: skip
+    left = versions(store, "show", str(second)).stdout
+    assert f"(version id {second}): not active\n" in left
+    assert f"last activated: {store.model_version(second).activated_at:%Y-%m-%d %H:%M:%S}Z" in (
+        left
+    )
 
 
 def test_rollback_with_nothing_to_return_to(store: Store) -> None:
