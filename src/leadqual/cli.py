@@ -72,6 +72,14 @@ def _progress() -> Iterator[Progress]:
         yield progress
 
 
+@contextmanager
+def _requalifying() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar for a rebuild activating a model: its ``progress(done, total)``."""
+    with _progress() as bar:
+        task = bar.add_task("re-qualifying leads with the model", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 def _parse_as_of(value: str | None) -> datetime:
     if value is None:
         return datetime.now(UTC)
@@ -526,8 +534,8 @@ ServiceModelOpt = Annotated[
         "--model",
         "-m",
         help="Model file or shipped name; it must be the store's active version's model (the "
-        "default), another is refused: activate it first (serve --model, or the API). On a "
-        "store with no active version it is stored and activated.",
+        "default), another is refused: activate it first (versions activate, serve --model or "
+        "the API). On a store with no active version it is stored and activated.",
     ),
 ]
 
@@ -563,8 +571,9 @@ def _service_model(store: Any, model: str | None, command: str) -> _ServiceModel
         raise ValueError(
             f"--model {model} is not the store's active model version ({active.name} version "
             f"{active.version}, version id {active.id}); {command} runs the active version: "
-            f"leave --model out, or activate {model} first (leadqual serve --model {model}, "
-            "or the API: POST /v1/models, then POST /v1/models/{id}/activate)"
+            f"leave --model out, or activate {model} first (leadqual versions add {model}, "
+            f"then leadqual versions activate ID; or leadqual serve --model {model}; or the "
+            "API: POST /v1/models, then POST /v1/models/{id}/activate)"
         )
     return _ServiceModel(load_model_text(active.yaml, f"<model version {active.id}>"), active.id)
 
@@ -697,6 +706,11 @@ keys_app = typer.Typer(
     help="Create, list and revoke the API keys of the REST API.", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
+versions_app = typer.Typer(
+    help="List, inspect, add, diff, activate and roll back the store's model versions.",
+    no_args_is_help=True,
+)
+app.add_typer(versions_app, name="versions")
 
 
 @app.command("serve")
@@ -746,14 +760,8 @@ def serve_command(
     with Store.open(database_url) as store:
         _check_routing(config, _serve_model(store, model))  # before a version is stored
         if model is not None:
-            with _progress() as bar:
-                task = bar.add_task("re-qualifying leads with the model", total=None)
-                version, rebuilt = register_model(
-                    store,
-                    model,
-                    routing=config,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                )
+            with _requalifying() as progress:
+                version, rebuilt = register_model(store, model, routing=config, progress=progress)
             out.print(_activated(version, rebuilt), markup=False, soft_wrap=True)
         keys_exist = any(key.revoked_at is None for key in store.api_keys())
     if not keys_exist:
@@ -849,6 +857,200 @@ def keys_revoke(
     with Store.open(database_url) as store:
         store.revoke_api_key(key_id)
     out.print(f"key {key_id} revoked", markup=False)
+
+
+VersionIdArg = Annotated[
+    int, typer.Argument(help="A model version's id (see `leadqual versions list`).")
+]
+LARGEST_VERSION_ID = 2**31 - 1
+"""Ids are a database ``integer`` (the API's bound): a larger number names no version
+(compared with the column, one beyond 64 bits was an error of the database driver)."""
+
+
+def _stored_version(store: Any, version_id: int) -> Any:  # -> ModelVersion
+    """The stored version ``version_id`` (NotFoundError: exit code 2, naming it)."""
+    from leadqual.errors import NotFoundError
+
+    if not 1 <= version_id <= LARGEST_VERSION_ID:
+        raise NotFoundError(f"no model version with id {version_id}")
+    return store.model_version(version_id)
+
+
+def _moment(when: datetime | None) -> str:
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z" if when is not None else "never"
+
+
+def _named(version: Any) -> str:
+    return f"model {version.name} version {version.version} (version id {version.id})"
+
+
+@versions_app.command("list")
+@_fails_cleanly
+def versions_list(database_url: ServiceDbOpt = None) -> None:
+    """List the stored model versions by name and version, and which one is active (the
+    one the service runs)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from leadqual.store import Store
+
+    with Store.open(database_url) as store:
+        found = store.model_versions()
+    if not found:
+        out.print("no model versions (add one: leadqual versions add FILE)", markup=False)
+        return
+    table = Table("id", "name", "version", "active", "uploaded (UTC)", "last activated (UTC)")
+    for v in found:
+        table.add_row(
+            Text(str(v.id)),
+            Text(v.name),
+            Text(str(v.version)),
+            Text("yes" if v.active else ""),
+            Text(f"{v.uploaded_at.astimezone(UTC):%Y-%m-%d %H:%M}"),
+            Text(f"{v.activated_at.astimezone(UTC):%Y-%m-%d %H:%M}" if v.activated_at else ""),
+        )
+    out.print(table)
+
+
+@versions_app.command("show")
+@_fails_cleanly
+def versions_show(
+    version_id: VersionIdArg,
+    database_url: ServiceDbOpt = None,
+    yaml_only: Annotated[
+        bool,
+        typer.Option("--yaml", help="Print only the YAML as stored (to edit a new version)."),
+    ] = False,
+) -> None:
+    """Print a version's name, number, state and times, then its YAML as stored."""
+    from leadqual.store import Store
+
+    with Store.open(database_url) as store:
+        version = _stored_version(store, version_id)
+    if not yaml_only:
+        state = "active" if version.active else "not active"
+        out.print(f"{_named(version)}: {state}", markup=False, soft_wrap=True)
+        out.print(f"uploaded:  {_moment(version.uploaded_at)}", markup=False)
+        last = "activated" if version.active or version.activated_at is None else "last activated"
+        out.print(f"{last}: {_moment(version.activated_at)}", markup=False)
+        out.print()
+    typer.echo(version.yaml, nl=not version.yaml.endswith("\n"))
+
+
+@versions_app.command("add")
+@_fails_cleanly
+def versions_add(
+    file: Annotated[str, typer.Argument(help="A model file or shipped model name.")],
+    database_url: ServiceDbOpt = None,
+) -> None:
+    """Validate a model file and store it as a new version (not active yet); print its id.
+    The same text again is a no-op; another text under a stored name and version is
+    refused (raise the model's version)."""
+    from leadqual.api.runtime import model_source
+    from leadqual.store import Store
+
+    spec, text = model_source(file)  # every fault as file:line:col before the store opens
+    with Store.open(database_url) as store:
+        before = {(v.name, v.version) for v in store.model_versions()}
+        version = store.add_model_version(text)
+    if (spec.name, spec.version) in before:
+        err.print(f"{_named(version)} is stored already, with this text: nothing added",
+                  markup=False)  # fmt: skip
+    else:
+        hint = "" if version.active else f"; activate it: leadqual versions activate {version.id}"
+        err.print(f"added {_named(version)}{hint}", markup=False)
+    typer.echo(version.id)
+
+
+@versions_app.command("diff")
+@_fails_cleanly
+def versions_diff(
+    version_id: VersionIdArg,
+    against: Annotated[
+        int | None,
+        typer.Option(help="The version to compare with (default: the active one)."),
+    ] = None,
+    database_url: ServiceDbOpt = None,
+) -> None:
+    """What changes, rule by rule, from version --against (default: the active one) to this
+    one: rules matched by id; a new order only where order decides (stages, routing,
+    recycle)."""
+    from leadqual.errors import NotFoundError
+    from leadqual.service.versions import diff_versions
+    from leadqual.store import Store
+
+    with Store.open(database_url) as store:
+        new = _stored_version(store, version_id)
+        if against is None:
+            old = store.active_model_version()
+            if old is None:
+                raise NotFoundError("no model version is active: give --against ID")
+        else:
+            old = _stored_version(store, against)
+        changes = diff_versions(store, old.id, new.id)
+    out.print(
+        f"from version id {old.id} ({old.name} version {old.version}) to version id {new.id} "
+        f"({new.name} version {new.version}): {len(changes)} change(s)",
+        markup=False,
+        soft_wrap=True,
+    )
+    for change in changes:
+        out.print(str(change), markup=False, soft_wrap=True)
+
+
+def _switch(
+    database_url: str | None,
+    routing: Path | None,
+    as_of: str | None,
+    pick: Callable[[Any], tuple[Any, str]],
+) -> None:
+    """Activate the version ``pick(store)`` chooses (with a prefix for the message), in the
+    foreground with a progress bar: the rebuild and switch of the API's activation."""
+    from leadqual.routing import load_routing
+    from leadqual.service.versions import activate_version, version_model
+    from leadqual.store import Store
+
+    when = _parse_as_of(as_of)
+    config = load_routing(routing) if routing is not None else None  # faults before any work
+    with Store.open(database_url) as store:
+        chosen, prefix = pick(store)  # NotFoundError: exit code 2
+        _check_routing(config, version_model(chosen))  # every fault, nothing switched
+        with _requalifying() as progress:
+            version, rebuilt = activate_version(
+                store, chosen.id, when, routing=config, progress=progress
+            )
+    out.print(prefix + _activated(version, rebuilt), markup=False, soft_wrap=True)
+
+
+@versions_app.command("activate")
+@_fails_cleanly
+def versions_activate(
+    version_id: VersionIdArg,
+    database_url: ServiceDbOpt = None,
+    routing: RoutingOpt = None,
+    as_of: AsOfOpt = None,
+) -> None:
+    """Make a version the active one: every lead is re-qualified with it (stage changes
+    with cause model) and the switch commits with the rebuilt state, as the API's
+    activation does; the active version changes nothing."""
+    _switch(database_url, routing, as_of, lambda store: (_stored_version(store, version_id), ""))
+
+
+@versions_app.command("rollback")
+@_fails_cleanly
+def versions_rollback(
+    database_url: ServiceDbOpt = None,
+    routing: RoutingOpt = None,
+    as_of: AsOfOpt = None,
+) -> None:
+    """Activate the version that was active before the current one (as activate does)."""
+    from leadqual.service.versions import previous_version
+
+    def pick(store: Any) -> tuple[Any, str]:
+        previous = previous_version(store)  # NotFoundError: none active, or none before
+        return previous, f"rolled back from version id {store.active_model_version().id}: "
+
+    _switch(database_url, routing, as_of, pick)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -363,6 +363,7 @@ def test_recompute_and_tick_refuse_a_model_file_that_is_not_the_active_version(
         f"error: --model {v2} is not the store's active model version "
         f"(b2b-example version 1, version id {first}); {command} runs the active version"
     )
+    assert f"leadqual versions add {v2}, then leadqual versions activate ID" in refused.output
     assert f"leadqual serve --model {v2}" in refused.output
     assert [store.qualification(lead) for lead in ("L1", "L2")] == before
     assert store.stage_history("L1") == history

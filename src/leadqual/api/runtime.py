@@ -33,9 +33,14 @@ from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, pres
 from leadqual.model.schema import Model
 from leadqual.routing.check import check_routing
 from leadqual.routing.config import RoutingConfig
-from leadqual.service import ApplyResult, Ingestor, ModelChanged, recompute
+from leadqual.service import ApplyResult, Ingestor, ModelChanged
 from leadqual.service.ingest import Progress
-from leadqual.service.versions import Activation, Activator, previous_version
+from leadqual.service.versions import (
+    Activation,
+    Activator,
+    activate_version,
+    previous_version,
+)
 from leadqual.store import Store
 from leadqual.store.versions import ModelVersion
 
@@ -210,14 +215,7 @@ def register_model(
     """
     _, text = model_source(source)
     version = store.add_model_version(text)
-    if version.active:
-        return version, None
-    when = as_of or datetime.now(UTC)
-    result = recompute(
-        store, _load_version(version), when, version.id, activate=True, progress=progress,
-        routing=routing,
-    )  # fmt: skip
-    return store.model_version(version.id), result
+    return activate_version(store, version.id, as_of, routing=routing, progress=progress)
 
 
 def _load_version(version: ModelVersion) -> Model:

@@ -7,6 +7,8 @@ version's qualifications; after, the new ones; never a mix. The rebuild runs
 in a background thread so an API call can return at once, and reports its
 progress (leads qualified so far, of how many). One activation runs at a
 time. Rolling back is activating the version that was active before.
+:func:`activate_version` does the same in the foreground, for the command line
+(``leadqual versions activate``, ``serve --model``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from leadqual.model.load import load_model_text
 from leadqual.model.schema import Model
 from leadqual.routing.check import check_routing
 from leadqual.routing.config import RoutingConfig
-from leadqual.service.ingest import ApplyResult, recompute
+from leadqual.service.ingest import ApplyResult, Progress, recompute
 from leadqual.store import Store
 from leadqual.store.versions import ModelVersion
 
@@ -69,6 +71,32 @@ def previous_version(store: Store) -> ModelVersion:
             f"version {active.id} is the only one ever activated: nothing to roll back to"
         )
     return max(earlier, key=lambda v: (v.activated_at, v.id))
+
+
+def activate_version(
+    store: Store,
+    version_id: int,
+    as_of: datetime | None = None,
+    *,
+    routing: RoutingConfig | None = None,
+    progress: Progress | None = None,
+) -> tuple[ModelVersion, ApplyResult | None]:
+    """Make a stored version the active one in the foreground, as an activation through
+    the API does: every lead is re-qualified with it (as of ``as_of``, default now; with
+    ``routing``, leads follow their new routing) and the switch commits with the rebuilt
+    state, stage changes recorded with cause ``model``. The rebuild holds writes off
+    (``store.versions.hold_off_writes``): other processes' writes wait for it, then
+    follow the new version. The version that is already active changes nothing: its
+    result is None. The caller checks a routing file against the version's model first.
+    """
+    version = store.model_version(version_id)
+    if version.active:
+        return version, None
+    result = recompute(
+        store, version_model(version), as_of or datetime.now(UTC), version.id, activate=True,
+        progress=progress, routing=routing,
+    )  # fmt: skip
+    return store.model_version(version.id), result
 
 
 class Activator:
