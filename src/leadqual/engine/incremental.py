@@ -331,9 +331,7 @@ class Plan:
             last = (run[-1].at, run[-1].event_id) if run is not None else None
             for step in seq.steps:
                 found = matching(step, None)
-                keep.update(
-                    e.event_id for e in found if last is None or (e.at, e.event_id) <= last
-                )
+                keep.update(e.event_id for e in found if last is None or (e.at, e.event_id) <= last)
         return keep
 
 
