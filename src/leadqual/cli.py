@@ -584,12 +584,12 @@ def _activate_pending(
     """Store and activate the ``--model`` of a store with no active version, every lead
     re-qualified with it (as ``serve --model`` does); the version's id and the rebuild's
     result."""
-    from leadqual.service import recompute
+    from leadqual.service.versions import activate_version
 
     assert chosen.text is not None
-    version = store.add_model_version(chosen.text)
-    result = recompute(store, chosen.model, when, version.id, activate=True, routing=config)
-    out.print(_activated(store.model_version(version.id), result), markup=False, soft_wrap=True)
+    stored = store.add_model_version(chosen.text)
+    version, result = activate_version(store, stored.id, when, routing=config)
+    out.print(_activated(version, result), markup=False, soft_wrap=True)
     return version.id, result
 
 
