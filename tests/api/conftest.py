@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +41,27 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until_serving(
+    url: str,
+    process: subprocess.Popen[Any],
+    output: Callable[[], object],
+    timeout: float,
+    what: str = "leadqual serve",
+) -> None:
+    """Wait until ``process`` (``what``) answers ``/healthz`` at ``url``; fail with its
+    ``output()`` if it exits first, or when ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, output()
+        assert time.monotonic() < deadline, f"{what} did not start"
+        time.sleep(0.1)
 
 
 class LiveServer:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ from leadqual.cli import app
 from leadqual.model.load import EXAMPLE_MODEL, load_model_text, preset_path
 from leadqual.service import Ingestor
 from leadqual.store import Store
-from tests.api.conftest import free_port
+from tests.api.conftest import free_port, wait_until_serving
 from tests.service.builders import mql_facts
 
 
@@ -82,16 +81,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "leadqual serve did not start"
-            time.sleep(0.1)
+        wait_until_serving(url, process, process.communicate, timeout=30)
         yield url, process
     finally:
         process.terminate()
@@ -140,16 +130,7 @@ def _serve(args: list[str], log: Path) -> Iterator[str]:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "leadqual serve did not start"
-                time.sleep(0.1)
+            wait_until_serving(url, process, log.read_text, timeout=60)
             yield url
         finally:
             process.terminate()

@@ -21,7 +21,7 @@ import pytest
 
 from leadqual.model.load import EXAMPLE_MODEL, preset_path
 from leadqual.store import Store
-from tests.api.conftest import ago, free_port
+from tests.api.conftest import ago, free_port, wait_until_serving
 
 
 @pytest.fixture
@@ -52,16 +52,10 @@ def two_workers(store_url: str, tmp_path: Path) -> Iterator[tuple[httpx.Client, 
     url = f"http://127.0.0.1:{port}"
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "leadqual serve --workers 2 did not start"
-            time.sleep(0.1)
+        wait_until_serving(
+            url, process, (tmp_path / "serve.log").read_text, timeout=60,
+            what="leadqual serve --workers 2",
+        )  # fmt: skip
         yield client, store_url
     finally:
         client.close()

@@ -1407,11 +1407,8 @@ def test_a_breach_found_at_a_change_of_stage_and_team_names_the_previous_owner(
     assert _breaches_of(late, "S1") == [("sql", "eve")]
 
 
-def test_a_merge_does_not_give_a_breached_lead_back_to_its_breacher(store: Store) -> None:
-    """B2 breached with ana and waited in the queue (ben away); merged into A1 (same
-    email), A1 went straight to ana: the breacher rule read only A1's assignments."""
-    routing = load_routing_text(
-        """
+BEN_AWAY_REASSIGN_ON_BREACH = load_routing_text(
+    """
 business_hours: {timezone: UTC, start: "09:00", end: "17:00"}
 teams:
   sales_reps:
@@ -1423,7 +1420,15 @@ teams:
 sla:
   - {stage: mql, within: 4h, reassign_on_breach: true}
 """
-    )
+)
+"""Ana for Germany, Ben for the US but away from 6 July, 12:00; an MQL must be touched
+within 4 business hours, or the lead goes to another rep (none while Ben is away)."""
+
+
+def test_a_merge_does_not_give_a_breached_lead_back_to_its_breacher(store: Store) -> None:
+    """B2 breached with ana and waited in the queue (ben away); merged into A1 (same
+    email), A1 went straight to ana: the breacher rule read only A1's assignments."""
+    routing = BEN_AWAY_REASSIGN_ON_BREACH
     ingestor = Ingestor(store, MODEL, routing=routing)
     firmographics: dict[str, str | int] = {
         "seniority": "vp",
@@ -1940,20 +1945,7 @@ def test_a_merge_does_not_give_the_survivor_back_to_the_rep_who_breached_it(stor
     """A1 breached with ana and waited in the queue (ben away); B2, ana's MQL since, merged
     into A1: A1 went back to ana, the B2 assignment the merge ended counting as a rep
     having had A1 since its breach."""
-    routing = load_routing_text(
-        """
-business_hours: {timezone: UTC, start: "09:00", end: "17:00"}
-teams:
-  sales_reps:
-    reps:
-      - {id: ana, territory: {lead.country: [DE]}}
-      - id: ben
-        territory: {lead.country: [US]}
-        away: [{from: 2026-07-06T12:00:00Z, until: 2026-07-20T00:00:00Z}]
-sla:
-  - {stage: mql, within: 4h, reassign_on_breach: true}
-"""
-    )
+    routing = BEN_AWAY_REASSIGN_ON_BREACH
     ingestor = Ingestor(store, MODEL, routing=routing)
     ingestor.apply(mql_facts("A1", "DE", NOW), NOW)
     breached = tick(store, MODEL, NOW + timedelta(hours=5), routing=routing)

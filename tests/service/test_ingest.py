@@ -6,6 +6,7 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -36,6 +37,14 @@ _events = partial(pricing_views, now=NOW)
 def _subscribe(store: Store) -> None:
     with store.transaction() as tx:
         state.add_webhook_subscription(tx.connection, "http://127.0.0.1:9/hook", "s", ["*"], tx.now)
+
+
+def stage_changed_payloads(store: Store) -> list[dict[str, Any]]:
+    """The ``stage_changed`` webhook payloads in the outbox, oldest first."""
+    o = schema.webhook_outbox
+    with store.engine.connect() as connection:
+        query = select(o.c.payload).where(o.c.event_kind == "stage_changed").order_by(o.c.id)
+        return [json.loads(p) for p in connection.execute(query).scalars()]
 
 
 def test_a_failing_batch_leaves_log_and_state_unchanged(store: Store) -> None:
@@ -108,10 +117,7 @@ def test_a_recycled_leads_history_names_the_recycle_rule_as_its_cause(store: Sto
     assert (rejected.cause_rule, rejected.cause_fact_id) == ("rejected_by_sales", "D-R")
     # An entry rule stays named by its stage.
     assert [h.cause_rule for h in store.stage_history("L1")] == ["mql", "gone_quiet"]
-    with store.engine.connect() as connection:
-        o = schema.webhook_outbox
-        query = select(o.c.payload).where(o.c.event_kind == "stage_changed").order_by(o.c.id)
-        payloads = [json.loads(p) for p in connection.execute(query).scalars()]
+    payloads = stage_changed_payloads(store)
     assert [(p["lead_id"], p["to_stage"], p["cause_rule"]) for p in payloads[-2:]] == [
         ("L2", "nurture", "rejected_by_sales"),
         ("L1", "nurture", "gone_quiet"),
@@ -610,10 +616,7 @@ def test_a_decision_dated_ahead_is_recorded_as_that_decision_when_the_tick_finds
     assert (last.to_stage, last.at, last.cause_kind, last.cause_rule, last.cause_fact_id) == (
         "nurture", later, "decision", "rejected_by_sales", "DEC-2"
     )  # fmt: skip
-    with store.engine.connect() as connection:
-        o = schema.webhook_outbox
-        query = select(o.c.payload).where(o.c.event_kind == "stage_changed").order_by(o.c.id)
-        payload = json.loads(connection.execute(query).scalars().all()[-1])
+    payload = stage_changed_payloads(store)[-1]
     assert (payload["to_stage"], payload["cause_kind"], payload["cause_fact_id"]) == (
         "nurture", "decision", "DEC-2"
     )  # fmt: skip
@@ -702,10 +705,7 @@ def test_a_survivor_s_stage_change_from_a_merge_names_the_merge_as_its_cause(
     assert (last.lead_id, last.to_stage, last.cause_kind, last.cause_fact_id) == (
         "L1", "mql", "merge", "L2"
     )  # fmt: skip
-    with store.engine.connect() as connection:
-        o = schema.webhook_outbox
-        query = select(o.c.payload).where(o.c.event_kind == "stage_changed").order_by(o.c.id)
-        payload = json.loads(connection.execute(query).scalars().all()[-1])
+    payload = stage_changed_payloads(store)[-1]
     assert (payload["lead_id"], payload["cause_kind"], payload["cause_fact_id"]) == (
         "L1", "merge", "L2"
     )  # fmt: skip
