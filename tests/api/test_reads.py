@@ -358,6 +358,12 @@ def test_model_versions_upload_list_and_activate(api: Api) -> None:
         (1, False),
         (2, True),
     ]
+    # The active version again changes nothing: done at once, nobody re-qualified.
+    again = admin.post(f"/v1/models/{uploaded.json()['id']}/activate")
+    assert again.status_code == 202
+    assert (again.json()["state"], again.json()["done"], again.json()["total"]) == ("done", 0, 0)
+    assert admin.get("/v1/models/activation").json() == again.json()
+    assert qualification(api, "L-1")["as_of"] == got["as_of"]
     rolled = admin.post("/v1/models/rollback")
     assert rolled.status_code == 202 and rolled.json()["version_id"] == versions[0]["id"]
     _activation_done(admin)

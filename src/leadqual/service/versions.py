@@ -131,7 +131,12 @@ class Activator:
 
     def start(self, version_id: int, as_of: datetime | None = None) -> Activation:
         """Start activating ``version_id``; raises ConflictError while another one runs,
-        ModelError (every fault) if the version does not fit the routing file."""
+        ModelError (every fault) if the version does not fit the routing file.
+
+        The version that is already active changes nothing, as in
+        :func:`activate_version`: its activation is done at once, with no lead
+        re-qualified (``total`` 0). Use ``leadqual recompute`` to rebuild on purpose.
+        """
         version = self.store.model_version(version_id)  # NotFoundError before any thread
         model = version_model(version)
         if self.routing is not None:  # a model that does not fit the routing: ModelError
@@ -143,6 +148,10 @@ class Activator:
                     f"version {self._current.version_id} is being activated "
                     f"({self._current.done} of {self._current.total} leads); try again after"
                 )
+            if version.active:
+                now = datetime.now(UTC)
+                self._current = Activation(version_id, "done", now, finished_at=now)
+                return self._current
             # Until the rebuild has read the log, the total is the leads stored now.
             total = self.store.lead_count()
             self._current = Activation(version_id, "running", datetime.now(UTC), total=total)

@@ -116,7 +116,8 @@ def activate_model(version_id: VersionId, runtime: RuntimeDep) -> ActivationOut:
     """Start making a version the active model. Every lead is re-qualified with it in the
     background; the switch commits together with the rebuilt state, so until `state` is
     `done` (poll `GET /v1/models/activation`) every read and write uses the old version.
-    A 409 while another activation runs."""
+    A 409 while another activation runs. The version that is already active changes
+    nothing: its activation is `done` at once, with `total` 0."""
     return _activation(runtime.activate(version_id))
 
 
