@@ -15,8 +15,9 @@ from leadqual.routing import load_routing, load_routing_text
 from leadqual.service import Ingestor
 from leadqual.store import Store
 from tests.service.builders import mql_facts
+from tests.service.reads import open_assignments
 
-from .test_router import NOW, _open_assignments
+from .test_router import NOW
 
 MODEL = load_model("b2b_example")
 
@@ -97,7 +98,7 @@ def test_tick_and_recompute_refuse_a_routing_file_that_does_not_fit_the_model(
     assert done.exit_code == 2, done.output
     assert done.output.splitlines() == [*_faults(path), "3 problem(s) found"]
     with Store.open(url) as store:
-        assert _open_assignments(store) == {}  # nothing was routed with the wrong file
+        assert open_assignments(store) == {}  # nothing was routed with the wrong file
 
 
 def test_tick_warns_of_a_touch_type_no_rule_uses_and_runs(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from leadqual.routing.router import END_CAUSES
 from leadqual.service import Ingestor, tick
 from leadqual.store import Store, schema, state
 from tests.service.builders import mql_facts
+from tests.service.reads import open_assignments
 
 NOW = datetime(2026, 7, 6, 10, tzinfo=UTC)  # a Monday, 10:00 UTC
 MODEL = load_model("b2b_example")
@@ -46,15 +47,6 @@ sla:
   - {stage: sal, within: 1d, business_hours: false, reassign_on_breach: true}
 """
 )
-
-
-def _open_assignments(store: Store) -> dict[str, tuple[str | None, str | None]]:
-    a = schema.assignments
-    with store.engine.connect() as connection:
-        rows = connection.execute(
-            select(a.c.lead_id, a.c.team, a.c.rep).where(a.c.ended_at.is_(None))
-        )
-        return {row.lead_id: (row.team, row.rep) for row in rows}
 
 
 def _timers(store: Store, lead_id: str) -> list[dict[str, object]]:
@@ -84,7 +76,7 @@ def test_an_mql_is_assigned_by_territory_with_its_reason(store: Store) -> None:
     by_lead = {r.lead_id: r for r in result.routing.assignments}
     assert by_lead["L1"].rep == "ana" and by_lead["L2"].rep == "ben"
     assert "ana covers lead.country = DE" in by_lead["L1"].reason
-    assert _open_assignments(store) == {"L1": ("sales_reps", "ana"), "L2": ("sales_reps", "ben")}
+    assert open_assignments(store) == {"L1": ("sales_reps", "ana"), "L2": ("sales_reps", "ben")}
     stored = store.assignments("L1")
     assert stored[-1].reason == by_lead["L1"].reason and stored[-1].rule == "sales_reps"
     announced = _outbox(store, "assigned")
@@ -107,7 +99,7 @@ teams:
     for i in range(6):
         ingestor.apply(mql_facts(f"D{i}", "DE", NOW), NOW + timedelta(minutes=2 * i))
         ingestor.apply(mql_facts(f"U{i}", "US", NOW), NOW + timedelta(minutes=2 * i + 1))
-    reps = _open_assignments(store)
+    reps = open_assignments(store)
     assert [reps[f"D{i}"][1] for i in range(6)] == ["ana", "cy"] * 3
     assert {reps[f"U{i}"][1] for i in range(6)} == {"ben"}
 
@@ -129,13 +121,13 @@ def test_staying_in_the_team_keeps_the_rep_and_leaving_ends_the_assignment(store
                             NOW + timedelta(minutes=1))  # fmt: skip
     assert [c.to_stage for c in accept.stage_changes] == ["sal"]
     assert accept.routing is not None and accept.routing.assignments == []
-    assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}
+    assert open_assignments(store) == {"L1": ("sales_reps", "ana")}
     reject = ingestor.apply(
         [Decision("X2", "L1", "reject", NOW + timedelta(minutes=2), "no_budget")],
         NOW + timedelta(minutes=2),
     )
     assert [c.to_stage for c in reject.stage_changes] == ["nurture"]
-    assert _open_assignments(store) == {}
+    assert open_assignments(store) == {}
     (ended,) = store.assignments("L1")
     assert ended.ended_at == NOW + timedelta(minutes=2)
     assert ended.ended_reason == "no longer routed (stage nurture)"
@@ -147,12 +139,12 @@ def test_a_lead_merged_into_another_leaves_its_rep_and_its_clock(store: Store) -
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
     ingestor.apply(mql_facts("L1", "US", NOW), NOW)
     ingestor.apply(mql_facts("L2", "US", NOW), NOW)
-    assert _open_assignments(store) == {"L1": ("sales_reps", "ben"), "L2": ("sales_reps", "ben")}
+    assert open_assignments(store) == {"L1": ("sales_reps", "ben"), "L2": ("sales_reps", "ben")}
     later = NOW + timedelta(minutes=30)
     same_person = LeadProfile("L2", "l1@acme.io", None, {"seniority": "vp"}, later)
     result = ingestor.apply([same_person], later)
     assert result.routing is not None and result.routing.stopped == 1
-    assert _open_assignments(store) == {"L1": ("sales_reps", "ben")}
+    assert open_assignments(store) == {"L1": ("sales_reps", "ben")}
     (ended,) = store.assignments("L2")
     assert ended.ended_at == later and ended.ended_reason == "merged into lead L1"
     (timer,) = _timers(store, "L2")
@@ -200,7 +192,7 @@ def test_a_touch_after_the_clock_was_due_is_a_breach_recorded_and_announced(
     (announced,) = _outbox(store, "sla_breached")
     assert announced["rep"] == "ana" and announced["due_at"] == "2026-07-06T14:00:00+00:00"
     assert announced["detected_at"] == (NOW + timedelta(hours=5)).isoformat()
-    assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}  # no new rep: worked on
+    assert open_assignments(store) == {"L1": ("sales_reps", "ana")}  # no new rep: worked on
     later = tick(store, MODEL, NOW + timedelta(hours=6), routing=ROUTING)
     assert later.routing is not None and later.routing.breaches == []  # recorded once
 
@@ -250,14 +242,14 @@ def test_a_breached_sal_moves_to_another_rep(store: Store) -> None:
     assert [b.stage for b in result.routing.breaches] == ["sal"]
     (moved,) = result.routing.assignments
     assert moved.rep != "ben" and moved.reason.startswith("SLA for sal breached; ")
-    assert _open_assignments(store)["L2"] == ("sales_reps", moved.rep)
+    assert open_assignments(store)["L2"] == ("sales_reps", moved.rep)
 
 
 def test_open_leads_of_an_away_rep_move_at_the_tick(store: Store) -> None:
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
     ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
     ingestor.apply(mql_facts("L3", "DE", NOW), NOW)  # ana full: cy
-    assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
+    assert open_assignments(store)["L3"] == ("sales_reps", "cy")
     ingestor.apply([Decision("X3", "L3", "accept", NOW)], NOW)
     result = tick(store, MODEL, datetime(2026, 7, 7, 9, tzinfo=UTC), routing=ROUTING)
     assert result.routing is not None
@@ -274,7 +266,7 @@ def test_round_robin_position_survives_a_restart(store: Store) -> None:
     first.apply([*mql_facts("L1", "FR", NOW), *mql_facts("L2", "FR", NOW)], NOW)
     second = Ingestor(store, MODEL, routing=config)  # a new process, same store
     second.apply(mql_facts("L3", "FR", NOW), NOW + timedelta(minutes=1))
-    reps = {lead: rep for lead, (_, rep) in _open_assignments(store).items()}
+    reps = {lead: rep for lead, (_, rep) in open_assignments(store).items()}
     assert reps == {"L1": "a", "L2": "b", "L3": "c"}
 
 
@@ -336,9 +328,9 @@ def test_a_breach_names_the_rep_who_had_the_lead_when_the_clock_ran_out(store: S
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
     ingestor.apply(mql_facts("L1", "DE", monday), monday)  # ana, now at capacity
     ingestor.apply(mql_facts("L3", "DE", monday), monday + timedelta(minutes=30))  # cy
-    assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
+    assert open_assignments(store)["L3"] == ("sales_reps", "cy")
     tick(store, MODEL, datetime(2026, 7, 7, 0, 1, tzinfo=UTC), routing=ROUTING)  # cy away
-    assert _open_assignments(store)["L3"] == ("sales_reps", "ben")
+    assert open_assignments(store)["L3"] == ("sales_reps", "ben")
     late = tick(store, MODEL, datetime(2026, 7, 7, 13, tzinfo=UTC), routing=ROUTING)
     assert late.routing is not None
     assert {(b.lead_id, b.rep) for b in late.routing.breaches} == {("L1", "ana"), ("L3", "ben")}
@@ -365,7 +357,7 @@ def test_a_queued_lead_goes_to_the_first_rep_with_room_at_the_next_tick(store: S
     ingestor = Ingestor(store, MODEL, routing=QUEUEING)
     ingestor.apply(mql_facts("L1", "DE", tuesday), tuesday)
     ingestor.apply(mql_facts("L3", "DE", tuesday), tuesday + timedelta(minutes=1))
-    assert _open_assignments(store) == {"L1": ("sales_reps", "ana"), "L3": ("sales_reps", None)}
+    assert open_assignments(store) == {"L1": ("sales_reps", "ana"), "L3": ("sales_reps", None)}
     quiet = tick(store, MODEL, tuesday + timedelta(minutes=5), routing=QUEUEING)
     assert quiet.routing is not None and quiet.routing.assignments == []  # still nobody
     assert len(store.assignments("L3")) == 1  # waiting is not written again
@@ -386,13 +378,13 @@ def test_a_queued_lead_s_next_fact_gives_it_a_rep_who_is_back(store: Store) -> N
     ingestor = Ingestor(store, MODEL, routing=QUEUEING)
     ingestor.apply(mql_facts("L1", "DE", tuesday), tuesday)
     ingestor.apply(mql_facts("L3", "DE", tuesday), tuesday)
-    assert _open_assignments(store)["L3"] == ("sales_reps", None)
+    assert open_assignments(store)["L3"] == ("sales_reps", None)
     back = datetime(2026, 7, 20, 9, tzinfo=UTC)  # cy is back
     result = ingestor.apply([Event("L3-v", "pricing_page", back, "L3")], back)
     assert result.routing is not None
     (given,) = result.routing.assignments
     assert (given.lead_id, given.rep) == ("L3", "cy")
-    assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
+    assert open_assignments(store)["L3"] == ("sales_reps", "cy")
 
 
 def test_a_recompute_with_a_new_model_moves_assignments_and_clocks(store: Store) -> None:
@@ -403,7 +395,7 @@ def test_a_recompute_with_a_new_model_moves_assignments_and_clocks(store: Store)
 
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
     ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
-    assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}
+    assert open_assignments(store) == {"L1": ("sales_reps", "ana")}
     nobody_routed = load_model_text(
         """
 name: stricter
@@ -419,7 +411,7 @@ stages:
     result = recompute(store, nobody_routed, later, routing=ROUTING)
     assert [(c.lead_id, c.to_stage) for c in result.stage_changes] == [("L1", "cold")]
     assert result.routing is not None and result.routing.stopped == 1
-    assert _open_assignments(store) == {}
+    assert open_assignments(store) == {}
     (ended,) = store.assignments("L1")
     assert ended.ended_at == later and ended.ended_reason == "no longer routed (stage cold)"
     (timer,) = _timers(store, "L1")
@@ -439,14 +431,14 @@ def test_recompute_command_routes_with_a_routing_file(tmp_path: Path) -> None:
     )
     with Store.open(url) as store:
         Ingestor(store, MODEL).apply(mql_facts("L1", "DE", NOW), NOW)  # routed, nobody assigned
-        assert _open_assignments(store) == {}
+        assert open_assignments(store) == {}
     done = CliRunner().invoke(
         app, ["recompute", "--database-url", url, "--model", "b2b_example", "--routing",
               str(routing), "--as-of", (NOW + timedelta(hours=1)).isoformat()]
     )  # fmt: skip
     assert done.exit_code == 0, done.output
     with Store.open(url) as store:
-        assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}
+        assert open_assignments(store) == {"L1": ("sales_reps", "ana")}
 
 
 def test_a_rep_who_gets_a_lead_after_a_breach_gets_a_fresh_clock(store: Store) -> None:
@@ -456,7 +448,7 @@ def test_a_rep_who_gets_a_lead_after_a_breach_gets_a_fresh_clock(store: Store) -
     ingestor.apply([Decision("X1", "L2", "accept", NOW)], NOW)  # SAL: 1 day, reassigns
     first = NOW + timedelta(days=1, minutes=1)
     tick(store, MODEL, first, routing=ROUTING)
-    assert _open_assignments(store)["L2"] == ("sales_reps", "ana")  # cy is away, ben breached
+    assert open_assignments(store)["L2"] == ("sales_reps", "ana")  # cy is away, ben breached
     _, breached, fresh = _timers(store, "L2")
     assert breached["breached_at"] == NOW + timedelta(days=1) and breached["rep"] == "ben"
     assert (fresh["stage"], fresh["team"], fresh["rep"]) == ("sal", "sales_reps", "ana")
@@ -467,7 +459,7 @@ def test_a_rep_who_gets_a_lead_after_a_breach_gets_a_fresh_clock(store: Store) -
     second = tick(store, MODEL, first + timedelta(days=1, minutes=1), routing=ROUTING)
     assert second.routing is not None
     assert [(b.lead_id, b.rep) for b in second.routing.breaches] == [("L2", "ana")]
-    assert _open_assignments(store)["L2"] == ("sales_reps", "ben")  # not ana again
+    assert open_assignments(store)["L2"] == ("sales_reps", "ben")  # not ana again
 
 
 def test_a_rep_who_gets_a_lead_of_a_rep_away_gets_a_fresh_clock(store: Store) -> None:
@@ -479,7 +471,7 @@ def test_a_rep_who_gets_a_lead_of_a_rep_away_gets_a_fresh_clock(store: Store) ->
     ingestor.apply([Decision("X3", "L3", "accept", NOW)], NOW)  # SAL clock for cy
     away = datetime(2026, 7, 7, 9, tzinfo=UTC)
     result = tick(store, MODEL, away, routing=ROUTING)
-    assert _open_assignments(store)["L3"] == ("sales_reps", "ben")
+    assert open_assignments(store)["L3"] == ("sales_reps", "ben")
     assert result.routing is not None and [b.lead_id for b in result.routing.breaches] == ["L1"]
     _, old, fresh = _timers(store, "L3")
     assert (old["stage"], old["rep"], old["stopped_at"]) == ("sal", "cy", away)
@@ -581,7 +573,7 @@ teams:
         country = {"smb": "US", "ent": "DE"}[team]
         profile = LeadProfile(lead_id, f"{lead_id.lower()}@x.io", None, {"country": country}, at)
         ingestor.apply([profile], at)
-        return _open_assignments(store)[lead_id][1]
+        return open_assignments(store)[lead_id][1]
 
     assert lead("S1", "smb", 0) == "ana"  # 0/2 before 0/5: roster order
     assert lead("E1", "ent", 1) == "cy"  # ana 1/2 > cy 0/1
@@ -733,7 +725,7 @@ def test_a_lead_routed_to_another_team_in_the_same_stage_gets_a_fresh_clock(
     moved = NOW + timedelta(hours=1)
     result = ingestor.apply([_profile("S1", "DE", moved)], moved)
     assert result.stage_changes == ()  # an MQL still, in another team
-    assert _open_assignments(store) == {"S1": ("ent", "eve")}
+    assert open_assignments(store) == {"S1": ("ent", "eve")}
     old, fresh = _timers(store, "S1")
     assert (old["rep"], old["stopped_at"], old["breached_at"]) == ("sam", moved, None)
     assert old["stop_cause"] == "re-assigned: routed to team ent"
@@ -818,11 +810,11 @@ sla:
     t0 = datetime(2026, 6, 1, 8, tzinfo=UTC)
     ingestor = Ingestor(store, DECAYING_TEAMS, routing=routing)
     ingestor.apply([LeadProfile("N1", "a@b.io"), Event("N1-e", "content_download", t0, "N1")], t0)
-    assert _open_assignments(store) == {"N1": ("ent", "eve")}
+    assert open_assignments(store) == {"N1": ("ent", "eve")}
     decayed = t0 + timedelta(days=5)  # 40 points decayed to 28
     result = tick(store, DECAYING_TEAMS, decayed, routing=routing)
     assert result.stage_changes == () and result.qualified == ("N1",)
-    assert _open_assignments(store) == {"N1": ("smb", "sam")}
+    assert open_assignments(store) == {"N1": ("smb", "sam")}
     old, fresh = _timers(store, "N1")
     assert (old["rep"], old["stopped_at"], old["breached_at"]) == ("eve", decayed, None)
     assert old["stop_cause"] == "re-assigned: routed to team smb"
@@ -851,7 +843,7 @@ def _queue_l3(store: Store) -> Ingestor:
     ingestor = Ingestor(store, MODEL, routing=QUEUEING_SLA)
     ingestor.apply(mql_facts("L1", "DE", TUESDAY), TUESDAY)
     ingestor.apply(mql_facts("L3", "DE", TUESDAY), TUESDAY)
-    assert _open_assignments(store)["L3"] == ("sales_reps", None)
+    assert open_assignments(store)["L3"] == ("sales_reps", None)
     (timer,) = _timers(store, "L3")
     assert (timer["team"], timer["rep"], timer["due_at"]) == (
         "sales_reps",
@@ -877,7 +869,7 @@ def test_a_lead_whose_clock_breached_in_the_queue_gets_a_fresh_clock_from_its_re
     ingestor.apply([Decision("X1", "L1", "reject", freed, "no_budget")], freed)  # ana has room
     taken = freed + timedelta(minutes=5)
     tick(store, MODEL, taken, routing=QUEUEING_SLA)
-    assert _open_assignments(store)["L3"] == ("sales_reps", "ana")
+    assert open_assignments(store)["L3"] == ("sales_reps", "ana")
     queued, fresh = _timers(store, "L3")
     assert queued["breached_at"] == TUESDAY + timedelta(hours=4) and queued["stopped_at"] is None
     assert (fresh["stage"], fresh["team"], fresh["rep"]) == ("mql", "sales_reps", "ana")
@@ -898,7 +890,7 @@ def test_a_lead_whose_clock_breached_in_the_queue_gets_a_fresh_clock_at_its_next
     back = datetime(2026, 7, 20, 9, tzinfo=UTC)  # cy is back
     result = ingestor.apply([Event("L3-v", "pricing_page", back, "L3")], back)
     assert result.stage_changes == ()
-    assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
+    assert open_assignments(store)["L3"] == ("sales_reps", "cy")
     assert _breaches_of(result, "L3") == []  # announced once, by the tick
     queued, fresh = _timers(store, "L3")
     assert queued["breached_at"] == TUESDAY + timedelta(hours=4) and queued["stopped_at"] is None
@@ -918,7 +910,7 @@ def test_a_queue_clock_still_running_stops_when_a_rep_takes_the_lead_who_gets_a_
     ingestor.apply([Decision("X1", "L1", "reject", freed, "no_budget")], freed)  # ana has room
     taken = TUESDAY + timedelta(minutes=15)
     tick(store, MODEL, taken, routing=QUEUEING_SLA)
-    assert _open_assignments(store)["L3"] == ("sales_reps", "ana")
+    assert open_assignments(store)["L3"] == ("sales_reps", "ana")
     queued, fresh = _timers(store, "L3")
     assert (queued["rep"], queued["stopped_at"], queued["breached_at"]) == (None, taken, None)
     assert queued["stop_cause"] == "re-assigned: a rep became available"
@@ -941,7 +933,7 @@ def test_a_queue_clock_due_unseen_when_a_rep_takes_the_lead_is_breached_once_for
     back = datetime(2026, 7, 20, 9, tzinfo=UTC)  # cy is back; no tick since Tuesday
     result = ingestor.apply([Event("L3-v", "pricing_page", back, "L3")], back)
     assert result.stage_changes == ()
-    assert _open_assignments(store)["L3"] == ("sales_reps", "cy")
+    assert open_assignments(store)["L3"] == ("sales_reps", "cy")
     assert _breaches_of(result, "L3") == [("mql", None)]
     queued, fresh = _timers(store, "L3")
     assert (queued["breached_at"], queued["stopped_at"]) == (TUESDAY + timedelta(hours=4), back)
@@ -965,7 +957,7 @@ def test_a_new_model_routing_a_lead_to_another_team_in_the_same_stage_gives_a_fr
 
     ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=TWO_TEAMS_SLA)
     ingestor.apply([_profile("S1", "US", NOW)], NOW)
-    assert _open_assignments(store) == {"S1": ("smb", "sam")}
+    assert open_assignments(store) == {"S1": ("smb", "sam")}
     everyone_to_ent = load_model_text(
         """
 name: two_teams
@@ -980,7 +972,7 @@ routing:
     later = NOW + timedelta(hours=2)
     result = recompute(store, everyone_to_ent, later, routing=TWO_TEAMS_SLA)
     assert result.stage_changes == ()
-    assert _open_assignments(store) == {"S1": ("ent", "eve")}
+    assert open_assignments(store) == {"S1": ("ent", "eve")}
     old, fresh = _timers(store, "S1")
     assert (old["rep"], old["stopped_at"], old["stop_cause"]) == (
         "sam",
@@ -1012,7 +1004,7 @@ def _sal_with_ana(store: Store, routing: Any) -> Ingestor:
     ingestor = Ingestor(store, MODEL, routing=routing)
     ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
     ingestor.apply([Decision("X1", "L1", "accept", NOW)], NOW)
-    assert _open_assignments(store)["L1"] == ("sales_reps", "ana")
+    assert open_assignments(store)["L1"] == ("sales_reps", "ana")
     return ingestor
 
 
@@ -1030,7 +1022,7 @@ def test_a_lead_re_assigned_after_a_breach_waits_in_the_queue_not_back_with_its_
     breached = NOW + timedelta(days=1, minutes=1)  # Tuesday 10:01; ben is away
     result = tick(store, MODEL, breached, routing=routing)
     assert _breaches_of(result, "L1") == [("sal", "ana")]
-    assert _open_assignments(store)["L1"] == ("sales_reps", None)
+    assert open_assignments(store)["L1"] == ("sales_reps", None)
     assert result.routing is not None
     (queued,) = result.routing.assignments
     assert queued.rep is None and queued.reason == (
@@ -1044,7 +1036,7 @@ def test_a_lead_re_assigned_after_a_breach_waits_in_the_queue_not_back_with_its_
     # the queue's clock breaches on Wednesday 10:01: re-queued, still not ana's
     again = tick(store, MODEL, breached + timedelta(days=1, minutes=4), routing=routing)
     assert _breaches_of(again, "L1") == [("sal", None)]
-    assert _open_assignments(store)["L1"] == ("sales_reps", None)
+    assert open_assignments(store)["L1"] == ("sales_reps", None)
     back = datetime(2026, 7, 8, 12, 5, tzinfo=UTC)  # ben is back
     given = tick(store, MODEL, back, routing=routing)
     assert given.routing is not None
@@ -1072,12 +1064,12 @@ def test_a_breached_lead_s_next_fact_does_not_give_it_back_to_its_breacher(store
     )
     ingestor = _sal_with_ana(store, routing)
     tick(store, MODEL, NOW + timedelta(days=1, minutes=1), routing=routing)  # both away
-    assert _open_assignments(store)["L1"] == ("sales_reps", None)
+    assert open_assignments(store)["L1"] == ("sales_reps", None)
     ana_back = datetime(2026, 7, 7, 13, tzinfo=UTC)  # ben is still away
     result = ingestor.apply([Event("L1-v", "pricing_page", ana_back, "L1")], ana_back)
     assert result.stage_changes == ()
     assert result.routing is not None and result.routing.assignments == []
-    assert _open_assignments(store)["L1"] == ("sales_reps", None)
+    assert open_assignments(store)["L1"] == ("sales_reps", None)
     quiet = tick(store, MODEL, ana_back + timedelta(minutes=5), routing=routing)
     assert quiet.routing is not None and quiet.routing.assignments == []
     ben_back = datetime(2026, 7, 7, 18, 30, tzinfo=UTC)
@@ -1085,7 +1077,7 @@ def test_a_breached_lead_s_next_fact_does_not_give_it_back_to_its_breacher(store
     assert later.routing is not None
     (taken,) = later.routing.assignments
     assert (taken.lead_id, taken.rep) == ("L1", "ben")
-    assert _open_assignments(store)["L1"] == ("sales_reps", "ben")
+    assert open_assignments(store)["L1"] == ("sales_reps", "ben")
 
 
 def test_a_team_s_only_rep_gets_the_lead_back_after_a_breach(store: Store) -> None:
@@ -1123,7 +1115,7 @@ def test_after_a_breach_the_other_rep_at_capacity_is_waited_for(store: Store) ->
     ingestor.apply(mql_facts("L2", "US", NOW), NOW)  # ben is full
     breached = NOW + timedelta(days=1, minutes=1)
     result = tick(store, MODEL, breached, routing=routing)
-    assert _open_assignments(store) == {"L1": ("sales_reps", None), "L2": ("sales_reps", "ben")}
+    assert open_assignments(store) == {"L1": ("sales_reps", None), "L2": ("sales_reps", "ben")}
     assert result.routing is not None
     (queued,) = result.routing.assignments
     assert "(at capacity: ben; breached its SLA: ana)" in queued.reason
@@ -1158,18 +1150,18 @@ sla:
     )
     ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=routing)
     ingestor.apply([_profile("S1", "US", NOW)], NOW)
-    assert _open_assignments(store) == {"S1": ("smb", "ana")}
+    assert open_assignments(store) == {"S1": ("smb", "ana")}
     tick(store, TWO_TEAMS_MODEL, NOW + timedelta(hours=4, minutes=1), routing=routing)
-    assert _open_assignments(store) == {"S1": ("smb", None)}
+    assert open_assignments(store) == {"S1": ("smb", None)}
     moved = NOW + timedelta(hours=5)
     result = ingestor.apply([_profile("S1", "DE", moved)], moved)
-    assert _open_assignments(store) == {"S1": ("ent", None)}
+    assert open_assignments(store) == {"S1": ("ent", None)}
     assert result.routing is not None
     (queued,) = result.routing.assignments
     assert "(away: eve; breached its SLA: ana)" in queued.reason
     back = datetime(2026, 7, 20, 0, 5, tzinfo=UTC)
     tick(store, TWO_TEAMS_MODEL, back, routing=routing)
-    assert _open_assignments(store) == {"S1": ("ent", "eve")}
+    assert open_assignments(store) == {"S1": ("ent", "eve")}
 
 
 def _ends(store: Store) -> list[tuple[Any, ...]]:
@@ -1203,7 +1195,7 @@ sla:
     )
     ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=routing)
     ingestor.apply([_profile(lead, "US", NOW) for lead in ("S1", "S2", "S3", "S4")], NOW)
-    assert _open_assignments(store) == {
+    assert open_assignments(store) == {
         "S1": ("smb", "ana"), "S2": ("smb", "ben"), "S3": ("smb", "ana"), "S4": ("smb", "ben"),
     }  # fmt: skip
     left = NOW + timedelta(minutes=30)
@@ -1216,7 +1208,7 @@ sla:
     ingestor.apply([_profile("S1", "DE", moved)], moved)  # smb's queue to ent's
     back = datetime(2026, 7, 6, 18, 5, tzinfo=UTC)  # eve is back; S2's clock (ana) is due
     tick(store, TWO_TEAMS_MODEL, back, routing=routing)
-    assert _open_assignments(store) == {"S1": ("ent", "eve"), "S2": ("smb", None)}
+    assert open_assignments(store) == {"S1": ("ent", "eve"), "S2": ("smb", None)}
     ends = _ends(store)
     assert ends == [
         ("S1", "ent", None, "a rep became available", "dequeued"),
@@ -1253,14 +1245,14 @@ def test_the_breacher_rule_reads_the_end_cause_not_the_reason_in_words(store: St
     _sal_with_ana(store, routing)
     breached = NOW + timedelta(days=1, minutes=1)  # Tuesday 10:01; ben is away
     tick(store, MODEL, breached, routing=routing)
-    assert _open_assignments(store)["L1"] == ("sales_reps", None)
+    assert open_assignments(store)["L1"] == ("sales_reps", None)
     a = schema.assignments
     by_ana = (a.c.lead_id == "L1") & (a.c.rep == "ana")
     with store.engine.begin() as connection:
         connection.execute(a.update().where(by_ana).values(ended_reason="sal SLA missed"))
     quiet = tick(store, MODEL, breached + timedelta(hours=6), routing=routing)
     assert quiet.routing is not None and quiet.routing.assignments == []  # not back to ana
-    assert _open_assignments(store)["L1"] == ("sales_reps", None)
+    assert open_assignments(store)["L1"] == ("sales_reps", None)
     assert [(a.rep, a.ended_reason, a.ended_cause) for a in store.assignments("L1")] == [
         ("ana", "sal SLA missed", "sla_breached"),
         (None, None, None),
@@ -1290,7 +1282,7 @@ def test_a_lead_leaving_routing_in_its_stage_stops_its_clock(store: Store) -> No
     assert result.stage_changes == ()  # an MQL still, routed nowhere
     assert result.routing is not None and result.routing.stopped == 1
     assert result.routing.breaches == []
-    assert _open_assignments(store) == {"S2": ("smb", "sam")}
+    assert open_assignments(store) == {"S2": ("smb", "sam")}
     (timer,) = _timers(store, "S1")
     assert (timer["rep"], timer["stopped_at"], timer["breached_at"]) == ("sam", left, None)
     assert timer["stop_cause"] == "no longer routed (stage mql)"
@@ -1301,7 +1293,7 @@ def test_a_lead_leaving_routing_in_its_stage_stops_its_clock(store: Store) -> No
     (timer,) = _timers(store, "S2")
     assert (timer["stopped_at"], timer["breached_at"]) == (late, NOW + timedelta(hours=4))
     assert timer["stop_cause"] == "no longer routed (stage mql)"
-    assert _open_assignments(store) == {}
+    assert open_assignments(store) == {}
     assert [(a.rep, a.ended_cause) for a in store.assignments("S2")] == [("sam", "unrouted")]
     later = tick(store, TWO_TEAMS_MODEL, NOW + timedelta(hours=6), routing=TWO_TEAMS_SLA)
     assert later.routing is not None and later.routing.breaches == []  # S1's never, S2's once
@@ -1322,10 +1314,10 @@ sla:
     )
     ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=routing)
     ingestor.apply([_profile("S1", "US", NOW)], NOW)
-    assert _open_assignments(store) == {"S1": ("smb", None)}
+    assert open_assignments(store) == {"S1": ("smb", None)}
     left = NOW + timedelta(hours=1)
     ingestor.apply([_profile("S1", "FR", left)], left)
-    assert _open_assignments(store) == {}
+    assert open_assignments(store) == {}
     (timer,) = _timers(store, "S1")
     assert (timer["team"], timer["rep"], timer["stopped_at"]) == ("smb", None, left)
     assert timer["stop_cause"] == "no longer routed (stage mql)"
@@ -1386,11 +1378,11 @@ def test_a_breach_found_at_a_change_of_stage_and_team_names_the_previous_owner(
     _subscribe(store)
     ingestor = Ingestor(store, STAGED_TEAMS, routing=STAGED_SLA)
     ingestor.apply([_profile("S1", "US", NOW)], NOW)
-    assert _open_assignments(store) == {"S1": ("smb", "sam")}
+    assert open_assignments(store) == {"S1": ("smb", "sam")}
     moved = NOW + timedelta(hours=5)  # the MQL clock came due at 14:00; no tick saw it
     result = ingestor.apply([_profile("S1", "DE", moved)], moved)
     assert [c.to_stage for c in result.stage_changes] == ["sql"]
-    assert _open_assignments(store) == {"S1": ("ent", "eve")}
+    assert open_assignments(store) == {"S1": ("ent", "eve")}
     assert _breaches_of(result, "S1") == [("mql", "sam")]
     mql, sql = _timers(store, "S1")
     assert (mql["stopped_at"], mql["breached_at"]) == (moved, NOW + timedelta(hours=4))
@@ -1439,20 +1431,20 @@ def test_a_merge_does_not_give_a_breached_lead_back_to_its_breacher(store: Store
     a1 = LeadProfile("A1", "p@acme.io", None, firmographics, NOW - timedelta(days=20))
     ingestor.apply([a1], NOW - timedelta(minutes=1))
     ingestor.apply(mql_facts("B2", "DE", NOW), NOW)
-    assert _open_assignments(store)["B2"] == ("sales_reps", "ana")
+    assert open_assignments(store)["B2"] == ("sales_reps", "ana")
     breached = tick(store, MODEL, NOW + timedelta(hours=5), routing=routing)
     assert _breaches_of(breached, "B2") == [("mql", "ana")]
-    assert _open_assignments(store)["B2"] == ("sales_reps", None)  # ben is away
+    assert open_assignments(store)["B2"] == ("sales_reps", None)  # ben is away
     merged_at = NOW + timedelta(hours=6)
     ingestor.apply([LeadProfile("B2", "p@acme.io", None, {}, merged_at)], merged_at)
-    opened = _open_assignments(store)
+    opened = open_assignments(store)
     assert "B2" not in opened
     assert opened["A1"] == ("sales_reps", None)  # waits for ben, not back with ana
     (queued,) = [a for a in store.assignments("A1") if a.lead_id == "A1"]  # not B2's
     assert queued.rep is None and "breached its SLA: ana" in (queued.reason or "")
     still = tick(store, MODEL, merged_at + timedelta(hours=1), routing=routing)
     assert still.routing is not None and still.routing.assignments == []
-    assert _open_assignments(store)["A1"] == ("sales_reps", None)
+    assert open_assignments(store)["A1"] == ("sales_reps", None)
 
 
 AWAY_AT_11 = load_routing_text(
@@ -1486,7 +1478,7 @@ def test_a_touch_logged_ahead_by_the_previous_owner_does_not_stop_the_new_owner_
     assert ana_clock["stopped_at"] == NOW + timedelta(hours=3)  # ana's own clock, as before
     moved = NOW + timedelta(minutes=90)
     tick(store, MODEL, moved, routing=AWAY_AT_11)  # ana is away: ben
-    assert _open_assignments(store)["L1"] == ("sales_reps", "ben")
+    assert open_assignments(store)["L1"] == ("sales_reps", "ben")
     ana_clock, ben_clock = _timers(store, "L1")
     assert (ana_clock["stopped_at"], ana_clock["stop_cause"]) == (moved, "re-assigned: ana is away")
     assert (ben_clock["rep"], ben_clock["started_at"]) == ("ben", moved)
@@ -1528,7 +1520,7 @@ sla:
     moved = NOW + timedelta(hours=5)
     result = tick(store, MODEL, moved, routing=routing)
     assert _breaches_of(result, "L1") == [("mql", "ana")]
-    assert _open_assignments(store)["L1"] == ("sales_reps", "ben")
+    assert open_assignments(store)["L1"] == ("sales_reps", "ben")
     ana_clock, ben_clock = _timers(store, "L1")
     assert ana_clock["breached_at"] == NOW + timedelta(hours=4)
     assert ana_clock["stopped_at"] == moved  # when she lost the lead, not at 16:00
@@ -1582,7 +1574,7 @@ def test_a_breached_clock_stops_when_its_lead_leaves_routing(store: Store) -> No
     left = NOW + timedelta(hours=5, minutes=30)
     result = ingestor.apply([_profile("S1", "FR", left)], left)
     assert _breaches_of(result, "S1") == []
-    assert _open_assignments(store) == {}
+    assert open_assignments(store) == {}
     (clock,) = _timers(store, "S1")
     assert (clock["stopped_at"], clock["stop_cause"]) == (left, "no longer routed (stage mql)")
     assert clock["breached_at"] == NOW + timedelta(hours=4)
@@ -1596,7 +1588,7 @@ def test_a_breached_clock_stops_when_its_lead_is_merged_away(store: Store) -> No
     merged = NOW + timedelta(hours=5, minutes=30)
     result = ingestor.apply([LeadProfile("L2", "l1@acme.io", None, {}, merged)], merged)
     assert _breaches_of(result, "L2") == []
-    assert "L2" not in _open_assignments(store)
+    assert "L2" not in open_assignments(store)
     (clock,) = _timers(store, "L2")
     assert (clock["stopped_at"], clock["stop_cause"]) == (merged, "merged into lead L1")
     assert clock["breached_at"] == NOW + timedelta(hours=4)
@@ -1697,7 +1689,7 @@ sla:
     ingestor.apply([call], NOW + timedelta(minutes=30))
     moved = NOW + timedelta(hours=5)
     assert _breaches_of(tick(store, MODEL, moved, routing=routing), "L1") == [("mql", "ana")]
-    assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}
+    assert open_assignments(store) == {"L1": ("sales_reps", "ana")}
     breached, fresh = _timers(store, "L1")
     assert (breached["stopped_at"], breached["stop_cause"]) == (
         moved,  # the clock ends with the assignment; her call stops the next one
@@ -1735,12 +1727,12 @@ sla:
     hers = Event("C-ana", "sales_call", NOW + timedelta(hours=3, minutes=40), "L1")
     ingestor.apply([hers], NOW + timedelta(minutes=30))
     tick(store, MODEL, NOW + timedelta(minutes=90), routing=routing)  # away: the queue
-    assert _open_assignments(store) == {"L1": ("sales_reps", None)}
+    assert open_assignments(store) == {"L1": ("sales_reps", None)}
     queued = Event("C-queue", "sales_call", NOW + timedelta(hours=3, minutes=20), "L1")
     ingestor.apply([queued], NOW + timedelta(hours=2))
     back = NOW + timedelta(hours=3, minutes=10)
     tick(store, MODEL, back, routing=routing)
-    assert _open_assignments(store) == {"L1": ("sales_reps", "ana")}
+    assert open_assignments(store) == {"L1": ("sales_reps", "ana")}
     *_, fresh = _timers(store, "L1")
     assert (fresh["rep"], fresh["started_at"]) == ("ana", back)
     assert fresh["stopped_at"] == NOW + timedelta(hours=3, minutes=40)  # hers, not 13:20
@@ -1765,7 +1757,7 @@ sla:
     ingestor.apply([call], NOW + timedelta(minutes=30))
     moved = NOW + timedelta(hours=1)
     ingestor.apply([_profile("S1", "DE", moved)], moved)
-    assert _open_assignments(store) == {"S1": ("ent", "ana")}
+    assert open_assignments(store) == {"S1": ("ent", "ana")}
     old, fresh = _timers(store, "S1")
     assert (old["team"], old["stopped_at"]) == ("smb", moved)
     assert (fresh["team"], fresh["rep"], fresh["started_at"]) == ("ent", "ana", moved)
@@ -1840,11 +1832,11 @@ def test_a_merge_s_survivor_keeps_the_rep_who_had_the_merged_lead(store: Store) 
     _cold_lead(ingestor)
     ingestor.apply(mql_facts("B2", "DE", NOW), NOW)
     ingestor.apply(mql_facts("C3", "US", NOW), NOW + timedelta(minutes=1))
-    assert _open_assignments(store) == {"B2": ("sales_reps", "ana"), "C3": ("sales_reps", "ben")}
+    assert open_assignments(store) == {"B2": ("sales_reps", "ana"), "C3": ("sales_reps", "ben")}
     merged = NOW + timedelta(hours=1)
     result = _same_person(ingestor, merged, "B2")
     assert [(c.lead_id, c.to_stage) for c in result.stage_changes] == [("A1", "mql")]
-    assert _open_assignments(store) == {"A1": ("sales_reps", "ana"), "C3": ("sales_reps", "ben")}
+    assert open_assignments(store) == {"A1": ("sales_reps", "ana"), "C3": ("sales_reps", "ben")}
     (kept,) = [a for a in store.assignments("A1") if a.lead_id == "A1"]  # not B2's
     assert (kept.method, kept.rule, kept.reason) == (
         "kept",
@@ -1884,9 +1876,9 @@ teams:
     Ingestor(store, MODEL, routing=before).apply(
         [*mql_facts("B2", "DE", NOW), *mql_facts("D4", "DE", NOW)], NOW
     )
-    assert _open_assignments(store) == {"B2": ("sales_reps", "ana"), "D4": ("sales_reps", "ana")}
+    assert open_assignments(store) == {"B2": ("sales_reps", "ana"), "D4": ("sales_reps", "ana")}
     _same_person(Ingestor(store, MODEL, routing=now), NOW + timedelta(hours=1), "B2")
-    assert _open_assignments(store) == {"A1": ("sales_reps", "ana"), "D4": ("sales_reps", "ana")}
+    assert open_assignments(store) == {"A1": ("sales_reps", "ana"), "D4": ("sales_reps", "ana")}
 
 
 def test_a_survivor_with_its_own_rep_in_the_team_keeps_its_own(store: Store) -> None:
@@ -1895,9 +1887,9 @@ def test_a_survivor_with_its_own_rep_in_the_team_keeps_its_own(store: Store) -> 
     ingestor.apply(mql_facts("B2", "DE", NOW), NOW)  # ana
     _cold_lead(ingestor)
     ingestor.apply(mql_facts("A1", "DE", NOW)[1:], NOW + timedelta(minutes=1))  # cy
-    assert _open_assignments(store) == {"B2": ("sales_reps", "ana"), "A1": ("sales_reps", "cy")}
+    assert open_assignments(store) == {"B2": ("sales_reps", "ana"), "A1": ("sales_reps", "cy")}
     _same_person(ingestor, NOW + timedelta(hours=1), "B2")
-    assert _open_assignments(store) == {"A1": ("sales_reps", "cy")}
+    assert open_assignments(store) == {"A1": ("sales_reps", "cy")}
     assert [(a.lead_id, a.rep, a.ended_cause) for a in store.assignments("A1")] == [
         ("B2", "ana", "merged"),
         ("A1", "cy", None),
@@ -1913,9 +1905,9 @@ def test_of_several_merged_leads_the_latest_assignment_s_rep_keeps_the_survivor(
     _cold_lead(ingestor)
     ingestor.apply(mql_facts("B2", "DE", NOW), NOW)
     ingestor.apply(mql_facts("C3", "DE", NOW), NOW + timedelta(minutes=1))
-    assert _open_assignments(store) == {"B2": ("sales_reps", "ana"), "C3": ("sales_reps", "cy")}
+    assert open_assignments(store) == {"B2": ("sales_reps", "ana"), "C3": ("sales_reps", "cy")}
     _same_person(ingestor, NOW + timedelta(hours=1), "B2", "C3")
-    assert _open_assignments(store) == {"A1": ("sales_reps", "cy")}
+    assert open_assignments(store) == {"A1": ("sales_reps", "cy")}
     (kept,) = [a for a in store.assignments("A1") if a.lead_id == "A1"]
     assert (kept.method, kept.reason) == ("kept", "team sales_reps, kept: cy had merged lead C3")
 
@@ -1936,7 +1928,7 @@ def test_a_merged_lead_s_rep_away_or_gone_from_the_file_is_not_kept(
     reps = ([ana] if gone == "away" else []) + ["{id: cy, territory: {lead.country: [DE]}}"]
     routing = load_routing_text(f"teams:\n  sales_reps:\n    reps: [{', '.join(reps)}]\n")
     _same_person(Ingestor(store, MODEL, routing=routing), NOW + timedelta(hours=1), "B2")
-    assert _open_assignments(store) == {"A1": ("sales_reps", "cy")}
+    assert open_assignments(store) == {"A1": ("sales_reps", "cy")}
     (chosen,) = [a for a in store.assignments("A1") if a.lead_id == "A1"]
     assert chosen.method == "territory"
 
@@ -1950,16 +1942,16 @@ def test_a_merge_does_not_give_the_survivor_back_to_the_rep_who_breached_it(stor
     ingestor.apply(mql_facts("A1", "DE", NOW), NOW)
     breached = tick(store, MODEL, NOW + timedelta(hours=5), routing=routing)
     assert _breaches_of(breached, "A1") == [("mql", "ana")]
-    assert _open_assignments(store) == {"A1": ("sales_reps", None)}  # ben is away
+    assert open_assignments(store) == {"A1": ("sales_reps", None)}  # ben is away
     later = NOW + timedelta(hours=5, minutes=10)
     ingestor.apply(mql_facts("B2", "DE", later), later)
-    assert _open_assignments(store)["B2"] == ("sales_reps", "ana")
+    assert open_assignments(store)["B2"] == ("sales_reps", "ana")
     merged_at = NOW + timedelta(hours=6)
     ingestor.apply([LeadProfile("B2", "a1@acme.io", None, {}, merged_at)], merged_at)
-    assert _open_assignments(store) == {"A1": ("sales_reps", None)}  # waits for ben
+    assert open_assignments(store) == {"A1": ("sales_reps", None)}  # waits for ben
     still = tick(store, MODEL, merged_at + timedelta(hours=1), routing=routing)
     assert still.routing is not None and still.routing.assignments == []
-    assert _open_assignments(store) == {"A1": ("sales_reps", None)}
+    assert open_assignments(store) == {"A1": ("sales_reps", None)}
 
 
 def test_a_kept_rep_s_touch_logged_ahead_on_the_merged_lead_stops_the_survivor_s_clock(
@@ -1974,7 +1966,7 @@ def test_a_kept_rep_s_touch_logged_ahead_on_the_merged_lead_stops_the_survivor_s
     ingestor.apply([call], NOW + timedelta(minutes=10))
     merged = NOW + timedelta(hours=1)
     _same_person(ingestor, merged, "B2")
-    assert _open_assignments(store) == {"A1": ("sales_reps", "ana")}
+    assert open_assignments(store) == {"A1": ("sales_reps", "ana")}
     (clock,) = _timers(store, "A1")
     assert (clock["rep"], clock["started_at"]) == ("ana", merged)
     assert (clock["stopped_at"], clock["stop_cause"]) == (
@@ -2005,12 +1997,12 @@ sla:
     ingestor.apply([*mql_facts("B2", "DE", NOW), *mql_facts("D4", "DE", NOW)], NOW)
     _cold_lead(ingestor)
     ingestor.apply(mql_facts("A1", "DE", NOW)[1:], NOW + timedelta(minutes=1))
-    assert _open_assignments(store) == {
+    assert open_assignments(store) == {
         "B2": ("sales_reps", "ana"), "D4": ("sales_reps", "cy"), "A1": ("sales_reps", None),
     }  # fmt: skip
     merged = NOW + timedelta(hours=1)
     _same_person(ingestor, merged, "B2")
-    assert _open_assignments(store) == {"D4": ("sales_reps", "cy"), "A1": ("sales_reps", "ana")}
+    assert open_assignments(store) == {"D4": ("sales_reps", "cy"), "A1": ("sales_reps", "ana")}
     queued, kept = [a for a in store.assignments("A1") if a.lead_id == "A1"]
     assert (queued.rep, queued.ended_cause) == (None, "dequeued")
     assert (kept.method, kept.reason) == (
@@ -2031,7 +2023,7 @@ def test_a_kept_lead_re_assigned_later_is_chosen_by_the_routing_rule_s_method(
     _cold_lead(ingestor)
     ingestor.apply(mql_facts("B2", "DE", NOW), NOW)
     _same_person(ingestor, NOW + timedelta(hours=1), "B2")
-    assert _open_assignments(store) == {"A1": ("sales_reps", "ana")}
+    assert open_assignments(store) == {"A1": ("sales_reps", "ana")}
     away = load_routing_text(
         """
 teams:
@@ -2045,7 +2037,7 @@ teams:
 """
     )
     tick(store, MODEL, NOW + timedelta(hours=3), routing=away)
-    assert _open_assignments(store) == {"A1": ("sales_reps", "cy")}
+    assert open_assignments(store) == {"A1": ("sales_reps", "cy")}
     *_, moved = [a for a in store.assignments("A1") if a.lead_id == "A1"]
     assert (moved.method, moved.rule) == ("territory", "sales_reps")
     assert moved.reason == (
@@ -2089,7 +2081,7 @@ sla:
     ingestor = Ingestor(store, MODEL, routing=routing)
     leads = ["L1", "L2", "L3", "L4"]
     ingestor.apply([f for lead in leads for f in mql_facts(lead, "DE", NOW)], NOW)
-    assert {rep for _, rep in _open_assignments(store).values()} == {"ana", "ben"}
+    assert {rep for _, rep in open_assignments(store).values()} == {"ana", "ben"}
     with _statements(store) as sent:  # every clock is due: each lead to the other rep
         breached = tick(store, MODEL, NOW + timedelta(hours=5), routing=routing)
     assert breached.routing is not None and len(breached.routing.assignments) == 4
@@ -2102,7 +2094,7 @@ sla:
         away = tick(store, MODEL, NOW + timedelta(hours=6), routing=routing)
     assert away.routing is not None and len(away.routing.assignments) == 2
     assert _reassign_reads(sent) == {"assignments": 1, "qualifications": 1, "running": 1}
-    assert {rep for _, rep in _open_assignments(store).values()} == {"ben"}
+    assert {rep for _, rep in open_assignments(store).values()} == {"ben"}
     moved = {a.lead_id for a in away.routing.assignments}
     for lead in moved:
         *_, stopped, fresh = _timers(store, lead)

@@ -22,6 +22,7 @@ from leadqual.service import Ingestor, ModelChanged, recompute, tick
 from leadqual.service.versions import Activator, diff_versions, previous_version
 from leadqual.store import Store, versions
 from tests.service.builders import mql_facts
+from tests.service.reads import open_assignments
 
 NOW = datetime(2026, 7, 6, 10, tzinfo=UTC)
 V1 = preset_path("b2b_example").read_text()
@@ -278,10 +279,8 @@ def test_a_switch_holds_off_writes_until_it_commits(store: Store) -> None:
 
 def test_an_activation_in_the_service_moves_assignments_with_its_routing(store: Store) -> None:
     """Activation re-qualified every lead but left the old model's assignments open."""
-    from sqlalchemy import select
 
     from leadqual.routing import load_routing_text
-    from leadqual.store import schema
 
     routing = load_routing_text(
         "teams:\n  sales_reps:\n    reps: [{id: ana}]\n"
@@ -292,19 +291,12 @@ def test_an_activation_in_the_service_moves_assignments_with_its_routing(store: 
     store.activate_model_version(first.id)
     runtime = Runtime(store, routing=routing)
     runtime.ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
-    a = schema.assignments
-
-    def open_reps() -> dict[str, str | None]:
-        with store.engine.connect() as connection:
-            rows = connection.execute(select(a.c.lead_id, a.c.rep).where(a.c.ended_at.is_(None)))
-            return {row.lead_id: row.rep for row in rows}
-
-    assert open_reps() == {"L1": "ana"}
+    assert open_assignments(store) == {"L1": ("sales_reps", "ana")}
     runtime.activator.start(second.id, as_of=NOW)
     final = runtime.activator.wait(timeout=60)
     assert final is not None and final.state == "done", final
     assert store.qualification("L1").stage == "warm"
-    assert open_reps() == {}  # warm leads are not routed to sales
+    assert open_assignments(store) == {}  # warm leads are not routed to sales
 
 
 def test_an_activation_whose_model_does_not_fit_the_routing_is_refused(store: Store) -> None:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import text
 from typer.testing import CliRunner, Result
 
 from leadqual.api.runtime import Runtime
@@ -18,9 +18,10 @@ from leadqual.cli import app
 from leadqual.engine.reference import evaluate_all
 from leadqual.model.load import load_model_text
 from leadqual.routing import load_routing
-from leadqual.store import Store, locks, schema
+from leadqual.store import Store, locks
 from tests.service.builders import mql_facts
 from tests.service.conftest import fresh_store
+from tests.service.reads import open_assignments
 from tests.service.test_versions import NOW, V1, V2, _setup
 
 AT = ["--as-of", NOW.isoformat()]
@@ -273,18 +274,11 @@ def test_an_activation_with_a_routing_file_moves_assignments(store: Store, tmp_p
     second = store.add_model_version(V2)
     store.activate_model_version(first.id)
     Runtime(store, routing=load_routing(routing)).ingestor.apply(mql_facts("L1", "DE", NOW), NOW)
-    a = schema.assignments
-
-    def open_reps() -> dict[str, str | None]:
-        with store.engine.connect() as connection:
-            rows = connection.execute(select(a.c.lead_id, a.c.rep).where(a.c.ended_at.is_(None)))
-            return {row.lead_id: row.rep for row in rows}
-
-    assert open_reps() == {"L1": "ana"}
+    assert open_assignments(store) == {"L1": ("sales_reps", "ana")}
     done = versions(store, "activate", str(second.id), "--routing", str(routing), *AT)
     assert done.exit_code == 0, done.output
     assert store.qualification("L1").stage == "warm"
-    assert open_reps() == {}  # warm leads are not routed to sales
+    assert open_assignments(store) == {}  # warm leads are not routed to sales
 
 
 @pytest.mark.parametrize(
