@@ -56,7 +56,7 @@ from leadqual.errors import InputFileError, Problem
 from leadqual.facts import fields
 from leadqual.facts import io as fact_io
 from leadqual.facts.fields import FieldType
-from leadqual.facts.io import EXTENSIONS, FactKind, FactSources, FileFormat
+from leadqual.facts.io import FactKind, FactSources, FileFormat, file_format
 from leadqual.facts.types import DECISION_ACTIONS, OUTCOME_KINDS, VERDICTS
 from leadqual.model.schema import Model
 
@@ -257,19 +257,7 @@ def _problem(raw: _Raw, message: str, column: str | None = None, row: int | None
 
 
 def _open_raw(connection: duckdb.DuckDBPyConnection, kind: FactKind, path: Path, name: str) -> _Raw:
-    fmt = EXTENSIONS.get(path.suffix.lower())
-    if fmt is None:
-        shown = f"'{path.suffix}'" if path.suffix else "without an extension"
-        raise InputFileError(
-            Problem(
-                f"unsupported file type {shown}: expected .csv, .jsonl, .ndjson or .parquet",
-                file=str(path),
-            )
-        )
-    if not path.exists():
-        raise InputFileError(Problem("file not found", file=str(path)))
-    if not path.is_file():
-        raise InputFileError(Problem("not a file", file=str(path)))
+    fmt = file_format(path)
     try:
         if fmt == "csv":
             return _open_csv(connection, kind, path, name)
@@ -516,15 +504,15 @@ def _text_column(raw: _Raw, column: str, *, required: bool, lower: bool = False)
     if lower:
         value = f"lower({value})"
     if required:
-        checks.append(
-            _Check(
-                column,
-                f"({value}) IS NULL",
-                "NULL",
-                lambda s: "missing value: this column is required",
-            )
-        )
+        checks.append(_required(column, value))
     return _Column(value, checks)
+
+
+def _required(column: str, value_sql: str) -> _Check:
+    """The check that a required column has a value in every row."""
+    return _Check(
+        column, f"({value_sql}) IS NULL", "NULL", lambda s: "missing value: this column is required"
+    )
 
 
 def _shown_typed(kind: RawKind, sql: str) -> str:
@@ -718,14 +706,7 @@ def _time_column(raw: _Raw, column: str, *, required: bool) -> _Column:
             )
         )
     if required:
-        checks.append(
-            _Check(
-                column,
-                f"({value}) IS NULL",
-                "NULL",
-                lambda s: "missing value: this column is required",
-            )
-        )
+        checks.append(_required(column, value))
     return _Column(value, checks)
 
 

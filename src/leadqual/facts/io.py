@@ -341,14 +341,9 @@ class _Reader:
         return out
 
 
-def _kind_named(name: str) -> FactKind | None:
-    for kind in FACT_KINDS:
-        if kind == name:
-            return kind
-    return None
-
-
-def _load(path: Path) -> _Table:
+def file_format(path: Path) -> FileFormat:
+    """The format of a fact file by its extension; an InputFileError naming the file
+    when the extension is not one of ours, or the file is missing or not a file."""
     fmt = EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
         shown = f"'{path.suffix}'" if path.suffix else "without an extension"
@@ -362,6 +357,18 @@ def _load(path: Path) -> _Table:
         raise InputFileError(Problem("file not found", file=str(path)))
     if not path.is_file():
         raise InputFileError(Problem("not a file", file=str(path)))
+    return fmt
+
+
+def _kind_named(name: str) -> FactKind | None:
+    for kind in FACT_KINDS:
+        if kind == name:
+            return kind
+    return None
+
+
+def _load(path: Path) -> _Table:
+    fmt = file_format(path)
     if fmt == "csv":
         return _load_csv(path)
     if fmt == "jsonl":
