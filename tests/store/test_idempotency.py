@@ -52,11 +52,35 @@ def test_same_instant_in_another_zone_is_the_same_event(store: Store) -> None:
     assert dump(store) == before
 
 
+def test_the_same_number_written_otherwise_is_the_same_event(store: Store) -> None:
+    """1 and 1.0 (and 0 and -0.0) are one JSON number, and one to the model: a client
+    that writes a number again as a float resends the same event (it was a 409)."""
+    seed(store)
+    before = dump(store)
+    same = Event("E1", "page_view", T0, "L1", None, {"url": "/pricing", "seconds": 42.0})
+    assert store.append([same]).duplicates == 1
+    assert dump(store) == before  # the first version stands, its 42 an integer
+    zero = Event("E7", "page_view", T0, "L1", None, {"offset": 0, "ratio": 1.0})
+    assert store.append([zero]).accepted == 1
+    after = dump(store)
+    resent = Event("E7", "page_view", T0, "L1", None, {"offset": -0.0, "ratio": 1})
+    assert store.append([resent]).duplicates == 1
+    assert dump(store) == after
+    twice = [
+        Event("E8", "page_view", T0, "L1", None, {"n": 3}),
+        Event("E8", "page_view", T0, "L1", None, {"n": 3.0}),
+    ]
+    assert (store.append(twice).accepted, store.append(twice).duplicates) == (1, 2)
+    assert store.load_facts(["L1"]).events[-1].properties == {"n": 3}
+
+
 @pytest.mark.parametrize(
     "changed",
     [
         Event("E1", "page_view", T0, "L1", None, {"url": "/pricing", "seconds": 43}),
-        Event("E1", "page_view", T0, "L1", None, {"url": "/pricing", "seconds": 42.0}),
+        Event("E1", "page_view", T0, "L1", None, {"url": "/pricing", "seconds": 42.5}),
+        Event("E1", "page_view", T0, "L1", None, {"url": "/pricing", "seconds": True}),
+        Event("E1", "page_view", T0, "L1", None, {"url": "/pricing", "seconds": "42"}),
         Event(
             "E1",
             "page_view",
@@ -69,7 +93,7 @@ def test_same_instant_in_another_zone_is_the_same_event(store: Store) -> None:
         Decision("D1", "L1", "reject", T0, "no_budget", "sam"),
         Outcome("O1", "L1", "won", T0, 5001.0),
     ],
-    ids=["property", "number-type", "time", "answer", "decision", "outcome"],
+    ids=["property", "number", "boolean", "text", "time", "answer", "decision", "outcome"],
 )
 def test_different_payload_conflicts_and_writes_nothing(store: Store, changed: Fact) -> None:
     seed(store)

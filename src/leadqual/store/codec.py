@@ -18,7 +18,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -386,6 +386,36 @@ def _outcome(fact: Outcome, index: int, received_at: datetime) -> Encoded:
         "received_at": received_at,
     }
     return Encoded("outcomes", fact.outcome_id, row)
+
+
+def same_payload(sent: Fact, stored: Fact) -> bool:
+    """Whether a fact sent again under a stored id is the same payload as the stored one
+    when their numbers are read as JSON reads them: ``1`` and ``1.0``, ``0`` and ``-0.0``
+    in an event's properties are one number, as they are to the model. The payload hash
+    keeps them apart (the store gives back what was sent, types included), so a hash
+    that differs is looked at again with this before it is a conflict; the fact first
+    stored is the one kept. (A profile's id is its hash: one resent with ``1.0`` for
+    ``1`` is another profile with the same values. An outcome's amount is always a
+    float, and the other facts hold no number.)"""
+    if type(sent) is not type(stored):
+        return False
+    received = datetime(1970, 1, 1, tzinfo=UTC)
+    hashes = [encode(_json_numbers(f), 0, received).row["payload_hash"] for f in (sent, stored)]
+    return bool(hashes[0] == hashes[1])
+
+
+def _json_numbers(fact: Fact) -> Fact:
+    """The fact with every integral float of an event's properties written as an integer."""
+    if isinstance(fact, Event):
+        return replace(fact, properties=_integral(fact.properties))
+    return fact
+
+
+def _integral(values: Mapping[str, Value]) -> dict[str, Value]:
+    return {
+        name: int(value) if type(value) is float and value.is_integer() else value
+        for name, value in values.items()
+    }
 
 
 # -- rows back to facts --------------------------------------------------------------------

@@ -34,6 +34,15 @@ KIND = {
     "outcomes": "outcome",
 }
 """How each table's facts are named in messages."""
+DECODE: dict[str, Callable[[Any], Fact]] = {
+    "lead_profiles": codec.lead_profile,
+    "account_profiles": codec.account_profile,
+    "events": codec.event,
+    "answers": codec.answer,
+    "decisions": codec.decision,
+    "outcomes": codec.outcome,
+}
+"""How each table's rows are read back as facts."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,13 @@ def append_facts(
     """
     encoded = [codec.encode(fact, index, now) for index, fact in enumerate(facts)]
     position = {id(item.row): index for index, item in enumerate(encoded)}
-    by_table = _distinct_ids(encoded)
+
+    def fact_of(item: Encoded) -> Fact:
+        return facts[position[id(item.row)]]
+
+    by_table = _distinct_ids(
+        encoded, lambda seen, item: codec.same_payload(fact_of(item), fact_of(seen))
+    )
     # The identity look-ups go with the look-up of stored ids (one round trip where
     # pipelined), so they cover every fact sent, the duplicates too.
     lead_ids = {item.row["lead_id"] for item in encoded if item.row.get("lead_id")}
@@ -94,7 +109,11 @@ def append_facts(
     if strict:
         queries.append(_profiles_query(lead_ids))
     stored = identity.preload(lead_ids, emails, visitors, queries)
-    fresh, duplicates = _new_facts(by_table, stored[: len(by_table)], len(encoded))
+
+    def same_as_stored(table: str, item: Encoded) -> bool:
+        return codec.same_payload(fact_of(item), _stored_fact(connection, table, item.fact_id))
+
+    fresh, duplicates = _new_facts(by_table, stored[: len(by_table)], len(encoded), same_as_stored)
     if strict:
         _check_known(identity, fresh, {lead for (lead,) in stored[-1]})
 
@@ -149,18 +168,21 @@ def append_facts(
     )
 
 
-def _distinct_ids(encoded: list[Encoded]) -> dict[str, dict[str, Encoded]]:
-    """Each table's facts by id, a fact sent twice kept once.
+def _distinct_ids(
+    encoded: list[Encoded], same: Callable[[Encoded, Encoded], bool]
+) -> dict[str, dict[str, Encoded]]:
+    """Each table's facts by id, a fact sent twice kept once (the first).
 
     Raises ConflictError, before anything is written, for an id sent twice
-    with different payloads.
+    with different payloads (``same``: whether two whose hashes differ are the
+    same payload all the same, see ``codec.same_payload``).
     """
     by_table: dict[str, dict[str, Encoded]] = {name: {} for name in TABLES}
     for item in encoded:
         seen = by_table[item.table].get(item.fact_id)
         if seen is None:
             by_table[item.table][item.fact_id] = item
-        elif seen.row["payload_hash"] != item.row["payload_hash"]:
+        elif seen.row["payload_hash"] != item.row["payload_hash"] and not same(seen, item):
             raise ConflictError(
                 f"{KIND[item.table]} '{item.fact_id}' appears twice in the batch with different "
                 "payloads; nothing from this batch was written"
@@ -178,19 +200,24 @@ def _stored_hash_queries(by_table: dict[str, dict[str, Encoded]]) -> list[InQuer
 
 
 def _new_facts(
-    by_table: dict[str, dict[str, Encoded]], stored: list[list[tuple[Any, ...]]], sent: int
+    by_table: dict[str, dict[str, Encoded]],
+    stored: list[list[tuple[Any, ...]]],
+    sent: int,
+    same_as_stored: Callable[[str, Encoded], bool],
 ) -> tuple[dict[str, list[codec.Row]], int]:
     """The rows not stored yet, per table, and how many of the ``sent`` facts were
     duplicates, from each table's stored (id, payload hash) pairs.
 
     Raises ConflictError, before anything is written, for an id already
-    stored with a different payload.
+    stored with a different payload (``same_as_stored``: whether one whose hash
+    differs is the stored payload all the same, see ``codec.same_payload``).
     """
     fresh: dict[str, list[codec.Row]] = {}
     for (name, items), rows in zip(by_table.items(), stored, strict=True):
         items = dict(items)
         for fact_id, stored_hash in rows:
-            if items[fact_id].row["payload_hash"] != stored_hash:
+            item = items[fact_id]
+            if item.row["payload_hash"] != stored_hash and not same_as_stored(name, item):
                 raise ConflictError(
                     f"{KIND[name]} '{fact_id}' is already stored with a different payload; "
                     "nothing from this batch was written"
@@ -198,6 +225,15 @@ def _new_facts(
             del items[fact_id]
         fresh[name] = [item.row for item in items.values()]
     return fresh, sent - sum(len(rows) for rows in fresh.values())
+
+
+def _stored_fact(connection: Connection, table: str, fact_id: str) -> Fact:
+    """The stored fact of a table with this id (read only when a fact is sent again with
+    another payload hash: rare)."""
+    t = TABLES[table]
+    key = t.primary_key.columns.values()[0]
+    row = connection.execute(select(t).where(key == fact_id)).mappings().one()
+    return DECODE[table](row)
 
 
 def _stored_hashes(table: Table) -> Callable[[Any], Any]:
