@@ -245,6 +245,35 @@ def test_a_breached_sal_moves_to_another_rep(store: Store) -> None:
     assert open_assignments(store)["L2"] == ("sales_reps", moved.rep)
 
 
+def test_announcements_of_a_tick_as_of_a_later_time_are_written_and_due_now(
+    store: Store,
+) -> None:
+    """A tick run as of a later time (``leadqual tick --as-of``) dated its assignment and
+    breach announcements, and their first attempt, at that time: they waited for it,
+    while the stage changes of the same transaction went out at once."""
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL, routing=ROUTING)
+    ingestor.apply(mql_facts("L2", "US", NOW), NOW)
+    ingestor.apply([Decision("X1", "L2", "accept", NOW)], NOW)
+    started = datetime.now(UTC)
+    later = started + timedelta(days=60)
+    result = tick(store, MODEL, later, routing=ROUTING)
+    assert result.routing is not None and result.routing.breaches
+    o = schema.webhook_outbox
+    with store.engine.connect() as connection:
+        query = select(o.c.event_kind, o.c.created_at, o.c.next_attempt_at).order_by(o.c.id)
+        rows = [
+            row
+            for row in connection.execute(query)
+            if row.created_at.replace(tzinfo=UTC) >= started
+        ]
+    kinds = {row.event_kind for row in rows}
+    assert {"assignment_ended", "sla_breached"} <= kinds  # recycled by then: no new rep
+    for row in rows:
+        assert row.created_at == row.next_attempt_at
+        assert row.created_at.replace(tzinfo=UTC) < later - timedelta(days=59), row
+
+
 def test_open_leads_of_an_away_rep_move_at_the_tick(store: Store) -> None:
     ingestor = Ingestor(store, MODEL, routing=ROUTING)
     ingestor.apply(mql_facts("L1", "DE", NOW), NOW)

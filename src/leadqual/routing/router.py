@@ -1070,8 +1070,10 @@ class _Transaction:
                 self.connection.execute(
                     c.insert(), {"team": team, "last_rep": rep, "updated_at": self.now}
                 )
+        # Written, and due, at the wall clock (the transaction's), as the stage changes
+        # they follow are: a tick run as of a later time must not date them ahead.
         state.enqueue_webhooks_many(
-            self.connection, ASSIGNMENT_ENDED, self.ended_payloads, self.now
+            self.connection, ASSIGNMENT_ENDED, self.ended_payloads, self.wall
         )  # before the assignments that follow them
-        state.enqueue_webhooks_many(self.connection, ASSIGNED, self.assigned_payloads, self.now)
-        state.enqueue_webhooks_many(self.connection, SLA_BREACHED, self.breach_payloads, self.now)
+        state.enqueue_webhooks_many(self.connection, ASSIGNED, self.assigned_payloads, self.wall)
+        state.enqueue_webhooks_many(self.connection, SLA_BREACHED, self.breach_payloads, self.wall)
