@@ -851,8 +851,7 @@ sla:
     assert (fresh["started_at"], fresh["due_at"]) == (decayed, decayed + timedelta(days=10))
 
 
-QUEUEING_SLA = load_routing_text(
-    """
+QUEUEING_SLA_TEXT = """
 teams:
   sales_reps:
     reps:
@@ -863,7 +862,7 @@ teams:
 sla:
   - {stage: mql, within: 4h, business_hours: false}
 """
-)
+QUEUEING_SLA = load_routing_text(QUEUEING_SLA_TEXT)
 TUESDAY = datetime(2026, 7, 7, 10, tzinfo=UTC)
 
 
@@ -908,6 +907,43 @@ def test_a_lead_whose_clock_breached_in_the_queue_gets_a_fresh_clock_from_its_re
     assert _breaches_of(quiet, "L3") == []
     late = tick(store, MODEL, taken + timedelta(hours=4, minutes=1), routing=QUEUEING_SLA)
     assert _breaches_of(late, "L3") == [("mql", "ana")]
+
+
+def test_a_queued_lead_s_breach_with_reassign_on_breach_keeps_its_place_in_the_queue(
+    store: Store,
+) -> None:
+    """With ``reassign_on_breach``, the queue's breached clock "re-assigned" the lead to the
+    queue again: a new queue assignment (so a lead queued later went first), a fresh
+    clock, and assignment_ended + assigned + sla_breached again at every ``within``."""
+    routing = load_routing_text(
+        QUEUEING_SLA_TEXT.replace("business_hours: false}", "business_hours: false, "
+                                  "reassign_on_breach: true}")
+    )  # fmt: skip
+    _subscribe(store)
+    ingestor = Ingestor(store, MODEL, routing=routing)
+    ingestor.apply(mql_facts("L1", "DE", TUESDAY), TUESDAY)  # ana, then full
+    ingestor.apply(mql_facts("LA", "DE", TUESDAY), TUESDAY)  # queued first
+    later = TUESDAY + timedelta(minutes=30)
+    ingestor.apply(mql_facts("LB", "DE", later), later)  # queued second
+    accepted = TUESDAY + timedelta(hours=1)
+    ingestor.apply([Decision("X0", "L1", "accept", accepted)], accepted)  # ana's is touched
+    (queued_a,) = store.assignments("LA")
+    for hours in (4, 8, 12):  # LA's clock breaches at 4 h, LB's at 4 h 30
+        seen = tick(store, MODEL, TUESDAY + timedelta(hours=hours, minutes=31), routing=routing)
+        assert seen.routing is not None and seen.routing.assignments == []
+    assert _breaches_of_all(store) == [("LA", "mql", None), ("LB", "mql", None)]  # once each
+    assert store.assignments("LA") == [queued_a]  # still waiting, in its place
+    assert _outbox(store, "assignment_ended") == []
+    assert [t["breached_at"] for t in _timers(store, "LA")] == [TUESDAY + timedelta(hours=4)]
+    freed = TUESDAY + timedelta(hours=13)
+    ingestor.apply([Decision("X1", "L1", "reject", freed, "no_budget")], freed)  # ana has room
+    tick(store, MODEL, freed + timedelta(minutes=5), routing=routing)
+    assigned = open_assignments(store)
+    assert (assigned["LA"], assigned["LB"]) == (("sales_reps", "ana"), ("sales_reps", None))
+
+
+def _breaches_of_all(store: Store) -> list[tuple[object, object, object]]:
+    return [(b["lead_id"], b["stage"], b["rep"]) for b in _outbox(store, "sla_breached")]
 
 
 def test_a_lead_whose_clock_breached_in_the_queue_gets_a_fresh_clock_at_its_next_fact(
@@ -1062,9 +1098,10 @@ def test_a_lead_re_assigned_after_a_breach_waits_in_the_queue_not_back_with_its_
     assert (queue_clock["rep"], queue_clock["started_at"]) == (None, breached)
     quiet = tick(store, MODEL, breached + timedelta(hours=6), routing=routing)
     assert quiet.routing is not None and quiet.routing.assignments == []  # ana has room
-    # the queue's clock breaches on Wednesday 10:01: re-queued, still not ana's
+    # the queue's clock breaches on Wednesday 10:01: it stays queued, still not ana's
     again = tick(store, MODEL, breached + timedelta(days=1, minutes=4), routing=routing)
     assert _breaches_of(again, "L1") == [("sal", None)]
+    assert again.routing is not None and again.routing.assignments == []
     assert open_assignments(store)["L1"] == ("sales_reps", None)
     back = datetime(2026, 7, 8, 12, 5, tzinfo=UTC)  # ben is back
     given = tick(store, MODEL, back, routing=routing)
@@ -1074,7 +1111,6 @@ def test_a_lead_re_assigned_after_a_breach_waits_in_the_queue_not_back_with_its_
     assert taken.reason.startswith("waited in the queue; team sales_reps, territory: ben")
     assert [(a.rep, a.ended_reason) for a in store.assignments("L1")] == [
         ("ana", "SLA for sal breached"),
-        (None, "SLA for sal breached"),
         (None, "a rep became available"),
         ("ben", None),
     ]

@@ -888,22 +888,32 @@ class _Transaction:
         )
         due = list(self.connection.execute(query))
         self.load_open(timer.lead_id for timer in due)
-        self._load_reassigned(
-            (timer.lead_id, current)
+        moving = [
+            (timer, current)
             for timer in due
-            if (sla := self.config.sla_for(timer.stage)) is not None and sla.reassign_on_breach
-            and (current := self.open.get(timer.lead_id)) is not None
-        )  # fmt: skip
+            if (current := self._moves_on_breach(timer)) is not None
+        ]
+        self._load_reassigned((timer.lead_id, current) for timer, current in moving)
         for timer in due:
             self.connection.execute(
                 update(t).where(t.c.id == timer.id).values(breached_at=timer.due_at)
             )
             self._announce_breach(timer)
-            sla = self.config.sla_for(timer.stage)
-            current = self.open.get(timer.lead_id)
-            if sla is not None and sla.reassign_on_breach and current is not None:
-                self._reassign(timer.lead_id, current, breach_reason(timer.stage), "sla_breached")
+        for timer, current in moving:
+            self._reassign(timer.lead_id, current, breach_reason(timer.stage), "sla_breached")
         self._hand_over()
+
+    def _moves_on_breach(self, timer: Any) -> _Open | None:
+        """The open assignment a breach of ``timer`` takes the lead from (its SLA says
+        ``reassign_on_breach``), or None. A lead waiting in its team's queue stays in its
+        place: no rep breached, and the queue gives it to the first rep available, oldest
+        first (:meth:`assign_queued`); "re-assigned" to the queue again, it went behind
+        the leads queued after it and was announced again at every ``within``."""
+        sla = self.config.sla_for(timer.stage)
+        current = self.open.get(timer.lead_id)
+        if sla is None or not sla.reassign_on_breach or current is None or current.rep is None:
+            return None
+        return current
 
     def reassign_away(self) -> None:
         away: dict[str, list[str]] = defaultdict(list)
