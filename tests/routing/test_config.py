@@ -85,6 +85,22 @@ def test_faults_name_file_line_and_reason(text: str, line: int, needle: str) -> 
     assert f"routing.yaml:{line}:" in message
 
 
+def test_a_date_that_does_not_exist_is_a_located_fault_beside_the_others() -> None:
+    """`2026-13-01` stopped loading with a bare `month must be in 1..12`: no file, line or
+    column, and no other fault of the file. Each such value is a fault of reading the YAML,
+    named with its place; the file's checks run once the YAML reads."""
+    text = (
+        "business_hours: {holidays: [2026-12-24, 2026-13-01]}\n"
+        "teams:\n  sdr:\n    reps:\n      - id: a\n"
+        "        away: [{from: 2026-02-30T00:00:00Z, until: 2026-03-01T00:00:00Z}]\n"
+    )
+    with pytest.raises(ModelError) as caught:
+        load_routing_text(text, "routing.yaml")
+    message = str(caught.value)
+    assert "routing.yaml:1:" in message and "'2026-13-01' is not a valid date" in message
+    assert "routing.yaml:6:" in message and "'2026-02-30T00:00:00Z' is not a valid date" in message
+
+
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no routing file"):
         load_routing(tmp_path / "nope.yaml")

@@ -168,3 +168,8 @@ def _build(node: yaml.Node, loc: Loc, file: str, marks: Marks) -> Any:
     except yaml.constructor.ConstructorError as exc:  # a tag we do not read (`=`, `!!python`)
         marks.problems.append(marks.problem(loc, f"invalid YAML: {exc.problem}"))
         return None
+    except (ValueError, OverflowError) as exc:  # a date that does not exist: 2026-13-01
+        marks.problems.append(
+            marks.problem(loc, f"invalid YAML: '{node.value}' is not a valid date or time ({exc})")
+        )
+        return None
