@@ -525,6 +525,9 @@ def test_webhook_subscriptions_over_rest(api: Api) -> None:
     assert_error(api.as_("read").get("/v1/webhooks"), 403)
     bad = admin.post("/v1/webhooks", json={"url": "ftp://x", "event_kinds": ["stage_changed"]})
     assert_error(bad, 422, "invalid_subscription")
+    for url in ("http://127.0.0.1:99999/x", "https://exa mple.com/x", "https://u:p@x.io/h"):
+        refused = admin.post("/v1/webhooks", json={"url": url, "event_kinds": ["assigned"]})
+        assert f"invalid webhook URL '{url}'" in assert_error(refused, 422)["message"]
     unknown = admin.post(
         "/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_kinds": ["stage_changed", "x"]}
     )

@@ -216,6 +216,30 @@ def test_subscriptions_are_created_listed_and_disabled(store: Store) -> None:
         disable_subscription(store, 999)
 
 
+def test_a_url_that_cannot_be_sent_to_or_holds_credentials_is_refused(store: Store) -> None:
+    """httpx parses these, but a request to them fails on every attempt (a port out of
+    range, a space or a '$' in the host), or the URL would keep a password in clear."""
+    for url, reason in [
+        ("http://127.0.0.1:99999/x", "port 99999 is not in 1-65535"),
+        ("http://crm.example.com:0/x", "port 0 is not in 1-65535"),
+        ("https://exa mple.com/x", "contains whitespace"),
+        ("https://example.com/a b", "contains whitespace"),
+        ("http://:8080/x", "must be http"),
+        ("http:///x", "must be http"),
+        ("https://exa$mple.com/x", "'exa\\$mple.com' is not a host name"),
+        ("https://a..b/x", "'a..b' is not a host name"),
+        ("https://%41.com/x", "'%41.com' is not a host name"),
+        ("http://999.1.1.1/x", "Invalid IPv4 address"),
+        ("https://user:pass@crm.example.com/x", "credentials .* are not allowed"),
+    ]:
+        with pytest.raises(WebhookError, match=reason):
+            create_subscription(store, url, [ASSIGNED])
+    for url in ("http://[::1]:8080/in", "https://bücher.example/in", "http://my_service:80/in",
+                "HTTPS://CRM.example.com/in"):  # fmt: skip
+        assert create_subscription(store, url, [ASSIGNED]).subscription.url == url
+    assert list_subscriptions(store)[0].url == "http://[::1]:8080/in"
+
+
 # -- delivery -----------------------------------------------------------------------------
 
 

@@ -32,10 +32,12 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import math
 import random as random_module
+import re
 import secrets
 import threading
 import time
@@ -183,13 +185,56 @@ class CreatedSubscription:
     secret: str
 
 
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def _check_host(host: str) -> str | None:
+    """Why ``host`` (as httpx parses it: IDNA-encoded, IPv6 unbracketed) is no host, or None."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"'{host}' is not an IPv6 address"
+        return None
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if len(name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return f"'{host}' is not a host name (letters, digits, '-' and '_' between dots)"
+    if all(label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            return f"'{host}' is not an IPv4 address"
+    return None
+
+
 def _check_url(url: str) -> str:
+    """``url`` if it is ``http(s)://host[:port]/...`` that can be sent to, else WebhookError.
+
+    Refused: another scheme, no host, a host that is not a DNS name or an IP
+    address (a space, ``%``, ``$``, empty labels), a port outside 1-65535,
+    whitespace anywhere, and credentials (``user:password@``), which would be
+    stored and listed in clear; a receiver authenticates requests by their
+    signature instead.
+    """
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as error:
         raise WebhookError(f"invalid webhook URL '{url}': {error}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise WebhookError(f"webhook URL must be http(s)://host/...: '{url}'")
+    if any(char.isspace() for char in url):
+        raise WebhookError(f"invalid webhook URL '{url}': it contains whitespace")
+    if parsed.userinfo:
+        raise WebhookError(
+            f"invalid webhook URL '{url}': credentials (user:password@) are not allowed; "
+            "receivers verify the signature instead"
+        )
+    problem = _check_host(parsed.raw_host.decode("ascii", "replace"))
+    if problem is not None:
+        raise WebhookError(f"invalid webhook URL '{url}': {problem}")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise WebhookError(f"invalid webhook URL '{url}': port {parsed.port} is not in 1-65535")
     return url
 
 
