@@ -464,6 +464,45 @@ def test_a_hanging_or_refusing_receiver_fails_without_holding_up_the_others(
     assert receiver.finished.wait(10)
 
 
+def test_a_receiver_trickling_its_headers_is_cut_off_when_the_timeout_runs_out(
+    store: Store, receiver: Receiver
+) -> None:
+    """A header line every 0.1 s keeps each socket read under any timeout: the
+    attempt as a whole must still end at ``timeout``, fail, and be retried, and
+    a graceful stop must not wait for the receiver to finish its answer."""
+    _subscribe(store, receiver, [ASSIGNED])
+    receiver.trickle = 20.0
+    with store.transaction() as tx:
+        enqueue_event(tx.connection, ASSIGNED, {"lead_id": "L1"}, tx.now)
+    t = _due(store)
+    with WebhookWorker(store, timeout=1.0, jitter=0.0) as worker:
+        report = worker.deliver_due(t)
+        assert not receiver.completed.is_set()  # still trickling when the attempt ended
+        [attempt] = report.attempts
+        assert (attempt.outcome, attempt.status_code) == ("failed", None)
+        assert str(attempt.error).startswith("timed out after 1 s")
+        assert attempt.at is not None
+        assert attempt.next_attempt_at == attempt.at + timedelta(seconds=2)
+        [row] = _outbox(store)
+        assert (row["status"], row["attempts"], row["last_error"]) == (
+            "failed", 1, attempt.error
+        )  # fmt: skip
+        [logged] = list_deliveries(store)
+        assert (logged.status_code, logged.error) == (None, attempt.error)
+
+        # The background thread: stopping while a trickled answer is coming
+        # waits for the attempt's deadline, not for the receiver.
+        receiver.entered.clear()
+        with store.transaction() as tx:
+            enqueue_event(tx.connection, ASSIGNED, {"lead_id": "L2"}, tx.now)
+        worker.start(interval=0.05)
+        assert receiver.entered.wait(10)
+        worker.stop(timeout=30)
+        assert not worker.running
+        assert not receiver.completed.is_set()
+    assert {r["last_error"] for r in _outbox(store)} == {attempt.error}
+
+
 def test_two_workers_never_send_the_same_row_twice(
     store: Store, store_url: str, receiver: Receiver
 ) -> None:

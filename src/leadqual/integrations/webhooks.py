@@ -29,7 +29,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -519,8 +519,9 @@ class WebhookWorker:
     :meth:`start` a background thread and :meth:`stop` it on shutdown.
     Several workers, in one process or many, may share a database.
 
-    ``timeout`` bounds each phase of a request (connect, send, wait for the
-    response headers); a receiver that times out, refuses the connection or
+    ``timeout`` bounds each attempt as a whole, from connecting to the last
+    response header (a receiver that trickles its headers slowly is cut off
+    when it runs out); a receiver that times out, refuses the connection or
     answers anything but 2xx is a failed attempt. After failed attempt *n*
     the row waits ``backoff_delay(n)``, counted from the failure (not from the
     start of the round); after ``max_attempts`` it is ``dead``.
@@ -533,7 +534,6 @@ class WebhookWorker:
         self,
         store: Store,
         *,
-        client: httpx.Client | None = None,
         timeout: float = 5.0,
         max_attempts: int = 8,
         base_delay: float = 2.0,
@@ -563,10 +563,6 @@ class WebhookWorker:
             lease_seconds if lease_seconds is not None else max(300.0, 4 * timeout * rounds)
         )
         self.clock = clock
-        self._own_client = client is None
-        self.client = client if client is not None else httpx.Client(follow_redirects=False)
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -601,14 +597,8 @@ class WebhookWorker:
         return self._thread is not None and self._thread.is_alive()
 
     def close(self) -> None:
-        """Stop, and release the thread pool and the HTTP client if this worker made it."""
+        """Stop the background thread and wait for it (each round closes its own HTTP client)."""
         self.stop()
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
-        if self._own_client:
-            self.client.close()
 
     def __enter__(self) -> WebhookWorker:
         return self
@@ -739,46 +729,39 @@ class WebhookWorker:
                 )
         return claims, dead
 
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=self.concurrency, thread_name_prefix="leadqual-webhook-send"
-                )
-            return self._pool
-
     def _send_all(
         self, claims: list[_Claim], stopping: threading.Event | None
     ) -> tuple[dict[int, _Sent], list[_Claim]]:
-        """Send every claim, concurrently; once ``stopping`` is set, claims not yet
-        started are returned unsent (the caller puts them back)."""
-        if len(claims) == 1 or self.concurrency == 1:
-            sent: dict[int, _Sent] = {}
-            for index, claim in enumerate(claims):
+        """Send every claim, up to ``concurrency`` at once; once ``stopping`` is set, claims
+        not yet started are returned unsent (the caller puts them back)."""
+        return asyncio.run(self._send_batch(claims, stopping))
+
+    async def _send_batch(
+        self, claims: list[_Claim], stopping: threading.Event | None
+    ) -> tuple[dict[int, _Sent], list[_Claim]]:
+        slots = asyncio.Semaphore(self.concurrency)
+        sent: dict[int, _Sent] = {}
+        unsent: list[_Claim] = []
+
+        async def one(client: httpx.AsyncClient, claim: _Claim) -> None:
+            async with slots:
                 if stopping is not None and stopping.is_set():
-                    return sent, claims[index:]
-                sent[claim.outbox_id] = self._send(claim)
-            return sent, []
-        pool = self._executor()
-        futures = {pool.submit(self._send, claim): claim for claim in claims}
-        pending = set(futures)
-        while pending:
-            # Poll only to notice ``stopping``; a direct call just waits for all.
-            _, pending = concurrent.futures.wait(pending, timeout=None if stopping is None else 0.1)
-            if stopping is not None and stopping.is_set():
-                for future in pending:
-                    future.cancel()
-        sent = {}
-        unsent = []
-        for future, claim in futures.items():
-            if future.cancelled():
-                unsent.append(claim)
-            else:
-                sent[claim.outbox_id] = future.result()
+                    unsent.append(claim)
+                else:
+                    sent[claim.outbox_id] = await self._send(client, claim)
+
+        async with httpx.AsyncClient(follow_redirects=False) as client:
+            await asyncio.gather(*(one(client, claim) for claim in claims))
         return sent, unsent
 
-    def _send(self, claim: _Claim) -> _Sent:
-        """POST one claim; never raises: every failure is a failed attempt with a reason."""
+    async def _send(self, client: httpx.AsyncClient, claim: _Claim) -> _Sent:
+        """POST one claim; never raises: every failure is a failed attempt with a reason.
+
+        The whole attempt, from connecting to the last response header, has
+        ``timeout`` seconds: httpx's own timeout bounds each socket operation
+        only, so a receiver sending a header every few seconds would otherwise
+        hold the attempt (and a graceful stop) as long as it likes.
+        """
         body = _body(claim)
         headers = {
             "Content-Type": "application/json",
@@ -792,16 +775,20 @@ class WebhookWorker:
         error: str | None = None
         started = time.perf_counter()
         try:
-            # Streamed so that only the status line and headers are read:
-            # a receiver cannot make the worker download a large body.
-            with self.client.stream(
-                "POST", claim.url, content=body, headers=headers, timeout=self.timeout
-            ) as response:
-                status = response.status_code
+            async with asyncio.timeout(self.timeout):
+                # Streamed so that only the status line and headers are read:
+                # a receiver cannot make the worker download a large body.
+                async with client.stream(
+                    "POST", claim.url, content=body, headers=headers, timeout=self.timeout
+                ) as response:
+                    status = response.status_code
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
         except httpx.TimeoutException as exc:
             error = f"timed out after {self.timeout:g} s ({type(exc).__name__})"
+        except TimeoutError:
+            status = None  # the status line may have come, but not the whole answer
+            error = f"timed out after {self.timeout:g} s (no complete response headers)"
         except httpx.ConnectError as exc:
             error = f"could not connect: {exc}"
         except Exception as exc:  # an invalid URL, a protocol error, ...: still one attempt
