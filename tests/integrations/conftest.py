@@ -78,6 +78,15 @@ class Receiver:
         with self.lock:
             return [r.headers["leadqual-delivery"] for r in self.received]
 
+    def wait_for(self, count: int, timeout: float = 20.0) -> bool:
+        """Whether ``count`` requests have arrived within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while len(self.deliveries()) < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True

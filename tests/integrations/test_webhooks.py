@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -78,6 +79,15 @@ def _closed_port_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/refused"
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _outcomes(report: DeliveryReport) -> list[tuple[int, str, int | None]]:
@@ -503,6 +513,73 @@ def test_a_receiver_trickling_its_headers_is_cut_off_when_the_timeout_runs_out(
     assert {r["last_error"] for r in _outbox(store)} == {attempt.error}
 
 
+def test_a_hanging_receiver_does_not_hold_up_later_deliveries_to_another(
+    store: Store, receiver: Receiver, second_receiver: Receiver
+) -> None:
+    """The background worker refills a slot as soon as its request ends: an event
+    announced while one receiver hangs reaches the healthy one before the hang
+    ends, not after (the hanging request holds its slot only)."""
+    receiver.hold = threading.Event()
+    hanging = _subscribe(store, receiver, [ASSIGNED])
+    healthy = _subscribe(store, second_receiver, ["*"])
+    with store.transaction() as tx:
+        assert enqueue_event(tx.connection, ASSIGNED, {"lead_id": "L1"}, tx.now) == 2
+    worker = WebhookWorker(store, timeout=60.0, jitter=0.0)
+    try:
+        worker.start(interval=0.05)
+        assert receiver.entered.wait(20)
+        assert second_receiver.wait_for(1)
+        with store.transaction() as tx:  # to the healthy receiver only
+            assert enqueue_event(tx.connection, SLA_BREACHED, {"lead_id": "L1"}, tx.now) == 1
+        assert second_receiver.wait_for(2)
+        assert not receiver.finished.is_set() and len(receiver.received) == 1
+        # Recorded as soon as it ended (the receiver has it a moment before the log).
+        assert _wait_until(lambda: len(list_deliveries(store)) == 2)
+        rows = {(r["subscription_id"], r["event_kind"]): r for r in _outbox(store)}
+        assert rows[healthy, SLA_BREACHED]["status"] == "delivered"
+        assert rows[healthy, ASSIGNED]["status"] == "delivered"
+        assert (rows[hanging, ASSIGNED]["status"], rows[hanging, ASSIGNED]["attempts"]) == (
+            "pending", 1
+        )  # fmt: skip
+        assert {d.subscription_id for d in list_deliveries(store)} == {healthy}
+    finally:
+        receiver.hold.set()
+        worker.stop(timeout=30)
+        worker.close()
+    assert not worker.running
+    assert {r["status"] for r in _outbox(store)} == {"delivered"}
+
+
+def test_a_hanging_receiver_with_a_backlog_takes_only_its_share_of_the_slots(
+    store: Store, receiver: Receiver, second_receiver: Receiver
+) -> None:
+    """Three rows each for a hanging and a healthy receiver, oldest first
+    alternating, two slots: without a share per subscription the hanging one's
+    rows would fill both slots and the healthy one's would wait behind them."""
+    with pytest.raises(ValueError, match="max_per_subscription"):
+        WebhookWorker(store, concurrency=2, max_per_subscription=3)
+    receiver.hold = threading.Event()
+    hanging = _subscribe(store, receiver, [ASSIGNED])
+    healthy = _subscribe(store, second_receiver, [ASSIGNED])
+    with store.transaction() as tx:
+        payloads = [{"lead_id": f"L{i}"} for i in range(3)]
+        assert state.enqueue_webhooks_many(tx.connection, ASSIGNED, payloads, tx.now) == 6
+    assert [r["subscription_id"] for r in _outbox(store)] == [hanging, healthy] * 3
+    worker = WebhookWorker(store, concurrency=2, timeout=60.0, jitter=0.0)
+    assert worker.max_per_subscription == 1
+    try:
+        worker.start(interval=0.05)
+        assert second_receiver.wait_for(3)
+        assert not receiver.finished.is_set() and len(receiver.received) == 1
+    finally:
+        receiver.hold.set()
+        worker.stop(timeout=30)
+        worker.close()
+    rows = _outbox(store)
+    assert {r["status"] for r in rows if r["subscription_id"] == healthy} == {"delivered"}
+    assert all(r["attempts"] <= 1 for r in rows)
+
+
 def test_two_workers_never_send_the_same_row_twice(
     store: Store, store_url: str, receiver: Receiver
 ) -> None:
@@ -543,6 +620,35 @@ def test_two_workers_never_send_the_same_row_twice(
     assert {r["status"] for r in _outbox(store)} == {"delivered"}
     log = list_deliveries(store, limit=1000)
     assert len(log) == rows and {d.attempt for d in log} == {1}
+
+
+def test_two_background_workers_never_send_the_same_row_twice(
+    store: Store, store_url: str, receiver: Receiver, second_receiver: Receiver
+) -> None:
+    """Continuous scheduling keeps the outbox's claims: two workers on one database
+    (on PostgreSQL each claiming with SKIP LOCKED) send every row once."""
+    _subscribe(store, receiver, [ASSIGNED])
+    _subscribe(store, second_receiver, [ASSIGNED])
+    receiver.delay = second_receiver.delay = 0.005
+    rows = 30
+    with store.transaction() as tx:
+        payloads = [{"lead_id": f"L{i}"} for i in range(rows)]
+        state.enqueue_webhooks_many(tx.connection, ASSIGNED, payloads, tx.now)
+    other = Store.open(store_url)
+    workers = [WebhookWorker(s, concurrency=3, batch_size=4, jitter=0.0) for s in (store, other)]
+    try:
+        for worker in workers:
+            worker.start(interval=0.05)
+        assert _wait_until(lambda: {r["status"] for r in _outbox(store)} == {"delivered"}, 60)
+    finally:
+        for worker in workers:
+            worker.close()
+        other.close()
+    for got in (receiver, second_receiver):
+        sent = Counter(got.deliveries())
+        assert len(sent) == rows and set(sent.values()) == {1}
+    log = list_deliveries(store, limit=1000)
+    assert len(log) == 2 * rows and {d.attempt for d in log} == {1}
 
 
 def test_a_delivery_in_flight_does_not_block_ingest(store: Store, receiver: Receiver) -> None:
