@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from leadqual.errors import NotFoundError
+from leadqual.errors import ConflictError, NotFoundError
 from leadqual.facts.types import Decision
 from leadqual.integrations.webhooks import (
     ASSIGNED,
@@ -41,6 +41,7 @@ from leadqual.integrations.webhooks import (
     get_subscription,
     list_deliveries,
     list_subscriptions,
+    rotate_secret,
     sign,
     verify_signature,
 )
@@ -248,6 +249,96 @@ def test_a_url_that_cannot_be_sent_to_or_holds_credentials_is_refused(store: Sto
                 "HTTPS://CRM.example.com/in"):  # fmt: skip
         assert create_subscription(store, url, [ASSIGNED]).subscription.url == url
     assert list_subscriptions(store)[0].url == "http://[::1]:8080/in"
+
+
+def _signatures(header: str) -> list[str]:
+    return [part.partition("=")[2] for part in header.split(",") if part.startswith("v1=")]
+
+
+def test_a_rotated_secret_signs_beside_the_previous_one_until_the_grace_ends(
+    store: Store, receiver: Receiver
+) -> None:
+    old = "whsec_the_first_secret_000"
+    sub_id = create_subscription(store, receiver.url, [ASSIGNED], secret=old).subscription.id
+    receiver.secret = old
+
+    def deliver(worker: WebhookWorker, lead: str, outcome: str = "delivered") -> tuple[str, bytes]:
+        with store.transaction() as tx:
+            enqueue_event(tx.connection, ASSIGNED, {"lead_id": lead}, tx.now)
+        assert [a.outcome for a in worker.deliver_due(_due(store)).attempts] == [outcome]
+        last = receiver.received[-1]
+        return last.headers["leadqual-signature"], last.body
+
+    rotated = rotate_secret(store, sub_id)  # the default grace: 24 h
+    new = rotated.secret
+    assert new.startswith("whsec_") and new != old
+    until = rotated.previous_secret_expires_at
+    assert until is not None and rotated.subscription.previous_secret_expires_at == until
+    assert timedelta(hours=23) < until - datetime.now(UTC) <= timedelta(hours=24)
+    assert get_subscription(store, sub_id) == rotated.subscription
+    assert not hasattr(rotated.subscription, "previous_secret")
+    with WebhookWorker(store, jitter=0.0) as worker:
+        # During the grace, one request verifies with either secret.
+        header, body = deliver(worker, "L1")
+        assert receiver.received[-1].verified  # the receiver still has the old one
+        assert len(_signatures(header)) == 2
+        assert verify_signature(old, header, body) == verify_signature(new, header, body)
+        timestamp = int(header.split(",")[0].removeprefix("t="))
+        assert header == f"{sign(new, body, timestamp)},{sign(old, body, timestamp).split(',')[1]}"
+        receiver.secret = new  # ... and switches whenever it likes
+        deliver(worker, "L2")
+        assert receiver.received[-1].verified
+    # After the grace (the clock signs 24 h later), only the new secret signs (the
+    # receiver refuses the request, its timestamp being a day ahead of its clock).
+    later = until.timestamp() + 1
+    with WebhookWorker(store, max_attempts=1, clock=lambda: later) as worker:
+        header, body = deliver(worker, "L3", "dead")
+    assert len(_signatures(header)) == 1
+    assert verify_signature(new, header, body, now=later) == int(later)
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_signature(old, header, body, now=later)
+
+    # Rotating again keeps only the secret it replaces; no grace switches at once.
+    third = rotate_secret(store, sub_id, secret="whsec_the_third_secret_00", grace=timedelta(0))
+    assert third.previous_secret_expires_at is None
+    assert third.subscription.previous_secret_expires_at is None
+    receiver.secret = third.secret
+    with WebhookWorker(store, jitter=0.0) as worker:
+        header, body = deliver(worker, "L4")
+        assert receiver.received[-1].verified and len(_signatures(header)) == 1
+        fourth = rotate_secret(store, sub_id, grace=timedelta(hours=1))
+        header, body = deliver(worker, "L5")
+    assert verify_signature(fourth.secret, header, body) == verify_signature(
+        third.secret, header, body
+    )
+    for key in (old, new):
+        with pytest.raises(SignatureError):
+            verify_signature(key, header, body)
+
+    for grace, reason in [(timedelta(seconds=-1), "between 0 and 7 days"),
+                          (timedelta(days=7, seconds=1), "between 0 and 7 days")]:  # fmt: skip
+        with pytest.raises(WebhookError, match=reason):
+            rotate_secret(store, sub_id, grace=grace)
+    with pytest.raises(WebhookError, match="at least 16 characters"):
+        rotate_secret(store, sub_id, secret="short")
+    with pytest.raises(WebhookError, match="must differ"):
+        rotate_secret(store, sub_id, secret=fourth.secret)
+    with pytest.raises(NotFoundError, match="no webhook subscription 999"):
+        rotate_secret(store, 999)
+    disable_subscription(store, sub_id)
+    with pytest.raises(ConflictError, match="is disabled"):
+        rotate_secret(store, sub_id)
+    assert len(receiver.received) == 5
+
+
+def test_sign_with_several_secrets_gives_one_v1_each_in_order() -> None:
+    body = b'{"id":7}'
+    one, two = sign(SECRET, body, TS), sign("whsec_the_old_secret_000", body, TS)
+    both = sign([SECRET, "whsec_the_old_secret_000"], body, TS)
+    assert both == f"{one},{two.split(',')[1]}"
+    assert sign([SECRET], body, TS) == one
+    with pytest.raises(ValueError, match="at least one secret"):
+        sign([], body, TS)
 
 
 # -- delivery -----------------------------------------------------------------------------

@@ -58,7 +58,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from leadqual.errors import LeadqualError, NotFoundError
+from leadqual.errors import ConflictError, LeadqualError, NotFoundError
 from leadqual.routing.router import ASSIGNED as ASSIGNED
 from leadqual.routing.router import ASSIGNMENT_ENDED as ASSIGNMENT_ENDED
 from leadqual.routing.router import SLA_BREACHED as SLA_BREACHED
@@ -110,9 +110,19 @@ def _digest(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
-def sign(secret: str, body: bytes | str, timestamp: int) -> str:
-    """The ``Leadqual-Signature`` header value for ``body`` sent at ``timestamp`` (unix s)."""
-    return f"t={timestamp},{SCHEME}={_digest(secret, timestamp, _as_bytes(body))}"
+def sign(secret: str | Sequence[str], body: bytes | str, timestamp: int) -> str:
+    """The ``Leadqual-Signature`` header value for ``body`` sent at ``timestamp`` (unix s).
+
+    With several secrets (during a rotation: the new one, then the previous
+    one), the header holds one ``v1`` signature for each, in that order; a
+    receiver holding either secret finds its match.
+    """
+    keys = [secret] if isinstance(secret, str) else list(secret)
+    if not keys:
+        raise ValueError("sign needs at least one secret")
+    message = _as_bytes(body)
+    signatures = ",".join(f"{SCHEME}={_digest(key, timestamp, message)}" for key in keys)
+    return f"t={timestamp},{signatures}"
 
 
 def _parse_header(header: str) -> tuple[int, list[str]]:
@@ -183,6 +193,8 @@ class Subscription:
     active: bool
     created_at: datetime
     disabled_at: datetime | None
+    previous_secret_expires_at: datetime | None = None
+    """After :func:`rotate_secret`: until when the previous secret also signs deliveries."""
 
 
 @dataclass(frozen=True)
@@ -267,10 +279,12 @@ def _subscription(row: Mapping[Any, Any]) -> Subscription:
         active=bool(row["active"]),
         created_at=row["created_at"],
         disabled_at=row["disabled_at"],
+        previous_secret_expires_at=row["previous_secret_expires_at"],
     )
 
 
-_SUBSCRIPTION_COLUMNS = [c for c in schema.webhook_subscriptions.c if c.name != "secret"]
+_SECRET_COLUMNS = ("secret", "previous_secret")
+_SUBSCRIPTION_COLUMNS = [c for c in schema.webhook_subscriptions.c if c.name not in _SECRET_COLUMNS]
 
 
 def create_subscription(
@@ -283,14 +297,80 @@ def create_subscription(
     """
     _check_url(url)
     kinds = _check_kinds(event_kinds)
-    if secret is None:
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    elif len(secret) < MIN_SECRET_LENGTH:
-        raise WebhookError(f"a webhook secret needs at least {MIN_SECRET_LENGTH} characters")
+    secret = _new_secret(secret)
     with store.transaction() as tx:
         sub_id = state.add_webhook_subscription(tx.connection, url, secret, kinds, tx.now)
         created = _load_subscription(tx.connection, sub_id)
     return CreatedSubscription(created, secret)
+
+
+def _new_secret(secret: str | None) -> str:
+    if secret is None:
+        return SECRET_PREFIX + secrets.token_urlsafe(32)
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise WebhookError(f"a webhook secret needs at least {MIN_SECRET_LENGTH} characters")
+    return secret
+
+
+DEFAULT_GRACE = timedelta(hours=24)
+"""How long :func:`rotate_secret` keeps the previous secret signing, by default."""
+MAX_GRACE = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    """A subscription's new signing secret: the only time it is returned."""
+
+    subscription: Subscription
+    secret: str
+    previous_secret_expires_at: datetime | None
+    """Until when deliveries also carry a signature with the previous secret
+    (``None`` with no grace: the previous secret stopped signing at once)."""
+
+
+def rotate_secret(
+    store: Store,
+    subscription_id: int,
+    *,
+    secret: str | None = None,
+    grace: timedelta = DEFAULT_GRACE,
+) -> RotatedSecret:
+    """Give a subscription a new secret (generated if not given), keeping the current one
+    valid for ``grace`` (24 h by default, at most 7 days).
+
+    Until the grace ends every delivery's ``Leadqual-Signature`` holds two
+    ``v1`` signatures, with the new secret and with the previous one, so the
+    receiver can switch to the new secret whenever it likes within that time
+    without rejecting a request. Only one previous secret is kept: rotating
+    again during a grace ends the older secret's at once. ``grace`` zero
+    switches at once. A disabled subscription is a ConflictError (it sends
+    nothing), an unknown one a NotFoundError.
+    """
+    if not timedelta(0) <= grace <= MAX_GRACE:
+        raise WebhookError(f"the grace period must be between 0 and {MAX_GRACE.days} days")
+    secret = _new_secret(secret)
+    s = schema.webhook_subscriptions
+    with store.transaction() as tx:
+        query = select(s.c.active, s.c.secret).where(s.c.id == subscription_id)
+        row = tx.connection.execute(query.with_for_update()).first()
+        if row is None:
+            raise NotFoundError(f"no webhook subscription {subscription_id}")
+        if not row.active:
+            raise ConflictError(f"webhook subscription {subscription_id} is disabled")
+        if secret == row.secret:
+            raise WebhookError("the new webhook secret must differ from the current one")
+        until = tx.now + grace if grace > timedelta(0) else None
+        tx.connection.execute(
+            s.update()
+            .where(s.c.id == subscription_id)
+            .values(
+                secret=secret,
+                previous_secret=row.secret if until is not None else None,
+                previous_secret_expires_at=until,
+            )
+        )
+        rotated = _load_subscription(tx.connection, subscription_id)
+    return RotatedSecret(rotated, secret, until)
 
 
 def _load_subscription(connection: Connection, subscription_id: int) -> Subscription:
@@ -492,6 +572,17 @@ class _Claim:
     attempt: int
     url: str
     secret: str
+    previous_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
+
+    def secrets(self, at: float) -> list[str]:
+        """The secrets that sign a request sent at ``at`` (unix s): the current one, and
+        the previous one while its grace lasts."""
+        keys = [self.secret]
+        until = self.previous_secret_expires_at
+        if self.previous_secret is not None and until is not None and at < until.timestamp():
+            keys.append(self.previous_secret)
+        return keys
 
 
 @dataclass(frozen=True)
@@ -784,6 +875,8 @@ class WebhookWorker:
                 o.c.attempts,
                 s.c.url,
                 s.c.secret,
+                s.c.previous_secret,
+                s.c.previous_secret_expires_at,
             )
             .join_from(o, s, s.c.id == o.c.subscription_id)
             .where(o.c.status.in_(_DUE), o.c.next_attempt_at <= now, s.c.active.is_(True))
@@ -865,6 +958,8 @@ class WebhookWorker:
                         attempt=attempt,
                         url=row["url"],
                         secret=row["secret"],
+                        previous_secret=row["previous_secret"],
+                        previous_secret_expires_at=row["previous_secret_expires_at"],
                     )
                 )
             if claims:
@@ -898,10 +993,11 @@ class WebhookWorker:
         hold the attempt (and a graceful stop) as long as it likes.
         """
         body = _body(claim)
+        at = self.clock()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            SIGNATURE_HEADER: sign(claim.secret, body, int(self.clock())),
+            SIGNATURE_HEADER: sign(claim.secrets(at), body, int(at)),
             EVENT_HEADER: claim.event_kind,
             DELIVERY_HEADER: str(claim.outbox_id),
             ATTEMPT_HEADER: str(claim.attempt),
