@@ -8,6 +8,7 @@ changes, ``enqueue_event``/``state.enqueue_webhooks`` for the other kinds.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -669,6 +670,39 @@ def test_a_hanging_receiver_with_a_backlog_takes_only_its_share_of_the_slots(
     rows = _outbox(store)
     assert {r["status"] for r in rows if r["subscription_id"] == healthy} == {"delivered"}
     assert all(r["attempts"] <= 1 for r in rows)
+
+
+def test_a_worker_with_every_slot_hanging_waits_for_one_to_end(
+    store: Store, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While every slot holds a hanging request there is nothing to look for: the
+    scheduler must sleep until a request ends, not poll in a loop (it spun on a
+    zero timeout, a core's worth of CPU, for as long as the receiver hung)."""
+    waits = 0
+    wait = asyncio.wait
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal waits
+        waits += 1
+        return await wait(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "wait", counted)
+    receiver.hold = threading.Event()
+    _subscribe(store, receiver, [ASSIGNED])
+    with store.transaction() as tx:
+        payloads = [{"lead_id": f"L{i}"} for i in range(3)]
+        state.enqueue_webhooks_many(tx.connection, ASSIGNED, payloads, tx.now)
+    worker = WebhookWorker(store, concurrency=2, max_per_subscription=2, timeout=60.0)
+    try:
+        worker.start(interval=0.05)
+        assert receiver.wait_for(2)
+        before = waits
+        assert not receiver.hold.wait(1.0)  # both slots hang for a second
+        assert waits - before <= 2, f"{waits - before} waits while every slot was taken"
+    finally:
+        receiver.hold.set()
+        worker.stop(timeout=30)
+        worker.close()
 
 
 def test_two_workers_never_send_the_same_row_twice(

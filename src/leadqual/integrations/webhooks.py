@@ -765,7 +765,7 @@ class WebhookWorker:
                                 if n >= self.max_per_subscription}  # fmt: skip
                         try:
                             claims, _, more = await loop.run_in_executor(
-                                database, self._claim, now, free, per_subscription, full
+                                database, self._claim, now, free, dict(per_subscription), full
                             )
                         except Exception:
                             # A database outage must not end the thread: log, try later.
@@ -785,7 +785,9 @@ class WebhookWorker:
                     waits: set[asyncio.Future[Any]] = set(in_flight)
                     waker = asyncio.ensure_future(woken.wait())
                     waits.add(waker)
-                    idle = None if stopping else max(0.0, next_look - loop.time())
+                    busy = stopping or len(in_flight) >= self.concurrency
+                    # Every slot taken (or stopping): only a request's end can change that.
+                    idle = None if busy else max(0.0, next_look - loop.time())
                     done, _ = await asyncio.wait(
                         waits, timeout=idle, return_when=asyncio.FIRST_COMPLETED
                     )
