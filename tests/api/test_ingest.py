@@ -71,7 +71,6 @@ WRITES = [
     ("POST", "/v1/leads/L-1/outcomes"),
     ("POST", "/v1/models"),
     ("POST", "/v1/webhooks"),
-    ("POST", "/v1/webhooks/1/rotate-secret"),
 ]
 BAD_BODIES = [
     ({"content-type": "application/json"}, b"{not json"),

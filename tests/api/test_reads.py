@@ -431,6 +431,7 @@ def test_a_rotated_secret_is_returned_once_and_signs_beside_the_old_one(
             made = admin.post("/v1/webhooks", json=hook).json()
             path = f"/v1/webhooks/{made['id']}/rotate-secret"
             assert_error(api.as_("read").post(path), 403)
+            assert_error(api.as_("anonymous").post(path), 401)
             too_long = admin.post(path, params={"grace_seconds": 7 * 86400 + 1})
             assert [d["field"] for d in assert_error(too_long, 422)["details"]] == ["grace_seconds"]
             assert_error(admin.post("/v1/webhooks/999/rotate-secret"), 404)
