@@ -416,6 +416,47 @@ def test_a_stage_change_is_delivered_as_a_signed_webhook(database_url: str) -> N
         verify_signature(created.secret, headers[SIGNATURE_HEADER], body)
 
 
+def test_a_rotated_secret_is_returned_once_and_signs_beside_the_old_one(
+    database_url: str,
+) -> None:
+    """POST /v1/webhooks/{id}/rotate-secret: the new secret is in the answer only, and
+    until the grace ends each delivery verifies with the old secret and with the new."""
+    from leadqual.integrations.webhooks import SIGNATURE_HEADER, verify_signature
+    from tests.api.conftest import Receiver
+
+    with Receiver() as receiver:
+        for api in start_api(database_url, tick_seconds=None):
+            admin = api.admin
+            hook = {"url": receiver.url, "event_kinds": ["stage_changed"]}
+            made = admin.post("/v1/webhooks", json=hook).json()
+            path = f"/v1/webhooks/{made['id']}/rotate-secret"
+            assert_error(api.as_("read").post(path), 403)
+            assert_error(api.as_("anonymous").post(path), 401)
+            too_long = admin.post(path, params={"grace_seconds": 7 * 86400 + 1})
+            assert [d["field"] for d in assert_error(too_long, 422)["details"]] == ["grace_seconds"]
+            assert_error(admin.post("/v1/webhooks/999/rotate-secret"), 404)
+            rotated = admin.post(path)
+            assert rotated.status_code == 200, rotated.text
+            body = rotated.json()
+            new = body["secret"]
+            assert new.startswith("whsec_") and new != made["secret"]
+            until = datetime.fromisoformat(body["previous_secret_expires_at"])
+            assert timedelta(hours=23) < until - datetime.now(UTC) <= timedelta(hours=24)
+            same = {k: v for k, v in made.items() if k != "secret"}
+            assert {k: body[k] for k in same} == same
+            assert "secret" not in admin.get(f"/v1/webhooks/{made['id']}").json()
+            put_lead(api, "L-1", None)  # its first qualification: one delivery
+            [(headers, delivered)] = receiver.wait_for(1)
+            signature = headers[SIGNATURE_HEADER]
+            assert signature.count("v1=") == 2
+            assert verify_signature(made["secret"], signature, delivered)
+            assert verify_signature(new, signature, delivered)
+            immediate = admin.post(path, params={"grace_seconds": 0}).json()
+            assert immediate["previous_secret_expires_at"] is None
+            admin.delete(f"/v1/webhooks/{made['id']}")
+            assert_error(admin.post(path), 409, "conflict")
+
+
 ROUTING = """
 teams:
   sales_reps:
@@ -525,6 +566,9 @@ def test_webhook_subscriptions_over_rest(api: Api) -> None:
     assert_error(api.as_("read").get("/v1/webhooks"), 403)
     bad = admin.post("/v1/webhooks", json={"url": "ftp://x", "event_kinds": ["stage_changed"]})
     assert_error(bad, 422, "invalid_subscription")
+    for url in ("http://127.0.0.1:99999/x", "https://exa mple.com/x", "https://u:p@x.io/h"):
+        refused = admin.post("/v1/webhooks", json={"url": url, "event_kinds": ["assigned"]})
+        assert f"invalid webhook URL '{url}'" in assert_error(refused, 422)["message"]
     unknown = admin.post(
         "/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_kinds": ["stage_changed", "x"]}
     )

@@ -5,12 +5,14 @@ a fresh schema on the shared PostgreSQL server). The receiver is a real
 ``ThreadingHTTPServer`` on an ephemeral port: it checks every request's
 signature with ``verify_signature`` (what a customer's receiver would do),
 records what it got, and answers as the test scripts it: fail the first N
-requests with HTTP 500, or hold a request until the test releases it.
+requests with HTTP 500, hold a request until the test releases it, or trickle
+the response headers (one line at a time) for a while.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,6 +49,11 @@ class Receiver:
     finished: threading.Event = field(default_factory=threading.Event)
     """Set once a held request has been answered."""
     delay: float = 0.0
+    trickle: float = 0.0
+    """When above 0: send the status line at once, then a header line every 0.1 s for this
+    many seconds (or until ``hold`` is set), and only then end the headers."""
+    completed: threading.Event = field(default_factory=threading.Event)
+    """Set once a trickled answer has been sent to the end (the client waited for it)."""
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -71,6 +78,15 @@ class Receiver:
         with self.lock:
             return [r.headers["leadqual-delivery"] for r in self.received]
 
+    def wait_for(self, count: int, timeout: float = 20.0) -> bool:
+        """Whether ``count`` requests have arrived within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while len(self.deliveries()) < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -90,6 +106,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         headers = {key.lower(): value for key, value in self.headers.items()}
         receiver = self.server.receiver
+        if receiver.trickle > 0:
+            self._trickle(receiver, headers, body)
+            return
         status = receiver.handle(headers, body)
         try:
             self.send_response(status)
@@ -98,6 +117,26 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             if receiver.hold is not None:
                 receiver.finished.set()
+
+    def _trickle(self, receiver: Receiver, headers: dict[str, str], body: bytes) -> None:
+        with receiver.lock:
+            receiver.received.append(Received(headers, body, True, 200))
+        receiver.entered.set()
+        stop = receiver.hold or threading.Event()
+        deadline = time.monotonic() + receiver.trickle
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            self.wfile.flush()
+            line = 0
+            while time.monotonic() < deadline and not stop.wait(0.1):
+                line += 1
+                self.wfile.write(f"X-Trickle-{line}: {line}\r\n".encode())
+                self.wfile.flush()
+            self.wfile.write(b"Content-Length: 0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:  # the client gave up and closed the connection
+            return
+        receiver.completed.set()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

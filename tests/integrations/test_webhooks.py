@@ -8,6 +8,7 @@ changes, ``enqueue_event``/``state.enqueue_webhooks`` for the other kinds.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -15,6 +16,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from leadqual.errors import NotFoundError
+from leadqual.errors import ConflictError, NotFoundError
 from leadqual.facts.types import Decision
 from leadqual.integrations.webhooks import (
     ASSIGNED,
@@ -40,6 +42,7 @@ from leadqual.integrations.webhooks import (
     get_subscription,
     list_deliveries,
     list_subscriptions,
+    rotate_secret,
     sign,
     verify_signature,
 )
@@ -78,6 +81,15 @@ def _closed_port_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/refused"
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _outcomes(report: DeliveryReport) -> list[tuple[int, str, int | None]]:
@@ -214,6 +226,120 @@ def test_subscriptions_are_created_listed_and_disabled(store: Store) -> None:
         assert enqueue_event(tx.connection, ASSIGNED, {"lead_id": "L2"}, tx.now) == 1
     with pytest.raises(NotFoundError, match="no webhook subscription 999"):
         disable_subscription(store, 999)
+
+
+def test_a_url_that_cannot_be_sent_to_or_holds_credentials_is_refused(store: Store) -> None:
+    """httpx parses these, but a request to them fails on every attempt (a port out of
+    range, a space or a '$' in the host), or the URL would keep a password in clear."""
+    for url, reason in [
+        ("http://127.0.0.1:99999/x", "port 99999 is not in 1-65535"),
+        ("http://crm.example.com:0/x", "port 0 is not in 1-65535"),
+        ("https://exa mple.com/x", "contains whitespace"),
+        ("https://example.com/a b", "contains whitespace"),
+        ("http://:8080/x", "must be http"),
+        ("http:///x", "must be http"),
+        ("https://exa$mple.com/x", "'exa\\$mple.com' is not a host name"),
+        ("https://a..b/x", "'a..b' is not a host name"),
+        ("https://%41.com/x", "'%41.com' is not a host name"),
+        ("http://999.1.1.1/x", "Invalid IPv4 address"),
+        ("https://user:pass@crm.example.com/x", "credentials .* are not allowed"),
+    ]:
+        with pytest.raises(WebhookError, match=reason):
+            create_subscription(store, url, [ASSIGNED])
+    for url in ("http://[::1]:8080/in", "https://bücher.example/in", "http://my_service:80/in",
+                "HTTPS://CRM.example.com/in"):  # fmt: skip
+        assert create_subscription(store, url, [ASSIGNED]).subscription.url == url
+    assert list_subscriptions(store)[0].url == "http://[::1]:8080/in"
+
+
+def _signatures(header: str) -> list[str]:
+    return [part.partition("=")[2] for part in header.split(",") if part.startswith("v1=")]
+
+
+def test_a_rotated_secret_signs_beside_the_previous_one_until_the_grace_ends(
+    store: Store, receiver: Receiver
+) -> None:
+    old = "whsec_the_first_secret_000"
+    sub_id = create_subscription(store, receiver.url, [ASSIGNED], secret=old).subscription.id
+    receiver.secret = old
+
+    def deliver(worker: WebhookWorker, lead: str, outcome: str = "delivered") -> tuple[str, bytes]:
+        with store.transaction() as tx:
+            enqueue_event(tx.connection, ASSIGNED, {"lead_id": lead}, tx.now)
+        assert [a.outcome for a in worker.deliver_due(_due(store)).attempts] == [outcome]
+        last = receiver.received[-1]
+        return last.headers["leadqual-signature"], last.body
+
+    rotated = rotate_secret(store, sub_id)  # the default grace: 24 h
+    new = rotated.secret
+    assert new.startswith("whsec_") and new != old
+    until = rotated.previous_secret_expires_at
+    assert until is not None and rotated.subscription.previous_secret_expires_at == until
+    assert timedelta(hours=23) < until - datetime.now(UTC) <= timedelta(hours=24)
+    assert get_subscription(store, sub_id) == rotated.subscription
+    assert not hasattr(rotated.subscription, "previous_secret")
+    with WebhookWorker(store, jitter=0.0) as worker:
+        # During the grace, one request verifies with either secret.
+        header, body = deliver(worker, "L1")
+        assert receiver.received[-1].verified  # the receiver still has the old one
+        assert len(_signatures(header)) == 2
+        assert verify_signature(old, header, body) == verify_signature(new, header, body)
+        timestamp = int(header.split(",")[0].removeprefix("t="))
+        assert header == f"{sign(new, body, timestamp)},{sign(old, body, timestamp).split(',')[1]}"
+        receiver.secret = new  # ... and switches whenever it likes
+        deliver(worker, "L2")
+        assert receiver.received[-1].verified
+    # After the grace (the clock signs 24 h later), only the new secret signs (the
+    # receiver refuses the request, its timestamp being a day ahead of its clock).
+    later = until.timestamp() + 1
+    with WebhookWorker(store, max_attempts=1, clock=lambda: later) as worker:
+        header, body = deliver(worker, "L3", "dead")
+    assert len(_signatures(header)) == 1
+    assert verify_signature(new, header, body, now=later) == int(later)
+    with pytest.raises(SignatureError, match="does not match"):
+        verify_signature(old, header, body, now=later)
+
+    # Rotating again keeps only the secret it replaces; no grace switches at once.
+    third = rotate_secret(store, sub_id, secret="whsec_the_third_secret_00", grace=timedelta(0))
+    assert third.previous_secret_expires_at is None
+    assert third.subscription.previous_secret_expires_at is None
+    receiver.secret = third.secret
+    with WebhookWorker(store, jitter=0.0) as worker:
+        header, body = deliver(worker, "L4")
+        assert receiver.received[-1].verified and len(_signatures(header)) == 1
+        fourth = rotate_secret(store, sub_id, grace=timedelta(hours=1))
+        header, body = deliver(worker, "L5")
+    assert verify_signature(fourth.secret, header, body) == verify_signature(
+        third.secret, header, body
+    )
+    for key in (old, new):
+        with pytest.raises(SignatureError):
+            verify_signature(key, header, body)
+
+    for grace, reason in [(timedelta(seconds=-1), "between 0 and 7 days"),
+                          (timedelta(days=7, seconds=1), "between 0 and 7 days")]:  # fmt: skip
+        with pytest.raises(WebhookError, match=reason):
+            rotate_secret(store, sub_id, grace=grace)
+    with pytest.raises(WebhookError, match="at least 16 characters"):
+        rotate_secret(store, sub_id, secret="short")
+    with pytest.raises(WebhookError, match="must differ"):
+        rotate_secret(store, sub_id, secret=fourth.secret)
+    with pytest.raises(NotFoundError, match="no webhook subscription 999"):
+        rotate_secret(store, 999)
+    disable_subscription(store, sub_id)
+    with pytest.raises(ConflictError, match="is disabled"):
+        rotate_secret(store, sub_id)
+    assert len(receiver.received) == 5
+
+
+def test_sign_with_several_secrets_gives_one_v1_each_in_order() -> None:
+    body = b'{"id":7}'
+    one, two = sign(SECRET, body, TS), sign("whsec_the_old_secret_000", body, TS)
+    both = sign([SECRET, "whsec_the_old_secret_000"], body, TS)
+    assert both == f"{one},{two.split(',')[1]}"
+    assert sign([SECRET], body, TS) == one
+    with pytest.raises(ValueError, match="at least one secret"):
+        sign([], body, TS)
 
 
 # -- delivery -----------------------------------------------------------------------------
@@ -440,6 +566,145 @@ def test_a_hanging_or_refusing_receiver_fails_without_holding_up_the_others(
     assert receiver.finished.wait(10)
 
 
+def test_a_receiver_trickling_its_headers_is_cut_off_when_the_timeout_runs_out(
+    store: Store, receiver: Receiver
+) -> None:
+    """A header line every 0.1 s keeps each socket read under any timeout: the
+    attempt as a whole must still end at ``timeout``, fail, and be retried, and
+    a graceful stop must not wait for the receiver to finish its answer."""
+    _subscribe(store, receiver, [ASSIGNED])
+    receiver.trickle = 20.0
+    with store.transaction() as tx:
+        enqueue_event(tx.connection, ASSIGNED, {"lead_id": "L1"}, tx.now)
+    t = _due(store)
+    with WebhookWorker(store, timeout=1.0, jitter=0.0) as worker:
+        report = worker.deliver_due(t)
+        assert not receiver.completed.is_set()  # still trickling when the attempt ended
+        [attempt] = report.attempts
+        assert (attempt.outcome, attempt.status_code) == ("failed", None)
+        assert str(attempt.error).startswith("timed out after 1 s")
+        assert attempt.at is not None
+        assert attempt.next_attempt_at == attempt.at + timedelta(seconds=2)
+        [row] = _outbox(store)
+        assert (row["status"], row["attempts"], row["last_error"]) == (
+            "failed", 1, attempt.error
+        )  # fmt: skip
+        [logged] = list_deliveries(store)
+        assert (logged.status_code, logged.error) == (None, attempt.error)
+
+        # The background thread: stopping while a trickled answer is coming
+        # waits for the attempt's deadline, not for the receiver.
+        receiver.entered.clear()
+        with store.transaction() as tx:
+            enqueue_event(tx.connection, ASSIGNED, {"lead_id": "L2"}, tx.now)
+        worker.start(interval=0.05)
+        assert receiver.entered.wait(10)
+        worker.stop(timeout=30)
+        assert not worker.running
+        assert not receiver.completed.is_set()
+    assert {r["last_error"] for r in _outbox(store)} == {attempt.error}
+
+
+def test_a_hanging_receiver_does_not_hold_up_later_deliveries_to_another(
+    store: Store, receiver: Receiver, second_receiver: Receiver
+) -> None:
+    """The background worker refills a slot as soon as its request ends: an event
+    announced while one receiver hangs reaches the healthy one before the hang
+    ends, not after (the hanging request holds its slot only)."""
+    receiver.hold = threading.Event()
+    hanging = _subscribe(store, receiver, [ASSIGNED])
+    healthy = _subscribe(store, second_receiver, ["*"])
+    with store.transaction() as tx:
+        assert enqueue_event(tx.connection, ASSIGNED, {"lead_id": "L1"}, tx.now) == 2
+    worker = WebhookWorker(store, timeout=60.0, jitter=0.0)
+    try:
+        worker.start(interval=0.05)
+        assert receiver.entered.wait(20)
+        assert second_receiver.wait_for(1)
+        with store.transaction() as tx:  # to the healthy receiver only
+            assert enqueue_event(tx.connection, SLA_BREACHED, {"lead_id": "L1"}, tx.now) == 1
+        assert second_receiver.wait_for(2)
+        assert not receiver.finished.is_set() and len(receiver.received) == 1
+        # Recorded as soon as it ended (the receiver has it a moment before the log).
+        assert _wait_until(lambda: len(list_deliveries(store)) == 2)
+        rows = {(r["subscription_id"], r["event_kind"]): r for r in _outbox(store)}
+        assert rows[healthy, SLA_BREACHED]["status"] == "delivered"
+        assert rows[healthy, ASSIGNED]["status"] == "delivered"
+        assert (rows[hanging, ASSIGNED]["status"], rows[hanging, ASSIGNED]["attempts"]) == (
+            "pending", 1
+        )  # fmt: skip
+        assert {d.subscription_id for d in list_deliveries(store)} == {healthy}
+    finally:
+        receiver.hold.set()
+        worker.stop(timeout=30)
+        worker.close()
+    assert not worker.running
+    assert {r["status"] for r in _outbox(store)} == {"delivered"}
+
+
+def test_a_hanging_receiver_with_a_backlog_takes_only_its_share_of_the_slots(
+    store: Store, receiver: Receiver, second_receiver: Receiver
+) -> None:
+    """Three rows each for a hanging and a healthy receiver, oldest first
+    alternating, two slots: without a share per subscription the hanging one's
+    rows would fill both slots and the healthy one's would wait behind them."""
+    with pytest.raises(ValueError, match="max_per_subscription"):
+        WebhookWorker(store, concurrency=2, max_per_subscription=3)
+    receiver.hold = threading.Event()
+    hanging = _subscribe(store, receiver, [ASSIGNED])
+    healthy = _subscribe(store, second_receiver, [ASSIGNED])
+    with store.transaction() as tx:
+        payloads = [{"lead_id": f"L{i}"} for i in range(3)]
+        assert state.enqueue_webhooks_many(tx.connection, ASSIGNED, payloads, tx.now) == 6
+    assert [r["subscription_id"] for r in _outbox(store)] == [hanging, healthy] * 3
+    worker = WebhookWorker(store, concurrency=2, timeout=60.0, jitter=0.0)
+    assert worker.max_per_subscription == 1
+    try:
+        worker.start(interval=0.05)
+        assert second_receiver.wait_for(3)
+        assert not receiver.finished.is_set() and len(receiver.received) == 1
+    finally:
+        receiver.hold.set()
+        worker.stop(timeout=30)
+        worker.close()
+    rows = _outbox(store)
+    assert {r["status"] for r in rows if r["subscription_id"] == healthy} == {"delivered"}
+    assert all(r["attempts"] <= 1 for r in rows)
+
+
+def test_a_worker_with_every_slot_hanging_waits_for_one_to_end(
+    store: Store, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While every slot holds a hanging request there is nothing to look for: the
+    scheduler must sleep until a request ends, not poll in a loop (it spun on a
+    zero timeout, a core's worth of CPU, for as long as the receiver hung)."""
+    waits = 0
+    wait = asyncio.wait
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal waits
+        waits += 1
+        return await wait(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "wait", counted)
+    receiver.hold = threading.Event()
+    _subscribe(store, receiver, [ASSIGNED])
+    with store.transaction() as tx:
+        payloads = [{"lead_id": f"L{i}"} for i in range(3)]
+        state.enqueue_webhooks_many(tx.connection, ASSIGNED, payloads, tx.now)
+    worker = WebhookWorker(store, concurrency=2, max_per_subscription=2, timeout=60.0)
+    try:
+        worker.start(interval=0.05)
+        assert receiver.wait_for(2)
+        before = waits
+        assert not receiver.hold.wait(1.0)  # both slots hang for a second
+        assert waits - before <= 2, f"{waits - before} waits while every slot was taken"
+    finally:
+        receiver.hold.set()
+        worker.stop(timeout=30)
+        worker.close()
+
+
 def test_two_workers_never_send_the_same_row_twice(
     store: Store, store_url: str, receiver: Receiver
 ) -> None:
@@ -480,6 +745,35 @@ def test_two_workers_never_send_the_same_row_twice(
     assert {r["status"] for r in _outbox(store)} == {"delivered"}
     log = list_deliveries(store, limit=1000)
     assert len(log) == rows and {d.attempt for d in log} == {1}
+
+
+def test_two_background_workers_never_send_the_same_row_twice(
+    store: Store, store_url: str, receiver: Receiver, second_receiver: Receiver
+) -> None:
+    """Continuous scheduling keeps the outbox's claims: two workers on one database
+    (on PostgreSQL each claiming with SKIP LOCKED) send every row once."""
+    _subscribe(store, receiver, [ASSIGNED])
+    _subscribe(store, second_receiver, [ASSIGNED])
+    receiver.delay = second_receiver.delay = 0.005
+    rows = 30
+    with store.transaction() as tx:
+        payloads = [{"lead_id": f"L{i}"} for i in range(rows)]
+        state.enqueue_webhooks_many(tx.connection, ASSIGNED, payloads, tx.now)
+    other = Store.open(store_url)
+    workers = [WebhookWorker(s, concurrency=3, batch_size=4, jitter=0.0) for s in (store, other)]
+    try:
+        for worker in workers:
+            worker.start(interval=0.05)
+        assert _wait_until(lambda: {r["status"] for r in _outbox(store)} == {"delivered"}, 60)
+    finally:
+        for worker in workers:
+            worker.close()
+        other.close()
+    for got in (receiver, second_receiver):
+        sent = Counter(got.deliveries())
+        assert len(sent) == rows and set(sent.values()) == {1}
+    log = list_deliveries(store, limit=1000)
+    assert len(log) == 2 * rows and {d.attempt for d in log} == {1}
 
 
 def test_a_delivery_in_flight_does_not_block_ingest(store: Store, receiver: Receiver) -> None:

@@ -159,3 +159,53 @@ def test_revision_0005_backfills_the_end_cause_of_breaches_only(store_url: str) 
             assert connection.execute(select(func.count()).select_from(a)).scalar_one() == 5
     finally:
         store.close()
+
+
+def test_revision_0006_adds_the_previous_webhook_secret_and_drops_it_again(
+    store_url: str,
+) -> None:
+    """A database at 0005 with a subscription: the upgrade when a store opens adds the
+    rotation columns, empty (the subscription signs with its one secret), and a rotation
+    fills them; the downgrade removes them and keeps the subscription and its secret."""
+    from leadqual.integrations.webhooks import get_subscription, rotate_secret
+
+    s = schema.webhook_subscriptions
+    old = "whsec_old_0000000000"
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0005")
+            columns = {c["name"] for c in inspect(connection).get_columns(s.name)}
+            assert "previous_secret" not in columns
+            connection.execute(
+                insert(s).values(
+                    url="https://crm.example.com/in",
+                    secret=old,
+                    event_kinds='["*"]',
+                    active=True,
+                    created_at=datetime(2026, 7, 6, 10, tzinfo=UTC),
+                )
+            )
+    finally:
+        engine.dispose()
+    store = Store.open(store_url)
+    try:
+        with store.engine.connect() as connection:
+            [row] = connection.execute(select(s)).mappings().all()
+        assert (row["secret"], row["previous_secret"], row["previous_secret_expires_at"]) == (
+            old, None, None
+        )  # fmt: skip
+        assert get_subscription(store, row["id"]).previous_secret_expires_at is None
+        rotated = rotate_secret(store, row["id"])
+        with store.engine.connect() as connection:
+            [row] = connection.execute(select(s)).mappings().all()
+        assert (row["secret"], row["previous_secret"]) == (rotated.secret, old)
+        assert row["previous_secret_expires_at"] == rotated.previous_secret_expires_at
+        with store.engine.begin() as connection:
+            command.downgrade(alembic_config(connection), "0005")
+            columns = {c["name"] for c in inspect(connection).get_columns(s.name)}
+            assert {"previous_secret", "previous_secret_expires_at"} & columns == set()
+            kept = connection.execute(select(s.c.url, s.c.secret)).all()
+            assert [tuple(r) for r in kept] == [("https://crm.example.com/in", rotated.secret)]
+    finally:
+        store.close()

@@ -10,6 +10,7 @@ from leadqual.integrations.webhooks import (
     CreatedSubscription,
     Delivery,
     DeliveryReport,
+    RotatedSecret,
     SignatureError,
     Subscription,
     WebhookError,
@@ -21,6 +22,7 @@ from leadqual.integrations.webhooks import (
     get_subscription,
     list_deliveries,
     list_subscriptions,
+    rotate_secret,
     sign,
     verify_signature,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "CreatedSubscription",
     "Delivery",
     "DeliveryReport",
+    "RotatedSecret",
     "SignatureError",
     "Subscription",
     "WebhookError",
@@ -46,6 +49,7 @@ __all__ = [
     "get_subscription",
     "list_deliveries",
     "list_subscriptions",
+    "rotate_secret",
     "sign",
     "verify_signature",
 ]

@@ -10,15 +10,21 @@ Why it is built this way:
   claims due rows in a short write transaction (PostgreSQL: ``SELECT ... FOR
   UPDATE SKIP LOCKED``, so concurrent workers claim disjoint rows; SQLite:
   ``BEGIN IMMEDIATE``, one writer at a time), commits, sends over HTTP with
-  no transaction open, then records the attempts in a second short
-  transaction. A slow or dead receiver therefore never holds a lock that
-  ingestion waits for.
+  no transaction open, then records each attempt in a short transaction of
+  its own as soon as it ends. A slow or dead receiver therefore never holds
+  a lock that ingestion waits for.
+* **A slow receiver delays only itself.** The background worker schedules
+  continuously (asyncio, one ``httpx.AsyncClient``): it claims rows only for
+  free slots, refills a slot the moment its request ends, and gives one
+  subscription at most ``max_per_subscription`` of its ``concurrency`` slots.
+  Each attempt runs under one deadline (``timeout``), so a receiver that
+  trickles its answer is cut off like one that sends nothing.
 * **A claim is a lease, not a lock.** The schema's statuses are ``pending``,
   ``failed``, ``delivered`` and ``dead``; there is no "sending" status, so a
   claim counts the attempt (``attempts + 1``) and moves ``next_attempt_at``
-  past the end of the batch (the lease). Another worker does not see the row
-  as due until then; if this worker dies mid-batch, the row comes due again
-  when the lease ends and is retried (at-least-once delivery). The attempt
+  past the time its sending can take (the lease). Another worker does not see
+  the row as due until then; if this worker dies before recording, the row
+  comes due again when the lease ends and is retried (at-least-once delivery). The attempt
   number is the fencing token: a late report from a worker whose lease ran
   out does not overwrite a newer attempt's outcome.
 * **Receivers must be able to trust and de-duplicate.** Each body is signed
@@ -29,16 +35,20 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import math
 import random as random_module
+import re
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,7 +58,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from leadqual.errors import LeadqualError, NotFoundError
+from leadqual.errors import ConflictError, LeadqualError, NotFoundError
 from leadqual.routing.router import ASSIGNED as ASSIGNED
 from leadqual.routing.router import ASSIGNMENT_ENDED as ASSIGNMENT_ENDED
 from leadqual.routing.router import SLA_BREACHED as SLA_BREACHED
@@ -100,9 +110,19 @@ def _digest(secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
-def sign(secret: str, body: bytes | str, timestamp: int) -> str:
-    """The ``Leadqual-Signature`` header value for ``body`` sent at ``timestamp`` (unix s)."""
-    return f"t={timestamp},{SCHEME}={_digest(secret, timestamp, _as_bytes(body))}"
+def sign(secret: str | Sequence[str], body: bytes | str, timestamp: int) -> str:
+    """The ``Leadqual-Signature`` header value for ``body`` sent at ``timestamp`` (unix s).
+
+    With several secrets (during a rotation: the new one, then the previous
+    one), the header holds one ``v1`` signature for each, in that order; a
+    receiver holding either secret finds its match.
+    """
+    keys = [secret] if isinstance(secret, str) else list(secret)
+    if not keys:
+        raise ValueError("sign needs at least one secret")
+    message = _as_bytes(body)
+    signatures = ",".join(f"{SCHEME}={_digest(key, timestamp, message)}" for key in keys)
+    return f"t={timestamp},{signatures}"
 
 
 def _parse_header(header: str) -> tuple[int, list[str]]:
@@ -173,6 +193,8 @@ class Subscription:
     active: bool
     created_at: datetime
     disabled_at: datetime | None
+    previous_secret_expires_at: datetime | None = None
+    """After :func:`rotate_secret`: until when the previous secret also signs deliveries."""
 
 
 @dataclass(frozen=True)
@@ -183,13 +205,56 @@ class CreatedSubscription:
     secret: str
 
 
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def _check_host(host: str) -> str | None:
+    """Why ``host`` (as httpx parses it: IDNA-encoded, IPv6 unbracketed) is no host, or None."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"'{host}' is not an IPv6 address"
+        return None
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if len(name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return f"'{host}' is not a host name (letters, digits, '-' and '_' between dots)"
+    if all(label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            return f"'{host}' is not an IPv4 address"
+    return None
+
+
 def _check_url(url: str) -> str:
+    """``url`` if it is ``http(s)://host[:port]/...`` that can be sent to, else WebhookError.
+
+    Refused: another scheme, no host, a host that is not a DNS name or an IP
+    address (a space, ``%``, ``$``, empty labels), a port outside 1-65535,
+    whitespace anywhere, and credentials (``user:password@``), which would be
+    stored and listed in clear; a receiver authenticates requests by their
+    signature instead.
+    """
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as error:
         raise WebhookError(f"invalid webhook URL '{url}': {error}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise WebhookError(f"webhook URL must be http(s)://host/...: '{url}'")
+    if any(char.isspace() for char in url):
+        raise WebhookError(f"invalid webhook URL '{url}': it contains whitespace")
+    if parsed.userinfo:
+        raise WebhookError(
+            f"invalid webhook URL '{url}': credentials (user:password@) are not allowed; "
+            "receivers verify the signature instead"
+        )
+    problem = _check_host(parsed.raw_host.decode("ascii", "replace"))
+    if problem is not None:
+        raise WebhookError(f"invalid webhook URL '{url}': {problem}")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise WebhookError(f"invalid webhook URL '{url}': port {parsed.port} is not in 1-65535")
     return url
 
 
@@ -214,10 +279,12 @@ def _subscription(row: Mapping[Any, Any]) -> Subscription:
         active=bool(row["active"]),
         created_at=row["created_at"],
         disabled_at=row["disabled_at"],
+        previous_secret_expires_at=row["previous_secret_expires_at"],
     )
 
 
-_SUBSCRIPTION_COLUMNS = [c for c in schema.webhook_subscriptions.c if c.name != "secret"]
+_SECRET_COLUMNS = ("secret", "previous_secret")
+_SUBSCRIPTION_COLUMNS = [c for c in schema.webhook_subscriptions.c if c.name not in _SECRET_COLUMNS]
 
 
 def create_subscription(
@@ -230,14 +297,80 @@ def create_subscription(
     """
     _check_url(url)
     kinds = _check_kinds(event_kinds)
-    if secret is None:
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    elif len(secret) < MIN_SECRET_LENGTH:
-        raise WebhookError(f"a webhook secret needs at least {MIN_SECRET_LENGTH} characters")
+    secret = _new_secret(secret)
     with store.transaction() as tx:
         sub_id = state.add_webhook_subscription(tx.connection, url, secret, kinds, tx.now)
         created = _load_subscription(tx.connection, sub_id)
     return CreatedSubscription(created, secret)
+
+
+def _new_secret(secret: str | None) -> str:
+    if secret is None:
+        return SECRET_PREFIX + secrets.token_urlsafe(32)
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise WebhookError(f"a webhook secret needs at least {MIN_SECRET_LENGTH} characters")
+    return secret
+
+
+DEFAULT_GRACE = timedelta(hours=24)
+"""How long :func:`rotate_secret` keeps the previous secret signing, by default."""
+MAX_GRACE = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    """A subscription's new signing secret: the only time it is returned."""
+
+    subscription: Subscription
+    secret: str
+    previous_secret_expires_at: datetime | None
+    """Until when deliveries also carry a signature with the previous secret
+    (``None`` with no grace: the previous secret stopped signing at once)."""
+
+
+def rotate_secret(
+    store: Store,
+    subscription_id: int,
+    *,
+    secret: str | None = None,
+    grace: timedelta = DEFAULT_GRACE,
+) -> RotatedSecret:
+    """Give a subscription a new secret (generated if not given), keeping the current one
+    valid for ``grace`` (24 h by default, at most 7 days).
+
+    Until the grace ends every delivery's ``Leadqual-Signature`` holds two
+    ``v1`` signatures, with the new secret and with the previous one, so the
+    receiver can switch to the new secret whenever it likes within that time
+    without rejecting a request. Only one previous secret is kept: rotating
+    again during a grace ends the older secret's at once. ``grace`` zero
+    switches at once. A disabled subscription is a ConflictError (it sends
+    nothing), an unknown one a NotFoundError.
+    """
+    if not timedelta(0) <= grace <= MAX_GRACE:
+        raise WebhookError(f"the grace period must be between 0 and {MAX_GRACE.days} days")
+    secret = _new_secret(secret)
+    s = schema.webhook_subscriptions
+    with store.transaction() as tx:
+        query = select(s.c.active, s.c.secret).where(s.c.id == subscription_id)
+        row = tx.connection.execute(query.with_for_update()).first()
+        if row is None:
+            raise NotFoundError(f"no webhook subscription {subscription_id}")
+        if not row.active:
+            raise ConflictError(f"webhook subscription {subscription_id} is disabled")
+        if secret == row.secret:
+            raise WebhookError("the new webhook secret must differ from the current one")
+        until = tx.now + grace if grace > timedelta(0) else None
+        tx.connection.execute(
+            s.update()
+            .where(s.c.id == subscription_id)
+            .values(
+                secret=secret,
+                previous_secret=row.secret if until is not None else None,
+                previous_secret_expires_at=until,
+            )
+        )
+        rotated = _load_subscription(tx.connection, subscription_id)
+    return RotatedSecret(rotated, secret, until)
 
 
 def _load_subscription(connection: Connection, subscription_id: int) -> Subscription:
@@ -405,12 +538,11 @@ class DeliveryReport:
     """What one :meth:`WebhookWorker.deliver_due` call did."""
 
     attempts: tuple[AttemptResult, ...] = ()
-    released: int = 0
-    """Claimed rows put back unsent because the worker was stopping."""
 
     @property
     def claimed(self) -> int:
-        return len(self.attempts) + self.released
+        """Rows taken from the outbox: each was sent once, or given up on (``dead``)."""
+        return len(self.attempts)
 
     def _count(self, outcome: Outcome) -> int:
         return sum(1 for a in self.attempts if a.outcome == outcome)
@@ -440,6 +572,17 @@ class _Claim:
     attempt: int
     url: str
     secret: str
+    previous_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
+
+    def secrets(self, at: float) -> list[str]:
+        """The secrets that sign a request sent at ``at`` (unix s): the current one, and
+        the previous one while its grace lasts."""
+        keys = [self.secret]
+        until = self.previous_secret_expires_at
+        if self.previous_secret is not None and until is not None and at < until.timestamp():
+            keys.append(self.previous_secret)
+        return keys
 
 
 @dataclass(frozen=True)
@@ -474,21 +617,26 @@ class WebhookWorker:
     :meth:`start` a background thread and :meth:`stop` it on shutdown.
     Several workers, in one process or many, may share a database.
 
-    ``timeout`` bounds each phase of a request (connect, send, wait for the
-    response headers); a receiver that times out, refuses the connection or
+    ``timeout`` bounds each attempt as a whole, from connecting to the last
+    response header (a receiver that trickles its headers slowly is cut off
+    when it runs out); a receiver that times out, refuses the connection or
     answers anything but 2xx is a failed attempt. After failed attempt *n*
     the row waits ``backoff_delay(n)``, counted from the failure (not from the
     start of the round); after ``max_attempts`` it is ``dead``.
-    Up to ``concurrency`` requests are in flight at once, so one hanging
-    receiver delays the others by nothing. ``clock`` gives the signature's
-    timestamp (the real time of sending, whatever ``now`` the schedule uses).
+    Up to ``concurrency`` requests are in flight at once, and at most
+    ``max_per_subscription`` of them (default: half of ``concurrency``, at
+    least 1) to one subscription, so a hanging receiver leaves the other
+    slots to the other subscribers. The background thread schedules
+    continuously: a slot freed by a finished request is refilled at once, and
+    each attempt is recorded as it ends, so one hanging receiver delays the
+    others by nothing. ``clock`` gives the signature's timestamp (the real
+    time of sending, whatever ``now`` the schedule uses).
     """
 
     def __init__(
         self,
         store: Store,
         *,
-        client: httpx.Client | None = None,
         timeout: float = 5.0,
         max_attempts: int = 8,
         base_delay: float = 2.0,
@@ -497,6 +645,7 @@ class WebhookWorker:
         random: Callable[[], float] = random_module.random,
         batch_size: int = 20,
         concurrency: int = 4,
+        max_per_subscription: int | None = None,
         lease_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -504,6 +653,10 @@ class WebhookWorker:
             raise ValueError("max_attempts, batch_size and concurrency must be at least 1")
         if not 0.0 <= jitter <= 1.0:
             raise ValueError("jitter must be between 0 and 1")
+        if max_per_subscription is None:
+            max_per_subscription = max(1, concurrency // 2)
+        if not 1 <= max_per_subscription <= concurrency:
+            raise ValueError("max_per_subscription must be between 1 and concurrency")
         self.store = store
         self.timeout = timeout
         self.max_attempts = max_attempts
@@ -513,25 +666,26 @@ class WebhookWorker:
         self.random = random
         self.batch_size = batch_size
         self.concurrency = concurrency
-        rounds = math.ceil(batch_size / concurrency)
+        self.max_per_subscription = max_per_subscription
+        # One subscription's rows of a batch are sent max_per_subscription at a time.
+        rounds = math.ceil(batch_size / max_per_subscription)
         self.lease_seconds = (
             lease_seconds if lease_seconds is not None else max(300.0, 4 * timeout * rounds)
         )
         self.clock = clock
-        self._own_client = client is None
-        self.client = client if client is not None else httpx.Client(follow_redirects=False)
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wake_lock = threading.Lock()
+        self._wake: Callable[[], None] | None = None
+        """Wakes the background loop (set while it runs), so that stop() is seen at once."""
 
     # -- lifecycle
 
     def start(self, interval: float = 1.0) -> None:
-        """Run :meth:`deliver_due` every ``interval`` seconds in a daemon thread.
+        """Deliver in a daemon thread: look for due rows every ``interval`` seconds, and
+        at once whenever a request ends (its slot is free) or a look filled every slot.
 
-        A full batch is followed at once by the next one, so a backlog
-        drains at the receivers' pace, not the interval's.
+        A backlog therefore drains at the receivers' pace, not the interval's.
         """
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("the webhook worker is already running")
@@ -543,8 +697,12 @@ class WebhookWorker:
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the background thread: requests in flight finish (each within ``timeout``
-        of the worker), claimed rows not yet sent are put back, then the thread ends."""
+        of the worker) and are recorded, nothing more is claimed, then the thread ends."""
         self._stopping.set()
+        with self._wake_lock:
+            wake = self._wake
+        if wake is not None:
+            wake()
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
@@ -556,14 +714,8 @@ class WebhookWorker:
         return self._thread is not None and self._thread.is_alive()
 
     def close(self) -> None:
-        """Stop, and release the thread pool and the HTTP client if this worker made it."""
+        """Stop the background thread and wait for it (it closes its own HTTP client)."""
         self.stop()
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
-        if self._own_client:
-            self.client.close()
 
     def __enter__(self) -> WebhookWorker:
         return self
@@ -572,16 +724,97 @@ class WebhookWorker:
         self.close()
 
     def _loop(self, interval: float) -> None:
-        while not self._stopping.is_set():
-            full = False
+        try:
+            asyncio.run(self._serve(interval))
+        except Exception:  # _serve handles database errors; this is a bug
+            logger.exception("the webhook worker stopped")
+
+    async def _serve(self, interval: float) -> None:
+        """The background thread's scheduler: keep up to ``concurrency`` requests in flight.
+
+        Rows are claimed only for free slots (and subscriptions below their
+        share), so a claimed row is sent at once and never waits on another
+        receiver; each attempt is recorded when it ends. Database work runs in
+        one helper thread, so a slow write (SQLite's lock) delays no request.
+        """
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+
+        def wake() -> None:
             try:
-                report = self._deliver(datetime.now(UTC), self._stopping)
-                full = report.claimed >= self.batch_size
-            except Exception:
-                # A database outage must not end the thread: log and try again later.
-                logger.exception("webhook delivery round failed")
-            if not full:
-                self._stopping.wait(interval)
+                loop.call_soon_threadsafe(woken.set)
+            except RuntimeError:  # the loop has closed: nothing to wake
+                pass
+
+        with self._wake_lock:
+            self._wake = wake
+        database = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="leadqual-webhook-db"
+        )
+        in_flight: dict[asyncio.Future[_Sent], tuple[_Claim, datetime, float]] = {}
+        per_subscription: Counter[int] = Counter()
+        next_look = loop.time()
+        try:
+            async with httpx.AsyncClient(follow_redirects=False) as client:
+                while True:
+                    stopping = self._stopping.is_set()
+                    free = self.concurrency - len(in_flight)
+                    if not stopping and free > 0 and loop.time() >= next_look:
+                        now, began = datetime.now(UTC), time.perf_counter()
+                        full = {sub for sub, n in per_subscription.items()
+                                if n >= self.max_per_subscription}  # fmt: skip
+                        try:
+                            claims, _, more = await loop.run_in_executor(
+                                database, self._claim, now, free, dict(per_subscription), full
+                            )
+                        except Exception:
+                            # A database outage must not end the thread: log, try later.
+                            logger.exception("claiming webhook deliveries failed")
+                            claims, more = [], False
+                        if claims and self._stopping.is_set():
+                            await loop.run_in_executor(database, self._release, now, claims)
+                            claims = []
+                        for claim in claims:
+                            task = asyncio.create_task(self._send(client, claim))
+                            in_flight[task] = (claim, now, began)
+                            per_subscription[claim.subscription_id] += 1
+                        full_now = len(in_flight) >= self.concurrency
+                        next_look = loop.time() + (0 if more and not full_now else interval)
+                    if stopping and not in_flight:
+                        return
+                    waits: set[asyncio.Future[Any]] = set(in_flight)
+                    waker = asyncio.ensure_future(woken.wait())
+                    waits.add(waker)
+                    busy = stopping or len(in_flight) >= self.concurrency
+                    # Every slot taken (or stopping): only a request's end can change that.
+                    idle = None if busy else max(0.0, next_look - loop.time())
+                    done, _ = await asyncio.wait(
+                        waits, timeout=idle, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if not waker.done():
+                        waker.cancel()
+                    woken.clear()
+                    for finished in done:
+                        if finished is waker:
+                            continue
+                        claim, now, began = in_flight.pop(finished)
+                        per_subscription[claim.subscription_id] -= 1
+                        if per_subscription[claim.subscription_id] == 0:
+                            del per_subscription[claim.subscription_id]
+                        try:
+                            await loop.run_in_executor(
+                                database, self._record, now, began, claim, finished.result()
+                            )
+                        except Exception:
+                            # Unrecorded, the row is retried when its lease ends.
+                            logger.exception("recording a webhook delivery failed")
+                        next_look = loop.time()  # a slot is free: refill it now
+        finally:
+            with self._wake_lock:
+                self._wake = None
+            for unfinished in in_flight:  # only if the loop itself failed
+                unfinished.cancel()
+            database.shutdown(wait=True)
 
     # -- one round
 
@@ -589,43 +822,50 @@ class WebhookWorker:
         """Claim up to ``batch_size`` rows due at ``now``, send them, record the attempts.
 
         ``now`` (default: the current time) is the round's start and decides
-        what is due; tests pass it to drive the schedule without waiting. An
-        attempt ends at ``now`` plus the time the round has taken until then
-        (a slow receiver's answer or timeout comes later), and a failed
-        attempt is retried a backoff after it ended.
+        what is due; tests pass it to drive the schedule without waiting. The
+        rows are sent up to ``concurrency`` at a time (``max_per_subscription``
+        to one subscription), and each attempt is recorded as it ends, at
+        ``now`` plus the time the round has taken until then (a slow
+        receiver's answer or timeout comes later); a failed attempt is retried
+        a backoff after it ended. Returns when every claimed row is recorded.
         """
         now = datetime.now(UTC) if now is None else now
         _require_aware(now)
-        return self._deliver(now, None)
+        return asyncio.run(self._round(now))
 
-    def _deliver(self, now: datetime, stopping: threading.Event | None) -> DeliveryReport:
+    async def _round(self, now: datetime) -> DeliveryReport:
         # ``now`` is the round's start; an attempt ends (and a failure's backoff
         # starts) that much later as the round has taken so far: a slow receiver
         # must not shorten the wait before its retry.
         began = time.perf_counter()
-        if not self._anything_due(now):
-            return DeliveryReport()
-        claims, dead = self._claim(now)
-        if not claims:
-            return DeliveryReport(tuple(dead))
-        sent, unsent = self._send_all(claims, stopping)
-        results = self._record(now, began, claims, sent, unsent)
-        return DeliveryReport(tuple(dead + results), released=len(unsent))
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="leadqual-webhook-db"
+        ) as database:
+            claims, dead, _ = await loop.run_in_executor(
+                database, self._claim, now, self.batch_size, None, set()
+            )
+            if not claims:
+                return DeliveryReport(tuple(dead))
+            slots = asyncio.Semaphore(self.concurrency)
+            shares: dict[int, asyncio.Semaphore] = {}
+            results: dict[int, AttemptResult] = {}
 
-    def _anything_due(self, now: datetime) -> bool:
-        """A read-only look first, so an idle worker never takes SQLite's write lock."""
-        o, s = schema.webhook_outbox, schema.webhook_subscriptions
-        query = (
-            select(o.c.id)
-            .join_from(o, s, s.c.id == o.c.subscription_id)
-            .where(o.c.status.in_(_DUE), o.c.next_attempt_at <= now, s.c.active.is_(True))
-            .limit(1)
-        )
-        with self.store.engine.connect() as connection:
-            return connection.execute(query).first() is not None
+            async def one(client: httpx.AsyncClient, claim: _Claim) -> None:
+                share = shares.setdefault(
+                    claim.subscription_id, asyncio.Semaphore(self.max_per_subscription)
+                )
+                async with share, slots:  # its subscription's share first: no slot idles
+                    sent = await self._send(client, claim)
+                results[claim.outbox_id] = await loop.run_in_executor(
+                    database, self._record, now, began, claim, sent
+                )
 
-    def _claim(self, now: datetime) -> tuple[list[_Claim], list[AttemptResult]]:
-        """Lease due rows in one short transaction; rows out of attempts become dead."""
+            async with httpx.AsyncClient(follow_redirects=False) as client:
+                await asyncio.gather(*(one(client, claim) for claim in claims))
+        return DeliveryReport(tuple(dead + [results[c.outbox_id] for c in claims]))
+
+    def _due_rows(self, now: datetime, skip: set[int]) -> Any:
         o, s = schema.webhook_outbox, schema.webhook_subscriptions
         query = (
             select(
@@ -637,13 +877,46 @@ class WebhookWorker:
                 o.c.attempts,
                 s.c.url,
                 s.c.secret,
+                s.c.previous_secret,
+                s.c.previous_secret_expires_at,
             )
             .join_from(o, s, s.c.id == o.c.subscription_id)
             .where(o.c.status.in_(_DUE), o.c.next_attempt_at <= now, s.c.active.is_(True))
+        )
+        if skip:
+            query = query.where(o.c.subscription_id.not_in(sorted(skip)))
+        return query
+
+    def _anything_due(self, now: datetime, skip: set[int]) -> bool:
+        """A read-only look first, so an idle worker never takes SQLite's write lock."""
+        query = self._due_rows(now, skip).with_only_columns(schema.webhook_outbox.c.id).limit(1)
+        with self.store.engine.connect() as connection:
+            return connection.execute(query).first() is not None
+
+    def _claim(
+        self,
+        now: datetime,
+        limit: int,
+        in_flight: Mapping[int, int] | None,
+        skip: set[int],
+    ) -> tuple[list[_Claim], list[AttemptResult], bool]:
+        """Lease up to ``limit`` due rows in one short transaction; rows out of attempts
+        become dead. Subscriptions in ``skip`` are not looked at; with ``in_flight``
+        (requests per subscription), a subscription gets rows only up to its share.
+
+        Returns the claims, the rows given up on, and whether more rows may be
+        due (a full page of candidates was read).
+        """
+        if not self._anything_due(now, skip):
+            return [], [], False
+        o = schema.webhook_outbox
+        query = (
+            self._due_rows(now, skip)
             .order_by(o.c.next_attempt_at, o.c.id)
             .limit(self.batch_size)
             .with_for_update(of=o, skip_locked=True)  # SQLite: BEGIN IMMEDIATE instead
         )
+        taken: Counter[int] = Counter(in_flight or {})
         claims: list[_Claim] = []
         dead: list[AttemptResult] = []
         with self.store.transaction() as tx:
@@ -671,16 +944,24 @@ class WebhookWorker:
                         )
                     )
                     continue
+                subscription_id = int(row["subscription_id"])
+                if len(claims) >= limit or (
+                    in_flight is not None and taken[subscription_id] >= self.max_per_subscription
+                ):
+                    continue  # left for a later claim (the row lock ends with this transaction)
+                taken[subscription_id] += 1
                 claims.append(
                     _Claim(
                         outbox_id=int(row["id"]),
-                        subscription_id=int(row["subscription_id"]),
+                        subscription_id=subscription_id,
                         event_kind=row["event_kind"],
                         payload=row["payload"],
                         created_at=row["created_at"],
                         attempt=attempt,
                         url=row["url"],
                         secret=row["secret"],
+                        previous_secret=row["previous_secret"],
+                        previous_secret_expires_at=row["previous_secret_expires_at"],
                     )
                 )
             if claims:
@@ -692,53 +973,33 @@ class WebhookWorker:
                         next_attempt_at=now + timedelta(seconds=self.lease_seconds),
                     )
                 )
-        return claims, dead
+        return claims, dead, len(rows) >= self.batch_size
 
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=self.concurrency, thread_name_prefix="leadqual-webhook-send"
+    def _release(self, now: datetime, claims: list[_Claim]) -> None:
+        """Put claimed rows back unsent (the worker is stopping), unless claimed again since."""
+        o = schema.webhook_outbox
+        with self.store.transaction() as tx:
+            for claim in claims:
+                tx.connection.execute(
+                    o.update()
+                    .where(o.c.id == claim.outbox_id, o.c.attempts == claim.attempt)
+                    .values(attempts=claim.attempt - 1, next_attempt_at=now)
                 )
-            return self._pool
 
-    def _send_all(
-        self, claims: list[_Claim], stopping: threading.Event | None
-    ) -> tuple[dict[int, _Sent], list[_Claim]]:
-        """Send every claim, concurrently; once ``stopping`` is set, claims not yet
-        started are returned unsent (the caller puts them back)."""
-        if len(claims) == 1 or self.concurrency == 1:
-            sent: dict[int, _Sent] = {}
-            for index, claim in enumerate(claims):
-                if stopping is not None and stopping.is_set():
-                    return sent, claims[index:]
-                sent[claim.outbox_id] = self._send(claim)
-            return sent, []
-        pool = self._executor()
-        futures = {pool.submit(self._send, claim): claim for claim in claims}
-        pending = set(futures)
-        while pending:
-            # Poll only to notice ``stopping``; a direct call just waits for all.
-            _, pending = concurrent.futures.wait(pending, timeout=None if stopping is None else 0.1)
-            if stopping is not None and stopping.is_set():
-                for future in pending:
-                    future.cancel()
-        sent = {}
-        unsent = []
-        for future, claim in futures.items():
-            if future.cancelled():
-                unsent.append(claim)
-            else:
-                sent[claim.outbox_id] = future.result()
-        return sent, unsent
+    async def _send(self, client: httpx.AsyncClient, claim: _Claim) -> _Sent:
+        """POST one claim; never raises: every failure is a failed attempt with a reason.
 
-    def _send(self, claim: _Claim) -> _Sent:
-        """POST one claim; never raises: every failure is a failed attempt with a reason."""
+        The whole attempt, from connecting to the last response header, has
+        ``timeout`` seconds: httpx's own timeout bounds each socket operation
+        only, so a receiver sending a header every few seconds would otherwise
+        hold the attempt (and a graceful stop) as long as it likes.
+        """
         body = _body(claim)
+        at = self.clock()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            SIGNATURE_HEADER: sign(claim.secret, body, int(self.clock())),
+            SIGNATURE_HEADER: sign(claim.secrets(at), body, int(at)),
             EVENT_HEADER: claim.event_kind,
             DELIVERY_HEADER: str(claim.outbox_id),
             ATTEMPT_HEADER: str(claim.attempt),
@@ -747,16 +1008,20 @@ class WebhookWorker:
         error: str | None = None
         started = time.perf_counter()
         try:
-            # Streamed so that only the status line and headers are read:
-            # a receiver cannot make the worker download a large body.
-            with self.client.stream(
-                "POST", claim.url, content=body, headers=headers, timeout=self.timeout
-            ) as response:
-                status = response.status_code
+            async with asyncio.timeout(self.timeout):
+                # Streamed so that only the status line and headers are read:
+                # a receiver cannot make the worker download a large body.
+                async with client.stream(
+                    "POST", claim.url, content=body, headers=headers, timeout=self.timeout
+                ) as response:
+                    status = response.status_code
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
         except httpx.TimeoutException as exc:
             error = f"timed out after {self.timeout:g} s ({type(exc).__name__})"
+        except TimeoutError:
+            status = None  # the status line may have come, but not the whole answer
+            error = f"timed out after {self.timeout:g} s (no complete response headers)"
         except httpx.ConnectError as exc:
             error = f"could not connect: {exc}"
         except Exception as exc:  # an invalid URL, a protocol error, ...: still one attempt
@@ -765,51 +1030,25 @@ class WebhookWorker:
         duration_ms = (ended - started) * 1000.0
         return _Sent(status, error[:MAX_ERROR_LENGTH] if error else None, duration_ms, ended)
 
-    def _record(
-        self,
-        now: datetime,
-        began: float,
-        claims: list[_Claim],
-        sent: dict[int, _Sent],
-        unsent: list[_Claim],
-    ) -> list[AttemptResult]:
-        """Write the delivery log and each row's new status in one short transaction.
-
-        Each attempt is logged at the time it ended (``now`` plus the time since
-        ``began``, the round's start), and a failed one is retried a backoff
-        after that time, not after the round's start.
-        """
-        o, d = schema.webhook_outbox, schema.webhook_deliveries
-        results: list[AttemptResult] = []
+    def _record(self, now: datetime, began: float, claim: _Claim, sent: _Sent) -> AttemptResult:
+        """Write one attempt to the delivery log and its row's new status, in one short
+        transaction. The attempt ended at ``now`` (when it was claimed, or the round's
+        start) plus the time since ``began`` (then, on ``time.perf_counter()``); a
+        failed one is retried a backoff after that."""
+        ended_at = now + timedelta(seconds=max(0.0, sent.ended - began))
         with self.store.transaction() as tx:
-            connection = tx.connection
-            for claim in unsent:
-                # Put back as it was, unless another worker has claimed it since.
-                connection.execute(
-                    o.update()
-                    .where(o.c.id == claim.outbox_id, o.c.attempts == claim.attempt)
-                    .values(attempts=claim.attempt - 1, next_attempt_at=now)
-                )
-            log = []
-            for claim in claims:
-                if claim.outbox_id not in sent:
-                    continue
-                outcome = sent[claim.outbox_id]
-                ended_at = now + timedelta(seconds=max(0.0, outcome.ended - began))
-                log.append(
-                    {
-                        "outbox_id": claim.outbox_id,
-                        "attempt": claim.attempt,
-                        "at": ended_at,
-                        "status_code": outcome.status_code,
-                        "error": outcome.error,
-                        "duration_ms": outcome.duration_ms,
-                    }
-                )
-                results.append(self._settle(connection, ended_at, claim, outcome))
-            if log:
-                connection.execute(d.insert(), log)
-        return results
+            tx.connection.execute(
+                schema.webhook_deliveries.insert(),
+                {
+                    "outbox_id": claim.outbox_id,
+                    "attempt": claim.attempt,
+                    "at": ended_at,
+                    "status_code": sent.status_code,
+                    "error": sent.error,
+                    "duration_ms": sent.duration_ms,
+                },
+            )
+            return self._settle(tx.connection, ended_at, claim, sent)
 
     def _settle(
         self, connection: Connection, ended_at: datetime, claim: _Claim, sent: _Sent

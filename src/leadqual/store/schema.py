@@ -308,7 +308,12 @@ webhook_subscriptions = Table(
     Column("active", Boolean(), nullable=False, default=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("disabled_at", UtcDateTime()),
+    Column("previous_secret", Text()),
+    Column("previous_secret_expires_at", UtcDateTime()),
 )
+"""A receiver URL, its signing ``secret`` and event kinds (a JSON list). Revision 0006 adds
+``previous_secret`` and ``previous_secret_expires_at``: after a rotation, deliveries are
+signed with the previous secret too until then, so a receiver can switch without a gap."""
 
 WEBHOOK_STATUSES = ("pending", "delivered", "failed", "dead")
 """pending: to send at ``next_attempt_at``; failed: will be retried; dead: gave up."""

@@ -1,12 +1,14 @@
-"""Webhook subscriptions: subscribe a URL to event kinds, list, disable, see deliveries.
+"""Webhook subscriptions: subscribe a URL to event kinds, list, disable, see deliveries,
+rotate the signing secret.
 
 Admin only. The signing secret is returned once, when the subscription is
-made (see docs/webhooks.md for verifying signatures).
+made or its secret rotated (see docs/webhooks.md for verifying signatures).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -17,7 +19,9 @@ from leadqual.api.errors import ApiError, ErrorDetail, responses
 from leadqual.api.routes import CheckedRoute
 from leadqual.integrations.webhooks import (
     ALL_KINDS,
+    DEFAULT_GRACE,
     EVENT_KINDS,
+    MAX_GRACE,
     Delivery,
     Subscription,
     WebhookError,
@@ -26,6 +30,7 @@ from leadqual.integrations.webhooks import (
     get_subscription,
     list_deliveries,
     list_subscriptions,
+    rotate_secret,
 )
 
 router = APIRouter(
@@ -152,3 +157,46 @@ def deliveries(
     get_subscription(runtime.store, subscription_id)  # 404 for an unknown one
     found = list_deliveries(runtime.store, subscription_id=subscription_id, limit=limit)
     return [_delivery(d) for d in found]
+
+
+class RotatedOut(SubscriptionOut):
+    secret: str = Field(description="The new signing secret: shown this once only.")
+    previous_secret_expires_at: str | None = Field(
+        description="Until when deliveries also carry a signature with the previous secret "
+        "(null with grace_seconds 0: the previous secret no longer signs)."
+    )
+
+
+@router.post(
+    "/{subscription_id}/rotate-secret",
+    response_model=RotatedOut,
+    responses=responses(404, 409),
+)
+def rotate(
+    subscription_id: SubscriptionId,
+    runtime: RuntimeDep,
+    grace_seconds: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=int(MAX_GRACE.total_seconds()),
+            description="How long the previous secret keeps signing deliveries, beside the "
+            "new one (default 24 h, at most 7 days; 0 switches at once).",
+        ),
+    ] = int(DEFAULT_GRACE.total_seconds()),
+) -> RotatedOut:
+    """Give the subscription a new signing secret, returned this once. Until the grace
+    period ends each delivery carries two `v1` signatures (new and previous secret), so
+    the receiver can switch without a gap. A disabled subscription is a 409."""
+    try:
+        rotated = rotate_secret(
+            runtime.store, subscription_id, grace=timedelta(seconds=grace_seconds)
+        )
+    except WebhookError as exc:
+        raise ApiError(422, "invalid_subscription", str(exc)) from None
+    until = rotated.previous_secret_expires_at
+    return RotatedOut(
+        **_out(rotated.subscription).model_dump(),
+        secret=rotated.secret,
+        previous_secret_expires_at=until.isoformat() if until is not None else None,
+    )
