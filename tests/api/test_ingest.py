@@ -341,7 +341,10 @@ def test_an_error_names_the_json_path_sent_not_pydantic_s_union_members(api: Api
     error = assert_error(api.admin.post("/v1/webhooks", json=hook), 422)
     assert error["details"][0]["field"] == "event_kinds[1]"
     error = assert_error(ingest.post("/v1/events", json={**event("E-1"), "at": 1767225600}), 422)
-    assert error["message"] == "at: expected an ISO 8601 timestamp with a time zone, as text"
+    assert error["message"] == (
+        "at: expected an ISO 8601 timestamp with a time zone, as text (2026-03-01T09:30:00Z), "
+        "not a Unix time"
+    )
     assert api.store.load_facts().events == []
 
 
@@ -360,6 +363,37 @@ def test_a_number_out_of_float_range_is_refused_and_poisons_nothing(api: Api) ->
     assert dump(api.store) == snapshot
     assert ingest.put("/v1/leads/L-1", json={"email": "ana@acme.io"}).status_code in (200, 201)
     assert api.as_("read").get("/v1/leads/L-1/qualification").json()["account_id"] == "A-1"
+
+
+UNIX_TIMES = ["1764000000", "1764000000000", "0", "-1", "1764000000.5", " 1764000000", "1e9"]
+
+
+@pytest.mark.parametrize("at", UNIX_TIMES)
+def test_a_unix_time_sent_as_text_is_422_on_every_timestamp(api: Api, at: str) -> None:
+    """pydantic reads a string of digits as a Unix time (in seconds, or in milliseconds
+    when it is large: a guess); every timestamp of the API took it as one."""
+    lead(api)
+    snapshot = dump(api.store)
+    batch = {"events": [event("E-0"), {**event("E-1"), "at": at}]}
+    decision = {"decision_id": "D-1", "action": "accept", "at": at}
+    answer = {"answer_id": "A-1", "framework": "bant", "criterion": "budget", "value": "met"}
+    outcome = {"outcome_id": "O-1", "outcome": "won", "at": at}
+    writes: list[tuple[str, str, str, dict[str, Any], str, int | None]] = [
+        ("ingest", "POST", "/v1/events", {**event("E-1"), "at": at}, "at", None),
+        ("ingest", "POST", "/v1/events/batch", batch, "at", 1),
+        ("ingest", "PUT", "/v1/leads/L-2", {"updated_at": at}, "updated_at", None),
+        ("ingest", "PUT", "/v1/accounts/A-1", {"updated_at": at}, "updated_at", None),
+        ("sales", "POST", "/v1/leads/L-1/decisions", decision, "at", None),
+        ("sales", "POST", "/v1/leads/L-1/answers", {**answer, "at": at}, "at", None),
+        ("sales", "POST", "/v1/leads/L-1/outcomes", outcome, "at", None),
+    ]
+    for scope, method, path, body, field, index in writes:
+        response = api.as_(scope).request(method, path, json=body)
+        error = assert_error(response, 422, "validation_error")
+        assert error["details"][0]["field"] == field, error
+        assert error["details"][0]["index"] == index, error
+        assert "ISO 8601" in error["message"], error
+    assert dump(api.store) == snapshot
 
 
 @pytest.mark.parametrize("at", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])

@@ -10,6 +10,7 @@ depend on the active model (known attributes, frameworks, reasons) happen in
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -35,10 +36,18 @@ _NO_NUL = r"^[^\x00]*$"
 _VISIBLE = r"^[^\x00]*[^\x00\s][^\x00]*$"
 
 
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+"""How an ISO 8601 date-time text begins (``2026-03-01T09:30``); pydantic parses the rest."""
+
+
 def _text_only(value: Any) -> Any:
-    """Refuse numbers (a Unix time) where an ISO 8601 text is expected."""
-    if not isinstance(value, str):
-        raise ValueError("expected an ISO 8601 timestamp with a time zone, as text")
+    """Refuse anything but ISO 8601 date-time text: a number, and a string pydantic would
+    read as a Unix time (``"1764000000"``, in seconds or milliseconds: a guess)."""
+    if not isinstance(value, str) or _ISO_DATE_TIME.match(value) is None:
+        raise ValueError(
+            "expected an ISO 8601 timestamp with a time zone, as text "
+            "(2026-03-01T09:30:00Z), not a Unix time"
+        )
     return value
 
 
@@ -70,7 +79,8 @@ PATTERN_MESSAGES = {
 }
 """What a text failing one of these patterns is told (errors.py), instead of the pattern."""
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_only)]
-"""An ISO 8601 instant with an offset (``2026-03-01T09:30:00Z``); a naive time is refused."""
+"""An ISO 8601 instant with an offset (``2026-03-01T09:30:00Z``), as text; a naive time is
+refused, and so is a Unix time (a number, or a string of digits)."""
 
 Number = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 Scalar = Annotated[
