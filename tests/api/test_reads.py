@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from leadqual.api.pagination import encode_cursor
 from leadqual.engine.reference import evaluate_all
 from leadqual.model.load import EXAMPLE_MODEL, preset_path
 from leadqual.routing import load_routing_text
@@ -173,6 +174,51 @@ def test_a_cursor_is_opaque_and_bound_to_its_filters(api: Api) -> None:
     assert_error(api.as_("read").get("/v1/qualifications", params={"cursor": "@@"}), 400)
     assert_error(api.as_("read").get("/v1/qualifications", params={"limit": 0}), 422)
     assert_error(api.as_("read").get("/v1/qualifications", params={"limit": 501}), 422)
+
+
+NUL_PARAMETERS = [
+    ("GET", "/v1/leads/a%00b/qualification", "lead_id"),
+    ("GET", "/v1/leads/a%00b/stage-history", "lead_id"),
+    ("GET", "/v1/leads/a%00b/assignments", "lead_id"),
+    ("GET", "/v1/accounts/a%00b", "account_id"),
+    ("GET", "/v1/qualifications?account_id=a%00b", "account_id"),
+    ("GET", "/v1/qualifications?rep=a%00b", "rep"),
+    ("GET", "/v1/qualifications?team=a%00b", "team"),
+    ("GET", "/v1/qualifications?stage=a%00b", "stage"),
+    ("GET", "/v1/queues/reps/a%00b", "rep"),
+    ("GET", "/v1/queues/teams/a%00b", "team"),
+    ("PUT", "/v1/leads/a%00b", "lead_id"),
+    ("PUT", "/v1/accounts/a%00b", "account_id"),
+    ("POST", "/v1/leads/a%00b/decisions", "lead_id"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "field"), NUL_PARAMETERS)
+def test_a_nul_in_a_path_or_query_parameter_is_422_on_every_store(
+    api: Api, method: str, path: str, field: str
+) -> None:
+    """PostgreSQL cannot compare text with a NUL: these reads were a 500 there (SQLite
+    found nothing). No stored id holds a NUL, so the parameter is refused on both."""
+    put_account(api)
+    put_lead(api, "L-1")
+    body = {"decision_id": "D-1", "action": "accept", "at": ago(hours=1)}
+    json_body = body if path.endswith("/decisions") else ({} if method != "GET" else None)
+    response = api.admin.request(method, path, json=json_body)
+    error = assert_error(response, 422, "validation_error")
+    assert error["details"] == [
+        {"message": "must not contain a NUL character", "field": field, "index": None}
+    ]
+    assert error["message"] == f"{field}: must not contain a NUL character"
+
+
+@pytest.mark.parametrize("path", ["/v1/qualifications", "/v1/accounts"])
+def test_a_cursor_holding_a_nul_is_an_invalid_cursor_on_every_store(api: Api, path: str) -> None:
+    put_account(api)
+    put_lead(api, "L-1")
+    cursor = encode_cursor("a\x00b", {})
+    response = api.as_("read").get(path, params={"cursor": cursor})
+    error = assert_error(response, 400, "invalid_cursor")
+    assert error["details"][0]["field"] == "cursor"
 
 
 LISTS = [

@@ -7,9 +7,12 @@ JSON instead of the 401 it deserves. :class:`CheckedRoute` runs, in order,
 before FastAPI's own handler:
 
 1. the API key and its scope, when the operation requires one (401, 403);
-2. the query parameters: one the operation does not take, or one it takes
-   once given several times, is a 422 naming it and those it takes (a
-   misspelt filter would otherwise be ignored and the list unfiltered);
+2. the path and query parameters: a NUL character in one is a 422 naming it
+   (no stored id, name or filter holds one, and PostgreSQL cannot even compare
+   text with one: it failed with a 500 where SQLite found nothing); a query
+   parameter the operation does not take, or one it takes once given several
+   times, is a 422 naming it and those it takes (a misspelt filter would
+   otherwise be ignored and the list unfiltered);
 3. the content type of a body: JSON only (415).
 
 Then FastAPI parses the JSON (malformed JSON is a 400, see
@@ -58,6 +61,7 @@ class CheckedRoute(APIRoute):
         async def checked(request: Request) -> Response:
             if scope is not None:
                 await authenticate(request, scope)
+            _check_nul(request)
             _check_query(request, query)
             if takes_body:
                 await _check_content_type(request)
@@ -95,6 +99,21 @@ def _is_list(annotation: Any) -> bool:
     if typing.get_origin(annotation) in (list, set, tuple, frozenset):
         return True
     return any(_is_list(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+
+
+NUL_MESSAGE = "must not contain a NUL character"
+
+
+def _check_nul(request: Request) -> None:
+    """Refuse a NUL character in a path or query parameter (a 422 naming each)."""
+    given = [*request.path_params.items(), *request.query_params.multi_items()]
+    faulty = dict.fromkeys(
+        name for name, value in given if isinstance(value, str) and "\x00" in value
+    )
+    if faulty:
+        details = [ErrorDetail(message=NUL_MESSAGE, field=name) for name in faulty]
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        raise ApiError(422, "validation_error", f"{details[0].field}: {NUL_MESSAGE}{more}", details)
 
 
 def _check_query(request: Request, taken: dict[str, bool]) -> None:
