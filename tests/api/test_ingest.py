@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import typing
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -116,6 +117,32 @@ def test_every_operation_checks_its_key_query_and_content_type_first(api: Api) -
     assert "415" in paths["/v1/events"]["post"]["responses"]
     assert "415" in paths["/v1/leads/{lead_id}"]["put"]["responses"]
     assert "415" not in paths["/v1/qualifications"]["get"]["responses"]
+
+
+def test_every_request_body_refuses_unknown_fields(api: Api) -> None:
+    """A body model made from pydantic's BaseModel instead of the API's Body dropped a
+    misspelt field silently (a webhook's ``secrett``: a 201 with a secret of its own)."""
+    bodies: list[type[BaseModel]] = []
+    pending: list[Any] = list(api.app.routes)
+    while pending:
+        route = pending.pop()
+        pending.extend(getattr(getattr(route, "original_router", None), "routes", []))
+        if isinstance(route, APIRoute) and route.body_field is not None:
+            body = route.body_field.field_info.annotation
+            assert isinstance(body, type) and issubclass(body, BaseModel), route
+            bodies.append(body)
+    seen: set[type[BaseModel]] = set()
+    while bodies:
+        model = bodies.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        assert model.model_config.get("extra") == "forbid", model
+        for field in model.model_fields.values():
+            for inner in (field.annotation, *typing.get_args(field.annotation)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    bodies.append(inner)
+    assert {model.__name__ for model in seen} >= {"EventIn", "EventBatchIn", "SubscriptionIn"}
 
 
 def test_a_body_that_is_not_json_is_415_and_malformed_json_is_400(api: Api) -> None:

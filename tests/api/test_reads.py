@@ -579,6 +579,10 @@ def test_webhook_subscriptions_over_rest(api: Api) -> None:
     assert [(d["field"], d["message"]) for d in error["details"]] == [
         ("event_kinds[1]", "unknown webhook event kind 'x'")
     ]
+    misspelt = {"url": "http://127.0.0.1:9/h", "event_kinds": ["*"], "secrett": "s" * 32}
+    error = assert_error(admin.post("/v1/webhooks", json=misspelt), 422, "validation_error")
+    assert error["details"][0]["field"] == "secrett", error  # was a 201 without the secret
+    assert admin.get("/v1/webhooks").json() == []
     made = admin.post(
         "/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_kinds": ["stage_changed"]}
     )

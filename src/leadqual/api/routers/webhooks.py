@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import ApiError, ErrorDetail, responses
 from leadqual.api.routes import CheckedRoute
+from leadqual.api.schemas import Body
 from leadqual.integrations.webhooks import (
     ALL_KINDS,
     EVENT_KINDS,
@@ -39,7 +40,9 @@ router = APIRouter(
 SubscriptionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A subscription's id.")]
 
 
-class SubscriptionIn(BaseModel):
+class SubscriptionIn(Body):
+    """A subscription to make; an unknown field (a misspelt ``secret``) is refused."""
+
     url: str = Field(min_length=1, max_length=2000, description="http(s) URL of the receiver.")
     event_kinds: list[str] = Field(
         min_length=1,
