@@ -582,6 +582,12 @@ def test_webhook_subscriptions_over_rest(api: Api) -> None:
     misspelt = {"url": "http://127.0.0.1:9/h", "event_kinds": ["*"], "secrett": "s" * 32}
     error = assert_error(admin.post("/v1/webhooks", json=misspelt), 422, "validation_error")
     assert error["details"][0]["field"] == "secrett", error  # was a 201 without the secret
+    for nul in ({"url": "http://127.0.0.1:9/h\x00"}, {"secret": "s" * 32 + "\x00"}):
+        body = {"url": "http://127.0.0.1:9/h", "event_kinds": ["*"], **nul}
+        error = assert_error(admin.post("/v1/webhooks", json=body), 422, "validation_error")
+        assert error["details"] == [  # was a 500 on PostgreSQL
+            {"message": "must not contain a NUL character", "field": next(iter(nul)), "index": None}
+        ]
     assert admin.get("/v1/webhooks").json() == []
     made = admin.post(
         "/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_kinds": ["stage_changed"]}

@@ -32,7 +32,8 @@ MAX_BATCH = 1000
 MAX_MODEL_YAML = 1_000_000
 """Longest model YAML accepted, in characters."""
 
-_NO_NUL = r"^[^\x00]*$"
+NO_NUL = r"^[^\x00]*$"
+"""The pattern of a text that may hold anything but a NUL (PostgreSQL's text cannot)."""
 _VISIBLE = r"^[^\x00]*[^\x00\s][^\x00]*$"
 
 
@@ -71,9 +72,9 @@ Domain = Annotated[
     StringConstraints(min_length=1, max_length=MAX_EMAIL, pattern=_VISIBLE),
     AfterValidator(_lower),
 ]
-Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=_NO_NUL)]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=NO_NUL)]
 PATTERN_MESSAGES = {
-    _NO_NUL: "must not contain a NUL character",
+    NO_NUL: "must not contain a NUL character",
     _VISIBLE: "must not be empty or only spaces (nor contain a NUL character)",
     _EMAIL: "expected an email address: name@domain (one '@', no spaces inside)",
 }
