@@ -302,7 +302,10 @@ def test_filters_by_account_team_and_rep(api: Api) -> None:
         ("L-1", "mql", "sales_reps"),
         ("L-2", "mql", "sales_reps"),
     ]
-    assert read.get("/v1/queues/teams/sales%").json()["items"] == []  # no wildcards
+    for other in ("sales%", "sales_rep_", "SALES_REPS", "Sales_Reps", "sales"):
+        # no wildcards, case counts (LIKE ignored case on SQLite only), the whole name
+        assert read.get(f"/v1/queues/teams/{other}").json()["items"] == [], other
+        assert ids("/v1/qualifications", team=other) == [], other
     with api.store.transaction() as tx:
         tx.record_assignment(
             lead_id="L-2", rule="sales_reps", at=tx.now, team="sales_reps", rep="ana"

@@ -5,10 +5,11 @@ rep, minimum score, account) and keyset pagination are built here on its
 tables. Every list is ordered by its unique key so that a cursor ("after
 key K") walks all rows exactly once.
 
-A lead's team comes from its current routing (stored as JSON text with
-sorted keys), matched as the exact text ``"team": "<name>"``, which works the
-same on SQLite and PostgreSQL. A lead's rep is the rep of its latest
-assignment.
+A lead's team comes from its current routing (stored as JSON text): its
+``team`` member, read by the database's own JSON function and compared
+exactly (case and all, no wildcards), the same on SQLite and PostgreSQL. (A
+``LIKE`` on the text ignored case on SQLite only.) A lead's rep is the rep of
+its latest assignment.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import ColumnElement, and_, cast, exists, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
 from leadqual.api.errors import ApiError, ErrorDetail
@@ -102,7 +104,16 @@ def _assigned(store: Store, column: str, value: str) -> bool:
         return connection.execute(query).first() is not None
 
 
-def _filtered(filters: QualificationFilters, after: str | None) -> Select[Any]:
+def _routing_team(dialect: str) -> ColumnElement[Any]:
+    """The ``team`` of a qualification's routing (JSON text) as text; NULL without one."""
+    routing = schema.qualifications.c.routing
+    if dialect == "postgresql":
+        team: ColumnElement[Any] = cast(routing, postgresql.JSON)["team"].astext
+        return team
+    return func.json_extract(routing, "$.team")  # SQLite: the string, or NULL
+
+
+def _filtered(filters: QualificationFilters, after: str | None, dialect: str) -> Select[Any]:
     q = schema.qualifications
     query = select(q)
     if filters.stage is not None:
@@ -114,8 +125,7 @@ def _filtered(filters: QualificationFilters, after: str | None) -> Select[Any]:
     if filters.account_id is not None:
         query = query.where(q.c.account_id == filters.account_id)
     if filters.team is not None:
-        needle = f'"team": {json.dumps(filters.team)}'
-        query = query.where(q.c.routing.contains(needle, autoescape=True))
+        query = query.where(_routing_team(dialect) == filters.team)
     if filters.rep is not None:
         a, latest = schema.assignments, schema.assignments.alias("latest")
         newest = (
@@ -140,7 +150,7 @@ def qualification_rows(
     store: Store, filters: QualificationFilters, after: str | None, limit: int
 ) -> tuple[list[Mapping[Any, Any]], bool]:
     """One page of stored qualifications (as rows) and whether more follow."""
-    query = _filtered(filters, after).limit(limit + 1)
+    query = _filtered(filters, after, store.engine.dialect.name).limit(limit + 1)
     with store.engine.connect() as connection:
         rows: list[Mapping[Any, Any]] = [dict(row) for row in connection.execute(query).mappings()]
     return rows[:limit], len(rows) > limit
