@@ -340,6 +340,26 @@ def test_an_account_becomes_an_mqa_with_three_engaged_leads(api: Api) -> None:
     assert_error(read.get("/v1/accounts/A-404"), 404, "not_found")
 
 
+def test_the_account_list_agrees_with_the_single_read(api: Api) -> None:
+    """An account with a profile and no lead yet was read alone (mqa null) but left out
+    of the list, ``mqa=false`` included."""
+    for account_id in ("A-1", "A-2", "A-3", "A-4"):
+        put_account(api, account_id)
+    put_lead(api, "L-1", "A-2")
+    put_lead(api, "L-2", "A-5")  # an account with leads and no profile
+    read = api.as_("read")
+    every = ["A-1", "A-2", "A-3", "A-4", "A-5"]
+    singles = {a: read.get(f"/v1/accounts/{a}").json() for a in every}
+    assert singles["A-1"]["mqa"] is None and singles["A-2"]["mqa"] is False
+    for mqa, expected in ((None, every), (False, every), (True, [])):
+        params = {} if mqa is None else {"mqa": mqa}
+        for limit in (1, 2, 50):
+            pages = list(walk(read, "/v1/accounts", limit, **params))
+            items = [item for page in pages for item in page]
+            assert [i["account_id"] for i in items] == expected, (mqa, limit)
+            assert all(item == singles[item["account_id"]] for item in items)
+
+
 def test_model_versions_upload_list_and_activate(api: Api) -> None:
     admin = api.admin
     text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")

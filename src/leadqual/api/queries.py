@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, cast, exists, func, select
+from sqlalchemy import ColumnElement, and_, cast, exists, func, select, union
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
@@ -214,16 +214,8 @@ def account_out(row: Mapping[Any, Any]) -> AccountOut:
     )
 
 
-def account(store: Store, account_id: str) -> AccountOut | None:
-    """An account's status; an account known only by its profile has no status yet."""
-    s, p = schema.account_status, schema.account_profiles
-    with store.engine.connect() as connection:
-        row = connection.execute(select(s).where(s.c.account_id == account_id)).mappings().first()
-        if row is not None:
-            return account_out(row)
-        known = connection.execute(select(p.c.account_id).where(p.c.account_id == account_id))
-        if known.first() is None:
-            return None
+def _no_status(account_id: str) -> AccountOut:
+    """An account known only by its profile: no lead counts for it yet."""
     return AccountOut(
         account_id=account_id,
         mqa=None,
@@ -235,15 +227,43 @@ def account(store: Store, account_id: str) -> AccountOut | None:
     )
 
 
+def account(store: Store, account_id: str) -> AccountOut | None:
+    """An account's status; an account known only by its profile has no status yet."""
+    s, p = schema.account_status, schema.account_profiles
+    with store.engine.connect() as connection:
+        row = connection.execute(select(s).where(s.c.account_id == account_id)).mappings().first()
+        if row is not None:
+            return account_out(row)
+        known = connection.execute(select(p.c.account_id).where(p.c.account_id == account_id))
+        if known.first() is None:
+            return None
+    return _no_status(account_id)
+
+
 def account_rows(
     store: Store, mqa: bool | None, after: str | None, limit: int
 ) -> tuple[list[AccountOut], bool]:
-    s = schema.account_status
-    query = select(s).order_by(s.c.account_id).limit(limit + 1)
+    """One page of accounts by id, and whether more follow: every account :func:`account`
+    answers for, those with a status and those known only by their profile (no status:
+    not an MQA, so ``mqa=False`` lists them and ``mqa=True`` does not)."""
+    s, p = schema.account_status, schema.account_profiles
+    known = [select(s.c.account_id)]
+    if not mqa:
+        known.append(select(p.c.account_id))
+    if after is not None:
+        known = [ids.where(ids.selected_columns[0] > after) for ids in known]
+    ids = union(*known).subquery("ids")
+    query = (
+        select(ids.c.account_id.label("id"), s)
+        .select_from(ids.outerjoin(s, s.c.account_id == ids.c.account_id))
+        .order_by(ids.c.account_id)
+        .limit(limit + 1)
+    )
     if mqa is not None:
         query = query.where(s.c.mqa.is_(True) if mqa else s.c.mqa.is_not(True))
-    if after is not None:
-        query = query.where(s.c.account_id > after)
     with store.engine.connect() as connection:
-        rows = [account_out(row) for row in connection.execute(query).mappings()]
+        rows = [
+            account_out(row) if row["account_id"] is not None else _no_status(row["id"])
+            for row in connection.execute(query).mappings()
+        ]
     return rows[:limit], len(rows) > limit
