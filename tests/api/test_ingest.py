@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import typing
@@ -508,6 +509,72 @@ def test_a_body_that_is_not_utf8_is_400_saying_so(api: Api) -> None:
         error = assert_error(response, 400, "bad_request")
         assert "not valid UTF-8" in error["message"], error
         assert "byte 0xe9 at offset 14" in error["message"], error
+
+
+def _body(value: Any) -> bytes:
+    return json.dumps(value).encode("utf-8")
+
+
+PARSER_LIMITS = [
+    (
+        "a long integer",
+        b'{"properties": {"n": ' + b"1" * 5000 + b"}}",
+        "a number has more than 4,300 digits",
+    ),
+    (
+        "deep nesting",
+        b"[" * 100_000 + b"]" * 100_000,
+        "its arrays and objects are nested too deeply",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "says"), PARSER_LIMITS, ids=[c for c, _, _ in PARSER_LIMITS]
+)
+def test_json_beyond_the_parser_s_limits_is_invalid_json_saying_what(
+    api: Api, case: str, body: bytes, says: str
+) -> None:
+    """Valid JSON that Python's parser refuses (an integer over its digit limit, nesting
+    deeper than its recursion limit) was FastAPI's vague 400 bad_request "There was an
+    error parsing the body"."""
+    for method, path in WRITES:
+        response = api.admin.request(
+            method, path, content=body, headers={"content-type": "application/json"}
+        )
+        error = assert_error(response, 400, "invalid_json")
+        assert error["message"] == f"the request body is not valid JSON: {says}", error
+
+
+ENCODINGS = ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_utf16_or_utf32_body_is_400_not_utf8(api: Api, encoding: str) -> None:
+    """``json.loads`` of the bytes guesses UTF-16 and UTF-32: such bodies were accepted
+    (200), on the fast path and through the routes, though the API takes UTF-8 only."""
+    lead(api)
+    snapshot = dump(api.store)
+    for method, path, body in (
+        ("POST", "/v1/events", event("E-1")),
+        ("POST", "/v1/events/batch", {"events": [event("E-2")]}),
+        ("PUT", "/v1/leads/L-2", {"email": "ana@acme.io"}),
+        ("PUT", "/v1/accounts/A-1", {"domain": "acme.io"}),
+    ):
+        response = api.as_("ingest").request(
+            method,
+            path,
+            content=json.dumps(body).encode(encoding),
+            headers={"content-type": "application/json"},
+        )
+        error = assert_error(response, 400, "bad_request")
+        assert error["message"].startswith("the request body is not valid UTF-8 JSON: "), error
+    assert dump(api.store) == snapshot
+    bom = b"\xef\xbb\xbf" + _body(event("E-3"))  # a UTF-8 byte order mark is still UTF-8
+    response = api.as_("ingest").post(
+        "/v1/events", content=bom, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
 
 
 def test_unknown_routes_and_methods_have_the_error_shape(api: Api) -> None:
