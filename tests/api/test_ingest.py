@@ -229,7 +229,10 @@ def test_the_same_event_id_with_another_payload_is_409_and_changes_nothing(api: 
     snapshot = dump(api.store)
     changed = {**original, "properties": {"url": "/careers"}}
     error = assert_error(api.as_("ingest").post("/v1/events", json=changed), 409, "conflict")
-    assert "E-1" in error["message"]
+    assert error["message"] == (  # it named no field, and spoke of a batch
+        "event 'E-1' is already stored with a different payload; nothing was written"
+    )
+    assert error["details"] == [{"message": error["message"], "field": "event_id", "index": None}]
     assert dump(api.store) == snapshot
     (stored,) = api.store.load_facts().events
     assert stored.properties == {"url": "/pricing"}
@@ -272,6 +275,27 @@ def test_a_batch_naming_an_unknown_lead_writes_nothing(api: Api) -> None:
     assert dump(api.store) == snapshot
 
 
+def test_a_sales_fact_conflicting_with_a_stored_one_is_409_naming_its_id(api: Api) -> None:
+    lead(api)
+    sales = api.as_("sales")
+    decision = {"decision_id": "D-1", "action": "accept"}
+    answer = {"answer_id": "A-1", "framework": "bant", "criterion": "budget", "value": "met"}
+    facts: list[tuple[str, str, dict[str, Any], str, str]] = [
+        ("decisions", "decision_id", decision, "action", "reopen"),
+        ("answers", "answer_id", answer, "value", "not_met"),
+        ("outcomes", "outcome_id", {"outcome_id": "O-1", "outcome": "won"}, "outcome", "lost"),
+    ]
+    for path, id_field, body, changed, value in facts:
+        first = {**body, "at": ago(hours=1)}
+        assert sales.post(f"/v1/leads/L-1/{path}", json=first).status_code == 200
+        response = sales.post(f"/v1/leads/L-1/{path}", json={**first, changed: value})
+        error = assert_error(response, 409, "conflict")
+        assert "batch" not in error["message"], error
+        assert error["details"] == [
+            {"message": error["message"], "field": id_field, "index": None}
+        ], error
+
+
 def test_a_batch_conflicting_with_a_stored_event_writes_nothing(api: Api) -> None:
     lead(api)
     api.as_("ingest").post("/v1/events", json=event("E-1", type_="email_open"))
@@ -280,7 +304,8 @@ def test_a_batch_conflicting_with_a_stored_event_writes_nothing(api: Api) -> Non
     error = assert_error(
         api.as_("ingest").post("/v1/events/batch", json={"events": events}), 409, "conflict"
     )
-    assert error["details"][0]["index"] == 1
+    assert error["details"] == [{"message": error["message"], "field": "event_id", "index": 1}]
+    assert error["message"].endswith("; nothing from this batch was written")
     assert dump(api.store) == snapshot
 
 
@@ -457,7 +482,28 @@ def test_an_event_of_an_unknown_lead_is_422(api: Api) -> None:
     error = assert_error(
         api.as_("ingest").post("/v1/events", json=event("E-1", "L-404")), 422, "unknown_lead"
     )
-    assert "unknown lead 'L-404'" in error["message"]
+    assert error["message"] == (  # it said "(or in the same batch)": no endpoint takes that
+        "event 'E-1': unknown lead 'L-404'; send the lead's profile first (PUT /v1/leads/L-404)"
+    )
+    assert error["details"] == [{"message": error["message"], "field": "lead_id", "index": None}]
+
+
+def test_an_event_of_an_unknown_email_names_the_email_field(api: Api) -> None:
+    """The detail said ``lead_id``, a field the event did not send."""
+    lead(api)
+    by_email = {**event("E-1"), "email": "who@nowhere.io"}
+    del by_email["lead_id"]
+    ingest = api.as_("ingest")
+    error = assert_error(ingest.post("/v1/events", json=by_email), 422, "unknown_lead")
+    assert error["message"] == (
+        "event 'E-1': no lead has the email 'who@nowhere.io'; send the profile of a lead "
+        "with this email first (PUT /v1/leads/{lead_id})"
+    )
+    assert error["details"] == [{"message": error["message"], "field": "email", "index": None}]
+    batch = {"events": [event("E-0"), by_email]}
+    error = assert_error(ingest.post("/v1/events/batch", json=batch), 422, "unknown_lead")
+    assert error["details"] == [{"message": error["message"], "field": "email", "index": 1}]
+    assert api.store.load_facts().events == []
 
 
 def test_a_batch_over_1000_is_refused(api: Api) -> None:
