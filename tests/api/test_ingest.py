@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import typing
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -15,10 +16,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from leadqual.api import create_app
 from leadqual.api.errors import _validation_details
-from leadqual.api.routes import CheckedRoute
+from leadqual.api.routes import CheckedRoute, _required_scope
 from leadqual.model.load import EXAMPLE_MODEL, preset_path
 from tests.api.conftest import Api, LiveServer, ago, assert_error
 from tests.store.conftest import dump
+
+ROOT = Path(__file__).parent.parent.parent
 
 
 def lead(api: Api, lead_id: str = "L-1", **attributes: Any) -> None:
@@ -42,6 +45,35 @@ def test_a_request_without_a_key_is_401(api: Api) -> None:
     error = assert_error(response, 401, "unauthorized")
     assert "API key" in error["message"]
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+PUBLIC = {"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+
+
+def test_only_health_and_the_api_s_documentation_are_served_without_a_key(api: Api) -> None:
+    """The docs said every request but ``GET /healthz`` needs a key, while the OpenAPI
+    documentation is served to anyone (as it should be: it tells what the API offers,
+    not what it holds); the docs now say so, and this pins both."""
+    for path in PUBLIC:
+        assert api.as_("anonymous").get(path).status_code == 200, path
+    routes: list[Any] = []
+    pending: list[Any] = list(api.app.routes)
+    while pending:
+        route = pending.pop()
+        routes.append(route)
+        pending.extend(getattr(getattr(route, "original_router", None), "routes", []))
+    keyless = {
+        route.path
+        for route in routes
+        if hasattr(route, "path")
+        and not (isinstance(route, CheckedRoute) and _required_scope(route.dependencies))
+    }
+    assert keyless == PUBLIC
+    text = " ".join((ROOT / "docs" / "api.md").read_text(encoding="utf-8").split())
+    keys = text.split("## API keys and scopes", 1)[1].split("Send the token as", 1)[0]
+    assert all(f"{path}`" in keys for path in PUBLIC), keys
+    description = " ".join(api.app.description.split())  # what /docs shows
+    assert all(f"{path}`" in description for path in PUBLIC - {"/docs/oauth2-redirect"})
 
 
 def test_a_wrong_or_revoked_key_is_401(api: Api) -> None:
