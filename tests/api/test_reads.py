@@ -325,7 +325,8 @@ def test_filters_by_account_team_and_rep(api: Api) -> None:
 def test_an_account_becomes_an_mqa_with_three_engaged_leads(api: Api) -> None:
     put_account(api)
     read = api.as_("read")
-    assert read.get("/v1/accounts/A-1").json()["mqa"] is None  # no leads yet
+    lone = read.get("/v1/accounts/A-1").json()
+    assert (lone["mqa"], lone["reasons"]) == (None, [])  # no leads yet: no status to explain
     for i in range(3):
         put_lead(api, f"L-{i}")
     send(api, ev("E-0", "L-0", "demo_request"), ev("E-1", "L-1", "demo_request"))
@@ -334,8 +335,14 @@ def test_an_account_becomes_an_mqa_with_three_engaged_leads(api: Api) -> None:
     send(api, ev("E-2", "L-2", "demo_request"))
     status = read.get("/v1/accounts/A-1").json()
     assert (status["mqa"], status["engaged_leads"]) == (True, 3)
+    assert [(r["kind"], r["rule"], r["facts"]) for r in status["reasons"]] == [
+        ("account", "mqa", ["L-0", "L-1", "L-2"]),
+        ("account", "committee", []),
+    ]
+    assert status["reasons"][0]["text"].startswith("Account A-1 is an MQA: 3 engaged leads")
     mqas = read.get("/v1/accounts", params={"mqa": True}).json()
     assert [a["account_id"] for a in mqas["items"]] == ["A-1"] and mqas["next_cursor"] is None
+    assert mqas["items"][0] == status
     assert read.get("/v1/accounts", params={"mqa": False}).json()["items"] == []
     assert_error(read.get("/v1/accounts/A-404"), 404, "not_found")
 

@@ -210,6 +210,9 @@ def account_out(row: Mapping[Any, Any]) -> AccountOut:
         roles_covered=row["roles_covered"],
         committee_covered=row["committee_covered"],
         roles=json.loads(row["roles"]),
+        reasons=None
+        if row["reasons"] is None
+        else [ReasonOut.model_validate(reason) for reason in json.loads(row["reasons"])],
         as_of=row["as_of"],
     )
 
@@ -223,6 +226,7 @@ def _no_status(account_id: str) -> AccountOut:
         roles_covered=0,
         committee_covered=None,
         roles={},
+        reasons=[],
         as_of=None,
     )
 

@@ -319,7 +319,8 @@ class Assignments(BaseModel):
 
 
 class AccountOut(BaseModel):
-    """An account's marketing-qualified (MQA) and buying-committee status."""
+    """An account's marketing-qualified (MQA) and buying-committee status, with the reason
+    for each."""
 
     account_id: str
     mqa: bool | None
@@ -327,6 +328,12 @@ class AccountOut(BaseModel):
     roles_covered: int
     committee_covered: bool | None
     roles: dict[str, bool]
+    reasons: list[ReasonOut] | None = Field(
+        description="Why the account is or is not an MQA, and which committee roles are "
+        "covered, by whom: one reason per status the model defines. Empty while no lead "
+        "counts for the account; null for a status stored before reasons were kept, until "
+        "the account is evaluated again (or `leadqual recompute` runs)."
+    )
     as_of: datetime | None
 
 
