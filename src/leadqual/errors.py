@@ -9,7 +9,9 @@ The hierarchy::
       + InputFileError      an input file is missing, unreadable or of the wrong shape
       + UnsupportedError    an executor cannot express a model construct
       + NotFoundError       a lead, account or model version does not exist
+      |   + UnknownLeadError    a fact names a lead the store does not know
       + ConflictError       the same fact id arrived with a different payload
+          + FactConflictError   ... in an append (which fact, where)
 
 Each error renders as one compiler-style line (``file:line:col: path: message``)
 so that the CLI can print it as is and exit with code 2.
@@ -101,8 +103,39 @@ class NotFoundError(LeadqualError):
     """A lead, account or model version does not exist."""
 
 
+class UnknownLeadError(NotFoundError):
+    """A fact of a strict append names a lead the store does not know.
+
+    ``reason`` says which fact and lead (``event 'E-1': unknown lead 'L-9'``);
+    ``position`` is the fact's place in the appended sequence and ``field`` how it
+    names the lead: ``lead_id``, or ``email`` for an event naming its lead by email.
+    """
+
+    def __init__(self, reason: str, *, position: int, field: str) -> None:
+        super().__init__(f"{reason}; send the lead's profile first (or in the same batch)")
+        self.reason = reason
+        self.position = position
+        self.field = field
+
+
 class ConflictError(LeadqualError):
     """The same fact id arrived with a different payload."""
+
+
+class FactConflictError(ConflictError):
+    """An append's fact has the id of another fact with a different payload (stored, or
+    earlier in the same append); nothing of the append is written.
+
+    ``reason`` says which (``event 'E-1' is already stored with a different payload``);
+    ``position`` is the fact's place in the appended sequence and ``field`` its id's
+    name (``event_id``; None for a profile, identified by its content).
+    """
+
+    def __init__(self, reason: str, *, position: int, field: str | None) -> None:
+        super().__init__(f"{reason}; nothing from this batch was written")
+        self.reason = reason
+        self.position = position
+        self.field = field
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import typing
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -13,10 +16,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from leadqual.api import create_app
 from leadqual.api.errors import _validation_details
-from leadqual.api.routes import CheckedRoute
+from leadqual.api.routes import CheckedRoute, _required_scope
 from leadqual.model.load import EXAMPLE_MODEL, preset_path
 from tests.api.conftest import Api, LiveServer, ago, assert_error
 from tests.store.conftest import dump
+
+ROOT = Path(__file__).parent.parent.parent
 
 
 def lead(api: Api, lead_id: str = "L-1", **attributes: Any) -> None:
@@ -40,6 +45,35 @@ def test_a_request_without_a_key_is_401(api: Api) -> None:
     error = assert_error(response, 401, "unauthorized")
     assert "API key" in error["message"]
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+PUBLIC = {"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+
+
+def test_only_health_and_the_api_s_documentation_are_served_without_a_key(api: Api) -> None:
+    """The docs said every request but ``GET /healthz`` needs a key, while the OpenAPI
+    documentation is served to anyone (as it should be: it tells what the API offers,
+    not what it holds); the docs now say so, and this pins both."""
+    for path in PUBLIC:
+        assert api.as_("anonymous").get(path).status_code == 200, path
+    routes: list[Any] = []
+    pending: list[Any] = list(api.app.routes)
+    while pending:
+        route = pending.pop()
+        routes.append(route)
+        pending.extend(getattr(getattr(route, "original_router", None), "routes", []))
+    keyless = {
+        route.path
+        for route in routes
+        if hasattr(route, "path")
+        and not (isinstance(route, CheckedRoute) and _required_scope(route.dependencies))
+    }
+    assert keyless == PUBLIC
+    text = " ".join((ROOT / "docs" / "api.md").read_text(encoding="utf-8").split())
+    keys = text.split("## API keys and scopes", 1)[1].split("Send the token as", 1)[0]
+    assert all(f"{path}`" in keys for path in PUBLIC), keys
+    description = " ".join(api.app.description.split())  # what /docs shows
+    assert all(f"{path}`" in description for path in PUBLIC - {"/docs/oauth2-redirect"})
 
 
 def test_a_wrong_or_revoked_key_is_401(api: Api) -> None:
@@ -116,6 +150,32 @@ def test_every_operation_checks_its_key_query_and_content_type_first(api: Api) -
     assert "415" in paths["/v1/events"]["post"]["responses"]
     assert "415" in paths["/v1/leads/{lead_id}"]["put"]["responses"]
     assert "415" not in paths["/v1/qualifications"]["get"]["responses"]
+
+
+def test_every_request_body_refuses_unknown_fields(api: Api) -> None:
+    """A body model made from pydantic's BaseModel instead of the API's Body dropped a
+    misspelt field silently (a webhook's ``secrett``: a 201 with a secret of its own)."""
+    bodies: list[type[BaseModel]] = []
+    pending: list[Any] = list(api.app.routes)
+    while pending:
+        route = pending.pop()
+        pending.extend(getattr(getattr(route, "original_router", None), "routes", []))
+        if isinstance(route, APIRoute) and route.body_field is not None:
+            body = route.body_field.field_info.annotation
+            assert isinstance(body, type) and issubclass(body, BaseModel), route
+            bodies.append(body)
+    seen: set[type[BaseModel]] = set()
+    while bodies:
+        model = bodies.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        assert model.model_config.get("extra") == "forbid", model
+        for field in model.model_fields.values():
+            for inner in (field.annotation, *typing.get_args(field.annotation)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    bodies.append(inner)
+    assert {model.__name__ for model in seen} >= {"EventIn", "EventBatchIn", "SubscriptionIn"}
 
 
 def test_a_body_that_is_not_json_is_415_and_malformed_json_is_400(api: Api) -> None:
@@ -201,7 +261,10 @@ def test_the_same_event_id_with_another_payload_is_409_and_changes_nothing(api: 
     snapshot = dump(api.store)
     changed = {**original, "properties": {"url": "/careers"}}
     error = assert_error(api.as_("ingest").post("/v1/events", json=changed), 409, "conflict")
-    assert "E-1" in error["message"]
+    assert error["message"] == (  # it named no field, and spoke of a batch
+        "event 'E-1' is already stored with a different payload; nothing was written"
+    )
+    assert error["details"] == [{"message": error["message"], "field": "event_id", "index": None}]
     assert dump(api.store) == snapshot
     (stored,) = api.store.load_facts().events
     assert stored.properties == {"url": "/pricing"}
@@ -244,6 +307,27 @@ def test_a_batch_naming_an_unknown_lead_writes_nothing(api: Api) -> None:
     assert dump(api.store) == snapshot
 
 
+def test_a_sales_fact_conflicting_with_a_stored_one_is_409_naming_its_id(api: Api) -> None:
+    lead(api)
+    sales = api.as_("sales")
+    decision = {"decision_id": "D-1", "action": "accept"}
+    answer = {"answer_id": "A-1", "framework": "bant", "criterion": "budget", "value": "met"}
+    facts: list[tuple[str, str, dict[str, Any], str, str]] = [
+        ("decisions", "decision_id", decision, "action", "reopen"),
+        ("answers", "answer_id", answer, "value", "not_met"),
+        ("outcomes", "outcome_id", {"outcome_id": "O-1", "outcome": "won"}, "outcome", "lost"),
+    ]
+    for path, id_field, body, changed, value in facts:
+        first = {**body, "at": ago(hours=1)}
+        assert sales.post(f"/v1/leads/L-1/{path}", json=first).status_code == 200
+        response = sales.post(f"/v1/leads/L-1/{path}", json={**first, changed: value})
+        error = assert_error(response, 409, "conflict")
+        assert "batch" not in error["message"], error
+        assert error["details"] == [
+            {"message": error["message"], "field": id_field, "index": None}
+        ], error
+
+
 def test_a_batch_conflicting_with_a_stored_event_writes_nothing(api: Api) -> None:
     lead(api)
     api.as_("ingest").post("/v1/events", json=event("E-1", type_="email_open"))
@@ -252,7 +336,8 @@ def test_a_batch_conflicting_with_a_stored_event_writes_nothing(api: Api) -> Non
     error = assert_error(
         api.as_("ingest").post("/v1/events/batch", json={"events": events}), 409, "conflict"
     )
-    assert error["details"][0]["index"] == 1
+    assert error["details"] == [{"message": error["message"], "field": "event_id", "index": 1}]
+    assert error["message"].endswith("; nothing from this batch was written")
     assert dump(api.store) == snapshot
 
 
@@ -341,7 +426,10 @@ def test_an_error_names_the_json_path_sent_not_pydantic_s_union_members(api: Api
     error = assert_error(api.admin.post("/v1/webhooks", json=hook), 422)
     assert error["details"][0]["field"] == "event_kinds[1]"
     error = assert_error(ingest.post("/v1/events", json={**event("E-1"), "at": 1767225600}), 422)
-    assert error["message"] == "at: expected an ISO 8601 timestamp with a time zone, as text"
+    assert error["message"] == (
+        "at: expected an ISO 8601 timestamp with a time zone, as text (2026-03-01T09:30:00Z), "
+        "not a Unix time"
+    )
     assert api.store.load_facts().events == []
 
 
@@ -360,6 +448,37 @@ def test_a_number_out_of_float_range_is_refused_and_poisons_nothing(api: Api) ->
     assert dump(api.store) == snapshot
     assert ingest.put("/v1/leads/L-1", json={"email": "ana@acme.io"}).status_code in (200, 201)
     assert api.as_("read").get("/v1/leads/L-1/qualification").json()["account_id"] == "A-1"
+
+
+UNIX_TIMES = ["1764000000", "1764000000000", "0", "-1", "1764000000.5", " 1764000000", "1e9"]
+
+
+@pytest.mark.parametrize("at", UNIX_TIMES)
+def test_a_unix_time_sent_as_text_is_422_on_every_timestamp(api: Api, at: str) -> None:
+    """pydantic reads a string of digits as a Unix time (in seconds, or in milliseconds
+    when it is large: a guess); every timestamp of the API took it as one."""
+    lead(api)
+    snapshot = dump(api.store)
+    batch = {"events": [event("E-0"), {**event("E-1"), "at": at}]}
+    decision = {"decision_id": "D-1", "action": "accept", "at": at}
+    answer = {"answer_id": "A-1", "framework": "bant", "criterion": "budget", "value": "met"}
+    outcome = {"outcome_id": "O-1", "outcome": "won", "at": at}
+    writes: list[tuple[str, str, str, dict[str, Any], str, int | None]] = [
+        ("ingest", "POST", "/v1/events", {**event("E-1"), "at": at}, "at", None),
+        ("ingest", "POST", "/v1/events/batch", batch, "at", 1),
+        ("ingest", "PUT", "/v1/leads/L-2", {"updated_at": at}, "updated_at", None),
+        ("ingest", "PUT", "/v1/accounts/A-1", {"updated_at": at}, "updated_at", None),
+        ("sales", "POST", "/v1/leads/L-1/decisions", decision, "at", None),
+        ("sales", "POST", "/v1/leads/L-1/answers", {**answer, "at": at}, "at", None),
+        ("sales", "POST", "/v1/leads/L-1/outcomes", outcome, "at", None),
+    ]
+    for scope, method, path, body, field, index in writes:
+        response = api.as_(scope).request(method, path, json=body)
+        error = assert_error(response, 422, "validation_error")
+        assert error["details"][0]["field"] == field, error
+        assert error["details"][0]["index"] == index, error
+        assert "ISO 8601" in error["message"], error
+    assert dump(api.store) == snapshot
 
 
 @pytest.mark.parametrize("at", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
@@ -395,7 +514,28 @@ def test_an_event_of_an_unknown_lead_is_422(api: Api) -> None:
     error = assert_error(
         api.as_("ingest").post("/v1/events", json=event("E-1", "L-404")), 422, "unknown_lead"
     )
-    assert "unknown lead 'L-404'" in error["message"]
+    assert error["message"] == (  # it said "(or in the same batch)": no endpoint takes that
+        "event 'E-1': unknown lead 'L-404'; send the lead's profile first (PUT /v1/leads/L-404)"
+    )
+    assert error["details"] == [{"message": error["message"], "field": "lead_id", "index": None}]
+
+
+def test_an_event_of_an_unknown_email_names_the_email_field(api: Api) -> None:
+    """The detail said ``lead_id``, a field the event did not send."""
+    lead(api)
+    by_email = {**event("E-1"), "email": "who@nowhere.io"}
+    del by_email["lead_id"]
+    ingest = api.as_("ingest")
+    error = assert_error(ingest.post("/v1/events", json=by_email), 422, "unknown_lead")
+    assert error["message"] == (
+        "event 'E-1': no lead has the email 'who@nowhere.io'; send the profile of a lead "
+        "with this email first (PUT /v1/leads/{lead_id})"
+    )
+    assert error["details"] == [{"message": error["message"], "field": "email", "index": None}]
+    batch = {"events": [event("E-0"), by_email]}
+    error = assert_error(ingest.post("/v1/events/batch", json=batch), 422, "unknown_lead")
+    assert error["details"] == [{"message": error["message"], "field": "email", "index": 1}]
+    assert api.store.load_facts().events == []
 
 
 def test_a_batch_over_1000_is_refused(api: Api) -> None:
@@ -447,6 +587,72 @@ def test_a_body_that_is_not_utf8_is_400_saying_so(api: Api) -> None:
         error = assert_error(response, 400, "bad_request")
         assert "not valid UTF-8" in error["message"], error
         assert "byte 0xe9 at offset 14" in error["message"], error
+
+
+def _body(value: Any) -> bytes:
+    return json.dumps(value).encode("utf-8")
+
+
+PARSER_LIMITS = [
+    (
+        "a long integer",
+        b'{"properties": {"n": ' + b"1" * 5000 + b"}}",
+        "a number has more than 4,300 digits",
+    ),
+    (
+        "deep nesting",
+        b"[" * 100_000 + b"]" * 100_000,
+        "its arrays and objects are nested too deeply",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "says"), PARSER_LIMITS, ids=[c for c, _, _ in PARSER_LIMITS]
+)
+def test_json_beyond_the_parser_s_limits_is_invalid_json_saying_what(
+    api: Api, case: str, body: bytes, says: str
+) -> None:
+    """Valid JSON that Python's parser refuses (an integer over its digit limit, nesting
+    deeper than its recursion limit) was FastAPI's vague 400 bad_request "There was an
+    error parsing the body"."""
+    for method, path in WRITES:
+        response = api.admin.request(
+            method, path, content=body, headers={"content-type": "application/json"}
+        )
+        error = assert_error(response, 400, "invalid_json")
+        assert error["message"] == f"the request body is not valid JSON: {says}", error
+
+
+ENCODINGS = ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_utf16_or_utf32_body_is_400_not_utf8(api: Api, encoding: str) -> None:
+    """``json.loads`` of the bytes guesses UTF-16 and UTF-32: such bodies were accepted
+    (200), on the fast path and through the routes, though the API takes UTF-8 only."""
+    lead(api)
+    snapshot = dump(api.store)
+    for method, path, body in (
+        ("POST", "/v1/events", event("E-1")),
+        ("POST", "/v1/events/batch", {"events": [event("E-2")]}),
+        ("PUT", "/v1/leads/L-2", {"email": "ana@acme.io"}),
+        ("PUT", "/v1/accounts/A-1", {"domain": "acme.io"}),
+    ):
+        response = api.as_("ingest").request(
+            method,
+            path,
+            content=json.dumps(body).encode(encoding),
+            headers={"content-type": "application/json"},
+        )
+        error = assert_error(response, 400, "bad_request")
+        assert error["message"].startswith("the request body is not valid UTF-8 JSON: "), error
+    assert dump(api.store) == snapshot
+    bom = b"\xef\xbb\xbf" + _body(event("E-3"))  # a UTF-8 byte order mark is still UTF-8
+    response = api.as_("ingest").post(
+        "/v1/events", content=bom, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
 
 
 def test_unknown_routes_and_methods_have_the_error_shape(api: Api) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from leadqual.api.pagination import encode_cursor
 from leadqual.engine.reference import evaluate_all
 from leadqual.model.load import EXAMPLE_MODEL, preset_path
 from leadqual.routing import load_routing_text
@@ -175,6 +176,51 @@ def test_a_cursor_is_opaque_and_bound_to_its_filters(api: Api) -> None:
     assert_error(api.as_("read").get("/v1/qualifications", params={"limit": 501}), 422)
 
 
+NUL_PARAMETERS = [
+    ("GET", "/v1/leads/a%00b/qualification", "lead_id"),
+    ("GET", "/v1/leads/a%00b/stage-history", "lead_id"),
+    ("GET", "/v1/leads/a%00b/assignments", "lead_id"),
+    ("GET", "/v1/accounts/a%00b", "account_id"),
+    ("GET", "/v1/qualifications?account_id=a%00b", "account_id"),
+    ("GET", "/v1/qualifications?rep=a%00b", "rep"),
+    ("GET", "/v1/qualifications?team=a%00b", "team"),
+    ("GET", "/v1/qualifications?stage=a%00b", "stage"),
+    ("GET", "/v1/queues/reps/a%00b", "rep"),
+    ("GET", "/v1/queues/teams/a%00b", "team"),
+    ("PUT", "/v1/leads/a%00b", "lead_id"),
+    ("PUT", "/v1/accounts/a%00b", "account_id"),
+    ("POST", "/v1/leads/a%00b/decisions", "lead_id"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "field"), NUL_PARAMETERS)
+def test_a_nul_in_a_path_or_query_parameter_is_422_on_every_store(
+    api: Api, method: str, path: str, field: str
+) -> None:
+    """PostgreSQL cannot compare text with a NUL: these reads were a 500 there (SQLite
+    found nothing). No stored id holds a NUL, so the parameter is refused on both."""
+    put_account(api)
+    put_lead(api, "L-1")
+    body = {"decision_id": "D-1", "action": "accept", "at": ago(hours=1)}
+    json_body = body if path.endswith("/decisions") else ({} if method != "GET" else None)
+    response = api.admin.request(method, path, json=json_body)
+    error = assert_error(response, 422, "validation_error")
+    assert error["details"] == [
+        {"message": "must not contain a NUL character", "field": field, "index": None}
+    ]
+    assert error["message"] == f"{field}: must not contain a NUL character"
+
+
+@pytest.mark.parametrize("path", ["/v1/qualifications", "/v1/accounts"])
+def test_a_cursor_holding_a_nul_is_an_invalid_cursor_on_every_store(api: Api, path: str) -> None:
+    put_account(api)
+    put_lead(api, "L-1")
+    cursor = encode_cursor("a\x00b", {})
+    response = api.as_("read").get(path, params={"cursor": cursor})
+    error = assert_error(response, 400, "invalid_cursor")
+    assert error["details"][0]["field"] == "cursor"
+
+
 LISTS = [
     ("/v1/qualifications", "stage, grade, team, rep, min_score, account_id, limit, cursor"),
     ("/v1/queues/teams/sales_reps", "stage, limit, cursor"),
@@ -256,7 +302,10 @@ def test_filters_by_account_team_and_rep(api: Api) -> None:
         ("L-1", "mql", "sales_reps"),
         ("L-2", "mql", "sales_reps"),
     ]
-    assert read.get("/v1/queues/teams/sales%").json()["items"] == []  # no wildcards
+    for other in ("sales%", "sales_rep_", "SALES_REPS", "Sales_Reps", "sales"):
+        # no wildcards, case counts (LIKE ignored case on SQLite only), the whole name
+        assert read.get(f"/v1/queues/teams/{other}").json()["items"] == [], other
+        assert ids("/v1/qualifications", team=other) == [], other
     with api.store.transaction() as tx:
         tx.record_assignment(
             lead_id="L-2", rule="sales_reps", at=tx.now, team="sales_reps", rep="ana"
@@ -276,7 +325,8 @@ def test_filters_by_account_team_and_rep(api: Api) -> None:
 def test_an_account_becomes_an_mqa_with_three_engaged_leads(api: Api) -> None:
     put_account(api)
     read = api.as_("read")
-    assert read.get("/v1/accounts/A-1").json()["mqa"] is None  # no leads yet
+    lone = read.get("/v1/accounts/A-1").json()
+    assert (lone["mqa"], lone["reasons"]) == (None, [])  # no leads yet: no status to explain
     for i in range(3):
         put_lead(api, f"L-{i}")
     send(api, ev("E-0", "L-0", "demo_request"), ev("E-1", "L-1", "demo_request"))
@@ -285,10 +335,36 @@ def test_an_account_becomes_an_mqa_with_three_engaged_leads(api: Api) -> None:
     send(api, ev("E-2", "L-2", "demo_request"))
     status = read.get("/v1/accounts/A-1").json()
     assert (status["mqa"], status["engaged_leads"]) == (True, 3)
+    assert [(r["kind"], r["rule"], r["facts"]) for r in status["reasons"]] == [
+        ("account", "mqa", ["L-0", "L-1", "L-2"]),
+        ("account", "committee", []),
+    ]
+    assert status["reasons"][0]["text"].startswith("Account A-1 is an MQA: 3 engaged leads")
     mqas = read.get("/v1/accounts", params={"mqa": True}).json()
     assert [a["account_id"] for a in mqas["items"]] == ["A-1"] and mqas["next_cursor"] is None
+    assert mqas["items"][0] == status
     assert read.get("/v1/accounts", params={"mqa": False}).json()["items"] == []
     assert_error(read.get("/v1/accounts/A-404"), 404, "not_found")
+
+
+def test_the_account_list_agrees_with_the_single_read(api: Api) -> None:
+    """An account with a profile and no lead yet was read alone (mqa null) but left out
+    of the list, ``mqa=false`` included."""
+    for account_id in ("A-1", "A-2", "A-3", "A-4"):
+        put_account(api, account_id)
+    put_lead(api, "L-1", "A-2")
+    put_lead(api, "L-2", "A-5")  # an account with leads and no profile
+    read = api.as_("read")
+    every = ["A-1", "A-2", "A-3", "A-4", "A-5"]
+    singles = {a: read.get(f"/v1/accounts/{a}").json() for a in every}
+    assert singles["A-1"]["mqa"] is None and singles["A-2"]["mqa"] is False
+    for mqa, expected in ((None, every), (False, every), (True, [])):
+        params = {} if mqa is None else {"mqa": mqa}
+        for limit in (1, 2, 50):
+            pages = list(walk(read, "/v1/accounts", limit, **params))
+            items = [item for page in pages for item in page]
+            assert [i["account_id"] for i in items] == expected, (mqa, limit)
+            assert all(item == singles[item["account_id"]] for item in items)
 
 
 def test_model_versions_upload_list_and_activate(api: Api) -> None:
@@ -577,6 +653,16 @@ def test_webhook_subscriptions_over_rest(api: Api) -> None:
     assert [(d["field"], d["message"]) for d in error["details"]] == [
         ("event_kinds[1]", "unknown webhook event kind 'x'")
     ]
+    misspelt = {"url": "http://127.0.0.1:9/h", "event_kinds": ["*"], "secrett": "s" * 32}
+    error = assert_error(admin.post("/v1/webhooks", json=misspelt), 422, "validation_error")
+    assert error["details"][0]["field"] == "secrett", error  # was a 201 without the secret
+    for nul in ({"url": "http://127.0.0.1:9/h\x00"}, {"secret": "s" * 32 + "\x00"}):
+        body = {"url": "http://127.0.0.1:9/h", "event_kinds": ["*"], **nul}
+        error = assert_error(admin.post("/v1/webhooks", json=body), 422, "validation_error")
+        assert error["details"] == [  # was a 500 on PostgreSQL
+            {"message": "must not contain a NUL character", "field": next(iter(nul)), "index": None}
+        ]
+    assert admin.get("/v1/webhooks").json() == []
     made = admin.post(
         "/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_kinds": ["stage_changed"]}
     )

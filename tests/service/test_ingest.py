@@ -232,6 +232,40 @@ def test_an_account_status_row_is_written_when_the_status_changes_only(store: St
     assert after["as_of"] == NOW + timedelta(minutes=10)
 
 
+def test_an_account_status_keeps_its_reasons_as_recompute_makes_them(store: Store) -> None:
+    """A status's reasons (why it is or is not an MQA, who covers which committee role)
+    are stored with it; they are written again when they change though the status does
+    not (a second VP: the same roles covered, by two leads), and ``recompute`` makes
+    the same row, one stored before reasons were kept included."""
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead("L1")], NOW)
+    first = _status_row(store)
+    reasons = json.loads(str(first["reasons"]))
+    assert [(r["kind"], r["rule"]) for r in reasons] == [
+        ("account", "mqa"),
+        ("account", "committee"),
+    ]
+    assert reasons[0]["text"].startswith(f"Account {first['account_id']} is not an MQA: 0 engaged")
+    assert "economic_buyer (L1)" in reasons[1]["text"]
+    later = NOW + timedelta(minutes=5)
+    ingestor.apply([_lead("L2")], later)
+    second = _status_row(store)
+    status = ("mqa", "engaged_leads", "roles_covered", "committee_covered", "roles")
+    assert [second[c] for c in status] == [first[c] for c in status]
+    assert "economic_buyer (L1, L2)" in json.loads(str(second["reasons"]))[1]["text"]
+    assert second["as_of"] == later
+
+    def without_times(row: dict[str, object]) -> dict[str, object]:
+        return {k: v for k, v in row.items() if k not in ("as_of", "updated_at")}
+
+    recompute(store, MODEL, later)
+    assert without_times(_status_row(store)) == without_times(second)
+    with store.transaction() as tx:  # as stored before revision 0006
+        tx.connection.execute(schema.account_status.update().values(reasons=None))
+    recompute(store, MODEL, later)
+    assert without_times(_status_row(store)) == without_times(second)
+
+
 def _status_row(store: Store) -> dict[str, object]:
     with store.engine.connect() as connection:
         (row,) = connection.execute(select(schema.account_status)).mappings().all()

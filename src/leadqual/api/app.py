@@ -49,9 +49,10 @@ happen, and sales' decisions, answers and outcomes; read each lead's
 qualification (scores, grade, frameworks, stage, routing, and the reason for
 each), its stage history, queues and account (MQA) status.
 
-Every request needs an API key (`Authorization: Bearer <token>` or
-`X-API-Key`) with the scope the operation names: `ingest`, `sales`, `read`
-or `admin`. Every error has the shape
+Every operation needs an API key (`Authorization: Bearer <token>` or
+`X-API-Key`) with the scope it names: `ingest`, `sales`, `read` or `admin`;
+`GET /healthz` and this documentation (`/docs`, `/redoc`, `/openapi.json`)
+need none. Every error has the shape
 `{"error": {"code": ..., "message": ..., "details": [...]}}`.
 """
 

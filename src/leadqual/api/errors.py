@@ -229,28 +229,40 @@ async def _on_api_error(_request: Request, exc: Exception) -> JSONResponse:
     return api_error_response(exc)
 
 
-def _json_error(error: Any, document: Any) -> JSONResponse:
-    """Malformed JSON: a 400 saying what is wrong and where (line and column)."""
-    position = error.get("loc", (None, None))[-1]
-    reason = str(error.get("ctx", {}).get("error", "")) or "it cannot be parsed"
+def invalid_json(reason: str, position: int | None = None, text: str | None = None) -> ApiError:
+    """A body that cannot be read as JSON: a 400 saying what is wrong and, when known,
+    where (line and column of ``text``)."""
     where = ""
-    if isinstance(position, int) and isinstance(document, str | bytes):
-        text = document if isinstance(document, str) else document.decode("utf-8", "replace")
+    if position is not None and text is not None:
         line = text.count("\n", 0, position) + 1
         column = position - (text.rfind("\n", 0, position) + 1) + 1
         where = f" at line {line}, column {column}"
-    message = f"the request body is not valid JSON: {reason}{where}"
-    return error_response(400, "invalid_json", message)
+    return ApiError(400, "invalid_json", f"the request body is not valid JSON: {reason}{where}")
 
 
-def _not_utf8(error: UnicodeDecodeError) -> JSONResponse:
-    """A JSON body that is not UTF-8 (Latin-1 text, a binary file): a 400 saying where."""
-    byte = error.object[error.start : error.start + 1].hex()
+def not_utf8(data: bytes, offset: int, reason: str) -> ApiError:
+    """A JSON body that is not UTF-8 (Latin-1 text, UTF-16, a binary file): a 400 saying
+    where."""
+    byte = data[offset : offset + 1].hex()
     message = (
-        f"the request body is not valid UTF-8 JSON: byte 0x{byte} at offset {error.start}"
-        f" ({error.reason}); send JSON encoded as UTF-8"
+        f"the request body is not valid UTF-8 JSON: byte 0x{byte} at offset {offset}"
+        f" ({reason}); send JSON encoded as UTF-8"
     )
-    return error_response(400, "bad_request", message)
+    return ApiError(400, "bad_request", message)
+
+
+def _json_error(error: Any, document: Any) -> JSONResponse:
+    """Malformed JSON found by FastAPI's own parsing (the routes parse first, see
+    :func:`leadqual.api.bodies.parse_json`): the same 400."""
+    position = error.get("loc", (None, None))[-1]
+    reason = str(error.get("ctx", {}).get("error", "")) or "it cannot be parsed"
+    text = document.decode("utf-8", "replace") if isinstance(document, bytes) else document
+    found = invalid_json(
+        reason,
+        position if isinstance(position, int) else None,
+        text if isinstance(text, str) else None,
+    )
+    return api_error_response(found)
 
 
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -266,7 +278,8 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
-        return _not_utf8(exc.__cause__)  # FastAPI says only "error parsing the body"
+        cause = exc.__cause__  # FastAPI says only "There was an error parsing the body"
+        return api_error_response(not_utf8(cause.object, cause.start, cause.reason))
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     headers = dict(exc.headers or {})
     if exc.status_code == 405:

@@ -21,7 +21,6 @@ two paths to the same answers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from leadqual.api import facts
 from leadqual.api.auth import KeyCache, holds
-from leadqual.api.bodies import read_body, replay
+from leadqual.api.bodies import parse_json, read_body, replay
 from leadqual.api.errors import ApiError, api_error_response
 from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import EventBatchIn, EventIn, WriteResult
@@ -127,16 +126,16 @@ def _allowed(scopes: frozenset[str] | None) -> bool:
 
 
 def _parse(body: bytes, batch: bool) -> list[Fact] | None:
-    """The events of a body the route would accept (parsed and validated as FastAPI
-    does: ``json.loads``, then the schema on the Python value); None for any other."""
+    """The events of a body the route would accept (parsed and validated as the route
+    does: :func:`parse_json`, then the schema on the Python value); None for any other."""
     if not body:
         return None
     try:
-        value: Any = json.loads(body)
+        value: Any = parse_json(body)
         if batch:
             return [facts.event(item) for item in EventBatchIn.model_validate(value).events]
         return [facts.event(EventIn.model_validate(value))]
-    except (ValueError, ValidationError, RecursionError):  # JSONDecodeError, UnicodeDecodeError
+    except (ApiError, ValidationError, RecursionError):  # the route words the refusal
         return None
 
 

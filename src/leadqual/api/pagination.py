@@ -53,7 +53,9 @@ def decode_cursor(cursor: str | None, filters: Mapping[str, object]) -> str | No
         after, made_for = data["after"], data["filters"]
     except (ValueError, UnicodeError, binascii.Error, KeyError, TypeError):
         raise _bad("not a cursor returned by this API") from None
-    if not isinstance(after, str) or made_for != fingerprint(filters):
+    if not isinstance(after, str) or "\x00" in after:  # no id holds a NUL (PostgreSQL: 500)
+        raise _bad("not a cursor returned by this API")
+    if made_for != fingerprint(filters):
         raise _bad("the cursor was made for other filters: repeat the filters of the first page")
     return after
 

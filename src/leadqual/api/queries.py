@@ -5,10 +5,11 @@ rep, minimum score, account) and keyset pagination are built here on its
 tables. Every list is ordered by its unique key so that a cursor ("after
 key K") walks all rows exactly once.
 
-A lead's team comes from its current routing (stored as JSON text with
-sorted keys), matched as the exact text ``"team": "<name>"``, which works the
-same on SQLite and PostgreSQL. A lead's rep is the rep of its latest
-assignment.
+A lead's team comes from its current routing (stored as JSON text): its
+``team`` member, read by the database's own JSON function and compared
+exactly (case and all, no wildcards), the same on SQLite and PostgreSQL. (A
+``LIKE`` on the text ignored case on SQLite only.) A lead's rep is the rep of
+its latest assignment.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import ColumnElement, and_, cast, exists, func, select, union
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
 from leadqual.api.errors import ApiError, ErrorDetail
@@ -102,7 +104,16 @@ def _assigned(store: Store, column: str, value: str) -> bool:
         return connection.execute(query).first() is not None
 
 
-def _filtered(filters: QualificationFilters, after: str | None) -> Select[Any]:
+def _routing_team(dialect: str) -> ColumnElement[Any]:
+    """The ``team`` of a qualification's routing (JSON text) as text; NULL without one."""
+    routing = schema.qualifications.c.routing
+    if dialect == "postgresql":
+        team: ColumnElement[Any] = cast(routing, postgresql.JSON)["team"].astext
+        return team
+    return func.json_extract(routing, "$.team")  # SQLite: the string, or NULL
+
+
+def _filtered(filters: QualificationFilters, after: str | None, dialect: str) -> Select[Any]:
     q = schema.qualifications
     query = select(q)
     if filters.stage is not None:
@@ -114,8 +125,7 @@ def _filtered(filters: QualificationFilters, after: str | None) -> Select[Any]:
     if filters.account_id is not None:
         query = query.where(q.c.account_id == filters.account_id)
     if filters.team is not None:
-        needle = f'"team": {json.dumps(filters.team)}'
-        query = query.where(q.c.routing.contains(needle, autoescape=True))
+        query = query.where(_routing_team(dialect) == filters.team)
     if filters.rep is not None:
         a, latest = schema.assignments, schema.assignments.alias("latest")
         newest = (
@@ -140,7 +150,7 @@ def qualification_rows(
     store: Store, filters: QualificationFilters, after: str | None, limit: int
 ) -> tuple[list[Mapping[Any, Any]], bool]:
     """One page of stored qualifications (as rows) and whether more follow."""
-    query = _filtered(filters, after).limit(limit + 1)
+    query = _filtered(filters, after, store.engine.dialect.name).limit(limit + 1)
     with store.engine.connect() as connection:
         rows: list[Mapping[Any, Any]] = [dict(row) for row in connection.execute(query).mappings()]
     return rows[:limit], len(rows) > limit
@@ -200,7 +210,24 @@ def account_out(row: Mapping[Any, Any]) -> AccountOut:
         roles_covered=row["roles_covered"],
         committee_covered=row["committee_covered"],
         roles=json.loads(row["roles"]),
+        reasons=None
+        if row["reasons"] is None
+        else [ReasonOut.model_validate(reason) for reason in json.loads(row["reasons"])],
         as_of=row["as_of"],
+    )
+
+
+def _no_status(account_id: str) -> AccountOut:
+    """An account known only by its profile: no lead counts for it yet."""
+    return AccountOut(
+        account_id=account_id,
+        mqa=None,
+        engaged_leads=0,
+        roles_covered=0,
+        committee_covered=None,
+        roles={},
+        reasons=[],
+        as_of=None,
     )
 
 
@@ -214,26 +241,33 @@ def account(store: Store, account_id: str) -> AccountOut | None:
         known = connection.execute(select(p.c.account_id).where(p.c.account_id == account_id))
         if known.first() is None:
             return None
-    return AccountOut(
-        account_id=account_id,
-        mqa=None,
-        engaged_leads=0,
-        roles_covered=0,
-        committee_covered=None,
-        roles={},
-        as_of=None,
-    )
+    return _no_status(account_id)
 
 
 def account_rows(
     store: Store, mqa: bool | None, after: str | None, limit: int
 ) -> tuple[list[AccountOut], bool]:
-    s = schema.account_status
-    query = select(s).order_by(s.c.account_id).limit(limit + 1)
+    """One page of accounts by id, and whether more follow: every account :func:`account`
+    answers for, those with a status and those known only by their profile (no status:
+    not an MQA, so ``mqa=False`` lists them and ``mqa=True`` does not)."""
+    s, p = schema.account_status, schema.account_profiles
+    known = [select(s.c.account_id)]
+    if not mqa:
+        known.append(select(p.c.account_id))
+    if after is not None:
+        known = [ids.where(ids.selected_columns[0] > after) for ids in known]
+    ids = union(*known).subquery("ids")
+    query = (
+        select(ids.c.account_id.label("id"), s)
+        .select_from(ids.outerjoin(s, s.c.account_id == ids.c.account_id))
+        .order_by(ids.c.account_id)
+        .limit(limit + 1)
+    )
     if mqa is not None:
         query = query.where(s.c.mqa.is_(True) if mqa else s.c.mqa.is_not(True))
-    if after is not None:
-        query = query.where(s.c.account_id > after)
     with store.engine.connect() as connection:
-        rows = [account_out(row) for row in connection.execute(query).mappings()]
+        rows = [
+            account_out(row) if row["account_id"] is not None else _no_status(row["id"])
+            for row in connection.execute(query).mappings()
+        ]
     return rows[:limit], len(rows) > limit

@@ -7,13 +7,19 @@ JSON instead of the 401 it deserves. :class:`CheckedRoute` runs, in order,
 before FastAPI's own handler:
 
 1. the API key and its scope, when the operation requires one (401, 403);
-2. the query parameters: one the operation does not take, or one it takes
-   once given several times, is a 422 naming it and those it takes (a
-   misspelt filter would otherwise be ignored and the list unfiltered);
-3. the content type of a body: JSON only (415).
+2. the path and query parameters: a NUL character in one is a 422 naming it
+   (no stored id, name or filter holds one, and PostgreSQL cannot even compare
+   text with one: it failed with a 500 where SQLite found nothing); a query
+   parameter the operation does not take, or one it takes once given several
+   times, is a 422 naming it and those it takes (a misspelt filter would
+   otherwise be ignored and the list unfiltered);
+3. the content type of a body: JSON only (415);
+4. the body itself, parsed here (:func:`leadqual.api.bodies.parse_json`): a body
+   that is not UTF-8 (400 ``bad_request``), or not JSON (400 ``invalid_json``),
+   malformed or beyond the parser's limits (digits of a number, depth).
 
-Then FastAPI parses the JSON (malformed JSON is a 400, see
-:mod:`leadqual.api.errors`), validates it (422) and calls the operation.
+Then FastAPI takes the parsed value (it does not parse again), validates it
+(422) and calls the operation.
 Every router of the API makes its routes with this class (a test checks it).
 """
 
@@ -30,6 +36,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from leadqual.api.auth import Require, Scope, authenticate
+from leadqual.api.bodies import parse_json
 from leadqual.api.errors import ApiError, ErrorDetail, responses
 from leadqual.errors import did_you_mean
 
@@ -58,9 +65,11 @@ class CheckedRoute(APIRoute):
         async def checked(request: Request) -> Response:
             if scope is not None:
                 await authenticate(request, scope)
+            _check_nul(request)
             _check_query(request, query)
             if takes_body:
                 await _check_content_type(request)
+                await _parse_body(request)
             return await handle(request)
 
         return checked
@@ -97,6 +106,21 @@ def _is_list(annotation: Any) -> bool:
     return any(_is_list(arg) for arg in typing.get_args(annotation) if arg is not type(None))
 
 
+NUL_MESSAGE = "must not contain a NUL character"
+
+
+def _check_nul(request: Request) -> None:
+    """Refuse a NUL character in a path or query parameter (a 422 naming each)."""
+    given = [*request.path_params.items(), *request.query_params.multi_items()]
+    faulty = dict.fromkeys(
+        name for name, value in given if isinstance(value, str) and "\x00" in value
+    )
+    if faulty:
+        details = [ErrorDetail(message=NUL_MESSAGE, field=name) for name in faulty]
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        raise ApiError(422, "validation_error", f"{details[0].field}: {NUL_MESSAGE}{more}", details)
+
+
 def _check_query(request: Request, taken: dict[str, bool]) -> None:
     accepted = ", ".join(taken) or "none"
     details = []
@@ -118,6 +142,15 @@ def _check_query(request: Request, taken: dict[str, bool]) -> None:
     if details:
         more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
         raise ApiError(422, "validation_error", details[0].message + more, details)
+
+
+async def _parse_body(request: Request) -> None:
+    """Parse a JSON body with the API's one parser, and leave the value where FastAPI's
+    ``request.json()`` finds it (Starlette keeps it as ``_json``): FastAPI's own parsing
+    of the bytes would guess UTF-16 and UTF-32, and word its other failures vaguely."""
+    data = await request.body()
+    if data:
+        request._json = parse_json(data)
 
 
 JSON_TYPE = "application/json"

@@ -10,6 +10,7 @@ depend on the active model (known attributes, frameworks, reasons) happen in
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -31,14 +32,23 @@ MAX_BATCH = 1000
 MAX_MODEL_YAML = 1_000_000
 """Longest model YAML accepted, in characters."""
 
-_NO_NUL = r"^[^\x00]*$"
+NO_NUL = r"^[^\x00]*$"
+"""The pattern of a text that may hold anything but a NUL (PostgreSQL's text cannot)."""
 _VISIBLE = r"^[^\x00]*[^\x00\s][^\x00]*$"
 
 
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+"""How an ISO 8601 date-time text begins (``2026-03-01T09:30``); pydantic parses the rest."""
+
+
 def _text_only(value: Any) -> Any:
-    """Refuse numbers (a Unix time) where an ISO 8601 text is expected."""
-    if not isinstance(value, str):
-        raise ValueError("expected an ISO 8601 timestamp with a time zone, as text")
+    """Refuse anything but ISO 8601 date-time text: a number, and a string pydantic would
+    read as a Unix time (``"1764000000"``, in seconds or milliseconds: a guess)."""
+    if not isinstance(value, str) or _ISO_DATE_TIME.match(value) is None:
+        raise ValueError(
+            "expected an ISO 8601 timestamp with a time zone, as text "
+            "(2026-03-01T09:30:00Z), not a Unix time"
+        )
     return value
 
 
@@ -62,15 +72,16 @@ Domain = Annotated[
     StringConstraints(min_length=1, max_length=MAX_EMAIL, pattern=_VISIBLE),
     AfterValidator(_lower),
 ]
-Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=_NO_NUL)]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=NO_NUL)]
 PATTERN_MESSAGES = {
-    _NO_NUL: "must not contain a NUL character",
+    NO_NUL: "must not contain a NUL character",
     _VISIBLE: "must not be empty or only spaces (nor contain a NUL character)",
     _EMAIL: "expected an email address: name@domain (one '@', no spaces inside)",
 }
 """What a text failing one of these patterns is told (errors.py), instead of the pattern."""
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_only)]
-"""An ISO 8601 instant with an offset (``2026-03-01T09:30:00Z``); a naive time is refused."""
+"""An ISO 8601 instant with an offset (``2026-03-01T09:30:00Z``), as text; a naive time is
+refused, and so is a Unix time (a number, or a string of digits)."""
 
 Number = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 Scalar = Annotated[
@@ -308,7 +319,8 @@ class Assignments(BaseModel):
 
 
 class AccountOut(BaseModel):
-    """An account's marketing-qualified (MQA) and buying-committee status."""
+    """An account's marketing-qualified (MQA) and buying-committee status, with the reason
+    for each."""
 
     account_id: str
     mqa: bool | None
@@ -316,6 +328,12 @@ class AccountOut(BaseModel):
     roles_covered: int
     committee_covered: bool | None
     roles: dict[str, bool]
+    reasons: list[ReasonOut] | None = Field(
+        description="Why the account is or is not an MQA, and which committee roles are "
+        "covered, by whom: one reason per status the model defines. Empty while no lead "
+        "counts for the account; null for a status stored before reasons were kept, until "
+        "the account is evaluated again (or `leadqual recompute` runs)."
+    )
     as_of: datetime | None
 
 

@@ -14,8 +14,14 @@ from collections.abc import Sequence
 from leadqual.api.errors import ApiError, ErrorDetail, fact_error_detail
 from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import StageChangeOut, WriteResult
-from leadqual.errors import ConflictError, FactError, NotFoundError
-from leadqual.facts.types import Event, Fact
+from leadqual.errors import (
+    ConflictError,
+    FactConflictError,
+    FactError,
+    NotFoundError,
+    UnknownLeadError,
+)
+from leadqual.facts.types import Fact
 
 
 def apply_facts(
@@ -31,13 +37,13 @@ def apply_facts(
     except FactError as error:
         detail = fact_error_detail(error, list(range(len(facts))) if batch else None)
         raise ApiError(422, "invalid_fact", _located(detail), [detail]) from None
-    except ConflictError as error:
-        raise ApiError(409, "conflict", str(error), _find(facts, str(error), batch)) from None
-    except NotFoundError as error:
-        details = _find(facts, str(error), batch, field="lead_id")
-        if lead_in_path:
-            raise ApiError(404, "not_found", str(error), details) from None
-        raise ApiError(422, "unknown_lead", str(error), details) from None
+    except FactConflictError as error:
+        raise _conflict(error, batch) from None
+    except UnknownLeadError as error:
+        raise _unknown_lead(error, facts, batch, lead_in_path) from None
+    except (ConflictError, NotFoundError) as error:  # not about one fact: no field to name
+        status, code = (409, "conflict") if isinstance(error, ConflictError) else (404, "not_found")
+        raise ApiError(status, code, str(error), [ErrorDetail(message=str(error))]) from None
     return WriteResult(
         accepted=result.accepted,
         duplicates=result.duplicates,
@@ -52,13 +58,29 @@ def _located(detail: ErrorDetail) -> str:
     return f"{where}: {detail.message}" if where else detail.message
 
 
-def _find(
-    facts: Sequence[Fact], message: str, batch: bool, field: str | None = None
-) -> list[ErrorDetail]:
-    """The batch item a store error names (by its quoted event id), if any."""
-    if not batch:
-        return [ErrorDetail(message=message, field=field)]
-    for index, fact in enumerate(facts):
-        if isinstance(fact, Event) and f"event '{fact.event_id}'" in message:
-            return [ErrorDetail(message=message, field=field or "event_id", index=index)]
-    return [ErrorDetail(message=message, field=field)]
+def _conflict(error: FactConflictError, batch: bool) -> ApiError:
+    """A 409 naming the fact's id field (``event_id``) and, in a batch, its index."""
+    message = str(error) if batch else f"{error.reason}; nothing was written"
+    index = error.position if batch else None
+    return ApiError(
+        409, "conflict", message, [ErrorDetail(message=message, field=error.field, index=index)]
+    )
+
+
+def _unknown_lead(
+    error: UnknownLeadError, facts: Sequence[Fact], batch: bool, lead_in_path: bool
+) -> ApiError:
+    """An unknown lead: a 404 when the path names it, else a 422 naming the field the
+    fact named it by (``lead_id`` or ``email``), and saying what makes it known."""
+    fact = facts[error.position] if error.position < len(facts) else None
+    lead_id = getattr(fact, "lead_id", None) if error.field == "lead_id" else None
+    if lead_id is not None:
+        hint = f"send the lead's profile first (PUT /v1/leads/{lead_id})"
+    else:
+        hint = "send the profile of a lead with this email first (PUT /v1/leads/{lead_id})"
+    message = f"{error.reason}; {hint}"
+    index = error.position if batch else None
+    details = [ErrorDetail(message=message, field=error.field, index=index)]
+    if lead_in_path:
+        return ApiError(404, "not_found", message, details)
+    return ApiError(422, "unknown_lead", message, details)

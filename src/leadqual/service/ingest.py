@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
+from leadqual import jsontext
 from leadqual.engine.engagement import Engagement
 from leadqual.engine.incremental import (
     NO_BOUND,
@@ -428,6 +429,7 @@ class _Work:
         )
         stored_status = self._stored_status(status_rows)
         keys = {account: _status_key(s) for account, (s, _) in evaluation.statuses.items()}
+        reasons = {account: _reasons_text(r) for account, (_, r) in evaluation.statuses.items()}
         out: dict[str, Qualification] = {}
         everyone: set[str] = set()
         for account, key in keys.items():
@@ -466,9 +468,11 @@ class _Work:
                 )
         self._refresh_members(evaluation, members, out)
         unchanged = {
-            a for a, key in keys.items() if stored_status.get(a) == (key, self.model_version_id)
+            a
+            for a, key in keys.items()
+            if stored_status.get(a) == (key, self.model_version_id, reasons[a])
         }
-        self._save_status(evaluation.statuses, members, unchanged)
+        self._save_status(evaluation.statuses, reasons, members, unchanged)
         return out
 
     def _refresh_members(
@@ -524,8 +528,9 @@ class _Work:
     def status_query(self, account_ids: Collection[str]) -> InQuery:
         """The select of these accounts' stored statuses (none without account rules)."""
         t = schema.account_status
-        columns = (t.c.account_id, t.c.model_version_id, t.c.mqa, t.c.engaged_leads,
-                   t.c.roles_covered, t.c.committee_covered, t.c.roles)  # fmt: skip
+        columns = (t.c.account_id, t.c.model_version_id, t.c.reasons, t.c.mqa,
+                   t.c.engaged_leads, t.c.roles_covered, t.c.committee_covered,
+                   t.c.roles)  # fmt: skip
         return InQuery(
             ("ingest.status",),
             lambda ids: select(*columns).where(t.c.account_id.in_(ids)),
@@ -535,19 +540,21 @@ class _Work:
     @staticmethod
     def _stored_status(
         rows: Iterable[tuple[Any, ...]],
-    ) -> dict[str, tuple[tuple[Any, ...], int | None]]:
+    ) -> dict[str, tuple[tuple[Any, ...], int | None, str | None]]:
         """Each stored account status (rows of :meth:`status_query`): its key (see
-        :func:`_status_key`) and the model version it was stored for."""
-        return {account: (tuple(key), version) for account, version, *key in rows}
+        :func:`_status_key`), the model version it was stored for and its reasons' text."""
+        return {account: (tuple(key), version, reasons) for account, version, reasons, *key in rows}
 
     def _save_status(
         self,
         statuses: dict[str, tuple[AccountStatus, list[Reason]]],
+        reasons: dict[str, str],
         members: dict[str, Members],
         unchanged: Collection[str],
     ) -> None:
-        """Write each status that changed (its row's ``as_of`` is when it last changed);
-        delete the status of an account left without members."""
+        """Write each status that changed, or whose reasons did (``reasons``: their text;
+        the row's ``as_of`` is when it last changed); delete the status of an account left
+        without members."""
         t = schema.account_status
         rows = []
         empty: list[str] = []  # an account left without members has no status
@@ -568,6 +575,7 @@ class _Work:
                     "roles": json.dumps(status.roles, sort_keys=True),
                     "as_of": self.now,
                     "updated_at": self.now,
+                    "reasons": reasons[account],
                 }
             )
         run_in(
@@ -827,6 +835,11 @@ class _Work:
             return False
         steps = self.leads[lead].steps.values() if lead in self.leads else ()
         return any(_fact_id(step) == reason.facts[0] for step in steps)
+
+
+def _reasons_text(reasons: Sequence[Reason]) -> str:
+    """An account status's reasons as stored: JSON text, as a qualification's are."""
+    return jsontext.dumps([reason.to_dict() for reason in reasons])
 
 
 def _status_key(status: AccountStatus) -> tuple[Any, ...]:

@@ -248,7 +248,11 @@ account_status = Table(
     Column("roles", Text(), nullable=False),
     Column("as_of", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("reasons", Text()),
 )
+"""Each account's MQA and buying-committee status, with its reasons (JSON, like a
+qualification's; revision 0007: NULL for a status stored before it, until the account
+is evaluated again)."""
 
 stage_history = Table(
     "stage_history",

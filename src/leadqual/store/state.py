@@ -129,7 +129,7 @@ def qualification_row(
         "grade": q.grade,
         "stage": q.stage,
         "frameworks": jsontext.dumps(_frameworks(q), sort_keys=True),
-        # json's own text, spaces and all: the team filter matches '"team": "<name>"' in it
+        # JSON text: the API's team filter reads its "team" with the database's JSON function
         "routing": json.dumps(routing, sort_keys=True, default=str) if routing else None,
         "reasons": jsontext.dumps([reason.to_dict() for reason in q.reasons]),
         "as_of": q.as_of,

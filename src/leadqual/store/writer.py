@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
-from leadqual.errors import ConflictError, NotFoundError
+from leadqual.errors import FactConflictError, UnknownLeadError
 from leadqual.facts.types import Fact
 from leadqual.store import codec, schema
 from leadqual.store.codec import Encoded
@@ -113,9 +113,11 @@ def append_facts(
     def same_as_stored(table: str, item: Encoded) -> bool:
         return codec.same_payload(fact_of(item), _stored_fact(connection, table, item.fact_id))
 
-    fresh, duplicates = _new_facts(by_table, stored[: len(by_table)], len(encoded), same_as_stored)
+    fresh, duplicates = _new_facts(
+        by_table, stored[: len(by_table)], len(encoded), position, same_as_stored
+    )
     if strict:
-        _check_known(identity, fresh, {lead for (lead,) in stored[-1]})
+        _check_known(identity, fresh, {lead for (lead,) in stored[-1]}, position)
 
     touched: set[str] = set()
     accounts: set[str] = set()
@@ -173,21 +175,30 @@ def _distinct_ids(
 ) -> dict[str, dict[str, Encoded]]:
     """Each table's facts by id, a fact sent twice kept once (the first).
 
-    Raises ConflictError, before anything is written, for an id sent twice
+    Raises FactConflictError, before anything is written, for an id sent twice
     with different payloads (``same``: whether two whose hashes differ are the
     same payload all the same, see ``codec.same_payload``).
     """
     by_table: dict[str, dict[str, Encoded]] = {name: {} for name in TABLES}
-    for item in encoded:
+    for index, item in enumerate(encoded):
         seen = by_table[item.table].get(item.fact_id)
         if seen is None:
             by_table[item.table][item.fact_id] = item
         elif seen.row["payload_hash"] != item.row["payload_hash"] and not same(seen, item):
-            raise ConflictError(
+            raise FactConflictError(
                 f"{KIND[item.table]} '{item.fact_id}' appears twice in the batch with different "
-                "payloads; nothing from this batch was written"
+                "payloads",
+                position=index,
+                field=_id_field(item.table),
             )
     return by_table
+
+
+def _id_field(table: str) -> str | None:
+    """The name of a fact's id as sent (``event_id``); None for a profile, whose id is a
+    digest of its content."""
+    key: str = TABLES[table].primary_key.columns.values()[0].key
+    return None if table.endswith("_profiles") else key
 
 
 def _stored_hash_queries(by_table: dict[str, dict[str, Encoded]]) -> list[InQuery]:
@@ -203,24 +214,28 @@ def _new_facts(
     by_table: dict[str, dict[str, Encoded]],
     stored: list[list[tuple[Any, ...]]],
     sent: int,
+    position: dict[int, int],
     same_as_stored: Callable[[str, Encoded], bool],
 ) -> tuple[dict[str, list[codec.Row]], int]:
     """The rows not stored yet, per table, and how many of the ``sent`` facts were
     duplicates, from each table's stored (id, payload hash) pairs.
 
-    Raises ConflictError, before anything is written, for an id already
-    stored with a different payload (``same_as_stored``: whether one whose hash
-    differs is the stored payload all the same, see ``codec.same_payload``).
+    Raises FactConflictError, before anything is written, for an id already
+    stored with a different payload (``position``: a row's place in the append;
+    ``same_as_stored``: whether one whose hash differs is the stored payload all
+    the same, see ``codec.same_payload``).
     """
     fresh: dict[str, list[codec.Row]] = {}
     for (name, items), rows in zip(by_table.items(), stored, strict=True):
         items = dict(items)
         for fact_id, stored_hash in rows:
             item = items[fact_id]
-            if item.row["payload_hash"] != stored_hash and not same_as_stored(name, item):
-                raise ConflictError(
-                    f"{KIND[name]} '{fact_id}' is already stored with a different payload; "
-                    "nothing from this batch was written"
+            row = item.row
+            if row["payload_hash"] != stored_hash and not same_as_stored(name, item):
+                raise FactConflictError(
+                    f"{KIND[name]} '{fact_id}' is already stored with a different payload",
+                    position=position[id(row)],
+                    field=_id_field(name),
                 )
             del items[fact_id]
         fresh[name] = [item.row for item in items.values()]
@@ -252,10 +267,14 @@ def _profiles_query(lead_ids: Iterable[str]) -> InQuery:
 
 
 def _check_known(
-    identity: Identity, fresh: dict[str, list[codec.Row]], stored_profiles: set[str]
+    identity: Identity,
+    fresh: dict[str, list[codec.Row]],
+    stored_profiles: set[str],
+    position: dict[int, int],
 ) -> None:
     """Refuse facts about leads nobody has told the store about (``stored_profiles``:
-    the leads of the batch with a stored profile)."""
+    the leads of the batch with a stored profile) with an UnknownLeadError naming the
+    fact's place in the append (``position``) and how it named the lead."""
     known = stored_profiles | {row["lead_id"] for row in fresh["lead_profiles"]}
     known_emails = {normalise_email(row["email"]) for row in fresh["lead_profiles"]}
     for table in ("events", "answers", "decisions", "outcomes"):
@@ -263,14 +282,16 @@ def _check_known(
             lead, fact_id = row["lead_id"], row[TABLES[table].primary_key.columns.values()[0].key]
             if lead:
                 if lead not in known and lead not in identity.aliases:
-                    raise NotFoundError(
-                        f"{KIND[table]} '{fact_id}': unknown lead '{lead}'; "
-                        "send the lead's profile first (or in the same batch)"
+                    raise UnknownLeadError(
+                        f"{KIND[table]} '{fact_id}': unknown lead '{lead}'",
+                        position=position[id(row)],
+                        field="lead_id",
                     )
                 continue
             email = normalise_email(row.get("email"))
             if email is not None and email not in identity.emails and email not in known_emails:
-                raise NotFoundError(
-                    f"{KIND[table]} '{fact_id}': no lead has the email '{email}'; "
-                    "send the lead's profile first (or in the same batch)"
+                raise UnknownLeadError(
+                    f"{KIND[table]} '{fact_id}': no lead has the email '{email}'",
+                    position=position[id(row)],
+                    field="email",
                 )

@@ -63,7 +63,8 @@ def list_accounts(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> AccountPage:
-    """Accounts with a status, by id, one page at a time."""
+    """Every account, by id, one page at a time: those with a status and those known
+    only by their profile (`mqa` null until a lead counts for it; `mqa=false` lists them)."""
     filters = {"mqa": mqa}
     after = decode_cursor(cursor, filters)
     items, more = queries.account_rows(runtime.store, mqa, after, limit)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import ApiError, ErrorDetail, responses
 from leadqual.api.routes import CheckedRoute
+from leadqual.api.schemas import NO_NUL, Body
 from leadqual.integrations.webhooks import (
     ALL_KINDS,
     DEFAULT_GRACE,
@@ -44,8 +45,12 @@ router = APIRouter(
 SubscriptionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A subscription's id.")]
 
 
-class SubscriptionIn(BaseModel):
-    url: str = Field(min_length=1, max_length=2000, description="http(s) URL of the receiver.")
+class SubscriptionIn(Body):
+    """A subscription to make; an unknown field (a misspelt ``secret``) is refused."""
+
+    url: str = Field(
+        min_length=1, max_length=2000, pattern=NO_NUL, description="http(s) URL of the receiver."
+    )
     event_kinds: list[str] = Field(
         min_length=1,
         max_length=10,
@@ -55,6 +60,7 @@ class SubscriptionIn(BaseModel):
         default=None,
         min_length=16,
         max_length=200,
+        pattern=NO_NUL,
         description="The signing secret (default: a new random one, returned once).",
     )
 
