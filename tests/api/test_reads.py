@@ -222,7 +222,7 @@ def test_a_cursor_holding_a_nul_is_an_invalid_cursor_on_every_store(api: Api, pa
 
 
 LISTS = [
-    ("/v1/qualifications", "stage, grade, team, rep, min_score, account_id, limit, cursor"),
+    ("/v1/qualifications", "stage, grade, team, rep, min_score, account_id, nurture, queue, limit, cursor"),
     ("/v1/queues/teams/sales_reps", "stage, limit, cursor"),
     ("/v1/queues/reps/ana", "stage, limit, cursor"),
     ("/v1/accounts", "mqa, limit, cursor"),
@@ -281,6 +281,31 @@ def test_a_stage_or_grade_the_model_does_not_have_is_422(api: Api) -> None:
     assert [i["lead_id"] for i in read.get("/v1/qualifications?stage=cold").json()["items"]] == [
         "L-1"
     ]
+
+
+def test_filters_by_nurture_track_and_model_queue(api: Api) -> None:
+    """A marketing tool that subscribes to a nurture track after leads are on it can read
+    who is: `nurture_changed` only tells it of changes (both filters were a 422)."""
+    put_account(api, "A-1")
+    put_lead(api, "L-1", "A-1", **MQL_LEAD)
+    put_lead(api, "L-2", "A-1")  # cold, grade B: product education
+    put_lead(api, "L-3", None, seniority="student")  # cold, grade F: the low-priority queue
+    send(api, ev("E-1", "L-1", "demo_request"))
+    read = api.as_("read")
+
+    def ids(**params: Any) -> list[str]:
+        return [
+            i["lead_id"] for page in walk(read, "/v1/qualifications", 10, **params) for i in page
+        ]
+
+    assert ids(nurture="product_education") == ["L-2"]
+    assert ids(nurture="general_track") == ["L-3"]
+    assert ids(queue="low_priority") == ["L-3"]
+    assert ids(nurture="general_track", queue="low_priority", stage="cold") == ["L-3"]
+    assert ids(nurture="general_track", stage="mql") == []
+    for name, value in (("nurture", "product_educaton"), ("queue", "low-priority")):
+        error = assert_error(read.get("/v1/qualifications", params={name: value}), 422)
+        assert error["details"][0]["field"] == name and "did you mean" in error["message"]
 
 
 def test_filters_by_account_team_and_rep(api: Api) -> None:

@@ -47,6 +47,8 @@ class QualificationFilters:
     rep: str | None = None
     min_score: float | None = None
     account_id: str | None = None
+    nurture: str | None = None
+    queue: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -58,8 +60,9 @@ def check_filters(
     routing: RoutingConfig | None = None,
     store: Store | None = None,
 ) -> None:
-    """Refuse a stage or grade the active model does not have (a 422 naming the filter):
-    a misspelt one would otherwise match nothing and look like an empty list.
+    """Refuse a stage, grade, nurture track or queue the active model does not have (a 422
+    naming the filter): a misspelt one would otherwise match nothing and look like an
+    empty list.
 
     With a routing file, a team neither it nor the model's routing names, and a rep it
     does not list, are refused the same way, unless ``store`` holds an assignment to that
@@ -68,9 +71,13 @@ def check_filters(
     stages = [stage.id for stage in model.stages]
     grades = [grade for grade, _ in model.grade_thresholds]
     grades += [] if "F" in grades else ["F"]  # the grade below the lowest threshold
+    tracks = list(dict.fromkeys(rule.nurture for rule in model.routing if rule.nurture))
+    queues = list(dict.fromkeys(rule.queue for rule in model.routing if rule.queue))
     checks: list[tuple[str, str | None, list[str], str]] = [
         ("stage", filters.stage, stages, "the model's stages"),
         ("grade", filters.grade, grades, "the model's grades"),
+        ("nurture", filters.nurture, tracks, "the model's nurture tracks"),
+        ("queue", filters.queue, queues, "the model's queues"),
     ]
     if routing is not None:
         teams = list(routing.teams)
@@ -104,13 +111,14 @@ def _assigned(store: Store, column: str, value: str) -> bool:
         return connection.execute(query).first() is not None
 
 
-def _routing_team(dialect: str) -> ColumnElement[Any]:
-    """The ``team`` of a qualification's routing (JSON text) as text; NULL without one."""
+def _routing_member(dialect: str, member: str) -> ColumnElement[Any]:
+    """A member of a qualification's routing (JSON text: ``team``, ``nurture``,
+    ``queue``) as text; NULL without one."""
     routing = schema.qualifications.c.routing
     if dialect == "postgresql":
-        team: ColumnElement[Any] = cast(routing, postgresql.JSON)["team"].astext
-        return team
-    return func.json_extract(routing, "$.team")  # SQLite: the string, or NULL
+        value: ColumnElement[Any] = cast(routing, postgresql.JSON)[member].astext
+        return value
+    return func.json_extract(routing, f"$.{member}")  # SQLite: the string, or NULL
 
 
 def _filtered(filters: QualificationFilters, after: str | None, dialect: str) -> Select[Any]:
@@ -125,7 +133,11 @@ def _filtered(filters: QualificationFilters, after: str | None, dialect: str) ->
     if filters.account_id is not None:
         query = query.where(q.c.account_id == filters.account_id)
     if filters.team is not None:
-        query = query.where(_routing_team(dialect) == filters.team)
+        query = query.where(_routing_member(dialect, "team") == filters.team)
+    if filters.nurture is not None:
+        query = query.where(_routing_member(dialect, "nurture") == filters.nurture)
+    if filters.queue is not None:
+        query = query.where(_routing_member(dialect, "queue") == filters.queue)
     if filters.rep is not None:
         a, latest = schema.assignments, schema.assignments.alias("latest")
         newest = (

@@ -37,16 +37,29 @@ def list_qualifications(
         float | None, Query(allow_inf_nan=False, description="Minimum total score.")
     ] = None,
     account_id: IdFilter = None,
+    nurture: Annotated[
+        str | None,
+        Query(min_length=1, max_length=MAX_NAME, description="A nurture track the lead is on."),
+    ] = None,
+    queue: Annotated[
+        str | None,
+        Query(min_length=1, max_length=MAX_NAME, description="A queue the model routes it to."),
+    ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> QualificationPage:
     """Current qualifications by lead id, with reasons; filters combine with AND.
 
-    A `stage` or `grade` the active model does not have, or a parameter not listed here,
-    is a 422 (a misspelt filter is never ignored).
+    `nurture` lists the leads on a nurture track now (what a marketing tool reads to
+    sync a track; `nurture_changed` webhooks tell it of changes after), `queue` those
+    the model routes to one of its queues. A `stage`, `grade`, `nurture` track or `queue`
+    the active model does not have, or a parameter not listed here, is a 422 (a misspelt
+    filter is never ignored).
 
     Pass `next_cursor` back as `cursor` (with the same filters) for the next page."""
-    filters = queries.QualificationFilters(stage, grade, team, rep, min_score, account_id)
+    filters = queries.QualificationFilters(
+        stage, grade, team, rep, min_score, account_id, nurture, queue
+    )
     queries.check_filters(runtime.model, filters, runtime.routing, runtime.store)
     after = decode_cursor(cursor, filters.as_dict())
     rows, more = queries.qualification_rows(runtime.store, filters, after, limit)
