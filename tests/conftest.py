@@ -1,14 +1,31 @@
-"""Test-run hygiene shared by every test package."""
+"""Test-run hygiene shared by every test package, and the one Spark session."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 CATALOGS = ("pg_attribute", "pg_class", "pg_depend", "pg_type", "pg_index", "pg_constraint",
             "pg_attrdef", "pg_sequence", "pg_namespace", "pg_description")  # fmt: skip
 """The system catalogs that creating and dropping a schema of tables leaves dead rows in."""
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local Spark session for the whole test session (starting one takes seconds).
+
+    Spark keeps one session per process: a test that made its own would be given
+    this one, and stopping it would stop it for every later test.
+    """
+    from leadqual.batch.spark_engine import spark_session
+
+    session = spark_session("local[2]", app_name="leadqual-tests")
+    session.conf.set("spark.sql.shuffle.partitions", "2")
+    yield session
+    session.stop()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
