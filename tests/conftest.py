@@ -13,6 +13,11 @@ CATALOGS = ("pg_attribute", "pg_class", "pg_depend", "pg_type", "pg_index", "pg_
 """The system catalogs that creating and dropping a schema of tables leaves dead rows in."""
 
 
+_used_postgres_in_this_process = False
+"""Whether a test marked ``postgres`` ran: set from its report, which under xdist reaches
+the controller (which collects no tests of its own, so cannot look at them)."""
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     """One local Spark session for the whole test session (starting one takes seconds).
@@ -26,6 +31,12 @@ def spark() -> Iterator[Any]:
     session.conf.set("spark.sql.shuffle.partitions", "2")
     yield session
     session.stop()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    global _used_postgres_in_this_process
+    if report.when == "call" and "postgres" in report.keywords:
+        _used_postgres_in_this_process = True
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -50,4 +61,4 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def _used_postgres(session: pytest.Session) -> bool:
     if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: its controller vacuums
         return False
-    return any(item.get_closest_marker("postgres") is not None for item in session.items)
+    return _used_postgres_in_this_process
