@@ -1,4 +1,10 @@
-"""Test-run hygiene shared by every test package, and the one Spark session."""
+"""Test-run hygiene shared by every test package, and the one Spark session.
+
+The suite runs on two pytest-xdist workers (``-n 2`` in ``addopts``; ``-n 0`` runs it
+in one process). Fixtures are per worker: each worker that runs a Spark test starts
+its own Spark session (a JVM of about 1.5 GB), and anything shared between workers
+(the PostgreSQL server, ports, files) is named uniquely per test.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,8 @@ the controller (which collects no tests of its own, so cannot look at them)."""
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
-    """One local Spark session for the whole test session (starting one takes seconds).
+    """One local Spark session for the test process (starting one takes seconds): for the
+    whole run with ``-n 0``, else for each xdist worker that runs a Spark test.
 
     Spark keeps one session per process: a test that made its own would be given
     this one, and stopping it would stop it for every later test.
