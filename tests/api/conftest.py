@@ -10,6 +10,8 @@ test can also read the same store directly to check what was written.
 from __future__ import annotations
 
 import json
+import os
+import random
 import socket
 import subprocess
 import threading
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,11 +39,37 @@ __all__ = ["store_url"]  # the fixture, used by database_url
 SCOPES = ("ingest", "read", "sales", "admin")
 
 
+PORT_SLICE = 1000
+"""Ports per xdist worker for :func:`free_port`, just below the kernel's ephemeral range."""
+
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+"""Linux's; elsewhere the range is taken to start at 49152 (IANA's, macOS's)."""
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port free a moment ago, for a server in another process to bind (a server
+    in this one binds its socket first: :class:`LiveServer`).
+
+    That process binds it a second or two later, and meanwhile nothing else may take it.
+    So it is not an ephemeral port, the range ``bind(("127.0.0.1", 0))`` and outgoing
+    connections draw from (every ``LiveServer``, receiver and database connection of this
+    worker, of the other xdist workers and of other runs on the machine), but a random one
+    from a slice of ``PORT_SLICE`` ports below that range, a slice per xdist worker.
+    """
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or "0")
+    ephemeral_low = 49152
+    if EPHEMERAL_RANGE.exists():
+        ephemeral_low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    low = ephemeral_low - PORT_SLICE * (1 + worker % 16)
+    assert low >= 1024, f"no room below the ephemeral range ({ephemeral_low}) for worker {worker}"
+    for port in random.SystemRandom().sample(range(low, low + PORT_SLICE), 100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use, or lingering in TIME_WAIT
+                continue
+            return port
+    raise AssertionError(f"no free port in {low}..{low + PORT_SLICE - 1}")
 
 
 def wait_until_serving(
@@ -65,15 +94,24 @@ def wait_until_serving(
 
 
 class LiveServer:
-    """A uvicorn server running an app in a background thread."""
+    """A uvicorn server running an app in a background thread.
+
+    It listens on a socket bound here and handed to uvicorn, so no other process (an
+    xdist worker beside this one, say) can take the port between choosing and binding it,
+    as with :func:`free_port`.
+    """
 
     def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.port: int = self.socket.getsockname()[1]
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", lifespan="on"
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, name="uvicorn", daemon=True
+        )
         self.url = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LiveServer:
@@ -81,6 +119,7 @@ class LiveServer:
         deadline = time.monotonic() + 30
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
+                self.__exit__()
                 raise RuntimeError("the uvicorn server did not start")
             time.sleep(0.01)
         return self
@@ -88,6 +127,7 @@ class LiveServer:
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+        self.socket.close()
 
 
 @pytest.fixture

@@ -222,7 +222,10 @@ def test_a_cursor_holding_a_nul_is_an_invalid_cursor_on_every_store(api: Api, pa
 
 
 LISTS = [
-    ("/v1/qualifications", "stage, grade, team, rep, min_score, account_id, nurture, queue, limit, cursor"),
+    (
+        "/v1/qualifications",
+        "stage, grade, team, rep, min_score, account_id, nurture, queue, limit, cursor",
+    ),
     ("/v1/queues/teams/sales_reps", "stage, limit, cursor"),
     ("/v1/queues/reps/ana", "stage, limit, cursor"),
     ("/v1/accounts", "mqa, limit, cursor"),

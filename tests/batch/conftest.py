@@ -1,11 +1,11 @@
-"""Fixtures for the batch executors: a real PostgreSQL server and one local Spark session."""
+"""Fixtures for the batch executors: a real PostgreSQL server (the one local Spark session,
+``spark``, is the root conftest's: a test of the compiler uses it too)."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -57,17 +57,6 @@ def icu_database_url(database_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    """One local Spark session for the whole test session (starting one takes seconds)."""
-    from leadqual.batch.spark_engine import spark_session
-
-    session = spark_session("local[2]", app_name="leadqual-tests")
-    session.conf.set("spark.sql.shuffle.partitions", "2")
-    yield session
-    session.stop()
 
 
 def bundle_factset(bundle: Facts) -> FactSet:

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from leadqual import load_model_text
+from leadqual.batch import store_source
 from leadqual.batch.arrow import factset_tables
 from leadqual.batch.run import compare_rows, reference_rows, score_facts
 from leadqual.batch.store_source import score_store, score_store_table, store_views
@@ -89,6 +90,21 @@ def _leadqual_schemas(database_url: str) -> set[str]:
     with psycopg.connect(database_url) as connection:
         rows = connection.execute("SELECT nspname FROM pg_namespace").fetchall()
     return {name for (name,) in rows if name.startswith("leadqual_")}
+
+
+def _record_fresh_schemas(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the schemas scoring the store makes from now on (listing the server's
+    ``leadqual_*`` schemas before and after would also count those of runs beside this one:
+    other xdist workers', other engineers')."""
+    made: list[str] = []
+    original = store_source.fresh_schema_name
+
+    def recording() -> str:
+        made.append(original())
+        return made[-1]
+
+    monkeypatch.setattr(store_source, "fresh_schema_name", recording)
+    return made
 
 
 # -- generated models and facts ----------------------------------------------------------
@@ -248,12 +264,12 @@ def test_identity_on_a_postgres_store(database_url: str) -> None:
 
 @pytest.mark.postgres
 def test_in_database_route_reads_the_store_through_views_and_drops_them(
-    database_url: str,
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = load_model_text(IDENTITY_MODEL, "identity.yaml")
     with postgres_store(database_url) as url:
         _fill(url, *_identity_batches())
-        before = _leadqual_schemas(database_url)
+        made = _record_fresh_schemas(monkeypatch)
         with Store.open(url) as store, store.engine.connect() as connection:
             with connection.begin():
                 with store_views(connection, model) as views:
@@ -282,7 +298,8 @@ def test_in_database_route_reads_the_store_through_views_and_drops_them(
                 assert gone == 0
         result = score_store_table(model, url, AS_OF, "postgres")
         assert result.route == "views"
-        assert _leadqual_schemas(database_url) == before
+        assert len(made) == 2 and made[0] == views.schema
+        assert not _leadqual_schemas(database_url) & set(made)
 
 
 CONVERSION_MODEL = """\

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -76,11 +76,14 @@ def _subscribe(store: Store, receiver: Receiver, kinds: list[str]) -> int:
     return created.subscription.id
 
 
-def _closed_port_url() -> str:
+@pytest.fixture
+def refusing_url() -> Iterator[str]:
+    """A loopback URL that refuses connections: its port stays bound for the test but never
+    listens (a port merely free a moment ago could be taken by then: another xdist
+    worker's server, say)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/refused"
+        yield f"http://127.0.0.1:{probe.getsockname()[1]}/refused"
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
@@ -525,12 +528,12 @@ def test_a_row_claimed_by_a_worker_that_died_is_retried_when_its_lease_ends(
 
 
 def test_a_hanging_or_refusing_receiver_fails_without_holding_up_the_others(
-    store: Store, receiver: Receiver, second_receiver: Receiver
+    store: Store, receiver: Receiver, second_receiver: Receiver, refusing_url: str
 ) -> None:
     receiver.hold = threading.Event()  # answers only when the test says so
     hanging = _subscribe(store, receiver, [ASSIGNED])
     healthy = _subscribe(store, second_receiver, [ASSIGNED])
-    refusing = create_subscription(store, _closed_port_url(), [ASSIGNED]).subscription.id
+    refusing = create_subscription(store, refusing_url, [ASSIGNED]).subscription.id
     payload = {"lead_id": "L1", "team": "sdr", "rep": None, "rule": "mql_to_sdr"}
     with store.transaction() as tx:
         assert enqueue_event(tx.connection, ASSIGNED, payload, tx.now) == 3

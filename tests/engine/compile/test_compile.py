@@ -241,31 +241,25 @@ def test_postgres_runs_the_same_query(example: Model, golden: FactSet, postgres:
 
 
 @pytest.mark.spark
-def test_spark_runs_the_same_query(example: Model, golden: FactSet) -> None:
-    pyspark_sql = pytest.importorskip("pyspark.sql")
-    spark = (
-        pyspark_sql.SparkSession.builder.master("local[1]")
-        .appName("leadqual-compile-tests")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .getOrCreate()
-    )
+def test_spark_runs_the_same_query(example: Model, golden: FactSet, spark: Any) -> None:
+    """On the suite's one Spark session (``spark``, the root conftest's): one made here
+    would be that session anyway, and stopping it would stop it for every later test."""
+    tables, schema = factset_tables(golden, example)
+    prefix = f"lq_{uuid.uuid4().hex[:8]}_"
+    compiled = compile_model(example, GOLDEN_AS_OF, schema, table_prefix=prefix)
+    spark_types = {
+        "string": "string",
+        "number": "double",
+        "boolean": "boolean",
+        "timestamp": "timestamp",
+    }
     try:
-        tables, schema = factset_tables(golden, example)
-        prefix = f"lq_{uuid.uuid4().hex[:8]}_"
-        compiled = compile_model(example, GOLDEN_AS_OF, schema, table_prefix=prefix)
-        spark_types = {
-            "string": "string",
-            "number": "double",
-            "boolean": "boolean",
-            "timestamp": "timestamp",
-        }
         for table, data in tables.items():
             ddl = ", ".join(f"`{c}` {spark_types[t]}" for c, t in schema.table(table).items())
             frame = spark.createDataFrame([tuple(r.values()) for r in data.to_pylist()], schema=ddl)
             frame.createOrReplaceTempView(prefix + table)
         actual = [row.asDict() for row in spark.sql(compiled.sql("spark")).collect()]
     finally:
-        spark.stop()
+        for table in tables:
+            spark.catalog.dropTempView(prefix + table)
     assert not differences(reference_rows(example, golden, GOLDEN_AS_OF), actual)
