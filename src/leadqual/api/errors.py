@@ -251,35 +251,15 @@ def not_utf8(data: bytes, offset: int, reason: str) -> ApiError:
     return ApiError(400, "bad_request", message)
 
 
-def _json_error(error: Any, document: Any) -> JSONResponse:
-    """Malformed JSON found by FastAPI's own parsing (the routes parse first, see
-    :func:`leadqual.api.bodies.parse_json`): the same 400."""
-    position = error.get("loc", (None, None))[-1]
-    reason = str(error.get("ctx", {}).get("error", "")) or "it cannot be parsed"
-    text = document.decode("utf-8", "replace") if isinstance(document, bytes) else document
-    found = invalid_json(
-        reason,
-        position if isinstance(position, int) else None,
-        text if isinstance(text, str) else None,
-    )
-    return api_error_response(found)
-
-
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    if errors and errors[0].get("type") == "json_invalid":
-        return _json_error(errors[0], exc.body)
-    details = _validation_details(errors, exc.body)
+    details = _validation_details(exc.errors(), exc.body)
     message = _describe(details) if details else "the request is invalid"
     return error_response(422, "validation_error", message, details)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
-        cause = exc.__cause__  # FastAPI says only "There was an error parsing the body"
-        return api_error_response(not_utf8(cause.object, cause.start, cause.reason))
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
