@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -465,3 +465,14 @@ def decision(row: Mapping[Any, Any]) -> Decision:
 
 def outcome(row: Mapping[Any, Any]) -> Outcome:
     return Outcome(row["outcome_id"], row["lead_id"], row["outcome"], row["at"], row["amount"])
+
+
+DECODERS: dict[str, Callable[[Mapping[Any, Any]], Fact]] = {
+    "lead_profiles": lead_profile,
+    "account_profiles": account_profile,
+    "events": event,
+    "answers": answer,
+    "decisions": decision,
+    "outcomes": outcome,
+}
+"""How each fact table's rows are read back as facts, by table name."""

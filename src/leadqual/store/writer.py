@@ -34,15 +34,6 @@ KIND = {
     "outcomes": "outcome",
 }
 """How each table's facts are named in messages."""
-DECODE: dict[str, Callable[[Any], Fact]] = {
-    "lead_profiles": codec.lead_profile,
-    "account_profiles": codec.account_profile,
-    "events": codec.event,
-    "answers": codec.answer,
-    "decisions": codec.decision,
-    "outcomes": codec.outcome,
-}
-"""How each table's rows are read back as facts."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +239,7 @@ def _stored_fact(connection: Connection, table: str, fact_id: str) -> Fact:
     t = TABLES[table]
     key = t.primary_key.columns.values()[0]
     row = connection.execute(select(t).where(key == fact_id)).mappings().one()
-    return DECODE[table](row)
+    return codec.DECODERS[table](row)
 
 
 def _stored_hashes(table: Table) -> Callable[[Any], Any]:
