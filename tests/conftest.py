@@ -8,11 +8,12 @@ its own Spark session (a JVM of about 1.5 GB), and anything shared between worke
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from tests.postgres_server import libpq_url
 
 CATALOGS = ("pg_attribute", "pg_class", "pg_depend", "pg_type", "pg_index", "pg_constraint",
             "pg_attrdef", "pg_sequence", "pg_namespace", "pg_description")  # fmt: skip
@@ -57,9 +58,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     import psycopg
 
-    url = os.environ.get("LEADQUAL_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     try:
-        with psycopg.connect(url.replace("+psycopg", ""), connect_timeout=5, autocommit=True) as db:
+        with psycopg.connect(libpq_url(), connect_timeout=5, autocommit=True) as db:
             db.execute("VACUUM " + ", ".join(f"pg_catalog.{name}" for name in CATALOGS))
     except psycopg.Error:  # unreachable, or not allowed to: the run's result stands as it is
         pass

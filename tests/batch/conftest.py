@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -11,9 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from leadqual.facts.dataset import Facts, FactSet
-
-TEST_DATABASE_URL_ENV = "LEADQUAL_TEST_DATABASE_URL"
-DEFAULT_TEST_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.postgres_server import libpq_url
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +18,7 @@ def database_url() -> str:
     """The test database; every run creates and drops its own schema in it."""
     import psycopg
 
-    url = os.environ.get(TEST_DATABASE_URL_ENV, DEFAULT_TEST_DATABASE_URL)
+    url = libpq_url()
     try:
         psycopg.connect(url, connect_timeout=5).close()
     except psycopg.Error as exc:  # pragma: no cover - depends on the machine

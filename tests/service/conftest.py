@@ -9,7 +9,6 @@ the same server at the same time.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -19,10 +18,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from leadqual.store import Store
+from tests.postgres_server import sqlalchemy_url
 
-SERVER_URL = os.environ.get(
-    "LEADQUAL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+SERVER_URL = sqlalchemy_url()
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 

@@ -7,7 +7,6 @@ drops it afterwards.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -19,10 +18,9 @@ from sqlalchemy import create_engine, select, text
 
 from leadqual.store import Store
 from leadqual.store.schema import metadata
+from tests.postgres_server import sqlalchemy_url
 
-SERVER_URL = os.environ.get(
-    "LEADQUAL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+SERVER_URL = sqlalchemy_url()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

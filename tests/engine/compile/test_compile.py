@@ -23,6 +23,7 @@ from leadqual.facts.types import AccountProfile, Event, LeadProfile
 from leadqual.model.schema import Model
 from tests.builders import AS_OF, days_ago
 from tests.engine.compile.support import assert_same, differences, duckdb_rows, reference_rows
+from tests.postgres_server import libpq_url
 
 GOLDEN = Path(__file__).parents[2] / "golden" / "b2b_small"
 GOLDEN_AS_OF = datetime.fromisoformat("2026-06-30T00:00:00+00:00")
@@ -207,7 +208,7 @@ _PG_TYPES = {
 def postgres() -> Iterator[Any]:
     psycopg = pytest.importorskip("psycopg")
     try:
-        conn = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True)
+        conn = psycopg.connect(libpq_url(), autocommit=True)
     except psycopg.Error as exc:  # pragma: no cover - depends on the machine
         pytest.skip(f"PostgreSQL not reachable: {exc}")
     yield conn
