@@ -555,6 +555,17 @@ def test_a_rotated_secret_is_returned_once_and_signs_beside_the_old_one(
             assert signature.count("v1=") == 2
             assert verify_signature(made["secret"], signature, delivered)
             assert verify_signature(new, signature, delivered)
+            mine = "my-own-rotated-secret-0001"
+            chosen = admin.post(path, json={"secret": mine}).json()
+            assert chosen["secret"] == mine
+            put_lead(api, "L-2", None)
+            [(headers, delivered)] = receiver.wait_for(2)[1:]
+            assert verify_signature(mine, headers[SIGNATURE_HEADER], delivered)
+            assert verify_signature(new, headers[SIGNATURE_HEADER], delivered)
+            same_again = admin.post(path, json={"secret": mine})
+            assert "differ" in assert_error(same_again, 422)["message"]
+            for bad in ({"secret": "short"}, {"secrett": mine}):
+                assert_error(admin.post(path, json=bad), 422)
             immediate = admin.post(path, params={"grace_seconds": 0}).json()
             assert immediate["previous_secret_expires_at"] is None
             admin.delete(f"/v1/webhooks/{made['id']}")

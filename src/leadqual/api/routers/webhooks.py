@@ -165,6 +165,19 @@ def deliveries(
     return [_delivery(d) for d in found]
 
 
+class RotateIn(Body):
+    """What a rotation may say (the body is optional); an unknown field is refused."""
+
+    secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=200,
+        pattern=NO_NUL,
+        description="The new signing secret, if you choose it (default: a new random one). "
+        "It must differ from the current one.",
+    )
+
+
 class RotatedOut(SubscriptionOut):
     secret: str = Field(description="The new signing secret: shown this once only.")
     previous_secret_expires_at: str | None = Field(
@@ -190,13 +203,18 @@ def rotate(
             "new one (default 24 h, at most 7 days; 0 switches at once).",
         ),
     ] = int(DEFAULT_GRACE.total_seconds()),
+    body: RotateIn | None = None,
 ) -> RotatedOut:
-    """Give the subscription a new signing secret, returned this once. Until the grace
-    period ends each delivery carries two `v1` signatures (new and previous secret), so
-    the receiver can switch without a gap. A disabled subscription is a 409."""
+    """Give the subscription a new signing secret (yours, from the optional body, or a
+    generated one), returned this once. Until the grace period ends each delivery
+    carries two `v1` signatures (new and previous secret), so the receiver can switch
+    without a gap. A disabled subscription is a 409."""
     try:
         rotated = rotate_secret(
-            runtime.store, subscription_id, grace=timedelta(seconds=grace_seconds)
+            runtime.store,
+            subscription_id,
+            secret=body.secret if body is not None else None,
+            grace=timedelta(seconds=grace_seconds),
         )
     except WebhookError as exc:
         raise ApiError(422, "invalid_subscription", str(exc)) from None
