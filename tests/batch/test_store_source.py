@@ -191,6 +191,7 @@ stages:
   - {id: cold}
   - {id: warm, enter: {score.engagement: {gte: 10}}}
   - {id: sal, manual: true, decision: accept}
+  - {id: disqualified, manual: true, decision: disqualify, hold: true}
 """
 
 
@@ -219,18 +220,26 @@ def _identity_batches() -> list[list[Fact]]:
         LeadProfile("L-bob2", "Bob@Acme.com", None, {"seniority": "intern"}, _at(1)),
         Event("E-bob2", "demo_request", _at(1), lead_id="L-bob2"),
         Decision("D-bob2", "L-bob2", "accept", _at(1)),
+        # sales disqualify a record as a duplicate, then it merges into L-cy: the
+        # disqualification stays with the record (and so counts for nobody)
+        LeadProfile("L-cy", "cy@acme.com", None, {}, _at(9)),
+        LeadProfile("L-cy2", "cy2@acme.com", None, {}, _at(9)),
+        Decision("D-cy2", "L-cy2", "disqualify", _at(8), reason="duplicate"),
+        Event("E-cy2", "demo_request", _at(8), lead_id="L-cy2"),
     ]
-    return [first, second, third]
+    fourth: list[Fact] = [LeadProfile("L-cy2", "cy@acme.com", None, {}, _at(7))]
+    return [first, second, third, fourth]
 
 
 def _check_identity(rows: list[dict[str, Any]]) -> None:
     by_lead = {row["lead_id"]: row for row in rows}
-    assert set(by_lead) == {"L-ann", "L-vis", "L-bob"}  # L-bob2 counts as L-bob
+    assert set(by_lead) == {"L-ann", "L-vis", "L-bob", "L-cy"}  # L-bob2 counts as L-bob
     assert by_lead["L-ann"]["score_engagement"] == pytest.approx(40)  # the email-only demo
     assert by_lead["L-vis"]["score_engagement"] == pytest.approx(10)  # the visitor's page view
     assert by_lead["L-bob"]["score_engagement"] == pytest.approx(40)  # L-bob2's demo
     assert by_lead["L-bob"]["stage"] == "sal"  # L-bob2's decision
     assert by_lead["L-bob"]["score_fit"] == pytest.approx(0)  # the latest seniority: intern
+    assert by_lead["L-cy"]["stage"] == "warm"  # L-cy2's demo counts, its disqualification not
 
 
 def test_identity_on_a_sqlite_store() -> None:
@@ -434,10 +443,15 @@ def test_cli_scores_a_sqlite_store(tmp_path: Path) -> None:
              "--as-of", as_of, "--engine", engine, "--out", str(out)],
         )  # fmt: skip
         assert result.exit_code == 0, result.output
-        assert "qualified 3 leads" in result.output
+        assert "qualified 4 leads" in result.output
         lines = out.read_text().splitlines()
         assert lines[0].startswith("lead_id,")
-        assert sorted(line.split(",")[0] for line in lines[1:]) == ["L-ann", "L-bob", "L-vis"]
+        assert sorted(line.split(",")[0] for line in lines[1:]) == [
+            "L-ann",
+            "L-bob",
+            "L-cy",
+            "L-vis",
+        ]
     refused = runner.invoke(
         app,
         ["score", "--model", str(model_file), "--store", "--database-url", url,
@@ -460,5 +474,5 @@ def test_cli_scores_a_postgres_store_in_the_database(database_url: str, tmp_path
              "--as-of", AS_OF.isoformat(), "--engine", "postgres", "--out", str(out)],
         )  # fmt: skip
         assert result.exit_code == 0, result.output
-        assert "qualified 3 leads" in result.output
-        assert len(out.read_text().splitlines()) == 4
+        assert "qualified 4 leads" in result.output
+        assert len(out.read_text().splitlines()) == 5  # a header and a row per lead

@@ -750,3 +750,37 @@ def test_a_survivor_s_stage_change_from_a_merge_names_the_merge_as_its_cause(
     assert (change.lead_id, change.to_stage, change.cause_kind, change.cause_fact_id) == (
         "L3", "sal", "decision", "D3"
     )  # fmt: skip
+
+
+def test_a_record_disqualified_as_a_duplicate_does_not_disqualify_the_lead_it_merges_into(
+    store: Store,
+) -> None:
+    """Sales mark the second record of a person a duplicate; when the store merges it
+    into the first, the survivor keeps its own stage (it gains the record's other facts),
+    live and rebuilt alike. Any other disqualification of a merged record still counts."""
+    ingestor = Ingestor(store, MODEL, model_version_id=None)
+    ingestor.apply([*mql_facts("L1", "DE", NOW), lead_profile("L2", now=NOW)], NOW)
+    later = NOW + timedelta(minutes=5)
+    duplicate = Decision("D1", "L2", "disqualify", later, reason="duplicate")
+    ingestor.apply([duplicate, Event("E-L2", "page_view", later, "L2")], later)
+    assert store.qualification("L2").stage == "disqualified"
+    merge_at = later + timedelta(minutes=5)
+    merged = ingestor.apply([LeadProfile("L2", "l1@acme.io", None, {}, merge_at)], merge_at)
+    assert merged.stage_changes == ()
+    assert store.qualification("L1").stage == "mql"
+    # the same, sent for the merged id after the merge: it counts for nobody
+    again_at = merge_at + timedelta(minutes=5)
+    again = Decision("D2", "L2", "disqualify", again_at, reason="duplicate")
+    assert ingestor.apply([again], again_at).qualified == ()
+    assert store.qualification("L1").stage == "mql"
+    facts = store.load_facts(resolve=True)
+    assert {d.decision_id for d in facts.decisions} == set()
+    assert "E-L2" in {e.event_id for e in facts.events if e.lead_id == "L1"}
+    expected = {q.lead_id: q.stage for q in evaluate_all(MODEL, facts, again_at)}
+    assert expected == {q.lead_id: q.stage for q in store.qualifications()} == {"L1": "mql"}
+    assert recompute(store, MODEL, again_at).stage_changes == ()
+    # a merged record disqualified for another reason disqualifies the person
+    spam_at = again_at + timedelta(minutes=5)
+    spam = Decision("D3", "L2", "disqualify", spam_at, reason="spam")
+    [change] = ingestor.apply([spam], spam_at).stage_changes
+    assert (change.lead_id, change.to_stage, change.cause_fact_id) == ("L1", "disqualified", "D3")

@@ -91,6 +91,7 @@ from leadqual.facts.fields import FieldType
 from leadqual.model.schema import Model
 from leadqual.store import Store
 from leadqual.store import schema as store_schema
+from leadqual.store.identity import DUPLICATE_REASON
 
 if TYPE_CHECKING:
     import psycopg
@@ -352,14 +353,26 @@ def plan_views(connection: Connection, model: Model) -> tuple[ViewPlan, list[str
         _text(an.c.note, "note"),
     ).select_from(an.outerjoin(alias, alias.c.alias_id == an.c.lead_id))
     alias = _aliases()
-    plan.selects["decisions"] = select(
-        _text(d.c.decision_id, "decision_id"),
-        _text(_canonical(alias, d.c.lead_id), "lead_id"),
-        _text(d.c.action, "action"),
-        d.c.at.label("at"),
-        _text(d.c.reason, "reason"),
-        _text(d.c.author, "by"),
-    ).select_from(d.outerjoin(alias, alias.c.alias_id == d.c.lead_id))
+    plan.selects["decisions"] = (
+        select(
+            _text(d.c.decision_id, "decision_id"),
+            _text(_canonical(alias, d.c.lead_id), "lead_id"),
+            _text(d.c.action, "action"),
+            d.c.at.label("at"),
+            _text(d.c.reason, "reason"),
+            _text(d.c.author, "by"),
+        )
+        .select_from(d.outerjoin(alias, alias.c.alias_id == d.c.lead_id))
+        .where(
+            # what reader._attributed keeps: a merged record's duplicate disqualification
+            # counts for no lead (leadqual.store.identity.stays_with_its_record)
+            or_(
+                alias.c.lead_id.is_(None),
+                d.c.action != "disqualify",
+                d.c.reason.is_distinct_from(DUPLICATE_REASON),
+            )
+        )
+    )
     alias = _aliases()
     plan.selects["outcomes"] = select(
         _text(o.c.outcome_id, "outcome_id"),

@@ -6,7 +6,9 @@ applied when facts are read or attributed:
 * ``lead_emails``: a normalised email belongs to the first lead that had it.
   A later lead profile with the same email **merges** that lead into the
   first one (``lead_aliases``): every fact of either lead now counts for the
-  survivor, which never changes afterwards.
+  survivor, which never changes afterwards. One exception: a record's
+  disqualification as a duplicate (:func:`stays_with_its_record`) is about
+  that record, not the person, so it does not count for the survivor.
 * ``visitor_links``: an anonymous visitor (an event's ``visitor_id``
   property) becomes a lead when an event names both the visitor and a lead,
   such as a form submit. The first identification wins. The visitor's
@@ -35,6 +37,22 @@ def normalise_email(email: str | None) -> str | None:
         return None
     cleaned = email.strip().lower()
     return cleaned or None
+
+
+DUPLICATE_REASON = "duplicate"
+"""The disqualification reason that says a record is another lead's duplicate."""
+
+
+def stays_with_its_record(action: str, reason: str | None) -> bool:
+    """Whether a decision counts only for the lead id it was made on, never for a lead
+    that id is merged into: a disqualification with the reason ``duplicate``.
+
+    Sales disqualify a record as a duplicate because it and another are one
+    person; when the store merges them, the survivor is that person and must not
+    be disqualified for having had a duplicate. Every other decision (and a
+    duplicate disqualification of a lead that is not merged) counts as usual.
+    """
+    return action == "disqualify" and reason == DUPLICATE_REASON
 
 
 def _lookup(key: Any, lead: Any) -> Callable[[Any], Executable]:

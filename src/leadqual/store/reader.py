@@ -23,6 +23,7 @@ from leadqual.facts.dataset import FactSet
 from leadqual.facts.freemail import email_domain
 from leadqual.facts.types import Event
 from leadqual.store import codec, schema
+from leadqual.store.identity import stays_with_its_record
 from leadqual.store.statements import chunks
 
 _T = TypeVar("_T")
@@ -139,7 +140,9 @@ def _for_leads(
 
 
 def _attributed(connection: Connection, facts: FactSet, resolved: dict[str, str]) -> FactSet:
-    """The same facts with lead ids replaced by the lead they count for now."""
+    """The same facts with lead ids replaced by the lead they count for now (a merged
+    record's disqualification as a duplicate counts for none: see
+    :func:`leadqual.store.identity.stays_with_its_record`)."""
     named = {p.lead_id for p in facts.leads}
     for per_lead in (facts.answers, facts.decisions, facts.outcomes):
         named.update(f.lead_id for f in per_lead)
@@ -156,6 +159,10 @@ def _attributed(connection: Connection, facts: FactSet, resolved: dict[str, str]
         accounts=facts.accounts,
         events=events,
         answers=[dataclasses.replace(a, lead_id=canonical[a.lead_id]) for a in facts.answers],
-        decisions=[dataclasses.replace(d, lead_id=canonical[d.lead_id]) for d in facts.decisions],
+        decisions=[
+            dataclasses.replace(d, lead_id=canonical[d.lead_id])
+            for d in facts.decisions
+            if canonical[d.lead_id] == d.lead_id or not stays_with_its_record(d.action, d.reason)
+        ],
         outcomes=[dataclasses.replace(o, lead_id=canonical[o.lead_id]) for o in facts.outcomes],
     )

@@ -21,7 +21,7 @@ from leadqual.errors import FactConflictError, UnknownLeadError
 from leadqual.facts.types import Fact
 from leadqual.store import codec, schema
 from leadqual.store.codec import Encoded
-from leadqual.store.identity import Identity, normalise_email
+from leadqual.store.identity import Identity, normalise_email, stays_with_its_record
 from leadqual.store.statements import InQuery, insert_many
 
 TABLES: dict[str, Table] = {table.name: table for table in schema.FACT_TABLES}
@@ -148,7 +148,14 @@ def append_facts(
         column = "resolved_lead_id" if table == "events" else "lead_id"
         for row in rows:
             lead = row.get(column)
-            new_facts.append((position[id(row)], identity.canonical(lead) if lead else None))
+            counts_for = identity.canonical(lead) if lead else None
+            if (
+                table == "decisions"
+                and counts_for != lead
+                and stays_with_its_record(row["action"], row["reason"])
+            ):
+                counts_for = None  # a merged record's duplicate disqualification
+            new_facts.append((position[id(row)], counts_for))
     new_facts.sort()
     return AppendResult(
         accepted=accepted,
