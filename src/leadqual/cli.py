@@ -791,7 +791,10 @@ def serve_command(
         )
         return
     api = create_app(
-        database_url, tick_seconds=tick_seconds or None, routing=config, freeze_heap=True
+        database_url,
+        tick_seconds=tick_seconds or None,
+        routing=Path(routing).resolve() if routing is not None else None,  # watched
+        freeze_heap=True,
     )
     out.print(where, markup=False)
     uvicorn.run(api, host=host, port=port, log_level="info")

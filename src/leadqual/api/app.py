@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -65,7 +66,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     key_cache_seconds: float = KEY_CACHE_SECONDS,
     webhooks: bool = True,
-    routing: RoutingConfig | None = None,
+    routing: RoutingConfig | Path | None = None,
     freeze_heap: bool = False,
     fast_ingest: bool = True,
 ) -> FastAPI:
@@ -75,7 +76,8 @@ def create_app(
     store's active version runs, and with none active, the shipped example
     model is registered and activated. ``tick_seconds=None`` turns the
     periodic tick off; ``webhooks=False`` does not start webhook delivery.
-    ``routing`` (teams, reps, SLAs) turns on assignment to reps and SLA clocks.
+    ``routing`` (teams, reps, SLAs) turns on assignment to reps and SLA clocks; given
+    as a file's path, the file is loaded again when it changes (at the next tick).
     ``fast_ingest=False`` leaves every event post to FastAPI's route (see
     :mod:`leadqual.api.fast_ingest`, which answers ordinary ones itself).
     ``freeze_heap`` keeps full garbage collections short (``leadqual serve``
@@ -152,13 +154,11 @@ def worker_app() -> FastAPI:
     deliveries are claimed row by row, and each worker ticks (on PostgreSQL
     one at a time; SQLite's write transactions take turns anyway).
     """
-    from leadqual.routing import load_routing
-
     options = json.loads(os.environ[WORKER_OPTIONS_VARIABLE])
     routing = options.get("routing")
     return create_app(
         options.get("database_url"),
         tick_seconds=options.get("tick_seconds"),
-        routing=load_routing(routing) if routing else None,
+        routing=Path(routing) if routing else None,
         freeze_heap=True,
     )

@@ -3,7 +3,8 @@
 The tick re-qualifies leads whose stage changes with time alone (decay,
 windows, inactivity); it runs in a daemon thread every ``interval`` seconds
 and also picks up a model version activated by another process (a write
-picks it up too, see ``Runtime.refresh_model``). Webhook
+picks it up too, see ``Runtime.refresh_model``) and a routing file that
+changed (``Runtime.reload_routing``). Webhook
 delivery is done by ``leadqual.integrations.webhooks.WebhookWorker`` (its own
 daemon thread); both are started and stopped with the app.
 """
@@ -75,6 +76,7 @@ class Ticker(_Every):
 
     def turn(self) -> None:
         self.runtime.refresh_model()
+        self.runtime.reload_routing()
         result = self.runtime.tick()
         if result.skipped:
             log.debug("tick: another tick is under way (PostgreSQL lock held); nothing done")

@@ -13,10 +13,15 @@ lead states are locked row by row. Each write checks, in its transaction, that
 the version it applies is still the active one; when another process has
 activated another, the write is applied again with that version's model
 (``leadqual.store.versions``).
+
+A routing file given by path is watched: when its content changes, the tick
+loop loads it again (:meth:`Runtime.reload_routing`), as a restart with the
+new file would, and keeps the previous one if the new one is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -28,11 +33,12 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from leadqual.api import facts as api_facts
 from leadqual.api.group_commit import GroupCommit
 from leadqual.api.heap import HeapFreezer
+from leadqual.errors import ModelError
 from leadqual.facts.types import Fact
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.model.schema import Model
 from leadqual.routing.check import check_routing
-from leadqual.routing.config import RoutingConfig
+from leadqual.routing.config import RoutingConfig, load_routing
 from leadqual.service import ApplyResult, Ingestor, ModelChanged
 from leadqual.service.ingest import Progress
 from leadqual.service.versions import (
@@ -64,11 +70,19 @@ class Runtime:
         self,
         store: Store,
         model: Model | None = None,
-        routing: RoutingConfig | None = None,
+        routing: RoutingConfig | Path | None = None,
         heap: HeapFreezer | None = None,
     ) -> None:
+        """``routing``: a routing config, or the path of a routing file, loaded here and
+        loaded again when its content changes (:meth:`reload_routing`)."""
         self.store = store
-        self.routing = routing
+        self.routing_file: Path | None = None
+        self._routing_digest: str | None = None
+        if isinstance(routing, Path):
+            self.routing_file = routing
+            self._routing_digest = _digest(routing)
+            routing = load_routing(routing)
+        self.routing: RoutingConfig | None = routing
         self.heap = heap
         self._write_lock = threading.Lock()
         self._swap_lock = threading.Lock()
@@ -166,10 +180,53 @@ class Runtime:
                 return  # a model given in code stays until a version is activated here
             self._use(_load_version(active), active.id)
 
+    def reload_routing(self) -> bool:
+        """Load the routing file again if its content changed since it was last read;
+        whether the new one is now in force.
+
+        The new file is checked as at start (its own faults, then against the
+        active model); a refused file is logged with every fault, once per
+        content, and the previous routing stays in force. The switch waits for
+        the write in progress (the write lock): every later write, tick and
+        activation routes with the new file, as after a restart with it.
+        """
+        path = self.routing_file
+        if path is None:
+            return False
+        try:
+            digest = _digest(path)
+        except OSError as error:
+            log.error("routing file %s cannot be read (%s); the previous one stays", path, error)
+            return False
+        if digest == self._routing_digest:
+            return False
+        self._routing_digest = digest  # a refused content is reported once
+        with self._write_lock:
+            try:
+                config = load_routing(path)
+                warnings = check_routing(config, self._ingestor.model)
+            except ModelError as error:
+                log.error("routing file %s changed but is refused; the previous one stays:\n%s",
+                          path, error)  # fmt: skip
+                return False
+            for warning in warnings:
+                log.warning("routing file: %s", warning)
+            self.routing = config
+            self.activator.routing = config
+            model, version_id = self._ingestor.model, self._ingestor.model_version_id
+            with self._swap_lock:
+                self._ingestor = Ingestor(self.store, model, version_id, config)
+        log.info("routing file %s reloaded", path)
+        return True
+
     def _use(self, model: Model, version_id: int | None) -> None:
         with self._swap_lock:
             self._ingestor = Ingestor(self.store, model, version_id, self.routing)
         log.info("model %s version %s is active", model.name, model.version)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def ensure_active_model(store: Store) -> ModelVersion:

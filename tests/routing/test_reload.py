@@ -1,0 +1,82 @@
+"""A routing file given by path is loaded again when it changes, at the service's next tick."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from leadqual.api.background import Ticker
+from leadqual.api.runtime import Runtime
+from leadqual.model.load import load_model
+from leadqual.store import Store
+from tests.service.builders import mql_facts
+from tests.service.reads import open_assignments
+
+MODEL = load_model("b2b_example")
+
+ROUTING = """\
+teams:
+  sales_reps:
+    reps:
+      - id: ana
+        territory: {{lead.country: [DE]}}
+        away: [{away}]
+      - {{id: ben, territory: {{lead.country: [DE, US]}}}}
+  senior_consultants: {{reps: [{{id: cy}}]}}
+  account_executives: {{reps: [{{id: dee}}]}}
+"""
+
+
+def _routing(path: Path, away: str = "") -> None:
+    path.write_text(ROUTING.format(away=away), encoding="utf-8")
+
+
+def test_a_changed_routing_file_is_in_force_from_the_next_tick(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sales ops mark a rep away in the routing file of a running service: at the next
+    tick the file is loaded again, the rep's open leads move, and new leads skip them.
+    A file that is refused is logged with its faults and the previous one stays."""
+    caplog.set_level(logging.INFO, logger="leadqual.api")
+    path = tmp_path / "routing.yaml"
+    _routing(path)
+    runtime = Runtime(store, MODEL, routing=path)
+    ticker = Ticker(runtime, 60.0)
+    now = datetime.now(UTC)
+    runtime.apply(mql_facts("L1", "DE", now))
+    assert open_assignments(store)["L1"] == ("sales_reps", "ana")
+    ticker.turn()
+    assert runtime.reload_routing() is False  # the same content: nothing to do
+    assert open_assignments(store)["L1"] == ("sales_reps", "ana")
+
+    since, until = now - timedelta(hours=1), now + timedelta(days=3)
+    _routing(path, f"{{from: {since.isoformat()}, until: {until.isoformat()}}}")
+    ticker.turn()
+    assert open_assignments(store)["L1"] == ("sales_reps", "ben")
+    assert [(a.rep, a.ended_reason) for a in store.assignments("L1")] == [
+        ("ana", "ana is away"), ("ben", None)
+    ]  # fmt: skip
+    assert f"routing file {path} reloaded" in caplog.messages
+
+    in_force = runtime.routing
+    path.write_text(path.read_text().replace("id: ana", "id: ana\n        capacity: 0"))
+    caplog.clear()
+    assert runtime.reload_routing() is False
+    [refused] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert f"routing file {path} changed but is refused; the previous one stays" in refused
+    assert (
+        "capacity" in refused and "routing.yaml:5:19: teams.sales_reps.reps[0].capacity" in refused
+    )  # every fault, located
+    assert runtime.reload_routing() is False  # reported once
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
+    assert runtime.routing is in_force
+
+    _routing(path, f"{{from: {since.isoformat()}, until: {until.isoformat()}}}")
+    path.write_text(path.read_text().replace("senior_consultants", "seniors"))
+    assert runtime.reload_routing() is False  # it no longer fits the model
+    assert "team 'senior_consultants' is not declared" in caplog.messages[-1]
+    runtime.apply(mql_facts("L2", "DE", now))
+    assert open_assignments(store)["L2"] == ("sales_reps", "ben")  # ana is still away
