@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -613,6 +614,56 @@ def test_with_a_routing_file_leads_are_assigned_to_reps(database_url: str) -> No
             "no longer routed (stage nurture)",
             "unrouted",
         )
+
+
+def test_the_routing_in_force_says_who_takes_leads_now_and_what_waits(
+    database_url: str, tmp_path: Path
+) -> None:
+    """GET /v1/routing: each rep's availability now (away, capacity, open leads), each
+    team's queue, the SLAs; what it shows follows a routing file changed in place."""
+    now = datetime.now(UTC)
+    since, until = (now - timedelta(hours=1)).isoformat(), (now + timedelta(days=2)).isoformat()
+    away = f"{{from: {since}, until: {until}}}"
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        ROUTING.replace("{id: ana,", "{id: ana, capacity: 1,").replace(
+            "{id: ben,", f"{{id: ben, away: [{away}],"
+        )
+    )
+    for api in start_api(database_url, tick_seconds=None, routing=path):
+        read = api.as_("read")
+        assert_error(api.as_("anonymous").get("/v1/routing"), 401)
+        put_account(api, "A-1")
+        put_lead(api, "L-1", "A-1", **{**MQL_LEAD, "country": "DE"})  # ana: now full
+        put_lead(api, "L-2", "A-1", **MQL_LEAD)  # ben is away: queued
+        send(api, ev("E-1", "L-1", "demo_request"), ev("E-2", "L-2", "demo_request"))
+        body = read.get("/v1/routing").json()
+        [sales] = [t for t in body["teams"] if t["team"] == "sales_reps"]
+        assert sales["queued"] == 1
+        ana, ben = sales["reps"]
+        assert (ana["rep"], ana["available"], ana["away"], ana["open_leads"], ana["capacity"]) == (
+            "ana", False, False, 1, 1
+        )  # fmt: skip
+        assert ana["territory"] == {"lead.country": ["DE"]} and ana["absence"] is None
+        assert (ben["rep"], ben["available"], ben["away"], ben["open_leads"]) == (
+            "ben", False, True, 0
+        )  # fmt: skip
+        assert ben["absence"] == {"from": since, "until": until}
+        assert [(s["stage"], s["within_seconds"], s["business_hours"]) for s in body["sla"]] == [
+            ("mql", 4 * 3600, False)
+        ]
+        assert body["business_hours"]["days"] == ["mon", "tue", "wed", "thu", "fri"]
+        loaded = body["loaded_at"]
+        path.write_text(ROUTING)  # ben is back: the next tick loads the file again
+        api.runtime.reload_routing()
+        again = read.get("/v1/routing").json()
+        [sales] = [t for t in again["teams"] if t["team"] == "sales_reps"]
+        assert [(r["rep"], r["available"], r["capacity"]) for r in sales["reps"]] == [
+            ("ana", True, None), ("ben", True, None)
+        ]  # fmt: skip
+        assert again["loaded_at"] > loaded
+    for api in start_api(database_url, tick_seconds=None):  # no routing file
+        assert "without routing" in assert_error(api.as_("read").get("/v1/routing"), 404)["message"]
 
 
 def test_with_a_routing_file_a_team_or_rep_it_does_not_have_is_422(database_url: str) -> None:

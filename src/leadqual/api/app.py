@@ -34,6 +34,7 @@ from leadqual.api.routers import (
     queues,
     sales,
 )
+from leadqual.api.routers import routing as routing_in_force
 from leadqual.api.routers import webhooks as webhook_subscriptions
 from leadqual.api.runtime import Runtime
 from leadqual.model.schema import Model
@@ -127,6 +128,7 @@ def create_app(
         sales.router,
         qualifications.router,
         queues.router,
+        routing_in_force.router,
         models.router,
         webhook_subscriptions.router,
     ):

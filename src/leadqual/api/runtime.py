@@ -83,6 +83,7 @@ class Runtime:
             self._routing_digest = _digest(routing)
             routing = load_routing(routing)
         self.routing: RoutingConfig | None = routing
+        self.routing_loaded_at = datetime.now(UTC)
         self.heap = heap
         self._write_lock = threading.Lock()
         self._swap_lock = threading.Lock()
@@ -212,6 +213,7 @@ class Runtime:
             for warning in warnings:
                 log.warning("routing file: %s", warning)
             self.routing = config
+            self.routing_loaded_at = datetime.now(UTC)
             self.activator.routing = config
             model, version_id = self._ingestor.model, self._ingestor.model_version_id
             with self._swap_lock:

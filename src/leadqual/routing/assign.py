@@ -36,6 +36,11 @@ from typing import Any
 from leadqual.routing.config import Rep, Team
 
 
+def has_room(rep: Rep, open_leads: int) -> bool:
+    """Whether a rep with ``open_leads`` open leads (in every team) may take another."""
+    return rep.capacity is None or open_leads < rep.capacity
+
+
 @dataclass(frozen=True)
 class Choice:
     rep: str | None
@@ -70,7 +75,7 @@ def choose_rep(
     barred = breached if listed and len(roster) > 1 else None
     present = [r for r in roster if not r.is_away(at) and r.id not in (*exclude, barred)]
     away = [r.id for r in roster if r.is_away(at)]
-    free = [r for r in present if r.capacity is None or open_leads.get(r.id, 0) < r.capacity]
+    free = [r for r in present if has_room(r, open_leads.get(r.id, 0))]
     skipped = _skipped(
         away,
         [r.id for r in present if r not in free],

@@ -307,6 +307,16 @@ def open_leads_query(reps: Sequence[str]) -> Select[tuple[Any, int]]:
     )
 
 
+def queued_query() -> Select[tuple[Any, int]]:
+    """Each team's number of leads waiting in its queue (open assignments without a rep)."""
+    a = schema.assignments
+    return (
+        select(a.c.team, func.count())
+        .where(a.c.rep.is_(None), a.c.ended_at.is_(None))
+        .group_by(a.c.team)
+    )
+
+
 def turns_query(team: str) -> Select[tuple[Any, Any]]:
     """Each rep's latest assignment id in ``team`` (their turn, for territory); read by
     the index on ``(team, rep, id)``, not by scanning the team's whole history."""

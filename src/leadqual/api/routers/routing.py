@@ -1,0 +1,155 @@
+"""The routing in force: teams, reps (available now or not, and why), queues, SLAs.
+
+What sales ops check after changing the routing file (the service loads a
+changed file at its next tick): who is away, who is at capacity, how many
+leads wait in each team's queue. Open leads are counted as routing counts
+them for capacity: a rep's open assignments in every team.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from leadqual.api.auth import RuntimeDep, require
+from leadqual.api.errors import responses
+from leadqual.api.routes import CheckedRoute
+from leadqual.errors import NotFoundError
+from leadqual.routing.assign import has_room
+from leadqual.routing.config import Away, Range, Rep, RoutingConfig
+from leadqual.routing.router import open_leads_query, queued_query
+
+router = APIRouter(
+    prefix="/v1/routing",
+    tags=["routing"],
+    dependencies=[Depends(require("read"))],
+    responses=responses(400, 401, 403, 422, 500),
+    route_class=CheckedRoute,
+)
+
+
+class AbsenceOut(BaseModel):
+    start: str = Field(serialization_alias="from")
+    until: str
+
+
+class RepOut(BaseModel):
+    rep: str
+    available: bool = Field(description="Gets new leads now: not away and under capacity.")
+    away: bool
+    absence: AbsenceOut | None = Field(
+        description="The absence under way now, else the next one to come (null: none)."
+    )
+    capacity: int | None = Field(description="Most open leads at once (null: no limit).")
+    open_leads: int = Field(description="Open assignments in every team (what capacity counts).")
+    territory: dict[str, list[str | int | float | dict[str, float]]]
+
+
+class TeamOut(BaseModel):
+    team: str
+    queued: int = Field(description="Leads waiting in the team's queue for an available rep.")
+    reps: list[RepOut]
+
+
+class SlaOut(BaseModel):
+    stage: str
+    within_seconds: int
+    business_hours: bool
+    touch: list[str]
+    reassign_on_breach: bool
+
+
+class BusinessHoursOut(BaseModel):
+    timezone: str
+    days: list[str]
+    start: str
+    end: str
+    holidays: list[str]
+
+
+class RoutingOut(BaseModel):
+    as_of: str = Field(description="When availability was worked out (now).")
+    loaded_at: str = Field(description="When the routing file in force was loaded.")
+    teams: list[TeamOut]
+    sla: list[SlaOut]
+    business_hours: BusinessHoursOut
+
+
+@router.get("", response_model=RoutingOut, response_model_by_alias=True, responses=responses(404))
+def routing(runtime: RuntimeDep) -> RoutingOut:
+    """The routing in force: each team's reps with their availability now (away,
+    capacity, open leads) and territory, each team's queue, the SLAs and business hours.
+    A 404 when the service runs without a routing file."""
+    config = runtime.routing
+    if config is None:
+        raise NotFoundError(
+            "the service runs without routing: start it with a routing file "
+            "(leadqual serve --routing routing.yaml; see docs/routing.md)"
+        )
+    now = datetime.now(UTC)
+    reps = sorted({rep.id for team in config.teams.values() for rep in team.reps})
+    with runtime.store.engine.connect() as connection:
+        load = {rep: count for rep, count in connection.execute(open_leads_query(reps))}
+        queued = {team: count for team, count in connection.execute(queued_query())}
+    return RoutingOut(
+        as_of=now.isoformat(),
+        loaded_at=runtime.routing_loaded_at.isoformat(),
+        teams=[
+            TeamOut(
+                team=name,
+                queued=queued.get(name, 0),
+                reps=[_rep(rep, load.get(rep.id, 0), now) for rep in team.reps],
+            )
+            for name, team in config.teams.items()
+        ],
+        sla=[
+            SlaOut(
+                stage=sla.stage,
+                within_seconds=int(sla.within.total_seconds()),
+                business_hours=sla.business_hours,
+                touch=list(sla.touch),
+                reassign_on_breach=sla.reassign_on_breach,
+            )
+            for sla in config.sla
+        ],
+        business_hours=_hours(config),
+    )
+
+
+def _rep(rep: Rep, open_leads: int, now: datetime) -> RepOut:
+    away = rep.is_away(now)
+    return RepOut(
+        rep=rep.id,
+        available=not away and has_room(rep, open_leads),
+        away=away,
+        absence=_absence(rep.away, now),
+        capacity=rep.capacity,
+        open_leads=open_leads,
+        territory={
+            key: [v.model_dump(exclude_none=True) if isinstance(v, Range) else v for v in values]
+            for key, values in rep.territory.items()
+        },
+    )
+
+
+def _absence(absences: list[Away], now: datetime) -> AbsenceOut | None:
+    """The absence under way at ``now``, else the next one (by start)."""
+    current = [a for a in absences if a.covers(now)]
+    later = sorted((a for a in absences if a.start > now), key=lambda a: a.start)
+    chosen = current[0] if current else (later[0] if later else None)
+    if chosen is None:
+        return None
+    return AbsenceOut(start=chosen.start.isoformat(), until=chosen.until.isoformat())
+
+
+def _hours(config: RoutingConfig) -> BusinessHoursOut:
+    hours = config.business_hours
+    return BusinessHoursOut(
+        timezone=hours.timezone,
+        days=list(hours.days),
+        start=hours.start.isoformat("minutes"),
+        end=hours.end.isoformat("minutes"),
+        holidays=[day.isoformat() for day in hours.holidays],
+    )
