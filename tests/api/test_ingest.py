@@ -177,7 +177,12 @@ def test_every_request_body_refuses_unknown_fields(api: Api) -> None:
             for inner in (field.annotation, *typing.get_args(field.annotation)):
                 if isinstance(inner, type) and issubclass(inner, BaseModel):
                     bodies.append(inner)
-    assert {model.__name__ for model in seen} >= {"EventIn", "EventBatchIn", "SubscriptionIn", "RotateIn"}
+    assert {model.__name__ for model in seen} >= {
+        "EventIn",
+        "EventBatchIn",
+        "SubscriptionIn",
+        "RotateIn",
+    }
 
 
 def test_a_body_that_is_not_json_is_415_and_malformed_json_is_400(api: Api) -> None:
