@@ -161,7 +161,8 @@ class _Work:
         advanced it): the time its stored qualification was last evaluated at."""
         self.stored_qualification: dict[str, tuple[str | None, str | None]] = {}
         """Stage and routing text of the stored qualification of each lead whose state was
-        read (None, None: it has none), as read with the state."""
+        read (None, None: it has none): with the state on SQLite, after its lock on
+        PostgreSQL (:meth:`stored_query`)."""
         self.flags: dict[str, MemberFlags] = {}
         self.flags_until: dict[str, datetime | None] = {}
         self.refreshed: dict[str, tuple[MemberFlags, datetime | None]] = {}
@@ -195,8 +196,13 @@ class _Work:
     def load_leads(self, lead_ids: Iterable[str]) -> set[str]:
         """Load states (new ones for unknown leads); returns those built for another model.
 
-        Each state row comes with its lead's stored stage and routing (the same
-        read: one round trip fewer for :meth:`stored_stages`).
+        On SQLite each state row comes with its lead's stored stage and routing
+        (the same read: one round trip fewer for :meth:`stored_stages`). Not on
+        PostgreSQL, where the states are locked (``FOR UPDATE``): a read that
+        waited for a lock gets the locked row as the writer it waited for left
+        it, but every other row it joins as it was before the wait, so the
+        stored stage would be the one that writer replaced (and its stage change
+        recorded twice). :meth:`stored_stages` reads them afterwards instead.
         """
         wanted = set(lead_ids) - self.leads.keys()
         stale: set[str] = set()
@@ -204,12 +210,13 @@ class _Work:
         lock = self.connection.dialect.name == "postgresql"
 
         def build(ids: Any) -> Any:
-            query = (
+            if lock:
+                return select(t).where(t.c.lead_id.in_(ids)).with_for_update()
+            return (
                 select(t, q.c.stage.label("stored_stage"), q.c.routing.label("stored_routing"))
                 .select_from(t.outerjoin(q, q.c.lead_id == t.c.lead_id))
                 .where(t.c.lead_id.in_(ids))
             )
-            return query.with_for_update(of=t) if lock else query
 
         key = ("ingest.leads", "lock" if lock else "")
         for row in select_in_dicts(self.connection, key, build, wanted):
@@ -217,7 +224,8 @@ class _Work:
             self.stored_account[lead] = row["account_id"]
             if row["has_profile"]:
                 self.stored_link[lead] = row["link_domain"]
-            self.stored_qualification[lead] = (row["stored_stage"], row["stored_routing"])
+            if not lock:
+                self.stored_qualification[lead] = (row["stored_stage"], row["stored_routing"])
             if row["model_key"] != self.plan.key:
                 stale.add(lead)
                 continue
@@ -424,9 +432,11 @@ class _Work:
         accounts = {a for lead in lead_ids if (a := self.account_of.get(lead)) is not None}
         accounts.update(a for lead in lead_ids if (a := self.stored_account.get(lead)) is not None)
         accounts.update(extra_accounts)
-        evaluation, members, (status_rows,) = self.evaluation(
-            accounts, self.status_query(accounts), catch_up=True
+        stored_query = self.stored_query()
+        evaluation, members, (status_rows, stored_rows) = self.evaluation(
+            accounts, self.status_query(accounts), stored_query, catch_up=True
         )
+        self.take_stored(stored_query.values, stored_rows)
         stored_status = self._stored_status(status_rows)
         keys = {account: _status_key(s) for account, (s, _) in evaluation.statuses.items()}
         reasons = {account: _reasons_text(r) for account, (_, r) in evaluation.statuses.items()}
@@ -587,6 +597,24 @@ class _Work:
         upsert(self.connection, t, rows)
 
     # -- writing back
+
+    def stored_query(self) -> InQuery:
+        """The select of the stored stage and routing of the leads whose states are loaded
+        and were read without them (on PostgreSQL, see :meth:`load_leads`): sent after
+        their locks, with the next round trip's reads."""
+        q = schema.qualifications
+        return InQuery(
+            ("ingest.stored",),
+            lambda ids: select(q.c.lead_id, q.c.stage, q.c.routing).where(q.c.lead_id.in_(ids)),
+            sorted(self.leads.keys() - self.stored_qualification.keys()),
+        )
+
+    def take_stored(self, lead_ids: Iterable[str], rows: Iterable[tuple[Any, ...]]) -> None:
+        """Keep the rows of :meth:`stored_query` (None, None: a lead with none stored)."""
+        for lead in lead_ids:
+            self.stored_qualification[lead] = (None, None)
+        for lead, stage, routing in rows:
+            self.stored_qualification[lead] = (stage, routing)
 
     def stored_stages(self, lead_ids: Iterable[str]) -> dict[str, str]:
         """The stored stage of each lead (and, in ``stored_route``, its routing)."""

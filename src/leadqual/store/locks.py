@@ -15,12 +15,29 @@ Classes (ASCII of a short name, fitting PostgreSQL's ``int4`` key):
 * :data:`VERSION_LOCK` shared by every write with a model, exclusive for a
   switch of the active version or a rebuild (``store.versions``);
 * :data:`TICK_LOCK` by the tick under way (``service.ingest.tick``).
+
+Besides these, every append locks the **identities** its facts name
+(:func:`send_identity_locks`): lead ids, emails, visitor ids and email domains.
+Attribution reads the identity tables (who owns an email, who a visitor is, which
+lead an id was merged into, which account a domain belongs to) and writes rows
+that depend on them. Two transactions that name one identity at once would each
+miss the other's uncommitted rows: an event for a lead being merged stayed with
+the merged-away id, anonymous events of a visitor identified at that moment stayed
+anonymous, a lead created as its domain went to an account was never linked. Taken
+first, the lock makes the later transaction wait, and its reads, each a statement
+of its own in PostgreSQL's READ COMMITTED, see what the first committed. These
+locks use PostgreSQL's single 64-bit key, a key space apart from the classes above,
+keyed by the schema and the identity.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+from leadqual.store.statements import Sent, send_select_with
 
 MIGRATION_LOCK = 0x6C716D69
 """Held while migrating ("lqmi")."""
@@ -58,3 +75,33 @@ def shared_lock_sql(key: int) -> str:
     """The statement that takes ``key`` shared for its transaction (PostgreSQL's), for a
     caller that sends it with others (``statements.send_select``)."""
     return _call("pg_advisory_xact_lock_shared", key)
+
+
+IDENTITY_LOCKS_SQL = (
+    "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(h) FROM ("
+    "SELECT DISTINCT hashtextextended(coalesce(current_schema(), '') || '|' || k, 0) AS h "
+    "FROM unnest(CAST(%s AS text[])) AS k) AS keys ORDER BY h) AS locked"
+)
+"""Takes an identity's lock for each key, in the order of their hashes (so two
+transactions wanting some of the same ones never wait for each other in a cycle)."""
+
+
+def identity_keys(
+    lead_ids: Iterable[str] = (),
+    emails: Iterable[str] = (),
+    visitors: Iterable[str] = (),
+    domains: Iterable[str] = (),
+) -> list[str]:
+    """The lock keys of these identities (emails and domains normalised by the caller)."""
+    kinds = (("lead", lead_ids), ("email", emails), ("visitor", visitors), ("domain", domains))
+    return sorted({f"{kind}:{value}" for kind, values in kinds for value in values})
+
+
+def send_identity_locks(connection: Connection, keys: Sequence[str]) -> Sent | None:
+    """Take the locks of ``keys`` (:func:`identity_keys`) for the open transaction,
+    waiting for their holders; sent without waiting for the answer, so the statements
+    after it in a pipeline run once it is granted. None on SQLite (one writer at a
+    time already) or without keys."""
+    if connection.dialect.name != "postgresql" or not keys:
+        return None
+    return send_select_with(connection, IDENTITY_LOCKS_SQL, (list(keys),))

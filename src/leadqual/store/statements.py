@@ -288,6 +288,11 @@ def send_select(connection: Connection, sql: str) -> Sent:
     return _send(connection, sql, (), prepare=True)
 
 
+def send_select_with(connection: Connection, sql: str, params: Any) -> Sent:
+    """:func:`send_select` for a select with parameters (one text, prepared once)."""
+    return _send(connection, sql, params, prepare=True)
+
+
 def rows_of(connection: Connection, sent: Sent) -> list[tuple[Any, ...]]:
     """The rows of a select :func:`send_select` executed."""
     rows: list[tuple[Any, ...]] = _receive(connection, sent)

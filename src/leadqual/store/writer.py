@@ -18,11 +18,12 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from leadqual.errors import FactConflictError, UnknownLeadError
+from leadqual.facts.freemail import email_domain, is_free_mail
 from leadqual.facts.types import Fact
-from leadqual.store import codec, schema
+from leadqual.store import codec, locks, schema
 from leadqual.store.codec import Encoded
 from leadqual.store.identity import Identity, normalise_email, stays_with_its_record
-from leadqual.store.statements import InQuery, insert_many
+from leadqual.store.statements import InQuery, insert_many, rows_of
 
 TABLES: dict[str, Table] = {table.name: table for table in schema.FACT_TABLES}
 KIND = {
@@ -95,11 +96,16 @@ def append_facts(
         for item in encoded
         if item.table == "events" and item.row["visitor_id"] is not None
     }
+    identity_locks = locks.send_identity_locks(
+        connection, locks.identity_keys(lead_ids, emails, visitors, _domains(encoded))
+    )
     identity = Identity(connection, now)
     queries = _stored_hash_queries(by_table)
     if strict:
         queries.append(_profiles_query(lead_ids))
     stored = identity.preload(lead_ids, emails, visitors, queries)
+    if identity_locks is not None:
+        rows_of(connection, identity_locks)  # granted before the look-ups sent after it ran
 
     def same_as_stored(table: str, item: Encoded) -> bool:
         return codec.same_payload(fact_of(item), _stored_fact(connection, table, item.fact_id))
@@ -166,6 +172,22 @@ def append_facts(
         new_facts=tuple(new_facts),
         reattributed=frozenset(identity.canonical(lead) for lead in attached),
     )
+
+
+def _domains(encoded: Sequence[Encoded]) -> set[str]:
+    """The domains a batch may link leads by: its lead profiles' email domains and its
+    account profiles' domains (free-mail ones link nobody)."""
+    found: set[str] = set()
+    for item in encoded:
+        if item.table == "lead_profiles":
+            domain = email_domain(normalise_email(item.row["email"]))
+        elif item.table == "account_profiles":
+            domain = (item.row["domain"] or "").strip().lower() or None
+        else:
+            continue
+        if domain is not None and not is_free_mail(domain):
+            found.add(domain)
+    return found
 
 
 def _distinct_ids(
