@@ -784,3 +784,32 @@ def test_a_record_disqualified_as_a_duplicate_does_not_disqualify_the_lead_it_me
     spam = Decision("D3", "L2", "disqualify", spam_at, reason="spam")
     [change] = ingestor.apply([spam], spam_at).stage_changes
     assert (change.lead_id, change.to_stage, change.cause_fact_id) == ("L1", "disqualified", "D3")
+
+
+def test_an_account_profile_dated_ahead_comes_due_for_its_leads_at_its_time(
+    store: Store,
+) -> None:
+    """A company shrinking tomorrow (an account profile dated ahead) never reached its
+    leads: their next change was set by the account's oldest pending profile, already
+    past, so no tick after tomorrow re-qualified them until a recompute."""
+    ingestor = Ingestor(store, MODEL)
+    attributes = {"industry": "software", "employees": 300, "country": "US"}
+    account = AccountProfile("A-1", "acme.io", attributes, NOW - timedelta(days=30))
+    lead = LeadProfile("L1", "l1@acme.io", None, {"seniority": "vp"}, NOW - timedelta(days=20))
+    demo = Event("E-1", "demo_request", NOW - timedelta(days=1), "L1")
+    ingestor.apply([account, lead, demo], NOW)
+    assert (store.qualification("L1").stage, store.qualification("L1").grade) == ("mql", "B")
+    ahead = NOW + timedelta(days=1)
+    ingestor.apply([AccountProfile("A-1", None, {"employees": 3}, ahead)], NOW)
+    assert store.qualification("L1").stage == "mql"  # not yet
+    with store.engine.connect() as connection:
+        t = schema.lead_state
+        due = connection.scalar(select(t.c.next_change_at).where(t.c.lead_id == "L1"))
+    assert due == ahead  # when the tick is to look at it again
+    later = NOW + timedelta(days=2)
+    ticked = tick(store, MODEL, later)
+    [expected] = evaluate_all(MODEL, store.load_facts(resolve=True), later)
+    assert (expected.stage, expected.grade) == ("warm", "D")
+    assert [(c.lead_id, c.to_stage) for c in ticked.stage_changes] == [("L1", "warm")]
+    stored = store.qualification("L1")
+    assert (stored.stage, stored.grade, stored.fit) == ("warm", "D", expected.fit)

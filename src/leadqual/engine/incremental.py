@@ -710,8 +710,14 @@ class AccountState:
             AccountProfile(self.account_id, None, {name: b.value}, b.at) for name, b in best.items()
         )
 
-    def next_pending(self) -> datetime | None:
-        times = [p.at for p, _ in self.pending if p.at is not None]
+    def next_pending(self, after: datetime) -> datetime | None:
+        """When the next profile dated after ``after`` comes due (None: none is).
+
+        The live service does not advance account states (their horizon stays
+        where ``recompute`` left it), so profiles already due stay pending
+        beside those dated ahead: only the latter are a change to come.
+        """
+        times = [p.at for p, _ in self.pending if p.at is not None and p.at > after]
         return min(times) if times else None
 
     def to_json(self) -> str:

@@ -530,8 +530,8 @@ class _Work:
         when = next_change(self.plan, self.leads[lead], q, self.now, engagement)
         account = self.account_of.get(lead)
         if account is not None and account in self.accounts:
-            pending = self.accounts[account].next_pending()
-            if pending is not None and pending > self.now and (when is None or pending < when):
+            pending = self.accounts[account].next_pending(self.now)
+            if pending is not None and (when is None or pending < when):
                 when = pending
         return when
 
