@@ -813,3 +813,22 @@ def test_an_account_profile_dated_ahead_comes_due_for_its_leads_at_its_time(
     assert [(c.lead_id, c.to_stage) for c in ticked.stage_changes] == [("L1", "warm")]
     stored = store.qualification("L1")
     assert (stored.stage, stored.grade, stored.fit) == ("warm", "D", expected.fit)
+
+
+def test_a_rebuild_never_moves_a_lead_back_in_time(store: Store) -> None:
+    """A tick ahead made an accepted lead a customer (its ``won`` came due); activating a
+    model version at ``now`` then rebuilt it as of ``now`` and moved it back to SAL (and
+    to customer again later): the rebuild evaluates at the latest stored time instead."""
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply(
+        [lead_profile("L1", now=NOW), Decision("D1", "L1", "accept", NOW - timedelta(days=1)),
+         Outcome("O1", "L1", "won", NOW + timedelta(days=1))],
+        NOW,
+    )  # fmt: skip
+    assert store.qualification("L1").stage == "sal"
+    ahead = NOW + timedelta(days=2)
+    assert [c.to_stage for c in tick(store, MODEL, ahead).stage_changes] == ["customer"]
+    rebuilt = recompute(store, MODEL, NOW)
+    assert rebuilt.stage_changes == ()
+    stored = store.qualification("L1")
+    assert (stored.stage, stored.as_of) == ("customer", ahead)

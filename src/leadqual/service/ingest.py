@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from leadqual import jsontext
@@ -1192,6 +1192,12 @@ def recompute(
     whole log would give. With ``activate``, ``model_version_id`` becomes the
     active version in the same transaction: readers see the old version's
     state until the new one is complete, never a mix.
+
+    Time never goes backwards for a lead: when a stored qualification was
+    evaluated later than ``as_of`` (a ``tick --as-of`` ahead, a clock that ran
+    fast), the rebuild evaluates at that later time instead, so no lead is
+    moved back to a stage it had left (an activation at ``now`` turned a
+    customer whose ``won`` had come due back into an SAL).
     """
     _require_aware(as_of)
     if activate and model_version_id is None:
@@ -1200,6 +1206,9 @@ def recompute(
     with store.transaction() as tx:
         connection = tx.connection
         versions.hold_off_writes(connection)  # no write commits state beside this rebuild
+        latest = connection.scalar(select(func.max(schema.qualifications.c.as_of)))
+        if latest is not None and latest > as_of:
+            as_of = latest
         for table in (schema.lead_state, schema.account_state, schema.account_domains):
             connection.execute(table.delete())
         facts = reader.load_facts(connection, None, resolve=True)
