@@ -18,7 +18,7 @@ from leadqual.cli import app
 from leadqual.engine.incremental import Plan
 from leadqual.engine.reference import MemberFlags, evaluate_all
 from leadqual.errors import ConflictError, FactError, NotFoundError
-from leadqual.facts.types import AccountProfile, Decision, Event, Fact, LeadProfile, Outcome
+from leadqual.facts.types import AccountProfile, Decision, Event, Fact, LeadProfile, Outcome, Value
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.service import Ingestor, recompute, tick
 from leadqual.service.ingest import _Work
@@ -793,7 +793,7 @@ def test_an_account_profile_dated_ahead_comes_due_for_its_leads_at_its_time(
     leads: their next change was set by the account's oldest pending profile, already
     past, so no tick after tomorrow re-qualified them until a recompute."""
     ingestor = Ingestor(store, MODEL)
-    attributes = {"industry": "software", "employees": 300, "country": "US"}
+    attributes: dict[str, Value] = {"industry": "software", "employees": 300, "country": "US"}
     account = AccountProfile("A-1", "acme.io", attributes, NOW - timedelta(days=30))
     lead = LeadProfile("L1", "l1@acme.io", None, {"seniority": "vp"}, NOW - timedelta(days=20))
     demo = Event("E-1", "demo_request", NOW - timedelta(days=1), "L1")
