@@ -243,3 +243,29 @@ def test_a_lead_created_as_its_domain_goes_to_an_account_is_linked_to_it(
     assert waited
     assert store.qualification("L9").account_id == "ACC"
     _assert_live_is_the_reference(store)
+
+
+def test_two_members_engaged_at_once_make_their_account_an_mqa(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two members of one account engaged at the same instant by two processes: each
+    made the account's status from the other's flags before its engagement, so the
+    account stayed short of its MQA (3 engaged leads) until a later write."""
+    profiles = [
+        LeadProfile(lead, f"{lead.lower()}@acme.io", "A-1", {"seniority": "vp"},
+                    NOW - timedelta(days=9))
+        for lead in ("L1", "L2", "L3")
+    ]  # fmt: skip
+    engaged = [Event("E-3", "demo_request", NOW - timedelta(hours=3), "L3")]
+    Ingestor(store, MODEL).apply([*profiles, *engaged], NOW)
+    one = [Event("E-1", "demo_request", NOW - timedelta(hours=1), "L1")]
+    two = [Event("E-2", "demo_request", NOW - timedelta(hours=1), "L2")]
+    *_, waited = _race(store, one, two, monkeypatch)
+    assert waited
+    with store.engine.connect() as connection:
+        t = schema.account_status
+        mqa, engaged_leads = connection.execute(
+            select(t.c.mqa, t.c.engaged_leads).where(t.c.account_id == "A-1")
+        ).one()
+    assert (mqa, engaged_leads) == (True, 3)
+    _assert_live_is_the_reference(store)

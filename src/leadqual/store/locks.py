@@ -17,7 +17,8 @@ Classes (ASCII of a short name, fitting PostgreSQL's ``int4`` key):
 * :data:`TICK_LOCK` by the tick under way (``service.ingest.tick``).
 
 Besides these, every append locks the **identities** its facts name
-(:func:`send_identity_locks`): lead ids, emails, visitor ids and email domains.
+(:func:`send_identity_locks`): lead ids, emails, visitor ids, email domains
+and accounts (those named, and those its leads count for).
 Attribution reads the identity tables (who owns an email, who a visitor is, which
 lead an id was merged into, which account a domain belongs to) and writes rows
 that depend on them. Two transactions that name one identity at once would each
@@ -80,10 +81,14 @@ def shared_lock_sql(key: int) -> str:
 IDENTITY_LOCKS_SQL = (
     "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(h) FROM ("
     "SELECT DISTINCT hashtextextended(coalesce(current_schema(), '') || '|' || k, 0) AS h "
-    "FROM unnest(CAST(%s AS text[])) AS k) AS keys ORDER BY h) AS locked"
+    "FROM (SELECT unnest(CAST(%s AS text[])) AS k UNION ALL "
+    "SELECT 'account:' || account_id FROM lead_state "
+    "WHERE lead_id = ANY(CAST(%s AS text[])) AND account_id IS NOT NULL) AS named"
+    ") AS keys ORDER BY h) AS locked"
 )
-"""Takes an identity's lock for each key, in the order of their hashes (so two
-transactions wanting some of the same ones never wait for each other in a cycle)."""
+"""Takes an identity's lock for each key, and an account's for the account each of the
+given leads counts for, in the order of their hashes (so two transactions wanting some
+of the same ones never wait for each other in a cycle)."""
 
 
 def identity_keys(
@@ -91,17 +96,26 @@ def identity_keys(
     emails: Iterable[str] = (),
     visitors: Iterable[str] = (),
     domains: Iterable[str] = (),
+    accounts: Iterable[str] = (),
 ) -> list[str]:
     """The lock keys of these identities (emails and domains normalised by the caller)."""
-    kinds = (("lead", lead_ids), ("email", emails), ("visitor", visitors), ("domain", domains))
+    kinds = (("lead", lead_ids), ("email", emails), ("visitor", visitors), ("domain", domains),
+             ("account", accounts))  # fmt: skip
     return sorted({f"{kind}:{value}" for kind, values in kinds for value in values})
 
 
-def send_identity_locks(connection: Connection, keys: Sequence[str]) -> Sent | None:
-    """Take the locks of ``keys`` (:func:`identity_keys`) for the open transaction,
-    waiting for their holders; sent without waiting for the answer, so the statements
-    after it in a pipeline run once it is granted. None on SQLite (one writer at a
-    time already) or without keys."""
+def send_identity_locks(
+    connection: Connection, keys: Sequence[str], lead_ids: Iterable[str] = ()
+) -> Sent | None:
+    """Take the locks of ``keys`` (:func:`identity_keys`), and of the accounts the stored
+    states of ``lead_ids`` count for, for the open transaction, waiting for their
+    holders; sent without waiting for the answer, so the statements after it in a
+    pipeline run once it is granted. None on SQLite (one writer at a time already) or
+    without keys.
+
+    An account's lock makes writes to its members take turns: each one's account
+    status is made from the others' committed flags (two members engaged at the same
+    instant by two processes left the account short of its MQA)."""
     if connection.dialect.name != "postgresql" or not keys:
         return None
-    return send_select_with(connection, IDENTITY_LOCKS_SQL, (list(keys),))
+    return send_select_with(connection, IDENTITY_LOCKS_SQL, (list(keys), sorted(set(lead_ids))))

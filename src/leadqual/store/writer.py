@@ -96,9 +96,13 @@ def append_facts(
         for item in encoded
         if item.table == "events" and item.row["visitor_id"] is not None
     }
-    identity_locks = locks.send_identity_locks(
-        connection, locks.identity_keys(lead_ids, emails, visitors, _domains(encoded))
-    )
+    named_accounts = {
+        item.row["account_id"]
+        for item in encoded
+        if item.table in ("lead_profiles", "account_profiles") and item.row["account_id"]
+    }
+    keys = locks.identity_keys(lead_ids, emails, visitors, _domains(encoded), named_accounts)
+    identity_locks = locks.send_identity_locks(connection, keys, lead_ids)
     identity = Identity(connection, now)
     queries = _stored_hash_queries(by_table)
     if strict:
