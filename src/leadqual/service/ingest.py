@@ -974,6 +974,7 @@ class Ingestor:
             work.add_account_profiles(account_profiles)
             relinked = work.relinked_by_domain() - touched - gone
             work.load_leads_readonly(relinked)
+            now = work.serialise_time(now)  # one may be ahead: written while this one waited
             touched |= relinked
             for lead in touched:
                 work.leads[lead].advance(now, self.plan)
