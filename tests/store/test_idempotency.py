@@ -74,6 +74,32 @@ def test_the_same_number_written_otherwise_is_the_same_event(store: Store) -> No
     assert store.load_facts(["L1"]).events[-1].properties == {"n": 3}
 
 
+def test_a_profile_resent_with_its_numbers_written_otherwise_is_the_same_profile(
+    store: Store,
+) -> None:
+    """A profile's id is the hash of its content, so one resent with 500.0 for 500 came
+    with an id of its own and was stored again (``accepted: 1``): it is a duplicate of
+    the stored profile of its lead (account) at the same time."""
+    lead = LeadProfile("L9", "l9@acme.io", None, {"employees": 500, "score": 0}, T0)
+    account = AccountProfile("A9", "acme.io", {"employees": 500}, T0)
+    assert store.append([lead, account]).accepted == 2
+    before = dump(store)
+    again = [
+        LeadProfile("L9", "l9@acme.io", None, {"employees": 500.0, "score": -0.0}, T0),
+        AccountProfile("A9", "acme.io", {"employees": 500.0}, T0),
+    ]
+    assert store.append(again).duplicates == 2
+    assert dump(store) == before
+    changed = [LeadProfile("L9", "l9@acme.io", None, {"employees": 500.5, "score": 0}, T0)]
+    assert store.append(changed).accepted == 1  # another value: a new profile
+    later = [
+        LeadProfile(
+            "L9", "l9@acme.io", None, {"employees": 500, "score": 0}, T0 + timedelta(days=1)
+        )
+    ]
+    assert store.append(later).accepted == 1  # the same values at another time: new too
+
+
 @pytest.mark.parametrize(
     "changed",
     [

@@ -394,9 +394,10 @@ def same_payload(sent: Fact, stored: Fact) -> bool:
     in an event's properties are one number, as they are to the model. The payload hash
     keeps them apart (the store gives back what was sent, types included), so a hash
     that differs is looked at again with this before it is a conflict; the fact first
-    stored is the one kept. (A profile's id is its hash: one resent with ``1.0`` for
-    ``1`` is another profile with the same values. An outcome's amount is always a
-    float, and the other facts hold no number.)"""
+    stored is the one kept. A profile's id is its hash, so one resent with ``1.0`` for
+    ``1`` comes with another id: the writer compares it with the stored profiles of
+    its lead or account at the same time. (An outcome's amount is always a float, and
+    the other facts hold no number.)"""
     if type(sent) is not type(stored):
         return False
     received = datetime(1970, 1, 1, tzinfo=UTC)
@@ -405,9 +406,12 @@ def same_payload(sent: Fact, stored: Fact) -> bool:
 
 
 def _json_numbers(fact: Fact) -> Fact:
-    """The fact with every integral float of an event's properties written as an integer."""
+    """The fact with every integral float of an event's properties, or of a profile's
+    attributes, written as an integer."""
     if isinstance(fact, Event):
         return replace(fact, properties=_integral(fact.properties))
+    if isinstance(fact, LeadProfile | AccountProfile):
+        return replace(fact, attributes=_integral(fact.attributes))
     return fact
 
 

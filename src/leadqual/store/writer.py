@@ -23,7 +23,7 @@ from leadqual.facts.types import Fact
 from leadqual.store import codec, locks, schema
 from leadqual.store.codec import Encoded
 from leadqual.store.identity import Identity, normalise_email, stays_with_its_record
-from leadqual.store.statements import InQuery, insert_many, rows_of
+from leadqual.store.statements import InQuery, chunks, insert_many, rows_of
 
 TABLES: dict[str, Table] = {table.name: table for table in schema.FACT_TABLES}
 KIND = {
@@ -117,6 +117,7 @@ def append_facts(
     fresh, duplicates = _new_facts(
         by_table, stored[: len(by_table)], len(encoded), position, same_as_stored
     )
+    duplicates += _drop_resent_profiles(connection, fresh, lambda row: facts[position[id(row)]])
     if strict:
         _check_known(identity, fresh, {lead for (lead,) in stored[-1]}, position)
 
@@ -264,6 +265,38 @@ def _new_facts(
             del items[fact_id]
         fresh[name] = [item.row for item in items.values()]
     return fresh, sent - sum(len(rows) for rows in fresh.values())
+
+
+def _drop_resent_profiles(
+    connection: Connection, fresh: dict[str, list[codec.Row]], fact_of: Callable[[codec.Row], Fact]
+) -> int:
+    """Drop from ``fresh`` the profiles already stored with their numbers written another
+    way (``42.0`` for ``42``): a profile's id is the hash of its content, so such a
+    profile comes with an id of its own. It is the stored profile, sent again, when its
+    lead (account) has a stored profile at the same time with the same payload as JSON
+    reads it (``codec.same_payload``). Returns how many were dropped."""
+    dropped = 0
+    for table, owner in (("lead_profiles", "lead_id"), ("account_profiles", "account_id")):
+        rows = fresh[table]
+        if not rows:
+            continue
+        t = TABLES[table]
+        owners = sorted({row[owner] for row in rows})
+        stored: dict[tuple[str, Any], list[Fact]] = {}
+        for part in chunks(owners):
+            for found in connection.execute(select(t).where(t.c[owner].in_(part))).mappings():
+                fact = codec.DECODERS[table](found)
+                stored.setdefault((found[owner], fact.at), []).append(fact)
+        kept = []
+        for row in rows:
+            sent = fact_of(row)
+            earlier = stored.get((row[owner], row["at"]), [])
+            if any(codec.same_payload(sent, fact) for fact in earlier):
+                dropped += 1
+            else:
+                kept.append(row)
+        fresh[table] = kept
+    return dropped
 
 
 def _stored_fact(connection: Connection, table: str, fact_id: str) -> Fact:
