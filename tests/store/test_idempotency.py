@@ -84,7 +84,7 @@ def test_a_profile_resent_with_its_numbers_written_otherwise_is_the_same_profile
     account = AccountProfile("A9", "acme.io", {"employees": 500}, T0)
     assert store.append([lead, account]).accepted == 2
     before = dump(store)
-    again = [
+    again: list[Fact] = [
         LeadProfile("L9", "l9@acme.io", None, {"employees": 500.0, "score": -0.0}, T0),
         AccountProfile("A9", "acme.io", {"employees": 500.0}, T0),
     ]
