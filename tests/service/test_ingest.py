@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from leadqual.api.background import Ticker
 from leadqual.api.runtime import Runtime
 from leadqual.cli import app
-from leadqual.engine.incremental import Plan
+from leadqual.engine.incremental import AccountState, Plan
 from leadqual.engine.reference import MemberFlags, evaluate_all
 from leadqual.errors import ConflictError, FactError, NotFoundError
 from leadqual.facts.types import AccountProfile, Decision, Event, Fact, LeadProfile, Outcome, Value
@@ -832,3 +832,30 @@ def test_a_rebuild_never_moves_a_lead_back_in_time(store: Store) -> None:
     assert rebuilt.stage_changes == ()
     stored = store.qualification("L1")
     assert (stored.stage, stored.as_of) == ("customer", ahead)
+
+
+def test_an_account_state_keeps_pending_only_the_profiles_still_to_come(store: Store) -> None:
+    """The live service never advanced account states: every dated profile an account
+    ever had stayed pending in its state, read and written again with each of its
+    profiles (a CRM syncing the account daily made it grow without end)."""
+    ingestor = Ingestor(store, MODEL)
+    start = NOW - timedelta(days=40)
+    lead = LeadProfile("L1", "l1@acme.io", None, {"seniority": "vp"}, start)
+    ingestor.apply([lead], start)
+    for day in range(30):
+        at = start + timedelta(days=day)
+        synced = AccountProfile("A-1", "acme.io", {"employees": 100 + day}, at)
+        ingestor.apply([synced], at + timedelta(hours=1))
+    ahead = NOW + timedelta(days=1)
+    ingestor.apply([AccountProfile("A-1", None, {"employees": 7}, ahead)], NOW)
+    with store.engine.connect() as connection:
+        t = schema.account_state
+        stored = connection.scalar(select(t.c.state).where(t.c.account_id == "A-1"))
+    account = AccountState.from_json(stored)
+    assert [p.at for p, _ in account.pending] == [ahead]
+    assert account.horizon == NOW
+    [expected] = evaluate_all(MODEL, store.load_facts(resolve=True), NOW)
+    stored_q = store.qualification("L1")
+    assert (stored_q.fit, stored_q.grade, stored_q.account_id) == (
+        expected.fit, expected.grade, "A-1"
+    )  # fmt: skip

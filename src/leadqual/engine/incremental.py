@@ -713,9 +713,9 @@ class AccountState:
     def next_pending(self, after: datetime) -> datetime | None:
         """When the next profile dated after ``after`` comes due (None: none is).
 
-        The live service does not advance account states (their horizon stays
-        where ``recompute`` left it), so profiles already due stay pending
-        beside those dated ahead: only the latter are a change to come.
+        The live service advances an account's state only when it writes it (a
+        profile of the account came), so profiles that came due since can still
+        be pending beside those dated ahead: only the latter are a change to come.
         """
         times = [p.at for p, _ in self.pending if p.at is not None and p.at > after]
         return min(times) if times else None

@@ -282,7 +282,10 @@ class _Work:
 
     def take_accounts(self, rows: Iterable[tuple[Any, ...]]) -> None:
         for account, stored in rows:
-            self.accounts[account] = AccountState.from_json(stored)
+            state = AccountState.from_json(stored)
+            if state.horizon is not None and state.horizon > self.now:
+                raise StateAhead(state.horizon)  # its profiles are folded up to a later time
+            self.accounts[account] = state
 
     def add_account_profiles(self, profiles: Sequence[AccountProfile]) -> None:
         self.load_accounts(p.account_id for p in profiles)
@@ -975,6 +978,8 @@ class Ingestor:
             relinked = work.relinked_by_domain() - touched - gone
             work.load_leads_readonly(relinked)
             now = work.serialise_time(now)  # one may be ahead: written while this one waited
+            for account in work.changed_accounts:  # written: fold what is due, keep the rest
+                work.accounts[account].advance(now)
             touched |= relinked
             for lead in touched:
                 work.leads[lead].advance(now, self.plan)
@@ -1047,8 +1052,8 @@ class _ModelCheck:
 
 
 class StateAhead(Exception):
-    """A lead's state read by a transaction is already at a later time than the
-    transaction's: it starts again at that time (nothing was written)."""
+    """A lead's (or an account's) state read by a transaction is already at a later time
+    than the transaction's: it starts again at that time (nothing was written)."""
 
     def __init__(self, at: datetime) -> None:
         super().__init__(f"a lead's state is already at {at.isoformat()}")
