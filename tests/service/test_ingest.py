@@ -851,6 +851,7 @@ def test_an_account_state_keeps_pending_only_the_profiles_still_to_come(store: S
     with store.engine.connect() as connection:
         t = schema.account_state
         stored = connection.scalar(select(t.c.state).where(t.c.account_id == "A-1"))
+    assert isinstance(stored, str)
     account = AccountState.from_json(stored)
     assert [p.at for p, _ in account.pending] == [ahead]
     assert account.horizon == NOW
