@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, false, or_, select
 from sqlalchemy.engine import Connection
 
 from leadqual.errors import FactConflictError, UnknownLeadError
@@ -282,9 +282,13 @@ def _drop_resent_profiles(
             continue
         t = TABLES[table]
         owners = sorted({row[owner] for row in rows})
+        times = {row["at"] for row in rows}
+        dated = [at for at in times if at is not None]
+        same_time = or_(t.c.at.in_(dated), t.c.at.is_(None) if None in times else false())
         stored: dict[tuple[str, Any], list[Fact]] = {}
         for part in chunks(owners):
-            for found in connection.execute(select(t).where(t.c[owner].in_(part))).mappings():
+            query = select(t).where(t.c[owner].in_(part), same_time)
+            for found in connection.execute(query).mappings():
                 fact = codec.DECODERS[table](found)
                 stored.setdefault((found[owner], fact.at), []).append(fact)
         kept = []
