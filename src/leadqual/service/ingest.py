@@ -1056,7 +1056,7 @@ class StateAhead(Exception):
     than the transaction's: it starts again at that time (nothing was written)."""
 
     def __init__(self, at: datetime) -> None:
-        super().__init__(f"a lead's state is already at {at.isoformat()}")
+        super().__init__(f"a lead's or account's state is already at {at.isoformat()}")
         self.at = at
 
 
