@@ -664,6 +664,11 @@ def test_the_routing_in_force_says_who_takes_leads_now_and_what_waits(
         assert again["loaded_at"] > loaded
     for api in start_api(database_url, tick_seconds=None):  # no routing file
         assert "without routing" in assert_error(api.as_("read").get("/v1/routing"), 404)["message"]
+        # two models of one name were both renamed after their modules (a client made
+        # from the schema broke)
+        names = set(api.as_("read").get("/openapi.json").json()["components"]["schemas"])
+        assert {"RoutingOut", "RoutingInForce"} <= names
+        assert not [name for name in names if "__" in name]
 
 
 def test_with_a_routing_file_a_team_or_rep_it_does_not_have_is_422(database_url: str) -> None:

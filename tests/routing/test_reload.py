@@ -80,3 +80,54 @@ def test_a_changed_routing_file_is_in_force_from_the_next_tick(
     assert "team 'senior_consultants' is not declared" in caplog.messages[-1]
     runtime.apply(mql_facts("L2", "DE", now))
     assert open_assignments(store)["L2"] == ("sales_reps", "ben")  # ana is still away
+
+
+def test_a_routing_file_that_cannot_be_read_is_refused_once_and_the_routing_stays(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes that are not UTF-8 and a YAML alias that contains itself raised out of the
+    tick ("tick failed", its work skipped); a deleted file was logged at every tick."""
+    caplog.set_level(logging.INFO, logger="leadqual.api")
+    path = tmp_path / "routing.yaml"
+    _routing(path)
+    runtime = Runtime(store, MODEL, routing=path)
+    in_force = runtime.routing
+    for bad in (b'teams:\n  sales_reps: {reps: [{id: "\xff"}]}\n', b"teams: &a [*a]\n"):
+        path.write_bytes(bad)
+        caplog.clear()
+        assert runtime.reload_routing() is False
+        [refused] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert "the previous one stays" in refused
+        assert runtime.routing is in_force
+    path.unlink()
+    caplog.clear()
+    for _ in range(3):
+        assert runtime.reload_routing() is False
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "cannot be read" in errors[0]
+    _routing(path, "{from: 2020-01-01T00:00:00Z, until: 2020-01-02T00:00:00Z}")
+    assert runtime.reload_routing() is True  # back: loaded again
+    Ticker(runtime, 60.0).turn()  # a tick with it works
+
+
+def test_the_absence_shown_is_the_one_that_ends_last_of_those_under_way() -> None:
+    from leadqual.api.routers.routing import _absence
+    from leadqual.routing.config import Away
+
+    now = datetime(2026, 7, 6, 12, tzinfo=UTC)
+
+    def away(start: timedelta, until: timedelta) -> Away:
+        return Away.model_validate({"from": now + start, "until": now + until})
+
+    short, long = (
+        away(-timedelta(hours=2), timedelta(hours=1)),
+        away(-timedelta(days=1), timedelta(days=14)),
+    )
+    shown = _absence([short, long], now)
+    assert shown is not None and shown.until == (now + timedelta(days=14)).isoformat()
+    coming = _absence(
+        [away(timedelta(days=3), timedelta(days=4)), away(timedelta(days=2), timedelta(days=5))],
+        now,
+    )
+    assert coming is not None and coming.start == (now + timedelta(days=2)).isoformat()
+    assert _absence([away(-timedelta(days=3), -timedelta(days=2))], now) is None

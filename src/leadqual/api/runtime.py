@@ -197,7 +197,10 @@ class Runtime:
         try:
             digest = _digest(path)
         except OSError as error:
-            log.error("routing file %s cannot be read (%s); the previous one stays", path, error)
+            if self._routing_digest != _UNREADABLE:  # reported once, until it is back
+                self._routing_digest = _UNREADABLE
+                log.error("routing file %s cannot be read (%s); the previous one stays",
+                          path, error)  # fmt: skip
             return False
         if digest == self._routing_digest:
             return False
@@ -209,6 +212,10 @@ class Runtime:
             except ModelError as error:
                 log.error("routing file %s changed but is refused; the previous one stays:\n%s",
                           path, error)  # fmt: skip
+                return False
+            except (OSError, ValueError, RecursionError) as error:  # not UTF-8, alias loops
+                log.error("routing file %s changed but cannot be read (%s: %s); the previous "
+                          "one stays", path, type(error).__name__, error)  # fmt: skip
                 return False
             for warning in warnings:
                 log.warning("routing file: %s", warning)
@@ -225,6 +232,10 @@ class Runtime:
         with self._swap_lock:
             self._ingestor = Ingestor(self.store, model, version_id, self.routing)
         log.info("model %s version %s is active", model.name, model.version)
+
+
+_UNREADABLE = "unreadable"
+"""The digest remembered for a routing file that cannot be read (so that is logged once)."""
 
 
 def _digest(path: Path) -> str:

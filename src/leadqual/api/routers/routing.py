@@ -30,16 +30,16 @@ router = APIRouter(
 )
 
 
-class AbsenceOut(BaseModel):
+class Absence(BaseModel):
     start: str = Field(serialization_alias="from")
     until: str
 
 
-class RepOut(BaseModel):
+class RepInForce(BaseModel):
     rep: str
     available: bool = Field(description="Gets new leads now: not away and under capacity.")
     away: bool
-    absence: AbsenceOut | None = Field(
+    absence: Absence | None = Field(
         description="The absence under way now, else the next one to come (null: none)."
     )
     capacity: int | None = Field(description="Most open leads at once (null: no limit).")
@@ -47,13 +47,13 @@ class RepOut(BaseModel):
     territory: dict[str, list[str | int | float | dict[str, float]]]
 
 
-class TeamOut(BaseModel):
+class TeamInForce(BaseModel):
     team: str
     queued: int = Field(description="Leads waiting in the team's queue for an available rep.")
-    reps: list[RepOut]
+    reps: list[RepInForce]
 
 
-class SlaOut(BaseModel):
+class SlaInForce(BaseModel):
     stage: str
     within_seconds: int
     business_hours: bool
@@ -61,7 +61,7 @@ class SlaOut(BaseModel):
     reassign_on_breach: bool
 
 
-class BusinessHoursOut(BaseModel):
+class BusinessHoursInForce(BaseModel):
     timezone: str
     days: list[str]
     start: str
@@ -69,16 +69,18 @@ class BusinessHoursOut(BaseModel):
     holidays: list[str]
 
 
-class RoutingOut(BaseModel):
+class RoutingInForce(BaseModel):
     as_of: str = Field(description="When availability was worked out (now).")
     loaded_at: str = Field(description="When the routing file in force was loaded.")
-    teams: list[TeamOut]
-    sla: list[SlaOut]
-    business_hours: BusinessHoursOut
+    teams: list[TeamInForce]
+    sla: list[SlaInForce]
+    business_hours: BusinessHoursInForce
 
 
-@router.get("", response_model=RoutingOut, response_model_by_alias=True, responses=responses(404))
-def routing(runtime: RuntimeDep) -> RoutingOut:
+@router.get(
+    "", response_model=RoutingInForce, response_model_by_alias=True, responses=responses(404)
+)
+def routing(runtime: RuntimeDep) -> RoutingInForce:
     """The routing in force: each team's reps with their availability now (away,
     capacity, open leads) and territory, each team's queue, the SLAs and business hours.
     A 404 when the service runs without a routing file."""
@@ -93,11 +95,11 @@ def routing(runtime: RuntimeDep) -> RoutingOut:
     with runtime.store.engine.connect() as connection:
         load = {rep: count for rep, count in connection.execute(open_leads_query(reps))}
         queued = {team: count for team, count in connection.execute(queued_query())}
-    return RoutingOut(
+    return RoutingInForce(
         as_of=now.isoformat(),
         loaded_at=runtime.routing_loaded_at.isoformat(),
         teams=[
-            TeamOut(
+            TeamInForce(
                 team=name,
                 queued=queued.get(name, 0),
                 reps=[_rep(rep, load.get(rep.id, 0), now) for rep in team.reps],
@@ -105,7 +107,7 @@ def routing(runtime: RuntimeDep) -> RoutingOut:
             for name, team in config.teams.items()
         ],
         sla=[
-            SlaOut(
+            SlaInForce(
                 stage=sla.stage,
                 within_seconds=int(sla.within.total_seconds()),
                 business_hours=sla.business_hours,
@@ -118,9 +120,9 @@ def routing(runtime: RuntimeDep) -> RoutingOut:
     )
 
 
-def _rep(rep: Rep, open_leads: int, now: datetime) -> RepOut:
+def _rep(rep: Rep, open_leads: int, now: datetime) -> RepInForce:
     away = rep.is_away(now)
-    return RepOut(
+    return RepInForce(
         rep=rep.id,
         available=not away and has_room(rep, open_leads),
         away=away,
@@ -134,19 +136,23 @@ def _rep(rep: Rep, open_leads: int, now: datetime) -> RepOut:
     )
 
 
-def _absence(absences: list[Away], now: datetime) -> AbsenceOut | None:
-    """The absence under way at ``now``, else the next one (by start)."""
+def _absence(absences: list[Away], now: datetime) -> Absence | None:
+    """The absence under way at ``now`` (of overlapping ones, the one that ends last),
+    else the next one (by start)."""
     current = [a for a in absences if a.covers(now)]
     later = sorted((a for a in absences if a.start > now), key=lambda a: a.start)
-    chosen = current[0] if current else (later[0] if later else None)
+    if current:
+        chosen: Away | None = max(current, key=lambda a: a.until)
+    else:
+        chosen = later[0] if later else None
     if chosen is None:
         return None
-    return AbsenceOut(start=chosen.start.isoformat(), until=chosen.until.isoformat())
+    return Absence(start=chosen.start.isoformat(), until=chosen.until.isoformat())
 
 
-def _hours(config: RoutingConfig) -> BusinessHoursOut:
+def _hours(config: RoutingConfig) -> BusinessHoursInForce:
     hours = config.business_hours
-    return BusinessHoursOut(
+    return BusinessHoursInForce(
         timezone=hours.timezone,
         days=list(hours.days),
         start=hours.start.isoformat("minutes"),
