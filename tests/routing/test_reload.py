@@ -131,3 +131,24 @@ def test_the_absence_shown_is_the_one_that_ends_last_of_those_under_way() -> Non
     )
     assert coming is not None and coming.start == (now + timedelta(days=2)).isoformat()
     assert _absence([away(-timedelta(days=3), -timedelta(days=2))], now) is None
+
+
+def test_the_open_leads_of_a_rep_taken_off_the_team_move_at_the_next_tick(
+    store: Store, tmp_path: Path
+) -> None:
+    """A rep taken off the team in the routing file of a running service kept their
+    open leads for good (and ``GET /v1/routing`` showed them nowhere): the next tick
+    moves them as for time away, once."""
+    path = tmp_path / "routing.yaml"
+    _routing(path)
+    runtime = Runtime(store, MODEL, routing=path)
+    runtime.apply(mql_facts("L1", "DE", datetime.now(UTC)))
+    assert open_assignments(store)["L1"] == ("sales_reps", "ana")
+    path.write_text(path.read_text().replace("      - id: ana\n", "      - id: zoe\n"))
+    Ticker(runtime, 60.0).turn()
+    assert open_assignments(store)["L1"] == ("sales_reps", "zoe")  # ana's territory now
+    ended = store.assignments("L1")[0]
+    assert (ended.rep, ended.ended_reason, ended.ended_cause) == (
+        "ana", "ana is no longer in team sales_reps", "rep_removed"
+    )  # fmt: skip
+    assert runtime.routing is not None and runtime.routing.left_reps() == {}

@@ -1243,21 +1243,20 @@ def test_each_end_stores_its_cause_as_announced(store: Store) -> None:
     """``assignments`` had no end cause: routing parsed ``ended_reason`` to find a breach.
     Every end stores, in ``ended_cause``, the cause its ``assignment_ended`` carries."""
     _subscribe(store)
-    routing = load_routing_text(
-        """
+    eve = "      - {id: eve, away: [{from: 2026-07-06T11:00:00Z, until: 2026-07-06T18:00:00Z}]}\n"
+    text = f"""
 teams:
   smb:
     reps:
-      - {id: ana}
-      - {id: ben, away: [{from: 2026-07-06T11:00:00Z, until: 2026-07-20T00:00:00Z}]}
+      - {{id: ana}}
+      - {{id: ben, away: [{{from: 2026-07-06T11:00:00Z, until: 2026-07-20T00:00:00Z}}]}}
   ent:
     reps:
-      - {id: ana}
-      - {id: eve, away: [{from: 2026-07-06T11:00:00Z, until: 2026-07-06T18:00:00Z}]}
-sla:
-  - {stage: mql, within: 4h, business_hours: false, reassign_on_breach: true}
+      - {{id: ana}}
+{eve}sla:
+  - {{stage: mql, within: 4h, business_hours: false, reassign_on_breach: true}}
 """
-    )
+    routing = load_routing_text(text)
     ingestor = Ingestor(store, TWO_TEAMS_MODEL, routing=routing)
     ingestor.apply([_profile(lead, "US", NOW) for lead in ("S1", "S2", "S3", "S4")], NOW)
     assert open_assignments(store) == {
@@ -1274,8 +1273,13 @@ sla:
     back = datetime(2026, 7, 6, 18, 5, tzinfo=UTC)  # eve is back; S2's clock (ana) is due
     tick(store, TWO_TEAMS_MODEL, back, routing=routing)
     assert open_assignments(store) == {"S1": ("ent", "eve"), "S2": ("smb", None)}
+    without_eve = load_routing_text(text.replace(eve, ""))  # the file changes while serving
+    without_eve.follow(routing)
+    tick(store, TWO_TEAMS_MODEL, back + timedelta(minutes=5), routing=without_eve)
+    assert open_assignments(store) == {"S1": ("ent", "ana"), "S2": ("smb", None)}
     ends = _ends(store)
     assert ends == [
+        ("S1", "ent", "eve", "eve is no longer in team ent", "rep_removed"),
         ("S1", "ent", None, "a rep became available", "dequeued"),
         ("S1", "smb", "ana", "SLA for mql breached", "sla_breached"),
         ("S1", "smb", None, "routed to team ent", "rerouted"),

@@ -139,7 +139,10 @@ class Runtime:
     def tick(self) -> ApplyResult:
         """Re-qualify the leads whose stage changes with time alone (decay, inactivity)."""
         with self._write_lock:
-            return self._write(lambda ingestor: ingestor.tick(datetime.now(UTC)))
+            result = self._write(lambda ingestor: ingestor.tick(datetime.now(UTC)))
+            if not result.skipped and self.routing is not None:
+                self.routing.forget_left()  # their leads moved with this tick
+            return result
 
     def _write(
         self,
@@ -219,6 +222,8 @@ class Runtime:
                 return False
             for warning in warnings:
                 log.warning("routing file: %s", warning)
+            if self.routing is not None:
+                config.follow(self.routing)  # reps taken off a team: their leads move
             self.routing = config
             self.routing_loaded_at = datetime.now(UTC)
             self.activator.routing = config

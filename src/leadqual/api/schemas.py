@@ -308,8 +308,8 @@ class AssignmentRow(BaseModel):
     ended_reason: str | None
     ended_cause: str | None
     """Why it ended, as a machine cause (``rerouted``, ``unrouted``, ``merged``,
-    ``sla_breached``, ``rep_away``, ``dequeued``; null while open, and for assignments
-    ended before it was stored, except breaches)."""
+    ``sla_breached``, ``rep_away``, ``rep_removed``, ``dequeued``; null while open, and for
+    assignments ended before it was stored, except breaches)."""
     model_version_id: int | None
 
 

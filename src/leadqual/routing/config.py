@@ -226,6 +226,27 @@ class RoutingConfig(_Spec):
     sla: list[Sla] = []
     _marks: Marks = PrivateAttr(default_factory=Marks)
     _file: str | None = PrivateAttr(default=None)
+    _left: dict[str, set[str]] = PrivateAttr(default_factory=dict)
+
+    def follow(self, previous: RoutingConfig) -> None:
+        """Note the reps ``previous`` (the file this one replaces while serving) listed in
+        a team and this one does not: the next tick moves their open leads there to
+        colleagues (:meth:`left_reps`)."""
+        for name in self.teams.keys() & previous.teams.keys():
+            listed = {rep.id for rep in self.teams[name].reps}
+            before = {rep.id for rep in previous.teams[name].reps}
+            gone = (before | previous._left.get(name, set())) - listed  # not moved yet too
+            if gone:
+                self._left.setdefault(name, set()).update(gone)
+
+    def left_reps(self) -> dict[str, set[str]]:
+        """Per team, the reps who left it when this file replaced the previous one and
+        whose open leads there are still to move (see :meth:`follow`)."""
+        return self._left
+
+    def forget_left(self) -> None:
+        """A tick moved the open leads of the reps who left: nothing more to look for."""
+        self._left.clear()
 
     def problem(self, loc: tuple[str | int, ...], message: str) -> Problem:
         """A fault at ``loc`` of the file this config was read from (file:line as known)."""

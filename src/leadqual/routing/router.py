@@ -97,13 +97,16 @@ lead merged into it, in the same team (:meth:`_Transaction.kept`), instead of ch
 by the team's method; the assignment keeps the routing rule."""
 
 
-EndCause = Literal["rerouted", "unrouted", "merged", "sla_breached", "rep_away", "dequeued"]
+EndCause = Literal[
+    "rerouted", "unrouted", "merged", "sla_breached", "rep_away", "rep_removed", "dequeued"
+]
 END_CAUSES: tuple[EndCause, ...] = get_args(EndCause)
 """Why an assignment ended (``assignment_ended``'s ``cause``): the lead was routed to
 another team; it left routing (a stage no routing rule covers: disqualified, recycled);
 it was merged into another lead; its SLA was breached and it moved to another rep; its
-rep is away; it waited in the team's queue and a rep took it. Stored in the ended
-assignment's ``ended_cause``, beside ``ended_reason`` in words."""
+rep is away; its rep was taken off the team in the routing file while serving; it
+waited in the team's queue and a rep took it. Stored in the ended assignment's
+``ended_cause``, beside ``ended_reason`` in words."""
 
 
 def breach_reason(stage: str) -> str:
@@ -926,16 +929,20 @@ class _Transaction:
         return current
 
     def reassign_away(self) -> None:
+        """Move to colleagues the open leads of reps who are away, and of reps who left
+        a team when the routing file changed while serving (``RoutingConfig.left_reps``)."""
         away: dict[str, list[str]] = defaultdict(list)
         for team_name, team in self.config.teams.items():
             for rep in team.reps:
                 if rep.is_away(self.now):
                     away[team_name].append(rep.id)
-        if not away:
+        left = self.config.left_reps()
+        if not away and not left:
             return
         a = schema.assignments
         held: list[Any] = []
-        for team_name, reps in sorted(away.items()):
+        for team_name in sorted(away.keys() | left.keys()):
+            reps = sorted({*away.get(team_name, ()), *left.get(team_name, ())})
             query = (
                 select(a.c.id, a.c.lead_id, a.c.team, a.c.rep, a.c.method, a.c.rule)
                 .where(a.c.team == team_name, a.c.rep.in_(reps), a.c.ended_at.is_(None))
@@ -947,7 +954,11 @@ class _Transaction:
         for row in held:
             current = _Open(row.id, row.team, row.rep)
             self.open[row.lead_id] = current
-            self._reassign(row.lead_id, current, f"{row.rep} is away", "rep_away")
+            if row.rep in left.get(row.team, ()):
+                why = f"{row.rep} is no longer in team {row.team}"
+                self._reassign(row.lead_id, current, why, "rep_removed")
+            else:
+                self._reassign(row.lead_id, current, f"{row.rep} is away", "rep_away")
         self._hand_over()
 
     def assign_queued(self) -> None:
