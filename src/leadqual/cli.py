@@ -750,13 +750,13 @@ def serve_command(
     import uvicorn
 
     from leadqual.api import create_app
-    from leadqual.api.app import WORKER_OPTIONS_VARIABLE
+    from leadqual.api.app import LOG_FORMAT, WORKER_OPTIONS_VARIABLE
     from leadqual.api.runtime import register_model
     from leadqual.routing import load_routing
     from leadqual.store import Store
 
     config = load_routing(routing) if routing is not None else None  # faults before any work
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     with Store.open(database_url) as store:
         _check_routing(config, _serve_model(store, model))  # before a version is stored
         if model is not None:

@@ -141,6 +141,9 @@ def create_app(
     return app
 
 
+LOG_FORMAT = "%(levelname)s:     %(name)s: %(message)s"
+"""How ``leadqual serve`` and its worker processes log (uvicorn's own lines look alike)."""
+
 WORKER_OPTIONS_VARIABLE = "LEADQUAL_SERVE_WORKER_OPTIONS"
 """Where ``leadqual serve --workers N`` puts the app's options for its worker processes."""
 
@@ -156,6 +159,9 @@ def worker_app() -> FastAPI:
     deliveries are claimed row by row, and each worker ticks (on PostgreSQL
     one at a time; SQLite's write transactions take turns anyway).
     """
+    # a worker is a process of its own: it logs as `leadqual serve` does (a reloaded or
+    # refused routing file, model switches, failed ticks)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     options = json.loads(os.environ[WORKER_OPTIONS_VARIABLE])
     routing = options.get("routing")
     return create_app(
