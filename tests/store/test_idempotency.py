@@ -90,6 +90,8 @@ def test_a_profile_resent_with_its_numbers_written_otherwise_is_the_same_profile
     ]
     assert store.append(again).duplicates == 2
     assert dump(store) == before
+    both = [LeadProfile("L8", "l8@acme.io", None, {"n": n}, T0) for n in (7, 7.0)]
+    assert (store.append(both).accepted, store.append(both).duplicates) == (1, 2)
     changed = [LeadProfile("L9", "l9@acme.io", None, {"employees": 500.5, "score": 0}, T0)]
     assert store.append(changed).accepted == 1  # another value: a new profile
     later = [

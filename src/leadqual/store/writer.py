@@ -274,7 +274,8 @@ def _drop_resent_profiles(
     way (``42.0`` for ``42``): a profile's id is the hash of its content, so such a
     profile comes with an id of its own. It is the stored profile, sent again, when its
     lead (account) has a stored profile at the same time with the same payload as JSON
-    reads it (``codec.same_payload``). Returns how many were dropped."""
+    reads it (``codec.same_payload``), or one earlier in the batch has. Returns how many
+    were dropped."""
     dropped = 0
     for table, owner in (("lead_profiles", "lead_id"), ("account_profiles", "account_id")):
         rows = fresh[table]
@@ -294,11 +295,12 @@ def _drop_resent_profiles(
         kept = []
         for row in rows:
             sent = fact_of(row)
-            earlier = stored.get((row[owner], row["at"]), [])
+            earlier = stored.setdefault((row[owner], row["at"]), [])
             if any(codec.same_payload(sent, fact) for fact in earlier):
                 dropped += 1
             else:
                 kept.append(row)
+                earlier.append(sent)  # a copy later in the batch is a duplicate of it
         fresh[table] = kept
     return dropped
 
