@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from leadqual.store.statements import Sent, send_select_with
+from leadqual.store.statements import Sent, rows_of, send_select_with
 
 MIGRATION_LOCK = 0x6C716D69
 """Held while migrating ("lqmi")."""
@@ -119,3 +119,10 @@ def send_identity_locks(
     if connection.dialect.name != "postgresql" or not keys:
         return None
     return send_select_with(connection, IDENTITY_LOCKS_SQL, (list(keys), sorted(set(lead_ids))))
+
+
+def lock_identities(connection: Connection, keys: Sequence[str]) -> None:
+    """:func:`send_identity_locks` and wait until they are granted (for a caller with
+    nothing to send beside them: merging or linking by hand)."""
+    if (sent := send_identity_locks(connection, keys)) is not None:
+        rows_of(connection, sent)

@@ -35,7 +35,7 @@ from leadqual.engine.result import Qualification
 from leadqual.facts.dataset import FactSet
 from leadqual.facts.types import Fact
 from leadqual.store import identity, keys, locks, migrate, reader, schema, state, versions
-from leadqual.store.statements import driver_errors, rows_of
+from leadqual.store.statements import driver_errors
 from leadqual.store.writer import AppendResult, append_facts
 
 URL_VARIABLE = "LEADQUAL_DATABASE_URL"
@@ -272,9 +272,9 @@ class Transaction:
 
     def link_visitor(self, visitor_id: str, lead_id: str, at: datetime | None = None) -> bool:
         """Identify a visitor as a lead by hand; False when it was already identified."""
-        keys = locks.identity_keys(lead_ids=[lead_id], visitors=[visitor_id])
-        if (sent := locks.send_identity_locks(self.connection, keys)) is not None:
-            rows_of(self.connection, sent)
+        locks.lock_identities(
+            self.connection, locks.identity_keys(lead_ids=[lead_id], visitors=[visitor_id])
+        )
         ident = identity.Identity(self.connection, self.now)
         ident.preload([lead_id], [], [visitor_id])
         linked = ident.link_visitor(visitor_id, lead_id, None, at or self.now)
@@ -283,9 +283,7 @@ class Transaction:
 
     def merge_leads(self, lead_id: str, into: str, reason: str = "merged by hand") -> str | None:
         """Merge one lead into another; returns the id merged away (None: already one lead)."""
-        keys = locks.identity_keys(lead_ids=[lead_id, into])
-        if (sent := locks.send_identity_locks(self.connection, keys)) is not None:
-            rows_of(self.connection, sent)
+        locks.lock_identities(self.connection, locks.identity_keys(lead_ids=[lead_id, into]))
         ident = identity.Identity(self.connection, self.now)
         ident.preload([lead_id, into], [], [])
         return ident.merge(lead_id, into, reason)
