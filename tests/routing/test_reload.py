@@ -151,4 +151,29 @@ def test_the_open_leads_of_a_rep_taken_off_the_team_move_at_the_next_tick(
     assert (ended.rep, ended.ended_reason, ended.ended_cause) == (
         "ana", "ana is no longer in team sales_reps", "rep_removed"
     )  # fmt: skip
-    assert runtime.routing is not None and runtime.routing.left_reps() == {}
+    assert runtime.routing is not None and runtime.routing.swept  # not looked for again
+
+
+def test_a_rep_taken_off_the_file_while_no_server_ran_hands_over_at_the_first_tick(
+    store: Store, tmp_path: Path
+) -> None:
+    """A file changed while no server ran could not say who left, so the rep kept their
+    open leads for good: the store says who holds them, and the first tick of a server
+    started with the new file moves the leads of reps it no longer lists in their team
+    (a rep still listed in another team keeps the leads of that team)."""
+    path = tmp_path / "routing.yaml"
+    _routing(path)
+    runtime = Runtime(store, MODEL, routing=path)
+    runtime.apply(mql_facts("L1", "DE", datetime.now(UTC)))
+    assert open_assignments(store)["L1"] == ("sales_reps", "ana")
+    # the server stops; sales ops edit the file and start it again
+    path.write_text(path.read_text().replace("      - id: ana\n", "      - id: zoe\n"))
+    restarted = Runtime(store, MODEL, routing=path)
+    assert restarted.routing is not None and not restarted.routing.swept
+    Ticker(restarted, 60.0).turn()
+    assert open_assignments(store)["L1"] == ("sales_reps", "zoe")
+    ended = store.assignments("L1")[0]
+    assert (ended.rep, ended.ended_reason, ended.ended_cause) == (
+        "ana", "ana is no longer in team sales_reps", "rep_removed"
+    )  # fmt: skip
+    assert restarted.routing.swept

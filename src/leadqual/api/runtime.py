@@ -141,7 +141,7 @@ class Runtime:
         with self._write_lock:
             result = self._write(lambda ingestor: ingestor.tick(datetime.now(UTC)))
             if not result.skipped and self.routing is not None:
-                self.routing.forget_left()  # their leads moved with this tick
+                self.routing.mark_swept()  # reps no longer listed: their leads moved
             return result
 
     def _write(
@@ -222,8 +222,6 @@ class Runtime:
                 return False
             for warning in warnings:
                 log.warning("routing file: %s", warning)
-            if self.routing is not None:
-                config.follow(self.routing)  # reps taken off a team: their leads move
             self.routing = config
             self.routing_loaded_at = datetime.now(UTC)
             self.activator.routing = config

@@ -226,27 +226,18 @@ class RoutingConfig(_Spec):
     sla: list[Sla] = []
     _marks: Marks = PrivateAttr(default_factory=Marks)
     _file: str | None = PrivateAttr(default=None)
-    _left: dict[str, set[str]] = PrivateAttr(default_factory=dict)
+    _swept: bool = PrivateAttr(default=False)
 
-    def follow(self, previous: RoutingConfig) -> None:
-        """Note the reps ``previous`` (the file this one replaces while serving) listed in
-        a team and this one does not: the next tick moves their open leads there to
-        colleagues (:meth:`left_reps`)."""
-        for name in self.teams.keys() & previous.teams.keys():
-            listed = {rep.id for rep in self.teams[name].reps}
-            before = {rep.id for rep in previous.teams[name].reps}
-            gone = (before | previous._left.get(name, set())) - listed  # not moved yet too
-            if gone:
-                self._left.setdefault(name, set()).update(gone)
+    @property
+    def swept(self) -> bool:
+        """Whether a tick with this config has already looked in the store for open leads
+        held by reps it no longer lists in their team (see ``Router.tick``): only a
+        config newly in force (at start, after a reload) can find any."""
+        return self._swept
 
-    def left_reps(self) -> dict[str, set[str]]:
-        """Per team, the reps who left it when this file replaced the previous one and
-        whose open leads there are still to move (see :meth:`follow`)."""
-        return self._left
-
-    def forget_left(self) -> None:
-        """A tick moved the open leads of the reps who left: nothing more to look for."""
-        self._left.clear()
+    def mark_swept(self) -> None:
+        """A tick with this config moved the open leads of reps it does not list."""
+        self._swept = True
 
     def problem(self, loc: tuple[str | int, ...], message: str) -> Problem:
         """A fault at ``loc`` of the file this config was read from (file:line as known)."""

@@ -928,15 +928,32 @@ class _Transaction:
             return None
         return current
 
+    def left_reps(self) -> dict[str, set[str]]:
+        """Per team of the config, the reps it no longer lists who hold open leads in it
+        (taken off the team in the routing file, while serving or while no server ran)."""
+        a = schema.assignments
+        teams = list(self.config.teams)
+        query = (
+            select(a.c.team, a.c.rep)
+            .where(a.c.ended_at.is_(None), a.c.rep.is_not(None), a.c.team.in_(teams))
+            .distinct()
+        )
+        left: dict[str, set[str]] = defaultdict(set)
+        for team_name, rep in self.connection.execute(query):
+            if all(listed.id != rep for listed in self.config.teams[team_name].reps):
+                left[team_name].add(rep)
+        return left
+
     def reassign_away(self) -> None:
-        """Move to colleagues the open leads of reps who are away, and of reps who left
-        a team when the routing file changed while serving (``RoutingConfig.left_reps``)."""
+        """Move to colleagues the open leads of reps who are away, and of reps no longer
+        listed in their team (:meth:`left_reps`, looked for once per config in force:
+        ``RoutingConfig.swept``)."""
         away: dict[str, list[str]] = defaultdict(list)
         for team_name, team in self.config.teams.items():
             for rep in team.reps:
                 if rep.is_away(self.now):
                     away[team_name].append(rep.id)
-        left = self.config.left_reps()
+        left = {} if self.config.swept else self.left_reps()
         if not away and not left:
             return
         a = schema.assignments
