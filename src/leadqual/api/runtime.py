@@ -93,8 +93,7 @@ class Runtime:
             version = ensure_active_model(store)
             self._ingestor = Ingestor(store, _load_version(version), version.id, routing)
         if routing is not None:  # a routing file that does not fit the model: ModelError
-            for warning in check_routing(routing, self._ingestor.model):
-                log.warning("routing file: %s", warning)
+            _check_routing(routing, self._ingestor.model)
         # Activation rebuilds under the write lock: facts arriving meanwhile wait,
         # then are applied with the new model (never written as the old one's state).
         self.group_commit = GroupCommit(self._write_lock, self._apply)
@@ -211,7 +210,7 @@ class Runtime:
         with self._write_lock:
             try:
                 config = load_routing(path)
-                warnings = check_routing(config, self._ingestor.model)
+                _check_routing(config, self._ingestor.model)
             except ModelError as error:
                 log.error("routing file %s changed but is refused; the previous one stays:\n%s",
                           path, error)  # fmt: skip
@@ -220,8 +219,6 @@ class Runtime:
                 log.error("routing file %s changed but cannot be read (%s: %s); the previous "
                           "one stays", path, type(error).__name__, error)  # fmt: skip
                 return False
-            for warning in warnings:
-                log.warning("routing file: %s", warning)
             self.routing = config
             self.routing_loaded_at = datetime.now(UTC)
             self.activator.routing = config
@@ -239,6 +236,13 @@ class Runtime:
 
 _UNREADABLE = "unreadable"
 """The digest remembered for a routing file that cannot be read (so that is logged once)."""
+
+
+def _check_routing(config: RoutingConfig, model: Model) -> None:
+    """A routing file against the model it routes for, at start and at each reload:
+    faults raise ``ModelError``; warnings are logged."""
+    for warning in check_routing(config, model):
+        log.warning("routing file: %s", warning)
 
 
 def _digest(path: Path) -> str:
