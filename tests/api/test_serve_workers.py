@@ -25,8 +25,9 @@ from tests.api.conftest import ago, free_port, wait_until_serving
 
 
 @pytest.fixture
-def two_workers(store_url: str, tmp_path: Path) -> Iterator[tuple[httpx.Client, str]]:
-    """``leadqual serve --workers 2`` on the store, with an admin key; its client and URL."""
+def two_workers(store_url: str, tmp_path: Path) -> Iterator[tuple[httpx.Client, str, Path]]:
+    """``leadqual serve --workers 2`` on the store, with an admin key; its client, the
+    store's URL and the servers' log."""
     with Store.open(store_url) as store:
         _, token = store.create_api_key("test-admin", ["admin"])
     port = free_port()
@@ -56,7 +57,7 @@ def two_workers(store_url: str, tmp_path: Path) -> Iterator[tuple[httpx.Client, 
             url, process, (tmp_path / "serve.log").read_text, timeout=60,
             what="leadqual serve --workers 2",
         )  # fmt: skip
-        yield client, store_url
+        yield client, store_url, tmp_path / "serve.log"
     finally:
         client.close()
         process.terminate()
@@ -69,9 +70,9 @@ def _event(event_id: str, lead_id: str, type_: str) -> dict[str, Any]:
 
 
 def test_two_workers_apply_the_version_activated_through_either(
-    two_workers: tuple[httpx.Client, str],
+    two_workers: tuple[httpx.Client, str, Path],
 ) -> None:
-    client, store_url = two_workers
+    client, store_url, log = two_workers
     leads = [f"L-{i}" for i in range(6)]
     for lead in leads:
         body = {"email": f"{lead.lower()}@acme.io", "attributes": {"seniority": "vp"}}
@@ -110,3 +111,7 @@ def test_two_workers_apply_the_version_activated_through_either(
         events = store.load_facts().events
         assert len(events) == 48 and len({e.event_id for e in events}) == 48
         assert {q.model_version_id for q in store.qualifications()} == {uploaded["id"]}
+    # the workers log as `leadqual serve` does: the switch is an INFO line of the app's
+    # logger, which a worker process without its own logging set up would drop
+    switched = "INFO:     leadqual.api: model b2b-example version 2 is active"
+    assert switched in log.read_text(encoding="utf-8")
