@@ -3,6 +3,7 @@ filters and cursor pagination, queues, accounts (MQA), model versions and the ti
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from leadqual.api.pagination import encode_cursor
+from leadqual.api.pagination import encode_cursor, fingerprint
 from leadqual.engine.reference import evaluate_all
 from leadqual.model.load import EXAMPLE_MODEL, preset_path
 from leadqual.routing import load_routing_text
@@ -173,6 +174,12 @@ def test_a_cursor_is_opaque_and_bound_to_its_filters(api: Api) -> None:
     )
     assert error["details"][0]["field"] == "cursor"
     assert_error(api.as_("read").get("/v1/qualifications", params={"cursor": "@@"}), 400)
+    # a cursor of another list, both unfiltered: an account id is no place among leads
+    put_account(api, "A-2")
+    accounts = api.as_("read").get("/v1/accounts", params={"limit": 1}).json()
+    assert accounts["next_cursor"]
+    other = api.as_("read").get("/v1/qualifications", params={"cursor": accounts["next_cursor"]})
+    assert "another list" in assert_error(other, 400, "invalid_cursor")["message"]
     assert_error(api.as_("read").get("/v1/qualifications", params={"limit": 0}), 422)
     assert_error(api.as_("read").get("/v1/qualifications", params={"limit": 501}), 422)
 
@@ -216,10 +223,28 @@ def test_a_nul_in_a_path_or_query_parameter_is_422_on_every_store(
 def test_a_cursor_holding_a_nul_is_an_invalid_cursor_on_every_store(api: Api, path: str) -> None:
     put_account(api)
     put_lead(api, "L-1")
-    cursor = encode_cursor("a\x00b", {})
+    cursor = encode_cursor(path.rsplit("/", 1)[1], "a\x00b", {})
     response = api.as_("read").get(path, params={"cursor": cursor})
     error = assert_error(response, 400, "invalid_cursor")
     assert error["details"][0]["field"] == "cursor"
+
+
+@pytest.mark.parametrize("path", ["/v1/qualifications", "/v1/accounts", "/v1/queues/reps/ana"])
+def test_a_crafted_cursor_is_an_invalid_cursor_not_a_500(api: Api, path: str) -> None:
+    """Nested JSON under the cursor's length limit (RecursionError) and an id holding a
+    lone surrogate (no driver can bind it) gave a 500 on every list."""
+    put_account(api)
+    put_lead(api, "L-1")
+
+    def b64(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+    listed = {"/v1/queues/reps/ana": "queue"}.get(path, path.rsplit("/", 1)[1])
+    filters = {"rep": "ana"} if listed == "queue" else {}
+    surrogate = b64(json.dumps({"after": "L-\ud800", "filters": fingerprint(listed, filters)}))
+    for cursor in (b64("[" * 1500), surrogate):
+        response = api.as_("read").get(path, params={"cursor": cursor})
+        assert assert_error(response, 400, "invalid_cursor")["details"][0]["field"] == "cursor"
 
 
 LISTS = [

@@ -66,7 +66,7 @@ def list_accounts(
     """Every account, by id, one page at a time: those with a status and those known
     only by their profile (`mqa` null until a lead counts for it; `mqa=false` lists them)."""
     filters = {"mqa": mqa}
-    after = decode_cursor(cursor, filters)
+    after = decode_cursor("accounts", cursor, filters)
     items, more = queries.account_rows(runtime.store, mqa, after, limit)
-    next_cursor = encode_cursor(items[-1].account_id, filters) if more else None
+    next_cursor = encode_cursor("accounts", items[-1].account_id, filters) if more else None
     return AccountPage(items=items, next_cursor=next_cursor)

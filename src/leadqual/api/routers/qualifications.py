@@ -61,8 +61,9 @@ def list_qualifications(
         stage, grade, team, rep, min_score, account_id, nurture, queue
     )
     queries.check_filters(runtime.model, filters, runtime.routing, runtime.store)
-    after = decode_cursor(cursor, filters.as_dict())
+    after = decode_cursor("qualifications", cursor, filters.as_dict())
     rows, more = queries.qualification_rows(runtime.store, filters, after, limit)
     items = [queries.qualification_from_row(row) for row in rows]
-    next_cursor = encode_cursor(items[-1].lead_id, filters.as_dict()) if more else None
+    last = items[-1].lead_id if more else None
+    next_cursor = encode_cursor("qualifications", last, filters.as_dict()) if last else None
     return QualificationPage(items=items, next_cursor=next_cursor)

@@ -30,10 +30,10 @@ def _page(
     runtime: Runtime, filters: queries.QualificationFilters, limit: int, cursor: str | None
 ) -> QueuePage:
     queries.check_filters(runtime.model, filters, runtime.routing, runtime.store)
-    after = decode_cursor(cursor, filters.as_dict())
+    after = decode_cursor("queue", cursor, filters.as_dict())
     rows, more = queries.qualification_rows(runtime.store, filters, after, limit)
     items = [queries.queue_item(row) for row in rows]
-    next_cursor = encode_cursor(items[-1].lead_id, filters.as_dict()) if more else None
+    next_cursor = encode_cursor("queue", items[-1].lead_id, filters.as_dict()) if more else None
     return QueuePage(items=items, next_cursor=next_cursor)
 
 
