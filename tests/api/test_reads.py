@@ -841,3 +841,27 @@ def test_the_app_refuses_a_routing_file_that_does_not_fit_its_model(database_url
         "r.yaml:2:1: teams: team 'account_executives' is not declared, but model 'b2b-example' "
         "routes leads to it (rule account_executives); did you mean 'account_executive'?"
     ]
+
+
+def test_reads_follow_a_version_another_process_activated(api: Api) -> None:
+    """Reads checked their filters against the model this process last wrote with: after
+    another process (a second worker, ``leadqual versions activate``) switched to a version
+    that renames ``warm`` to ``engaged``, ``?stage=engaged`` was a 422 and ``?stage=warm``
+    an empty 200 until this process wrote or ticked, and ``/healthz`` named the old one."""
+    put_account(api)
+    put_lead(api, "L-1")
+    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
+    renamed = (
+        text.replace("version: 1", "version: 2")
+        .replace("{id: warm, enter:", "{id: engaged, enter:")
+        .replace("stage: [cold, warm, nurture]", "stage: [cold, engaged, nurture]")
+    )
+    other = api.store.add_model_version(renamed)  # as another process would, no rebuild
+    api.store.activate_model_version(other.id)
+    read = api.as_("read")
+    assert read.get("/v1/qualifications", params={"stage": "engaged"}).status_code == 200
+    error = assert_error(read.get("/v1/qualifications", params={"stage": "warm"}), 422)
+    assert "warm" in error["message"]
+    assert read.get("/v1/queues/teams/sales_reps", params={"stage": "engaged"}).status_code == 200
+    health = api.clients["anonymous"].get("/healthz").json()
+    assert health["model"] == {"name": "b2b-example", "version": 2, "version_id": other.id}

@@ -174,6 +174,17 @@ class Runtime:
         """Start activating the version that was active before the current one."""
         return self.activator.start(previous_version(self.store).id)
 
+    def model_in_force(self) -> Model:
+        """The active version's model, following an activation another process made since
+        this one last wrote (reads check their filters against it, and ``/healthz`` names
+        it): one small select of the active version's id, the model loaded only when it
+        changed."""
+        if self._ingestor.model_version_id is not None:
+            active = self.store.active_model_version_id()
+            if active is not None and active != self._ingestor.model_version_id:
+                self.refresh_model()
+        return self._ingestor.model
+
     def refresh_model(self) -> None:
         """Follow an activation made by another process (a write that finds another version
         active calls this, and so does the tick loop)."""

@@ -480,6 +480,10 @@ class Store:
         with self._read() as connection:
             return versions.active_model_version(connection)
 
+    def active_model_version_id(self) -> int | None:
+        with self._read() as connection:
+            return versions.active_model_version_id(connection)
+
     def activate_model_version(self, version_id: int) -> versions.ModelVersion:
         with self.transaction() as tx:
             return versions.activate_model_version(tx.connection, version_id, tx.now)

@@ -89,6 +89,13 @@ def active_model_version(connection: Connection) -> ModelVersion | None:
     return ModelVersion(**row) if row is not None else None
 
 
+def active_model_version_id(connection: Connection) -> int | None:
+    """The active version's id alone (None: none is active): what a read asks to see
+    whether another process activated a version."""
+    t = schema.model_versions
+    return connection.execute(select(t.c.id).where(t.c.active.is_(True))).scalar()
+
+
 def activate_model_version(connection: Connection, version_id: int, now: datetime) -> ModelVersion:
     """Make one version the active one; the previously active one is switched off first.
 

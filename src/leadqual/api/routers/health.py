@@ -12,7 +12,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=Health)
 def health(runtime: RuntimeDep) -> Health:
-    model = runtime.model
+    model = runtime.model_in_force()  # an activation by another process included
     return Health(
         status="ok",
         model=ModelRef(name=model.name, version=model.version, version_id=runtime.model_version_id),
