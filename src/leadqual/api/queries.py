@@ -9,7 +9,7 @@ A lead's team comes from its current routing (stored as JSON text): its
 ``team`` member, read by the database's own JSON function and compared
 exactly (case and all, no wildcards), the same on SQLite and PostgreSQL. (A
 ``LIKE`` on the text ignored case on SQLite only.) A lead's rep is the rep of
-its latest assignment.
+its open assignment (none once it ended).
 """
 
 from __future__ import annotations

@@ -58,6 +58,6 @@ def rep_queue(
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> QueuePage:
-    """The leads whose latest assignment names this rep."""
+    """The leads this rep holds now (their open assignment names the rep)."""
     filters = queries.QualificationFilters(stage=stage, rep=rep)
     return _page(runtime, filters, limit, cursor)
