@@ -671,6 +671,8 @@ def test_unknown_routes_and_methods_have_the_error_shape(api: Api) -> None:
     assert_error(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "GET, PUT"
     assert_error(api.admin.get("/v1/leads/L-404/qualification"), 404, "not_found")
+    # a trailing slash is another route: a JSON 404, not a bodiless 307 to plain http://
+    assert_error(api.admin.get("/v1/qualifications/"), 404, "not_found")
 
 
 def test_an_unexpected_error_is_a_500_that_keeps_the_connection(

@@ -673,12 +673,15 @@ def test_the_routing_in_force_says_who_takes_leads_now_and_what_waits(
         assert (ben["rep"], ben["available"], ben["away"], ben["open_leads"]) == (
             "ben", False, True, 0
         )  # fmt: skip
-        assert ben["absence"] == {"from": since, "until": until}
+        # in UTC with Z, as every other time in the API (it was +00:00 here alone)
+        z = {"from": since.replace("+00:00", "Z"), "until": until.replace("+00:00", "Z")}
+        assert ben["absence"] == z
         assert [(s["stage"], s["within_seconds"], s["business_hours"]) for s in body["sla"]] == [
             ("mql", 4 * 3600, False)
         ]
         assert body["business_hours"]["days"] == ["mon", "tue", "wed", "thu", "fri"]
         loaded = body["loaded_at"]
+        assert loaded.endswith("Z") and body["as_of"].endswith("Z")
         path.write_text(ROUTING)  # ben is back: the next tick loads the file again
         api.runtime.reload_routing()
         again = read.get("/v1/routing").json()

@@ -116,6 +116,7 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        redirect_slashes=False,  # /v1/qualifications/ is an unknown route (404), not a 307
     )
     app.state.runtime = runtime
     app.state.keys = KeyCache(store, key_cache_seconds)

@@ -31,8 +31,8 @@ router = APIRouter(
 
 
 class Absence(BaseModel):
-    start: str = Field(serialization_alias="from")
-    until: str
+    start: datetime = Field(serialization_alias="from")
+    until: datetime
 
 
 class RepInForce(BaseModel):
@@ -70,8 +70,8 @@ class BusinessHoursInForce(BaseModel):
 
 
 class RoutingInForce(BaseModel):
-    as_of: str = Field(description="When availability was worked out (now).")
-    loaded_at: str = Field(description="When the routing file in force was loaded.")
+    as_of: datetime = Field(description="When availability was worked out (now).")
+    loaded_at: datetime = Field(description="When the routing file in force was loaded.")
     teams: list[TeamInForce]
     sla: list[SlaInForce]
     business_hours: BusinessHoursInForce
@@ -96,8 +96,8 @@ def routing(runtime: RuntimeDep) -> RoutingInForce:
         load = {rep: count for rep, count in connection.execute(open_leads_query(reps))}
         queued = {team: count for team, count in connection.execute(queued_query())}
     return RoutingInForce(
-        as_of=now.isoformat(),
-        loaded_at=runtime.routing_loaded_at.isoformat(),
+        as_of=now,
+        loaded_at=runtime.routing_loaded_at,
         teams=[
             TeamInForce(
                 team=name,
@@ -147,7 +147,8 @@ def _absence(absences: list[Away], now: datetime) -> Absence | None:
         chosen = later[0] if later else None
     if chosen is None:
         return None
-    return Absence(start=chosen.start.isoformat(), until=chosen.until.isoformat())
+    # in UTC, written with Z, as every other time the API answers with
+    return Absence(start=chosen.start.astimezone(UTC), until=chosen.until.astimezone(UTC))
 
 
 def _hours(config: RoutingConfig) -> BusinessHoursInForce:
