@@ -457,6 +457,27 @@ def test_a_number_out_of_float_range_is_refused_and_poisons_nothing(api: Api) ->
     assert api.as_("read").get("/v1/leads/L-1/qualification").json()["account_id"] == "A-1"
 
 
+@pytest.mark.parametrize(
+    ("at", "said"),
+    [
+        ("yesterday", ""),
+        ("2026-03-01", ", not a date alone (give the time and its zone)"),
+        (True, ", not a boolean"),
+        (None, ", not null"),
+        ("20260301T093000Z", " in the extended format (with - and :), not the basic one"),
+        ("1764000000", ", not a Unix time"),
+    ],
+)
+def test_a_refused_timestamp_is_told_what_it_is(api: Api, at: Any, said: str) -> None:
+    """Every timestamp that could not be read was told it was "not a Unix time": a word,
+    a date alone, a boolean and ISO 8601's basic format included."""
+    lead(api)
+    response = api.as_("ingest").post("/v1/events", json={**event("E-1"), "at": at})
+    error = assert_error(response, 422, "validation_error")
+    expected = "expected an ISO 8601 timestamp with a time zone, as text (2026-03-01T09:30:00Z)"
+    assert error["message"] == f"at: {expected}{said}"
+
+
 UNIX_TIMES = ["1764000000", "1764000000000", "0", "-1", "1764000000.5", " 1764000000", "1e9"]
 
 

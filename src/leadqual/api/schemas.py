@@ -44,12 +44,24 @@ _ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 def _text_only(value: Any) -> Any:
     """Refuse anything but ISO 8601 date-time text: a number, and a string pydantic would
     read as a Unix time (``"1764000000"``, in seconds or milliseconds: a guess)."""
-    if not isinstance(value, str) or _ISO_DATE_TIME.match(value) is None:
-        raise ValueError(
-            "expected an ISO 8601 timestamp with a time zone, as text "
-            "(2026-03-01T09:30:00Z), not a Unix time"
-        )
-    return value
+    if isinstance(value, str) and _ISO_DATE_TIME.match(value) is not None:
+        return value
+    expected = "expected an ISO 8601 timestamp with a time zone, as text (2026-03-01T09:30:00Z)"
+    raise ValueError(f"{expected}{_what_it_is(value)}")
+
+
+def _what_it_is(value: Any) -> str:
+    """What a refused timestamp looks like instead, for its error message."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        json_kind = {bool: "a boolean", list: "an array", dict: "an object"}
+        return f", not {json_kind.get(type(value), 'null')}"
+    if not isinstance(value, str) or value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        return ", not a Unix time"
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        return ", not a date alone (give the time and its zone)"
+    if re.match(r"\d{8}T\d", value):
+        return " in the extended format (with - and :), not the basic one"
+    return ""
 
 
 def _lower(value: str | None) -> str | None:
