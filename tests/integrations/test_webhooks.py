@@ -140,6 +140,7 @@ def test_verify_signature_rejects_tampering_wrong_secrets_replays_and_garbage() 
         (f"v1={digest}", "no timestamp"),
         (f"t={TS}", "no v1 signature"),
         (f"t={TS},v0={digest}", "no v1 signature"),
+        (f"t={TS - 9999},t={TS},v1={digest}", "more than one timestamp"),  # the docs' refuses it
     ]:
         with pytest.raises(SignatureError, match=reason):
             verify_signature(SECRET, malformed, body, now=TS)

@@ -133,6 +133,8 @@ def _parse_header(header: str) -> tuple[int, list[str]]:
         if not sep:
             raise SignatureError(f"malformed {SIGNATURE_HEADER} header: '{part.strip()}'")
         if key == "t":
+            if timestamp is not None:  # which one was signed? (the docs' verifier refuses it)
+                raise SignatureError(f"{SIGNATURE_HEADER} header has more than one timestamp")
             if not value.isascii() or not value.isdigit():
                 raise SignatureError(f"malformed {SIGNATURE_HEADER} timestamp: '{value}'")
             timestamp = int(value)
