@@ -99,6 +99,11 @@ class UnsupportedError(LeadqualError):
     """An executor cannot express a construct of the model."""
 
 
+class StoreError(LeadqualError):
+    """A database cannot hold a store as configured (a PostgreSQL search path that names
+    no schema that exists)."""
+
+
 class NotFoundError(LeadqualError):
     """A lead, account or model version does not exist."""
 

@@ -11,11 +11,14 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, insert, inspect, select
+from typer.testing import CliRunner
 
+from leadqual.cli import app
+from leadqual.errors import StoreError
 from leadqual.store import Store, database_url, schema
 from leadqual.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from leadqual.store.schema import metadata
-from tests.store.conftest import dump
+from tests.store.conftest import SERVER_URL, dump
 
 
 def test_open_creates_every_table_at_head(store_url: str) -> None:
@@ -209,3 +212,19 @@ def test_revision_0006_adds_the_previous_webhook_secret_and_drops_it_again(
             assert [tuple(r) for r in kept] == [("https://crm.example.com/in", rotated.secret)]
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_search_path_naming_no_schema_that_exists_is_a_clear_error(tmp_path: Path) -> None:
+    """``?options=-csearch_path=...`` naming a schema not created yet crashed every
+    command with the driver's "no schema has been selected to create in" and a
+    traceback; it is a StoreError saying what to do (the CLI prints it, exit code 2)."""
+    missing = "lq_never_created_schema"
+    url = f"{SERVER_URL}?options=-csearch_path%3D{missing}"
+    with pytest.raises(StoreError, match=f"the search path \\({missing}\\) names none") as info:
+        Store.open(url)
+    assert "CREATE SCHEMA" in str(info.value)
+    result = CliRunner().invoke(app, ["keys", "list", "--database-url", url])
+    assert result.exit_code == 2
+    assert "no schema to create leadqual's tables in" in result.output
+    assert "Traceback" not in result.output

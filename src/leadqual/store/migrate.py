@@ -15,8 +15,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from leadqual.errors import StoreError
 from leadqual.store import locks
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -49,4 +51,18 @@ def upgrade(connection: Connection) -> None:
     locks.lock(connection, locks.MIGRATION_LOCK)
     if current_revision(connection) == head_revision():
         return
+    _require_a_schema(connection)
     command.upgrade(alembic_config(connection), "head")
+
+
+def _require_a_schema(connection: Connection) -> None:
+    """On PostgreSQL, a search path naming no schema that exists leaves nowhere to create
+    the tables in (the driver's error said only "no schema has been selected")."""
+    if connection.dialect.name != "postgresql":
+        return
+    if connection.scalar(text("SELECT current_schema()")) is None:
+        path = connection.scalar(text("SHOW search_path"))
+        raise StoreError(
+            f"PostgreSQL has no schema to create leadqual's tables in: the search path "
+            f"({path}) names none that exists; create it first (CREATE SCHEMA ...)"
+        )

@@ -323,8 +323,12 @@ class Store:
         else:
             engine = _server_engine(resolved)
         store = cls(engine, sqlite)
-        with store._write() as connection:
-            migrate.upgrade(connection)
+        try:
+            with store._write() as connection:
+                migrate.upgrade(connection)
+        except BaseException:
+            store.close()  # its pooled connections too
+            raise
         return store
 
     def close(self) -> None:
