@@ -7,6 +7,7 @@ becomes one line on stderr and exit code 2; nothing is half-written.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,8 +54,33 @@ def _fails_cleanly(fn: Callable[P, R]) -> Callable[P, R]:
         except (LeadqualError, OSError, ValueError) as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from None
+        except Exception as exc:
+            reason = _database_refusal(exc)
+            if reason is None:
+                raise
+            err.print(f"error: the database refused: {reason}", markup=False)
+            raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _database_refusal(exc: Exception) -> str | None:
+    """What the store's database said, when ``exc`` is its refusal mid-command (SQLite's
+    busy timeout run out, a server gone); None for any other error (a bug: traceback).
+    SQLAlchemy is imported only then, as the commands that need no store never load it."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(exc, DBAPIError):
+        return None
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    if "locked" in reason:
+        reason += (
+            " (another process holds the store's write lock, a rebuild perhaps: try again "
+            "once it is done)"
+        )
+    return reason
 
 
 @contextmanager
@@ -227,7 +253,7 @@ def _score_store(
 
         if explain:
             raise ValueError("--explain adds SQL point columns: use it with a SQL engine")
-        with Store.open(url) as store:
+        with Store.open(url, create=False) as store:
             results = _qualify(spec, store.load_facts(resolve=True), when)
         write_qualifications(results, spec, out_file, fmt)
         count = len(results)
@@ -651,7 +677,7 @@ def recompute_command(
 
     when = _parse_as_of(as_of)
     config = load_routing(routing) if routing is not None else None  # faults before any work
-    with Store.open(database_url) as store:
+    with Store.open(database_url, create=False) as store:
         chosen = _service_model(store, model, "recompute")
         _check_routing(config, chosen.model)  # before a --model is stored
         if chosen.text is not None:
@@ -680,7 +706,7 @@ def tick_command(
 
     when = _parse_as_of(as_of)
     config = load_routing(routing) if routing is not None else None
-    with Store.open(database_url) as store:
+    with Store.open(database_url, create=False) as store:
         chosen = _service_model(store, model, "tick")
         _check_routing(config, chosen.model)  # before a --model is stored
         version_id = chosen.version_id
@@ -835,7 +861,7 @@ def keys_list(database_url: ServiceDbOpt = None) -> None:
     """List API keys (never their tokens)."""
     from leadqual.store import Store
 
-    with Store.open(database_url) as store:
+    with Store.open(database_url, create=False) as store:
         found = store.api_keys()
     if not found:
         out.print("no API keys", markup=False)
@@ -857,7 +883,7 @@ def keys_revoke(
     """Revoke an API key; running servers refuse it within seconds."""
     from leadqual.store import Store
 
-    with Store.open(database_url) as store:
+    with Store.open(database_url, create=False) as store:
         store.revoke_api_key(key_id)
     out.print(f"key {key_id} revoked", markup=False)
 
@@ -897,7 +923,7 @@ def versions_list(database_url: ServiceDbOpt = None) -> None:
 
     from leadqual.store import Store
 
-    with Store.open(database_url) as store:
+    with Store.open(database_url, create=False) as store:
         found = store.model_versions()
     if not found:
         out.print("no model versions (add one: leadqual versions add FILE)", markup=False)
@@ -928,7 +954,7 @@ def versions_show(
     """Print a version's name, number, state and times, then its YAML as stored."""
     from leadqual.store import Store
 
-    with Store.open(database_url) as store:
+    with Store.open(database_url, create=False) as store:
         version = _stored_version(store, version_id)
     if not yaml_only:
         state = "active" if version.active else "not active"
@@ -982,7 +1008,7 @@ def versions_diff(
     from leadqual.service.versions import diff_versions
     from leadqual.store import Store
 
-    with Store.open(database_url) as store:
+    with Store.open(database_url, create=False) as store:
         new = _stored_version(store, version_id)
         if against is None:
             old = store.active_model_version()
@@ -1015,7 +1041,7 @@ def _switch(
 
     when = _parse_as_of(as_of)
     config = load_routing(routing) if routing is not None else None  # faults before any work
-    with Store.open(database_url) as store:
+    with Store.open(database_url, create=False) as store:
         chosen, prefix = pick(store)  # NotFoundError: exit code 2
         _check_routing(config, version_model(chosen))  # every fault, nothing switched
         with _requalifying() as progress:

@@ -181,3 +181,54 @@ def test_serve_with_another_model_requalifies_every_lead_before_serving(
         assert (version.id, version.active, rebuilt) == (second, True, None)
         assert [store.stage_history(lead) for lead in ("L1", "L2")] == history
         assert store.qualification("L1").model_version_id == second
+
+
+def test_a_store_command_on_a_mistyped_path_or_a_bad_url_is_one_line_and_exit_2(
+    tmp_path: Path,
+) -> None:
+    """A mistyped SQLite path made a new, empty store (``keys list``: "no API keys", exit
+    0, and a stray file); a URL that is not one, an unknown role, a refused connection
+    and an unsupported database ended in a traceback with exit code 1."""
+    missing = tmp_path / "leadqul.db"
+    for command in (["keys", "list"], ["keys", "revoke", "1"], ["versions", "list"], ["tick"]):
+        result = CliRunner().invoke(app, [*command, "--database-url", f"sqlite:///{missing}"])
+        assert result.exit_code == 2, (command, result.output)
+        assert f"error: no store at {missing}" in result.output
+    assert not missing.exists()
+    bad = {
+        "notaurl": "not a database URL",
+        "postgresql://nobody_here@127.0.0.1:5432/test": 'role "nobody_here" does not exist',
+        f"postgresql://postgres@127.0.0.1:{free_port()}/test": "cannot open the store at",
+        f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}": "unable to open database file",
+        "mysql://someone@localhost/crm": "runs on SQLite or PostgreSQL",
+    }
+    for url, said in bad.items():
+        command = ["keys", "create", "--name", "x", "--scope", "read", "--database-url", url]
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, (url, result.output)
+        assert said in result.output and "Traceback" not in result.output, result.output
+    url = f"sqlite:///{tmp_path / 'leadqual.db'}"
+    keys("create", "--name", "website", "--scope", "read", "--database-url", url)  # creates it
+    result = CliRunner().invoke(app, ["keys", "revoke", str(2**70), "--database-url", url])
+    assert result.exit_code == 2 and f"no API key with id {2**70}" in result.output
+
+
+def test_a_store_at_its_newest_revision_opens_while_another_process_writes(
+    tmp_path: Path,
+) -> None:
+    """Every open took SQLite's write lock to check the schema's revision, so ``keys
+    list``, ``versions list`` and the start of ``serve`` waited out a rebuild's
+    transaction (30 s, then a traceback). A current store is opened with a read."""
+    import sqlite3
+
+    path = tmp_path / "leadqual.db"
+    keys("create", "--name", "website", "--scope", "read", "--database-url", f"sqlite:///{path}")
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # as a rebuild in another process holds it
+        # held throughout: needing the lock, the command would fail after the busy timeout
+        listed = keys("list", "--database-url", f"sqlite:///{path}")
+        assert "website" in listed
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

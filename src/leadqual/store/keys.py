@@ -115,8 +115,14 @@ def verify_api_key(connection: Connection, token: str) -> ApiKey | None:
     return _key(dict(row))
 
 
+LARGEST_KEY_ID = 2**63 - 1
+"""Key ids are 64-bit integers (BIGINT, SQLite's rowid): a larger number names no key."""
+
+
 def revoke_api_key(connection: Connection, key_id: int, now: datetime) -> None:
     t = schema.api_keys
+    if not 1 <= key_id <= LARGEST_KEY_ID:  # no driver binds one beyond 64 bits
+        raise NotFoundError(f"no API key with id {key_id}")
     result = connection.execute(
         update(t).where(t.c.id == key_id, t.c.revoked_at.is_(None)).values(revoked_at=now)
     )

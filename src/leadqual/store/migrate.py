@@ -46,6 +46,11 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def is_current(connection: Connection) -> bool:
+    """Whether the database is at the newest revision (a read: no lock taken)."""
+    return current_revision(connection) == head_revision()
+
+
 def upgrade(connection: Connection) -> None:
     """Upgrade to head inside the caller's (write-locked) transaction; a no-op when current."""
     locks.lock(connection, locks.MIGRATION_LOCK)

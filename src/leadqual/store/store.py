@@ -29,9 +29,10 @@ from weakref import WeakKeyDictionary, WeakSet
 from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, IntegrityError, OperationalError
 
 from leadqual.engine.result import Qualification
+from leadqual.errors import StoreError
 from leadqual.facts.dataset import FactSet
 from leadqual.facts.types import Fact
 from leadqual.store import identity, keys, locks, migrate, reader, schema, state, versions
@@ -313,19 +314,47 @@ class Store:
         self._sqlite = sqlite
 
     @classmethod
-    def open(cls, url: str | None = None, path: str | Path = DEFAULT_PATH) -> Store:
-        """Open (creating if needed) and upgrade the database named by ``url`` or ``path``."""
-        resolved = database_url(url, path)
+    def open(
+        cls, url: str | None = None, path: str | Path = DEFAULT_PATH, *, create: bool = True
+    ) -> Store:
+        """Open (creating if needed) and upgrade the database named by ``url`` or ``path``.
+
+        A store already at the newest revision is opened with a read alone, so opening
+        does not wait for another process's write (a rebuild holding SQLite's lock).
+        ``create=False``: a SQLite file that does not exist is a :class:`StoreError`
+        instead of a new, empty store (a mistyped path, for a command that reads or
+        changes an existing store)."""
+        try:
+            resolved = database_url(url, path)
+        except ArgumentError as error:  # not a URL
+            raise StoreError(f"not a database URL: {url!r} ({error})") from None
+        where = resolved.render_as_string(hide_password=True)
+        if resolved.get_backend_name() not in ("sqlite", "postgresql"):
+            raise StoreError(f"leadqual's store runs on SQLite or PostgreSQL, not {where}")
         sqlite: _SqliteOptions | None = None
         if resolved.get_backend_name() == "sqlite":
+            file = resolved.database
+            if not create and file and file != ":memory:" and not Path(file).exists():
+                raise StoreError(
+                    f"no store at {file}: check the path, or give --database-url "
+                    "(leadqual serve creates a store)"
+                )
             sqlite = _SqliteOptions()
-            engine = _sqlite_engine(resolved, sqlite)
-        else:
-            engine = _server_engine(resolved)
+        try:
+            engine = _sqlite_engine(resolved, sqlite) if sqlite else _server_engine(resolved)
+        except (ArgumentError, ImportError) as error:  # an unknown dialect, a driver missing
+            raise StoreError(f"cannot use the database {where}: {error}") from None
         store = cls(engine, sqlite)
         try:
-            with store._write() as connection:
-                migrate.upgrade(connection)
+            with store._read() as connection:
+                current = migrate.is_current(connection)
+            if not current:
+                with store._write() as connection:
+                    migrate.upgrade(connection)
+        except OperationalError as error:  # refused, unknown role, no such directory
+            store.close()
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+            raise StoreError(f"cannot open the store at {where}: {reason}") from None
         except BaseException:
             store.close()  # its pooled connections too
             raise
