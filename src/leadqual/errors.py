@@ -104,6 +104,12 @@ class StoreError(LeadqualError):
     no schema that exists)."""
 
 
+class StoreBusyError(LeadqualError):
+    """A write waited out SQLite's busy timeout: another process held the store's write
+    lock all that time (a rebuild, a long ``recompute``). Nothing was written; the same
+    write can be sent again later."""
+
+
 class NotFoundError(LeadqualError):
     """A lead, account or model version does not exist."""
 

@@ -4,19 +4,23 @@ holding the lock)."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from leadqual.api.runtime import Runtime
 from leadqual.engine.reference import evaluate_all
-from leadqual.errors import ConflictError, NotFoundError
+from leadqual.errors import ConflictError, NotFoundError, StoreBusyError
 from leadqual.facts.types import Event, Fact
 from leadqual.model.load import load_model
 from leadqual.service import ApplyResult
+from leadqual.store import Store
+from leadqual.store import store as store_module
 from tests.service.builders import lead_profile
 from tests.service.conftest import BACKENDS, fresh_store
 
@@ -135,3 +139,33 @@ def test_a_group_stopped_midway_answers_every_request(runtime: Runtime) -> None:
     runtime.group_commit._apply = apply
     result = runtime.apply([demo("E3", "L1")])
     assert result.accepted == 1
+
+
+def test_a_group_that_waits_out_the_busy_timeout_fails_at_once_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holding SQLite's write lock (a rebuild): the group's transaction
+    waited out the busy timeout, was tried twice more, and then every request of the group
+    was applied again alone, each waiting as long again (minutes for a group), and each
+    ended as a 500. A StoreBusyError (the API's 503) ends every request of the group once."""
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "leadqual.db"
+    with Store.open(f"sqlite:///{path}") as store:
+        runtime = Runtime(store, MODEL)
+        runtime.apply([lead_profile("L1", now=NOW), lead_profile("L2", now=NOW)])
+        transactions = runtime.group_commit.transactions
+        rebuild = sqlite3.connect(path, isolation_level=None)
+        rebuild.execute("BEGIN IMMEDIATE")  # as `leadqual recompute` in another process
+        try:
+            answers = queued(
+                runtime, [[demo("E-1", "L1")], [demo("E-2", "L2")], [demo("E-3", "L1")]]
+            )
+        finally:
+            rebuild.execute("ROLLBACK")
+            rebuild.close()
+        assert all(isinstance(answer, StoreBusyError) for answer in answers), answers
+        assert "another process has held its write lock" in str(answers[0])
+        assert runtime.group_commit.transactions == transactions + 1  # the group's, no replays
+        assert store.load_facts().events == []
+        again = runtime.apply([demo("E-1", "L1")])  # sent again once the lock is free
+        assert again.accepted == 1

@@ -954,3 +954,42 @@ def test_a_discriminated_union_s_tag_never_shows_in_the_field() -> None:
         _Tagged.model_validate(missing)
     errors = [{**e, "loc": ("body", *e["loc"])} for e in raised.value.errors()]
     assert [(d.index, d.field) for d in _validation_details(errors, missing)] == [(0, "target")]
+
+
+def test_a_write_that_waits_out_a_busy_store_is_a_503_to_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that waited out SQLite's busy timeout (another process, a rebuild, held the
+    write lock) was answered as a bug: a 500 "unexpected error" and a traceback in the log.
+    It is a 503 with Retry-After, on the fast path and on FastAPI's routes alike, and the
+    same write sent again once the lock is free is accepted."""
+    import sqlite3
+
+    from leadqual.store import store as store_module
+    from tests.api.conftest import start_api
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "leadqual.db"
+    for api in start_api(f"sqlite:///{path}", tick_seconds=None):
+        lead(api)
+        ingest = api.as_("ingest")
+        rebuild = sqlite3.connect(path, isolation_level=None)
+        rebuild.execute("BEGIN IMMEDIATE")
+        try:
+            writes = [
+                ingest.post("/v1/events", json=event("E-1")),
+                ingest.post("/v1/events/batch", json={"events": [event("E-2")]}),
+                ingest.put("/v1/leads/L-2", json={"email": "l-2@acme.io"}),
+                api.admin.post(
+                    "/v1/webhooks", json={"url": "http://127.0.0.1:9/h", "event_kinds": ["*"]}
+                ),
+            ]
+        finally:
+            rebuild.execute("ROLLBACK")
+            rebuild.close()
+        for response in writes:
+            error = assert_error(response, 503, "unavailable")
+            assert response.headers["retry-after"] == "5"
+            assert "another process has held its write lock" in error["message"]
+        assert ingest.post("/v1/events", json=event("E-1")).json()["accepted"] == 1
+        assert [e.event_id for e in api.store.load_facts().events] == ["E-1"]

@@ -28,7 +28,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadqual.api.schemas import PATTERN_MESSAGES
-from leadqual.errors import ConflictError, FactError, ModelError, NotFoundError
+from leadqual.errors import ConflictError, FactError, ModelError, NotFoundError, StoreBusyError
 from leadqual.model.source import render_loc
 
 log = logging.getLogger("leadqual.api")
@@ -307,7 +307,32 @@ async def _on_conflict(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "conflict", str(exc))
 
 
+RETRY_AFTER_SECONDS = 5
+"""What a 503 for a busy store asks the client to wait before sending again."""
+
+
+def store_busy(error: StoreBusyError) -> ApiError:
+    """A write that waited out the store's busy timeout: a 503 the client retries."""
+    message = str(error)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return ApiError(503, "unavailable", message, [ErrorDetail(message=message)], headers)
+
+
+def _waited_out_the_lock(exc: Exception) -> bool:
+    """SQLite's "database is locked" after its busy timeout, raised outside the write
+    path (an upload, a key's last use, a subscription): the store is busy, not broken."""
+    orig = getattr(exc, "orig", None)
+    return orig is not None and "database is locked" in str(orig)
+
+
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, StoreBusyError) or _waited_out_the_lock(exc):
+        log.warning("store busy: %s", str(exc).splitlines()[0])
+        busy = store_busy(exc if isinstance(exc, StoreBusyError) else StoreBusyError(
+            "the store is busy: another process has held its write lock for longer than the "
+            "busy timeout (a rebuild?); nothing was written, send it again later"
+        ))  # fmt: skip
+        return error_response(busy.status, busy.code, busy.message, busy.details, busy.headers)
     log.error("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
 

@@ -20,7 +20,9 @@ What each request sees is what it would see alone:
 * its own error: if the group's transaction fails (a malformed fact, a
   conflicting id, an unknown lead, anything else), nothing of it is written
   and every request of the group is applied again on its own, in arrival
-  order, so only the request at fault fails.
+  order, so only the request at fault fails. A group that waited out the
+  store's busy timeout (``StoreBusyError``: another process held the write
+  lock) fails as a whole at once: each request alone would wait as long again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from leadqual.errors import StoreBusyError
 from leadqual.facts.types import Fact
 from leadqual.service import ApplyResult
 
@@ -95,6 +98,14 @@ class GroupCommit:
             facts = [fact for ticket in group for fact in ticket.facts]
             try:
                 result = self._apply(facts)
+            except (
+                StoreBusyError
+            ) as error:  # about the store, not a request: none alone fares better
+                self.transactions += 1
+                for ticket in group:
+                    ticket.error = error
+                    self._finish(ticket)
+                return
             except Exception:
                 pass
             else:

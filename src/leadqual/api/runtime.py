@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from leadqual.api import facts as api_facts
 from leadqual.api.group_commit import GroupCommit
 from leadqual.api.heap import HeapFreezer
-from leadqual.errors import ModelError
+from leadqual.errors import ModelError, StoreBusyError
 from leadqual.facts.types import Fact
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.model.schema import Model
@@ -55,6 +55,11 @@ log = logging.getLogger("leadqual.api")
 WRITE_ATTEMPTS = 3
 """Attempts of one write: a concurrent writer may insert the same id first (PostgreSQL),
 or another process may have activated another model version; the write is then retried."""
+
+
+def _waited_out_the_lock(error: Exception) -> bool:
+    """Whether ``error`` is SQLite's "database is locked" after its busy timeout."""
+    return isinstance(error, OperationalError) and "database is locked" in str(error.orig)
 
 
 def _first_line(error: Exception) -> str:
@@ -159,6 +164,12 @@ class Runtime:
                     raise
                 self.refresh_model()
             except also_retried as error:
+                if _waited_out_the_lock(error):  # the busy timeout waited already: once is enough
+                    raise StoreBusyError(
+                        "the store is busy: another process has held its write lock for "
+                        "longer than the busy timeout (a rebuild?); nothing was written, send "
+                        "it again later"
+                    ) from error
                 if attempt == WRITE_ATTEMPTS:
                     raise
                 log.warning("write attempt %d of %d failed, retrying: %s", attempt,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from leadqual.api.errors import ApiError, ErrorDetail, fact_error_detail
+from leadqual.api.errors import ApiError, ErrorDetail, fact_error_detail, store_busy
 from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import StageChangeOut, WriteResult
 from leadqual.errors import (
@@ -19,6 +19,7 @@ from leadqual.errors import (
     FactConflictError,
     FactError,
     NotFoundError,
+    StoreBusyError,
     UnknownLeadError,
 )
 from leadqual.facts.types import Fact
@@ -41,6 +42,8 @@ def apply_facts(
         raise _conflict(error, batch) from None
     except UnknownLeadError as error:
         raise _unknown_lead(error, facts, batch, lead_in_path) from None
+    except StoreBusyError as error:
+        raise store_busy(error) from None
     except (ConflictError, NotFoundError) as error:  # not about one fact: no field to name
         status, code = (409, "conflict") if isinstance(error, ConflictError) else (404, "not_found")
         raise ApiError(status, code, str(error), [ErrorDetail(message=str(error))]) from None
