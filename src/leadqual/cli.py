@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -118,6 +118,28 @@ def _parse_as_of(value: str | None) -> datetime:
             raise ValueError(f"--as-of '{value}' has no time zone (add Z or +00:00)")
         parsed = parsed.replace(tzinfo=UTC)  # a bare date means its midnight in UTC
     return parsed
+
+
+STORE_CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of this machine's clock a store command's ``--as-of`` may be (another
+machine's clock, a few minutes fast)."""
+
+
+def _store_as_of(value: str | None) -> datetime:
+    """``--as-of`` of a command that writes the live store's state (``tick``,
+    ``recompute``, ``versions activate``): not ahead of now. A lead evaluated at a time
+    stays there (time never goes backwards for a lead), so a tick a year ahead moved its
+    leads there for good, and every later write that took one of them along (a batch, a
+    group of requests) evaluated the other leads at that time too."""
+    when = _parse_as_of(value)
+    now = datetime.now(UTC)
+    if when > now + STORE_CLOCK_SKEW:
+        raise ValueError(
+            f"--as-of {when.isoformat()} is ahead of now ({now.isoformat(timespec='seconds')}): "
+            "the store's leads would be evaluated at that time and stay there; to see what a "
+            "model says of a later time, use leadqual score --as-of on the facts"
+        )
+    return when
 
 
 ModelArg = Annotated[
@@ -675,7 +697,7 @@ def recompute_command(
     from leadqual.service import recompute
     from leadqual.store import Store
 
-    when = _parse_as_of(as_of)
+    when = _store_as_of(as_of)
     config = load_routing(routing) if routing is not None else None  # faults before any work
     with Store.open(database_url, create=False) as store:
         chosen = _service_model(store, model, "recompute")
@@ -684,10 +706,18 @@ def recompute_command(
             _, result = _activate_pending(store, chosen, when, config)
         else:
             result = recompute(store, chosen.model, when, chosen.version_id, routing=config)
+    evaluated = result.as_of or when
+    later = (
+        f" (the latest stored qualification's time: later than --as-of {when.isoformat()}, "
+        "and time never goes backwards for a lead)"
+        if evaluated != when
+        else ""
+    )
     out.print(
-        f"recomputed {len(result.qualified)} leads as of {when.isoformat()}; "
+        f"recomputed {len(result.qualified)} leads as of {evaluated.isoformat()}{later}; "
         f"{len(result.stage_changes)} stage changes",
         markup=False,
+        soft_wrap=True,
     )
 
 
@@ -704,7 +734,7 @@ def tick_command(
     from leadqual.service import tick
     from leadqual.store import Store
 
-    when = _parse_as_of(as_of)
+    when = _store_as_of(as_of)
     config = load_routing(routing) if routing is not None else None
     with Store.open(database_url, create=False) as store:
         chosen = _service_model(store, model, "tick")
@@ -1039,7 +1069,7 @@ def _switch(
     from leadqual.service.versions import activate_version, version_model
     from leadqual.store import Store
 
-    when = _parse_as_of(as_of)
+    when = _store_as_of(as_of)
     config = load_routing(routing) if routing is not None else None  # faults before any work
     with Store.open(database_url, create=False) as store:
         chosen, prefix = pick(store)  # NotFoundError: exit code 2

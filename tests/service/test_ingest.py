@@ -148,15 +148,42 @@ def test_cli_recompute_and_tick(tmp_path: object) -> None:
     assert "recomputed 1 leads" in done.output
     ticked = runner.invoke(
         app, ["tick", "--database-url", url, "--model", "b2b_example", "--as-of",
-              (NOW + timedelta(days=200)).isoformat()]
+              (NOW + timedelta(days=150)).isoformat()]
     )  # fmt: skip
     assert ticked.exit_code == 0, ticked.output
     with Store.open(url) as store:
-        expected = evaluate_all(MODEL, store.load_facts(resolve=True), NOW + timedelta(days=200))
+        expected = evaluate_all(MODEL, store.load_facts(resolve=True), NOW + timedelta(days=150))
         assert store.qualification("L1").stage == expected[0].stage
+        snapshot = dump(store)
+    # a store command's --as-of ahead of now moved its leads there for good, and every
+    # later write that took one of them along evaluated the others at that time too
+    ahead = (datetime.now(UTC) + timedelta(days=90)).isoformat()
+    for command in ("tick", "recompute"):
+        refused = runner.invoke(
+            app, [command, "--database-url", url, "--model", "b2b_example", "--as-of", ahead]
+        )
+        assert refused.exit_code == 2, refused.output
+        assert f"error: --as-of {ahead} is ahead of now" in refused.output
+    with Store.open(url) as store:
+        assert dump(store) == snapshot
+    # a recompute --as-of before the stored qualifications says when it evaluated
+    said = runner.invoke(
+        app, ["recompute", "--database-url", url, "--model", "b2b_example", "--as-of",
+              NOW.isoformat()]
+    )  # fmt: skip
+    assert said.exit_code == 0, said.output
+    evaluated = (NOW + timedelta(days=150)).isoformat()
+    assert f"recomputed 1 leads as of {evaluated} (the latest stored qualification's time" in (
+        said.output
+    )
     missing = runner.invoke(app, ["tick", "--database-url", f"sqlite:///{tmp_path}/other.db"])
     assert missing.exit_code == 2
-    assert "no active model version" in missing.output
+    assert f"no store at {tmp_path}/other.db" in missing.output  # not a new, empty one
+    empty = tmp_path / "empty.db"  # type: ignore[operator]
+    Store.open(f"sqlite:///{empty}").close()
+    unmodelled = runner.invoke(app, ["tick", "--database-url", f"sqlite:///{empty}"])
+    assert unmodelled.exit_code == 2
+    assert "no active model version" in unmodelled.output
 
 
 def test_recompute_rebuilds_state_that_was_lost(store: Store) -> None:
@@ -523,7 +550,7 @@ def test_one_process_at_a_time_ticks_a_postgresql_store(caplog: pytest.LogCaptur
         store.activate_model_version(version.id)
         Ingestor(store, MODEL).apply(mql_facts("L1", "DE", NOW), NOW)
         assert store.qualification("L1").stage == "mql"
-        later = NOW + timedelta(days=200)  # gone quiet: recycled to nurture
+        later = NOW + timedelta(days=150)  # gone quiet: recycled to nurture
         with store.engine.connect() as other, other.begin():  # a tick under way elsewhere
             lock(other, TICK_LOCK)
             skipped = tick(store, MODEL, later)
@@ -557,7 +584,7 @@ def test_stores_in_two_schemas_of_one_database_do_not_share_their_locks() -> Non
     model switch in one held up every write of the other. Each lock is the store's own."""
     with fresh_store("postgres") as store, fresh_store("postgres") as neighbour:
         Ingestor(store, MODEL).apply(mql_facts("L1", "DE", NOW), NOW)
-        later = NOW + timedelta(days=200)  # gone quiet: recycled to nurture
+        later = NOW + timedelta(days=150)  # gone quiet: recycled to nurture
         with neighbour.engine.connect() as other, other.begin():  # the neighbour's tick
             for key in (TICK_LOCK, VERSION_LOCK, MIGRATION_LOCK):
                 lock(other, key)

@@ -117,6 +117,9 @@ class ApplyResult:
     skipped: bool = False
     """A tick that did nothing because another process's tick holds the store's tick
     lock (PostgreSQL, :data:`leadqual.store.locks.TICK_LOCK`)."""
+    as_of: datetime | None = None
+    """When a rebuild evaluated (``recompute``: its ``as_of``, or the latest stored
+    qualification's time when that is later)."""
 
 
 def _fact_id(fact: Fact) -> str | None:
@@ -1255,7 +1258,7 @@ def recompute(
         if activate:
             assert model_version_id is not None  # checked before the rebuild
             versions.switch_active_version(connection, model_version_id, tx.now)
-        return ApplyResult(0, 0, tuple(sorted(qualified)), tuple(changes), routed)
+        return ApplyResult(0, 0, tuple(sorted(qualified)), tuple(changes), routed, as_of=as_of)
 
 
 def qualify_from_state(
