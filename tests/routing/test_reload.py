@@ -177,3 +177,29 @@ def test_a_rep_taken_off_the_file_while_no_server_ran_hands_over_at_the_first_ti
         "ana", "ana is no longer in team sales_reps", "rep_removed"
     )  # fmt: skip
     assert restarted.routing.swept
+
+
+def test_a_version_another_process_activates_that_the_routing_file_refuses_is_logged(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``leadqual versions activate`` without ``--routing`` switched a running service to
+    a model routing to a team its file lacks: the service took it with no more than
+    "version 2 is active", routed leads to nobody, and refused to start again. It still
+    runs the active version (every process must), and says what is wrong."""
+    from leadqual.model.load import EXAMPLE_MODEL, preset_path
+
+    caplog.set_level(logging.INFO, logger="leadqual.api")
+    path = tmp_path / "routing.yaml"
+    _routing(path)
+    runtime = Runtime(store, routing=path)  # runs the store's active version
+    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
+    unfit = text.replace("version: 1", "version: 2").replace(
+        "assign: {team: account_executives", "assign: {team: enterprise_team"
+    )
+    version = store.add_model_version(unfit)
+    store.activate_model_version(version.id)  # as the CLI in another process
+    runtime.refresh_model()
+    assert runtime.model_version_id == version.id
+    [said] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert f"version 2 (version id {version.id}), activated by another process" in said
+    assert "team 'enterprise_team' is not declared" in said

@@ -203,7 +203,26 @@ class Runtime:
         if active is not None and active.id != self._ingestor.model_version_id:
             if self._ingestor.model_version_id is None:
                 return  # a model given in code stays until a version is activated here
-            self._use(_load_version(active), active.id)
+            model = _load_version(active)
+            self._use(model, active.id)
+            self._warn_if_unfit(model, active.id)
+
+    def _warn_if_unfit(self, model: Model, version_id: int) -> None:
+        """Say loudly when a version another process activated (``leadqual versions
+        activate`` without ``--routing``) does not fit the routing file in force: the store
+        runs it all the same (every process must), but its leads routed to a team the file
+        lacks wait unassigned, and a restart with this file is refused."""
+        if self.routing is None:
+            return
+        try:
+            check_routing(self.routing, model)
+        except ModelError as error:
+            log.error(
+                "model %s version %s (version id %d), activated by another process, does not "
+                "fit the routing file in force: leads it routes to what the file lacks get "
+                "no rep, and serve refuses to start with this file; fix the routing file or "
+                "roll back:\n%s", model.name, model.version, version_id, error,
+            )  # fmt: skip
 
     def reload_routing(self) -> bool:
         """Load the routing file again if its content changed since it was last read;
