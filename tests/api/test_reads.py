@@ -858,8 +858,13 @@ def test_reads_follow_a_version_another_process_activated(api: Api) -> None:
         text.replace("version: 1", "version: 2")
         .replace("{id: warm, enter:", "{id: engaged, enter:")
         .replace("stage: [cold, warm, nurture]", "stage: [cold, engaged, nurture]")
-    )
+    ) + "\nfields:\n  lead:\n    partner_referral: boolean\n"
     other = api.store.add_model_version(renamed)  # as another process would, no rebuild
+    api.store.activate_model_version(other.id)
+    # a profile is checked against the fields of the version in force: v2's new one
+    body = {"email": "l-2@acme.io", "attributes": {"partner_referral": None}}  # a null: unset
+    assert api.as_("ingest").put("/v1/leads/L-2", json=body).status_code == 200
+    api.store.activate_model_version(other.id - 1)  # back, then forward: reads follow too
     api.store.activate_model_version(other.id)
     read = api.as_("read")
     assert read.get("/v1/qualifications", params={"stage": "engaged"}).status_code == 200

@@ -34,7 +34,7 @@ AccountId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="Th
 )
 def put_account(account_id: AccountId, body: AccountIn, runtime: RuntimeDep) -> WriteResult:
     """Create or update an account: appends a profile fact and re-qualifies its leads."""
-    profile = facts.account_profile(account_id, body, runtime.model, datetime.now(UTC))
+    profile = facts.account_profile(account_id, body, runtime.model_in_force(), datetime.now(UTC))
     return apply_facts(runtime, [profile])
 
 
