@@ -264,6 +264,18 @@ def test_missing_file_and_is_valid(tmp_path) -> None:
     assert str(caught.value).startswith(f"{bad}:")
 
 
+def test_a_model_file_that_is_not_utf8_names_its_path_line_and_column(tmp_path) -> None:
+    """A Latin-1 file said only "'utf-8' codec can't decode byte 0xe9 in position 40"."""
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(BASE.encode("utf-8") + 'description: "café"\n'.encode("latin-1"))
+    line = BASE.count("\n") + 1
+    with pytest.raises(ModelError) as caught:
+        load_model(latin1)
+    assert str(caught.value) == (
+        f"{latin1}:{line}:18: not UTF-8 text: byte 0xe9 cannot be read (save the file as UTF-8)"
+    )
+
+
 def test_a_control_character_is_a_located_problem() -> None:
     with pytest.raises(ModelError) as caught:
         load_model_text("name: m\nstages:\n  - {id: c\x97old}\n", "m.yaml")

@@ -16,7 +16,7 @@ from typing import Any, TypeAlias
 
 import yaml
 
-from leadqual.errors import Problem
+from leadqual.errors import ModelError, Problem
 
 Loc: TypeAlias = tuple[str | int, ...]
 """A path into the document: mapping keys and sequence indexes."""
@@ -132,7 +132,18 @@ def _code_point(character: int | str) -> str:
 
 
 def load_yaml_file(path: FsPath) -> tuple[Any, Marks]:
-    return load_yaml(path.read_text(encoding="utf-8"), str(path))
+    """A YAML file's data and marks; a file that is not UTF-8 is a ModelError at the first
+    byte that cannot be read (file:line:col)."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        col = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        bad = data[error.start : error.start + 1].hex()
+        message = f"not UTF-8 text: byte 0x{bad} cannot be read (save the file as UTF-8)"
+        raise ModelError([Problem(message, file=str(path), line=line, col=col)]) from None
+    return load_yaml(text, str(path))
 
 
 def _build(node: yaml.Node, loc: Loc, file: str, marks: Marks) -> Any:
