@@ -773,7 +773,7 @@ app.add_typer(versions_app, name="versions")
 @_fails_cleanly
 def serve_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
     database_url: ServiceDbOpt = None,
     model: Annotated[
         str | None,
@@ -786,7 +786,8 @@ def serve_command(
         ),
     ] = None,
     tick_seconds: Annotated[
-        float, typer.Option(help="Seconds between ticks (decay, inactivity); 0 turns it off.")
+        float,
+        typer.Option(min=0, help="Seconds between ticks (decay, inactivity); 0 turns it off."),
     ] = 60.0,
     routing: RoutingOpt = None,
     workers: Annotated[

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from leadqual.api.runtime import register_model
+from leadqual.api.runtime import Runtime, register_model
 from leadqual.cli import app
 from leadqual.model.load import EXAMPLE_MODEL, load_model_text, preset_path
 from leadqual.service import Ingestor
@@ -232,3 +232,18 @@ def test_a_store_at_its_newest_revision_opens_while_another_process_writes(
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_serve_refuses_a_negative_tick_interval_and_an_impossible_port(tmp_path: Path) -> None:
+    """``--tick-seconds -1`` was taken, and the tick ran in a busy loop (a core at full
+    load with nothing to do)."""
+    url = f"sqlite:///{tmp_path / 'leadqual.db'}"
+    for option in (["--tick-seconds", "-1"], ["--port", "70000"]):
+        result = CliRunner().invoke(app, ["serve", "--database-url", url, *option])
+        assert result.exit_code == 2, result.output
+        assert "Invalid value" in result.output
+    assert not (tmp_path / "leadqual.db").exists()  # refused before anything was opened
+    from leadqual.api.background import Ticker
+
+    with Store.open(url) as store, pytest.raises(ValueError, match="more than 0 seconds"):
+        Ticker(Runtime(store), -1)

@@ -71,6 +71,8 @@ class Ticker(_Every):
     what = "tick"
 
     def __init__(self, runtime: Runtime, interval: float) -> None:
+        if not interval > 0:  # 0 or less ticked in a busy loop, a core at full load
+            raise ValueError(f"a tick interval must be more than 0 seconds, not {interval}")
         self.runtime = runtime
         super().__init__(interval)
 
