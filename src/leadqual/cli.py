@@ -896,12 +896,13 @@ def keys_list(database_url: ServiceDbOpt = None) -> None:
         found = store.api_keys()
     if not found:
         out.print("no API keys", markup=False)
-    for key in found:
+    for (
+        key
+    ) in found:  # tab-separated for cut and awk: typer.echo keeps the tabs (rich expands them)
         status = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
-        out.print(
+        typer.echo(
             f"{key.id}\t{key.name}\tlq_{key.prefix}_…\t{','.join(key.scopes)}\t"
-            f"created {key.created_at:%Y-%m-%d}\t{status}",
-            markup=False,
+            f"created {key.created_at:%Y-%m-%d}\t{status}"
         )
 
 

@@ -40,6 +40,7 @@ def test_keys_create_list_and_revoke(tmp_path: Path) -> None:
         assert key is not None and key.scopes == ("ingest", "read")
     listed = keys("list", "--database-url", url)
     assert "website" in listed and "ingest,read" in listed and token not in listed
+    assert listed.splitlines()[0].split("\t")[:2] == [str(key.id), "website"]  # cut -f1
     keys("revoke", str(key.id), "--database-url", url)
     with Store.open(url) as store:
         assert store.verify_api_key(token) is None
