@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,7 @@ from leadqual.service.versions import (
     previous_version,
 )
 from leadqual.store import Store
+from leadqual.store import store as store_module
 from leadqual.store.versions import ModelVersion
 
 log = logging.getLogger("leadqual.api")
@@ -57,9 +59,13 @@ WRITE_ATTEMPTS = 3
 or another process may have activated another model version; the write is then retried."""
 
 
-def _waited_out_the_lock(error: Exception) -> bool:
-    """Whether ``error`` is SQLite's "database is locked" after its busy timeout."""
-    return isinstance(error, OperationalError) and "database is locked" in str(error.orig)
+def _waited_out_the_lock(error: Exception, waited: float) -> bool:
+    """Whether ``error`` is SQLite's "database is locked" after its busy timeout (the
+    attempt took that long): another process held the lock all that time, and trying again
+    would wait as long. A lock refused at once (a checkpoint, a snapshot gone stale) is
+    worth another attempt."""
+    locked = isinstance(error, OperationalError) and "database is locked" in str(error.orig)
+    return locked and waited >= 0.9 * store_module.BUSY_TIMEOUT_MS / 1000
 
 
 def _first_line(error: Exception) -> str:
@@ -157,6 +163,7 @@ class Runtime:
         with the active version's model when another process activated one
         (``ModelChanged``), and again after an error of ``also_retried``."""
         for attempt in range(1, WRITE_ATTEMPTS + 1):
+            started = time.monotonic()
             try:
                 return write(self._ingestor)
             except ModelChanged:
@@ -164,7 +171,7 @@ class Runtime:
                     raise
                 self.refresh_model()
             except also_retried as error:
-                if _waited_out_the_lock(error):  # the busy timeout waited already: once is enough
+                if _waited_out_the_lock(error, time.monotonic() - started):  # once is enough
                     raise StoreBusyError(
                         "the store is busy: another process has held its write lock for "
                         "longer than the busy timeout (a rebuild?); nothing was written, send "
