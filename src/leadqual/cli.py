@@ -752,8 +752,10 @@ def tick_command(
         if routed is not None
         else ""
     )
+    refreshed = f"; {len(result.refreshed)} scores refreshed" if result.refreshed else ""
     out.print(
-        f"ticked at {when.isoformat()}: {len(result.stage_changes)} stage changes{extra}",
+        f"ticked at {when.isoformat()}: {len(result.stage_changes)} stage changes"
+        f"{refreshed}{extra}",
         markup=False,
     )
 

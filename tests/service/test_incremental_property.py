@@ -330,6 +330,10 @@ def stream_and_check(kind: str, model: Model, facts: FactSet, as_of: datetime, d
         }
         for lead in moved | rerouted:
             assert_stored(after[lead], expected[lead])
+        # the scores it refreshed (qualifications over a day old) are the reference's too
+        assert not set(ticked.refreshed) & set(ticked.qualified)
+        for lead in ticked.refreshed:
+            assert_stored(after[lead], expected[lead])
 
         # recompute from the log equals the live state exactly
         live_state = {q.lead_id: q for q in qualify_from_state(store, model, later)}

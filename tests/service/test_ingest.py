@@ -21,6 +21,7 @@ from leadqual.errors import ConflictError, FactError, NotFoundError
 from leadqual.facts.types import AccountProfile, Decision, Event, Fact, LeadProfile, Outcome, Value
 from leadqual.model.load import EXAMPLE_MODEL, load_model, load_model_text, preset_path
 from leadqual.service import Ingestor, recompute, tick
+from leadqual.service import ingest as ingest_module
 from leadqual.service.ingest import _Work
 from leadqual.store import Store, schema, state
 from leadqual.store.locks import MIGRATION_LOCK, TICK_LOCK, VERSION_LOCK, lock, try_lock
@@ -635,6 +636,40 @@ def test_tick_stores_and_announces_a_nurture_track_that_decay_alone_moved(store:
         moves = [(p["from_track"], p["to_track"]) for p in (json.loads(r) for (r,) in rows)]
     assert moves == [(None, "hot_track"), ("hot_track", "warm_track")]
     assert tick(store, TRACKS, t0 + timedelta(days=6)).qualified == ()  # nothing due again
+
+
+def test_the_tick_refreshes_the_scores_of_qualifications_over_a_day_old(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decay lowers scores with time alone, but the tick evaluated a lead again only when
+    time could change its stage, routing or tracks: lists showed, and ``min_score``
+    filtered on, the scores of the lead's last change (90 where it had decayed to 25).
+    A tick evaluates again the oldest qualifications over a day old, a few per tick, and
+    stores their scores as of the tick: no stage change, no webhook."""
+    t0 = datetime(2026, 6, 1, 8, tzinfo=UTC)
+    ingestor = Ingestor(store, TRACKS, model_version_id=None)
+    ingestor.apply([LeadProfile("N1", "a@b.io"), Event("N1-e", "content_download", t0, "N1")], t0)
+    later = t0 + timedelta(hours=6)
+    ingestor.apply([LeadProfile("N2", "c@d.io"), Event("N2-e", "content_download", t0, "N2")],
+                   later)  # fmt: skip
+    outbox = len(_outbox_rows(store))
+    monkeypatch.setattr(ingest_module, "REFRESH_PER_TICK", 1)  # the oldest first
+    at = t0 + timedelta(days=1, hours=12)
+    result = tick(store, TRACKS, at)  # 40 points decayed to 36.1: still warm and hot
+    assert (result.qualified, result.stage_changes, result.refreshed) == ((), (), ("N1",))
+    expected = {q.lead_id: q for q in evaluate_all(TRACKS, store.load_facts(resolve=True), at)}
+    n1 = store.qualification("N1")
+    assert n1.as_of == at and n1.engagement == pytest.approx(expected["N1"].engagement)
+    assert n1.engagement < 40 and n1.stage == "warm"
+    assert store.qualification("N2").as_of == later  # next time
+    assert len(store.stage_history("N1")) == 1 and len(_outbox_rows(store)) == outbox
+    assert tick(store, TRACKS, at).refreshed == ("N2",)
+    assert tick(store, TRACKS, at).refreshed == ()  # both less than a day old now
+
+
+def _outbox_rows(store: Store) -> list[Any]:
+    with store.engine.connect() as connection:
+        return list(connection.execute(select(schema.webhook_outbox)))
 
 
 def test_a_reopen_is_recorded_as_the_decision_that_moved_the_stage(store: Store) -> None:

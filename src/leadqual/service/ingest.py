@@ -22,7 +22,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -120,6 +120,9 @@ class ApplyResult:
     as_of: datetime | None = None
     """When a rebuild evaluated (``recompute``: its ``as_of``, or the latest stored
     qualification's time when that is later)."""
+    refreshed: tuple[str, ...] = ()
+    """Leads a tick evaluated again only because their stored qualification was old
+    (:data:`REFRESH_AFTER`): their scores and ``as_of`` moved, nothing else did."""
 
 
 def _fact_id(fact: Fact) -> str | None:
@@ -1109,6 +1112,32 @@ def _require_aware(now: datetime) -> None:
         raise ValueError("now must be timezone-aware")
 
 
+REFRESH_AFTER = timedelta(days=1)
+"""How old a stored qualification may get before a tick evaluates it again. Decay lowers
+scores with time alone, but a lead is otherwise evaluated again only at its next fact or
+when time can change its stage, routing or tracks; the refresh keeps the scores lists
+show and ``min_score`` filters on at most about this old."""
+
+REFRESH_PER_TICK = 200
+"""The most leads one tick refreshes (oldest first), so that a tick stays short: the
+service's writes wait for it. At one tick a minute that is 288,000 leads a day; a store
+with more refreshes each lead less often."""
+
+
+def _stale_scores(connection: Connection, now: datetime) -> set[str]:
+    """The leads whose stored qualification is older than :data:`REFRESH_AFTER`, oldest
+    first, at most :data:`REFRESH_PER_TICK` (by the index on ``qualifications.as_of``)."""
+    q, t = schema.qualifications, schema.lead_state
+    query = (
+        select(q.c.lead_id)
+        .join(t, t.c.lead_id == q.c.lead_id)
+        .where(q.c.as_of < now - REFRESH_AFTER, t.c.has_profile)
+        .order_by(q.c.as_of, q.c.lead_id)
+        .limit(REFRESH_PER_TICK)
+    )
+    return {lead for (lead,) in connection.execute(query)}
+
+
 def tick(
     store: Store,
     model: Model,
@@ -1150,11 +1179,13 @@ def _tick(
         t = schema.lead_state
         query = select(t.c.lead_id).where(t.c.next_change_at <= now, t.c.has_profile)
         due = {lead for (lead,) in tx.connection.execute(query)}
+        stale = _stale_scores(tx.connection, now) - due
+        due |= stale
         model_check.require()
         work = _Work(tx.connection, plan, model_version_id, now)
-        stale = work.load_leads(due)
+        unbuilt = work.load_leads(due)
         now = work.serialise_time(now)
-        work.rebuild(stale)
+        work.rebuild(unbuilt)
         for lead in due:
             work.leads[lead].advance(now, plan)
         work.link(due)
@@ -1166,7 +1197,9 @@ def _tick(
             for lead, q in qualified.items()
             if before.get(lead) != q.stage or work.route_moved(lead, q)
         }  # a stage, or a routing that score alone moved (a team, a nurture track)
-        tx.save_qualifications(list(moved.values()), model_version_id)
+        refreshed = sorted(stale & qualified.keys() - moved.keys())
+        saved = [*moved.values(), *(qualified[lead] for lead in refreshed)]
+        tx.save_qualifications(saved, model_version_id)
         changes = work.record_changes(moved, before, "time", tx.now)
         work.record_nurture_changes(moved, tx.now)
         routed = None
@@ -1179,7 +1212,9 @@ def _tick(
             routed.assignments.extend(timed.assignments)
             routed.breaches.extend(timed.breaches)
         work.write_states(due | qualified.keys(), tx.now)
-        return ApplyResult(0, 0, tuple(sorted(moved)), tuple(changes), routed)
+        return ApplyResult(
+            0, 0, tuple(sorted(moved)), tuple(changes), routed, refreshed=tuple(refreshed)
+        )
 
 
 def recompute(

@@ -231,7 +231,7 @@ qualifications = Table(
     Column("frameworks", Text(), nullable=False),
     Column("routing", Text()),
     Column("reasons", Text(), nullable=False),
-    Column("as_of", UtcDateTime(), nullable=False),
+    Column("as_of", UtcDateTime(), nullable=False, index=True),  # the tick's score refresh
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 """Each lead's current qualification (a cache of ``evaluate``); JSON in the Text columns."""
