@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, cast, exists, func, select, union
@@ -49,6 +50,7 @@ class QualificationFilters:
     account_id: str | None = None
     nurture: str | None = None
     queue: str | None = None
+    updated_since: datetime | None = None
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -138,6 +140,8 @@ def _filtered(filters: QualificationFilters, after: str | None, dialect: str) ->
         query = query.where(_routing_member(dialect, "nurture") == filters.nurture)
     if filters.queue is not None:
         query = query.where(_routing_member(dialect, "queue") == filters.queue)
+    if filters.updated_since is not None:
+        query = query.where(q.c.updated_at >= filters.updated_since)
     if filters.rep is not None:
         a, latest = schema.assignments, schema.assignments.alias("latest")
         newest = (
