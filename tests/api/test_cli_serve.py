@@ -191,7 +191,11 @@ def test_a_store_command_on_a_mistyped_path_or_a_bad_url_is_one_line_and_exit_2(
     0, and a stray file); a URL that is not one, an unknown role, a refused connection
     and an unsupported database ended in a traceback with exit code 1."""
     missing = tmp_path / "leadqul.db"
-    for command in (["keys", "list"], ["keys", "revoke", "1"], ["versions", "list"], ["tick"]):
+    score = ["score", "--model", "b2b_example", "--store", "--out", str(tmp_path / "s.csv")]
+    for command in (
+        ["keys", "list"], ["keys", "revoke", "1"], ["versions", "list"], ["tick"], score,
+        [*score, "--engine", "reference"],
+    ):  # fmt: skip
         result = CliRunner().invoke(app, [*command, "--database-url", f"sqlite:///{missing}"])
         assert result.exit_code == 2, (command, result.output)
         assert f"error: no store at {missing}" in result.output

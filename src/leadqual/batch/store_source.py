@@ -626,7 +626,7 @@ def score_store_table(
     if chosen == "reference":
         raise ValueError("score_store_table runs a SQL engine: duckdb or postgres")
     preflight(model, as_of, explain=explain)
-    with Store.open(store_url) as store:
+    with Store.open(store_url, create=False) as store:
         if chosen == "duckdb":
             from leadqual.batch.arrow import factset_tables
             from leadqual.batch.duckdb_engine import run_duckdb
@@ -667,7 +667,7 @@ def score_store(
     if chosen == "reference":
         if explain:
             raise ValueError("explain adds SQL point columns: use it with duckdb or postgres")
-        with Store.open(store_url) as store:
+        with Store.open(store_url, create=False) as store:
             facts = store.load_facts(resolve=True)
         return reference_rows(model, facts, as_of)
     rows: list[dict[str, Any]] = score_store_table(
