@@ -198,8 +198,66 @@ def test_a_version_another_process_activates_that_the_routing_file_refuses_is_lo
     )
     version = store.add_model_version(unfit)
     store.activate_model_version(version.id)  # as the CLI in another process
-    runtime.refresh_model()
+    Ticker(runtime, 60.0).turn()
     assert runtime.model_version_id == version.id
     [said] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert f"version 2 (version id {version.id}), activated by another process" in said
     assert "team 'enterprise_team' is not declared" in said
+    Ticker(runtime, 60.0).turn()  # said once per version
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
+
+
+def test_a_routing_file_changed_to_fit_a_version_activated_elsewhere_raises_no_alarm(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sales ops add the new version's team to the file, then activate the version from
+    the CLI: the tick followed the version before it loaded the file, and logged that
+    the version did not fit the file (it did, on disk)."""
+    from leadqual.model.load import EXAMPLE_MODEL, preset_path
+
+    caplog.set_level(logging.INFO, logger="leadqual.api")
+    path = tmp_path / "routing.yaml"
+    _routing(path)
+    runtime = Runtime(store, routing=path)
+    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
+    version = store.add_model_version(
+        text.replace("version: 1", "version: 2").replace(
+            "assign: {team: account_executives", "assign: {team: enterprise_team"
+        )
+    )
+    path.write_text(path.read_text() + "  enterprise_team: {reps: [{id: eve}]}\n")
+    store.activate_model_version(version.id)
+    runtime.model_in_force()  # a read follows the version before any tick
+    Ticker(runtime, 60.0).turn()
+    assert runtime.model_version_id == version.id
+    assert runtime.routing is not None and "enterprise_team" in runtime.routing.teams
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == []
+
+
+def test_concurrent_reads_follow_a_version_activated_elsewhere_once(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sixteen reads at once after an activation in another process each loaded the new
+    version (6 to 16 loads, as many "is active" lines): one does, the others find it."""
+    import threading
+
+    from leadqual.model.load import EXAMPLE_MODEL, preset_path
+
+    caplog.set_level(logging.INFO, logger="leadqual.api")
+    runtime = Runtime(store)
+    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
+    version = store.add_model_version(text.replace("version: 1", "version: 2"))
+    store.activate_model_version(version.id)
+    start = threading.Barrier(16)
+
+    def read() -> None:
+        start.wait()
+        runtime.model_in_force(fresh=True)
+
+    threads = [threading.Thread(target=read) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    switched = [r for r in caplog.records if "version 2 is active" in r.getMessage()]
+    assert len(switched) == 1 and runtime.model_version_id == version.id

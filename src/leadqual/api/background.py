@@ -77,8 +77,9 @@ class Ticker(_Every):
         super().__init__(interval)
 
     def turn(self) -> None:
+        self.runtime.reload_routing()  # first: a file changed to fit a new version
         self.runtime.refresh_model()
-        self.runtime.reload_routing()
+        self.runtime.check_fit()
         result = self.runtime.tick()
         if result.skipped:
             log.debug("tick: another tick is under way (PostgreSQL lock held); nothing done")

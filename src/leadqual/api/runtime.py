@@ -28,10 +28,12 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from leadqual.api import facts as api_facts
+from leadqual.api.errors import ApiError
 from leadqual.api.group_commit import GroupCommit
 from leadqual.api.heap import HeapFreezer
 from leadqual.errors import ModelError, StoreBusyError
@@ -53,6 +55,11 @@ from leadqual.store import store as store_module
 from leadqual.store.versions import ModelVersion
 
 log = logging.getLogger("leadqual.api")
+T = TypeVar("T")
+
+MODEL_CHECK_SECONDS = 1.0
+"""How often, at most, a read looks up which model version is active (another process
+may have activated one): a read follows an activation within this long."""
 
 WRITE_ATTEMPTS = 3
 """Attempts of one write: a concurrent writer may insert the same id first (PostgreSQL),
@@ -98,6 +105,9 @@ class Runtime:
         self.heap = heap
         self._write_lock = threading.Lock()
         self._swap_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._model_checked_at = -MODEL_CHECK_SECONDS  # look up at the first read
+        self._fit_checked: int | None = None  # the version check_fit last looked at
         if model is not None:
             self._ingestor = Ingestor(store, model, None, routing)
         else:
@@ -192,35 +202,60 @@ class Runtime:
         """Start activating the version that was active before the current one."""
         return self.activator.start(previous_version(self.store).id)
 
-    def model_in_force(self) -> Model:
+    def model_in_force(self, *, fresh: bool = False) -> Model:
         """The active version's model, following an activation another process made since
-        this one last wrote (reads check their filters against it, and ``/healthz`` names
-        it): one small select of the active version's id, the model loaded only when it
-        changed."""
+        this one last wrote (reads check their filters against it, a profile its fields,
+        and ``/healthz`` names it). The active version's id is looked up at most once per
+        :data:`MODEL_CHECK_SECONDS` (``fresh``: now, as when that model refused a request,
+        see :meth:`checked`); the model is loaded only when it changed."""
         if self._ingestor.model_version_id is not None:
-            active = self.store.active_model_version_id()
-            if active is not None and active != self._ingestor.model_version_id:
-                self.refresh_model()
+            now = time.monotonic()
+            if fresh or now - self._model_checked_at >= MODEL_CHECK_SECONDS:
+                self._model_checked_at = now
+                try:
+                    active = self.store.active_model_version_id()
+                except OperationalError:  # the database away: /healthz answers all the same
+                    log.warning("could not look up the active model version", exc_info=True)
+                    return self._ingestor.model
+                if active is not None and active != self._ingestor.model_version_id:
+                    self.refresh_model()
         return self._ingestor.model
+
+    def checked(self, check: Callable[[Model], T]) -> T:
+        """``check`` (a request's filters, a profile's fields) against the model in force;
+        when that refuses it, again against the active version looked up now, if another
+        process activated one within the last :data:`MODEL_CHECK_SECONDS` (a field or a
+        stage only the new version has)."""
+        model = self.model_in_force()
+        try:
+            return check(model)
+        except ApiError:  # a 422 naming the field or filter
+            if self.model_in_force(fresh=True) is model:
+                raise
+        return check(self._ingestor.model)
 
     def refresh_model(self) -> None:
         """Follow an activation made by another process (a write that finds another version
-        active calls this, and so does the tick loop)."""
-        active = self.store.active_model_version()
-        if active is not None and active.id != self._ingestor.model_version_id:
-            if self._ingestor.model_version_id is None:
-                return  # a model given in code stays until a version is activated here
-            model = _load_version(active)
-            self._use(model, active.id)
-            self._warn_if_unfit(model, active.id)
+        active calls this, and so do the tick loop and :meth:`model_in_force`). One thread
+        at a time: concurrent reads load the new version once."""
+        with self._refresh_lock:
+            active = self.store.active_model_version()
+            if active is not None and active.id != self._ingestor.model_version_id:
+                if self._ingestor.model_version_id is None:
+                    return  # a model given in code stays until a version is activated here
+                self._use(_load_version(active), active.id)
 
-    def _warn_if_unfit(self, model: Model, version_id: int) -> None:
-        """Say loudly when a version another process activated (``leadqual versions
-        activate`` without ``--routing``) does not fit the routing file in force: the store
-        runs it all the same (every process must), but its leads routed to a team the file
-        lacks wait unassigned, and a restart with this file is refused."""
-        if self.routing is None:
+    def check_fit(self) -> None:
+        """Say loudly, once per version, when the version in force does not fit the routing
+        file in force (``leadqual versions activate`` in another process without
+        ``--routing``): the store runs it all the same (every process must), but its leads
+        routed to a team the file lacks get no rep, and a restart with this file is
+        refused. The tick calls it after loading a changed routing file (a file made to
+        fit the new version raises no alarm)."""
+        model, version_id = self._ingestor.model, self._ingestor.model_version_id
+        if self.routing is None or version_id is None or version_id == self._fit_checked:
             return
+        self._fit_checked = version_id
         try:
             check_routing(self.routing, model)
         except ModelError as error:
@@ -270,8 +305,8 @@ class Runtime:
             self.routing = config
             self.routing_loaded_at = datetime.now(UTC)
             self.activator.routing = config
-            model, version_id = self._ingestor.model, self._ingestor.model_version_id
-            with self._swap_lock:
+            with self._swap_lock:  # the model as it is now (a read may have just followed one)
+                model, version_id = self._ingestor.model, self._ingestor.model_version_id
                 self._ingestor = Ingestor(self.store, model, version_id, config)
         log.info("routing file %s reloaded", path)
         return True

@@ -34,7 +34,8 @@ AccountId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="Th
 )
 def put_account(account_id: AccountId, body: AccountIn, runtime: RuntimeDep) -> WriteResult:
     """Create or update an account: appends a profile fact and re-qualifies its leads."""
-    profile = facts.account_profile(account_id, body, runtime.model_in_force(), datetime.now(UTC))
+    now = datetime.now(UTC)
+    profile = runtime.checked(lambda model: facts.account_profile(account_id, body, model, now))
     return apply_facts(runtime, [profile])
 
 

@@ -44,7 +44,8 @@ def put_lead(lead_id: LeadId, body: LeadIn, runtime: RuntimeDep) -> WriteResult:
     """Create or update a lead: appends a profile fact; the latest value of each attribute wins.
 
     A lead whose email another lead already has is merged into that lead."""
-    profile = facts.lead_profile(lead_id, body, runtime.model_in_force(), datetime.now(UTC))
+    now = datetime.now(UTC)
+    profile = runtime.checked(lambda model: facts.lead_profile(lead_id, body, model, now))
     return apply_facts(runtime, [profile])
 
 

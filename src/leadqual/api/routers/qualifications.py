@@ -70,7 +70,9 @@ def list_qualifications(
     filters = queries.QualificationFilters(
         stage, grade, team, rep, min_score, account_id, nurture, queue, updated_since
     )
-    queries.check_filters(runtime.model_in_force(), filters, runtime.routing, runtime.store)
+    runtime.checked(
+        lambda model: queries.check_filters(model, filters, runtime.routing, runtime.store)
+    )
     after = decode_cursor("qualifications", cursor, filters.as_dict())
     rows, more = queries.qualification_rows(runtime.store, filters, after, limit)
     items = [queries.qualification_from_row(row) for row in rows]

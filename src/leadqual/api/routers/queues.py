@@ -29,7 +29,9 @@ StageFilter = Annotated[str | None, Query(min_length=1, max_length=MAX_NAME)]
 def _page(
     runtime: Runtime, filters: queries.QualificationFilters, limit: int, cursor: str | None
 ) -> QueuePage:
-    queries.check_filters(runtime.model_in_force(), filters, runtime.routing, runtime.store)
+    runtime.checked(
+        lambda model: queries.check_filters(model, filters, runtime.routing, runtime.store)
+    )
     after = decode_cursor("queue", cursor, filters.as_dict())
     rows, more = queries.qualification_rows(runtime.store, filters, after, limit)
     items = [queries.queue_item(row) for row in rows]
