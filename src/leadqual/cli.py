@@ -789,7 +789,9 @@ def serve_command(
     ] = None,
     tick_seconds: Annotated[
         float,
-        typer.Option(min=0, help="Seconds between ticks (decay, inactivity); 0 turns it off."),
+        typer.Option(
+            min=0, max=86_400, help="Seconds between ticks (decay, inactivity); 0 turns it off."
+        ),
     ] = 60.0,
     routing: RoutingOpt = None,
     workers: Annotated[

@@ -243,12 +243,14 @@ def test_serve_refuses_a_negative_tick_interval_and_an_impossible_port(tmp_path:
     """``--tick-seconds -1`` was taken, and the tick ran in a busy loop (a core at full
     load with nothing to do)."""
     url = f"sqlite:///{tmp_path / 'leadqual.db'}"
-    for option in (["--tick-seconds", "-1"], ["--port", "70000"]):
+    for option in (["--tick-seconds", "-1"], ["--tick-seconds", "inf"], ["--port", "70000"]):
         result = CliRunner().invoke(app, ["serve", "--database-url", url, *option])
         assert result.exit_code == 2, result.output
         assert "Invalid value" in result.output
     assert not (tmp_path / "leadqual.db").exists()  # refused before anything was opened
     from leadqual.api.background import Ticker
 
-    with Store.open(url) as store, pytest.raises(ValueError, match="more than 0 seconds"):
-        Ticker(Runtime(store), -1)
+    with Store.open(url) as store:
+        for interval in (-1, 0, float("inf"), float("nan")):
+            with pytest.raises(ValueError, match="more than 0 seconds"):
+                Ticker(Runtime(store), interval)

@@ -64,6 +64,10 @@ class _Every:
             log.exception("%s failed", self.what)
 
 
+MAX_TICK_SECONDS = 86_400
+"""The longest tick interval (a day): an infinite one killed the tick's thread."""
+
+
 class Ticker(_Every):
     """Calls ``runtime.tick()`` every ``interval`` seconds until stopped."""
 
@@ -71,8 +75,11 @@ class Ticker(_Every):
     what = "tick"
 
     def __init__(self, runtime: Runtime, interval: float) -> None:
-        if not interval > 0:  # 0 or less ticked in a busy loop, a core at full load
-            raise ValueError(f"a tick interval must be more than 0 seconds, not {interval}")
+        if not 0 < interval <= MAX_TICK_SECONDS:  # 0 or less: a busy loop; inf: a dead thread
+            raise ValueError(
+                f"a tick interval must be more than 0 seconds and at most {MAX_TICK_SECONDS}, "
+                f"not {interval}"
+            )
         self.runtime = runtime
         super().__init__(interval)
 
