@@ -993,3 +993,10 @@ def test_a_write_that_waits_out_a_busy_store_is_a_503_to_retry(
             assert "another process has held its write lock" in error["message"]
         assert ingest.post("/v1/events", json=event("E-1")).json()["accepted"] == 1
         assert [e.event_id for e in api.store.load_facts().events] == ["E-1"]
+        paths = api.app.openapi()["paths"]  # documented on every write, with its header
+        for route, method in [("/v1/events", "post"), ("/v1/events/batch", "post"),
+                             ("/v1/leads/{lead_id}", "put"), ("/v1/accounts/{account_id}", "put"),
+                             ("/v1/leads/{lead_id}/decisions", "post"), ("/v1/webhooks", "post"),
+                             ("/v1/models", "post")]:  # fmt: skip
+            busy = paths[route][method]["responses"]["503"]
+            assert "Retry-After" in busy["headers"], (route, busy)

@@ -395,12 +395,28 @@ _DESCRIPTIONS = {
     415: "The request body is not JSON (send `Content-Type: application/json`)",
     422: "Invalid input: the details name the item and field",
     500: "Unexpected error",
+    503: "The store is busy: the write waited out SQLite's busy timeout while another "
+    "process held the write lock (a rebuild); nothing was written: send it again after "
+    "`Retry-After` seconds",
+}
+
+_HEADERS = {
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before sending the write again.",
+            "schema": {"type": "integer"},
+        }
+    }
 }
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for error statuses, all with the one error shape."""
     return {
-        status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status]}
+        status: {
+            "model": ErrorResponse,
+            "description": _DESCRIPTIONS[status],
+            **({"headers": _HEADERS[status]} if status in _HEADERS else {}),
+        }
         for status in statuses
     }

@@ -30,7 +30,7 @@ AccountId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="Th
     "/{account_id}",
     response_model=WriteResult,
     dependencies=[Depends(require("ingest"))],
-    responses=responses(409, 413),
+    responses=responses(409, 413, 503),
 )
 def put_account(account_id: AccountId, body: AccountIn, runtime: RuntimeDep) -> WriteResult:
     """Create or update an account: appends a profile fact and re-qualifies its leads."""

@@ -16,7 +16,7 @@ router = APIRouter(
     prefix="/v1/events",
     tags=["events"],
     dependencies=[Depends(require("ingest"))],
-    responses=responses(400, 401, 403, 409, 413, 422, 500),
+    responses=responses(400, 401, 403, 409, 413, 422, 500, 503),
     route_class=CheckedRoute,
 )
 

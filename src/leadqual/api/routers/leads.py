@@ -38,7 +38,7 @@ LeadId = Annotated[str, Path(min_length=1, max_length=MAX_ID, description="The l
     "/{lead_id}",
     response_model=WriteResult,
     dependencies=[Depends(require("ingest"))],
-    responses=responses(409, 413),
+    responses=responses(409, 413, 503),
 )
 def put_lead(lead_id: LeadId, body: LeadIn, runtime: RuntimeDep) -> WriteResult:
     """Create or update a lead: appends a profile fact; the latest value of each attribute wins.

@@ -78,7 +78,7 @@ def list_models(runtime: RuntimeDep) -> list[ModelVersionOut]:
     return [_out(v) for v in runtime.store.model_versions()]
 
 
-@router.post("", response_model=ModelVersionOut, responses=responses(409, 413))
+@router.post("", response_model=ModelVersionOut, responses=responses(409, 413, 503))
 def upload_model(body: ModelIn, runtime: RuntimeDep) -> ModelVersionOut:
     """Store a model's YAML as a new version (not active yet). Validated first: a fault is a
     422 listing every problem as `line:col: path: message`. The same text again is a no-op;

@@ -18,7 +18,7 @@ router = APIRouter(
     prefix="/v1/leads/{lead_id}",
     tags=["sales"],
     dependencies=[Depends(require("sales"))],
-    responses=responses(400, 401, 403, 404, 409, 413, 422, 500),
+    responses=responses(400, 401, 403, 404, 409, 413, 422, 500, 503),
     route_class=CheckedRoute,
 )
 

@@ -118,7 +118,7 @@ def _unknown_kinds(body: SubscriptionIn) -> list[ErrorDetail]:
     ]
 
 
-@router.post("", response_model=CreatedOut, status_code=201)
+@router.post("", response_model=CreatedOut, status_code=201, responses=responses(503))
 def subscribe(body: SubscriptionIn, runtime: RuntimeDep) -> CreatedOut:
     """Subscribe a URL to event kinds; the response holds the signing secret, once."""
     try:
@@ -189,7 +189,7 @@ class RotatedOut(SubscriptionOut):
 @router.post(
     "/{subscription_id}/rotate-secret",
     response_model=RotatedOut,
-    responses=responses(404, 409),
+    responses=responses(404, 409, 503),
 )
 def rotate(
     subscription_id: SubscriptionId,
