@@ -466,6 +466,8 @@ def test_a_number_out_of_float_range_is_refused_and_poisons_nothing(api: Api) ->
         (None, ", not null"),
         ("20260301T093000Z", " in the extended format (with - and :), not the basic one"),
         ("1764000000", ", not a Unix time"),
+        ("1e9", ", not a Unix time"),
+        ("1.7e9", ", not a Unix time"),
     ],
 )
 def test_a_refused_timestamp_is_told_what_it_is(api: Api, at: Any, said: str) -> None:

@@ -180,6 +180,13 @@ def test_a_cursor_is_opaque_and_bound_to_its_filters(api: Api) -> None:
     assert accounts["next_cursor"]
     other = api.as_("read").get("/v1/qualifications", params={"cursor": accounts["next_cursor"]})
     assert "another list" in assert_error(other, 400, "invalid_cursor")["message"]
+    # a cursor of the release before (no list in it) is told so, not "other filters"
+    legacy = json.dumps({"after": "L-0", "filters": "0123456789ab"}, separators=(",", ":"))
+    older = base64.urlsafe_b64encode(legacy.encode()).decode().rstrip("=")
+    error = assert_error(
+        api.as_("read").get("/v1/qualifications", params={"cursor": older}), 400, "invalid_cursor"
+    )
+    assert "earlier release" in error["message"] and "first page" in error["message"]
     assert_error(api.as_("read").get("/v1/qualifications", params={"limit": 0}), 422)
     assert_error(api.as_("read").get("/v1/qualifications", params={"limit": 501}), 422)
 

@@ -274,6 +274,12 @@ def test_a_model_file_that_is_not_utf8_names_its_path_line_and_column(tmp_path) 
     assert str(caught.value) == (
         f"{latin1}:{line}:18: not UTF-8 text: byte 0xe9 cannot be read (save the file as UTF-8)"
     )
+    # the column counts characters, as every other located problem: "é" is one
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_bytes(BASE.encode() + "description: é".encode() + b"\xe9\n")
+    with pytest.raises(ModelError) as caught:
+        load_model(mixed)
+    assert f"{mixed}:{line}:15: not UTF-8 text: byte 0xe9" in str(caught.value)
 
 
 def test_a_control_character_is_a_located_problem() -> None:

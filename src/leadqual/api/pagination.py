@@ -22,6 +22,10 @@ from fastapi import Query
 
 from leadqual.api.errors import ApiError, ErrorDetail
 
+CURSOR_VERSION = 2
+"""What a cursor says of how it was made: 2, bound to its list as well as its filters (a
+cursor without it came from an earlier release, and is refused as such)."""
+
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
@@ -43,7 +47,9 @@ def fingerprint(listed: str, filters: Mapping[str, object]) -> str:
 def encode_cursor(listed: str, after: str, filters: Mapping[str, object]) -> str:
     """The cursor of the page after key ``after`` of the list ``listed`` under ``filters``."""
     made_for = fingerprint(listed, filters)
-    data = json.dumps({"after": after, "filters": made_for}, separators=(",", ":"))
+    data = json.dumps(
+        {"v": CURSOR_VERSION, "after": after, "filters": made_for}, separators=(",", ":")
+    )
     return base64.urlsafe_b64encode(data.encode("utf-8")).decode("ascii").rstrip("=")
 
 
@@ -60,6 +66,8 @@ def decode_cursor(listed: str, cursor: str | None, filters: Mapping[str, object]
         raise _bad("not a cursor returned by this API") from None  # RecursionError: [[[[...
     if not isinstance(after, str) or not _an_id(after):
         raise _bad("not a cursor returned by this API")
+    if data.get("v") != CURSOR_VERSION:  # made before cursors named their list
+        raise _bad("a cursor of an earlier release of leadqual: start again from the first page")
     if made_for != fingerprint(listed, filters):
         raise _bad(
             "the cursor was made for another list or other filters: repeat the filters of "

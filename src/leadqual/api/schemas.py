@@ -50,12 +50,21 @@ def _text_only(value: Any) -> Any:
     raise ValueError(f"{expected}{_what_it_is(value)}")
 
 
+def _a_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (``1764000000``, ``1e9``, ``1.7e9``)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity")
+
+
 def _what_it_is(value: Any) -> str:
     """What a refused timestamp looks like instead, for its error message."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         json_kind = {bool: "a boolean", list: "an array", dict: "an object"}
         return f", not {json_kind.get(type(value), 'null')}"
-    if not isinstance(value, str) or value.strip().lstrip("-").replace(".", "", 1).isdigit():
+    if not isinstance(value, str) or _a_number(value):
         return ", not a Unix time"
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
         return ", not a date alone (give the time and its zone)"

@@ -139,7 +139,8 @@ def load_yaml_file(path: FsPath) -> tuple[Any, Marks]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        col = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        before = data[data.rfind(b"\n", 0, error.start) + 1 : error.start]
+        col = len(before.decode("utf-8", errors="replace")) + 1  # characters, as YAML's marks
         bad = data[error.start : error.start + 1].hex()
         message = f"not UTF-8 text: byte 0x{bad} cannot be read (save the file as UTF-8)"
         raise ModelError([Problem(message, file=str(path), line=line, col=col)]) from None
