@@ -18,6 +18,7 @@ from leadqual.api.pagination import encode_cursor, fingerprint
 from leadqual.engine.reference import evaluate_all
 from leadqual.model.load import EXAMPLE_MODEL, preset_path
 from leadqual.routing import load_routing_text
+from leadqual.store import schema
 from tests.api.conftest import Api, ago, assert_error, start_api
 
 DECISION_MAKER = {"seniority": "vp", "country": "US", "timeframe": "lt_3m"}
@@ -260,7 +261,7 @@ LISTS = [
         "stage, grade, team, rep, min_score, account_id, nurture, queue, updated_since, limit, "
         "cursor",
     ),
-    ("/v1/queues/teams/sales_reps", "stage, limit, cursor"),
+    ("/v1/queues/teams/sales_reps", "stage, waiting, limit, cursor"),
     ("/v1/queues/reps/ana", "stage, limit, cursor"),
     ("/v1/accounts", "mqa, limit, cursor"),
 ]
@@ -382,6 +383,17 @@ def test_filters_by_account_team_and_rep(api: Api) -> None:
     assert ids("/v1/queues/reps/bo") == []  # L-1 was reassigned from bo to ana
     assert ids("/v1/queues/reps/ana", stage="mql") == ["L-1", "L-2"]
     assert ids("/v1/qualifications", rep="ana", account_id="A-1") == ["L-1"]
+    # a team's queue names who holds each lead; waiting=true lists those with no rep yet
+    team = read.get("/v1/queues/teams/sales_reps").json()["items"]
+    assert [(i["lead_id"], i["rep"]) for i in team] == [("L-1", "ana"), ("L-2", "ana")]
+    with api.store.transaction() as tx:
+        a = schema.assignments
+        tx.connection.execute(a.update().where(a.c.lead_id == "L-2").values(ended_at=tx.now))
+        tx.record_assignment(lead_id="L-2", rule="sales_reps", at=tx.now, team="sales_reps")
+    team = read.get("/v1/queues/teams/sales_reps").json()["items"]
+    assert [(i["lead_id"], i["rep"]) for i in team] == [("L-1", "ana"), ("L-2", None)]
+    assert ids("/v1/queues/teams/sales_reps", waiting="true") == ["L-2"]
+    assert ids("/v1/queues/teams/sales_reps", waiting="false") == ["L-1"]
 
 
 def test_an_account_becomes_an_mqa_with_three_engaged_leads(api: Api) -> None:

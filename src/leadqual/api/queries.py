@@ -15,7 +15,7 @@ its open assignment (none once it ended).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,6 +51,9 @@ class QualificationFilters:
     nurture: str | None = None
     queue: str | None = None
     updated_since: datetime | None = None
+    waiting: bool | None = None
+    """True: only leads waiting in their team's queue (an open assignment without a rep);
+    False: only those a rep holds."""
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -142,6 +145,12 @@ def _filtered(filters: QualificationFilters, after: str | None, dialect: str) ->
         query = query.where(_routing_member(dialect, "queue") == filters.queue)
     if filters.updated_since is not None:
         query = query.where(q.c.updated_at >= filters.updated_since)
+    if filters.waiting is not None:
+        a = schema.assignments
+        held = a.c.rep.is_(None) if filters.waiting else a.c.rep.is_not(None)
+        query = query.where(
+            exists().where(and_(a.c.lead_id == q.c.lead_id, a.c.ended_at.is_(None), held))
+        )
     if filters.rep is not None:
         a, latest = schema.assignments, schema.assignments.alias("latest")
         newest = (
@@ -202,17 +211,35 @@ def qualification_out(stored: StoredQualification) -> QualificationOut:
     )
 
 
-def queue_item(row: Mapping[Any, Any]) -> QueueItem:
-    routing = json.loads(row["routing"]) if row["routing"] else {}
-    return QueueItem(
-        lead_id=row["lead_id"],
-        stage=row["stage"],
-        grade=row["grade"],
-        total=row["total"],
-        team=routing.get("team"),
-        method=routing.get("method"),
-        as_of=row["as_of"],
-    )
+def queue_items(store: Store, rows: Sequence[Mapping[Any, Any]]) -> list[QueueItem]:
+    """A page of a queue: each lead with the rep who holds it now (its open assignment)."""
+    a = schema.assignments
+    leads = [row["lead_id"] for row in rows]
+    held: dict[str, str | None] = {}
+    if leads:
+        query = (
+            select(a.c.lead_id, a.c.rep)
+            .where(a.c.lead_id.in_(leads), a.c.ended_at.is_(None))
+            .order_by(a.c.id)  # the newest open one last, as the rep filter reads it
+        )
+        with store.engine.connect() as connection:
+            held = {lead: rep for lead, rep in connection.execute(query)}
+    items = []
+    for row in rows:
+        routing = json.loads(row["routing"]) if row["routing"] else {}
+        items.append(
+            QueueItem(
+                lead_id=row["lead_id"],
+                stage=row["stage"],
+                grade=row["grade"],
+                total=row["total"],
+                team=routing.get("team"),
+                method=routing.get("method"),
+                rep=held.get(row["lead_id"]),
+                as_of=row["as_of"],
+            )
+        )
+    return items
 
 
 # -- accounts ----------------------------------------------------------------------------

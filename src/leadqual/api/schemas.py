@@ -294,6 +294,10 @@ class QueueItem(BaseModel):
     total: float
     team: str | None
     method: str | None
+    rep: str | None = Field(
+        description="The rep who holds the lead now (its open assignment); null while it "
+        "waits in its team's queue for a rep, or has no open assignment."
+    )
     as_of: datetime
 
 

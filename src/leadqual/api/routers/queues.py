@@ -34,7 +34,7 @@ def _page(
     )
     after = decode_cursor("queue", cursor, filters.as_dict())
     rows, more = queries.qualification_rows(runtime.store, filters, after, limit)
-    items = [queries.queue_item(row) for row in rows]
+    items = queries.queue_items(runtime.store, rows)
     next_cursor = encode_cursor("queue", items[-1].lead_id, filters.as_dict()) if more else None
     return QueuePage(items=items, next_cursor=next_cursor)
 
@@ -44,11 +44,19 @@ def team_queue(
     team: Annotated[str, Path(min_length=1, max_length=MAX_ID)],
     runtime: RuntimeDep,
     stage: StageFilter = None,
+    waiting: Annotated[
+        bool | None,
+        Query(
+            description="true: only the leads waiting for a rep (no rep available when they "
+            "came); false: only those a rep holds."
+        ),
+    ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> QueuePage:
-    """The leads the model currently routes to a team (routing `assign.team`)."""
-    filters = queries.QualificationFilters(stage=stage, team=team)
+    """The leads the model currently routes to a team (routing `assign.team`), each with the
+    rep who holds it (`rep`; null while it waits in the team's queue)."""
+    filters = queries.QualificationFilters(stage=stage, team=team, waiting=waiting)
     return _page(runtime, filters, limit, cursor)
 
 
