@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, cast, exists, func, select, union
@@ -50,7 +49,6 @@ class QualificationFilters:
     account_id: str | None = None
     nurture: str | None = None
     queue: str | None = None
-    updated_since: datetime | None = None
     waiting: bool | None = None
     """True: only leads waiting in their team's queue (an open assignment without a rep);
     False: only those a rep holds."""
@@ -143,8 +141,6 @@ def _filtered(filters: QualificationFilters, after: str | None, dialect: str) ->
         query = query.where(_routing_member(dialect, "nurture") == filters.nurture)
     if filters.queue is not None:
         query = query.where(_routing_member(dialect, "queue") == filters.queue)
-    if filters.updated_since is not None:
-        query = query.where(q.c.updated_at >= filters.updated_since)
     if filters.waiting is not None:
         a = schema.assignments
         held = a.c.rep.is_(None) if filters.waiting else a.c.rep.is_not(None)

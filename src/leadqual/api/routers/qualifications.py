@@ -11,7 +11,7 @@ from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import responses
 from leadqual.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
 from leadqual.api.routes import CheckedRoute
-from leadqual.api.schemas import QualificationPage, Timestamp
+from leadqual.api.schemas import QualificationPage
 from leadqual.store.codec import MAX_ID, MAX_NAME
 
 router = APIRouter(
@@ -45,13 +45,6 @@ def list_qualifications(
         str | None,
         Query(min_length=1, max_length=MAX_NAME, description="A queue the model routes it to."),
     ] = None,
-    updated_since: Annotated[
-        Timestamp | None,
-        Query(
-            description="Only qualifications written at or after this time (ISO 8601 with a "
-            "zone): what changed since a sync tool's last pass."
-        ),
-    ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> QualificationPage:
@@ -63,12 +56,9 @@ def list_qualifications(
     the active model does not have, or a parameter not listed here, is a 422 (a misspelt
     filter is never ignored).
 
-    `updated_since` lists the qualifications written (a fact, a decision, a tick, a
-    rebuild) at or after a time: a sync tool reads from the start of its previous pass.
-
     Pass `next_cursor` back as `cursor` (with the same filters) for the next page."""
     filters = queries.QualificationFilters(
-        stage, grade, team, rep, min_score, account_id, nurture, queue, updated_since
+        stage, grade, team, rep, min_score, account_id, nurture, queue
     )
     runtime.checked(
         lambda model: queries.check_filters(model, filters, runtime.routing, runtime.store)
