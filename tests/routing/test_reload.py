@@ -261,3 +261,33 @@ def test_concurrent_reads_follow_a_version_activated_elsewhere_once(
         thread.join()
     switched = [r for r in caplog.records if "version 2 is active" in r.getMessage()]
     assert len(switched) == 1 and runtime.model_version_id == version.id
+
+
+def test_a_routing_file_refused_for_the_old_version_is_tried_again_with_the_new_one(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file for a new version, put in place before the version was activated in
+    another process, was refused against the old version, remembered as refused, and never
+    read again: the server ran the new version with the old file for good."""
+    from leadqual.model.load import EXAMPLE_MODEL, preset_path
+
+    caplog.set_level(logging.INFO, logger="leadqual.api")
+    path = tmp_path / "routing.yaml"
+    _routing(path)
+    runtime = Runtime(store, routing=path)
+    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
+    version = store.add_model_version(
+        text.replace("version: 1", "version: 2").replace(
+            "assign: {team: account_executives", "assign: {team: enterprise_team"
+        )
+    )
+    path.write_text(path.read_text().replace("account_executives", "enterprise_team"))
+    ticker = Ticker(runtime, 60.0)
+    ticker.turn()  # the old version routes to account_executives: refused
+    assert runtime.routing is not None and "account_executives" in runtime.routing.teams
+    store.activate_model_version(version.id)
+    ticker.turn()
+    assert runtime.model_version_id == version.id
+    assert "enterprise_team" in runtime.routing.teams
+    refusals = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(refusals) == 1 and "changed but is refused" in refusals[0]  # only the first

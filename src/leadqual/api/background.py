@@ -84,8 +84,8 @@ class Ticker(_Every):
         super().__init__(interval)
 
     def turn(self) -> None:
-        self.runtime.reload_routing()  # first: a file changed to fit a new version
-        self.runtime.refresh_model()
+        self.runtime.refresh_model()  # a version activated elsewhere, then the file for it
+        self.runtime.reload_routing()
         self.runtime.check_fit()
         result = self.runtime.tick()
         if result.skipped:

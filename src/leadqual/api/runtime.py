@@ -95,7 +95,8 @@ class Runtime:
         loaded again when its content changes (:meth:`reload_routing`)."""
         self.store = store
         self.routing_file: Path | None = None
-        self._routing_digest: str | None = None
+        self._routing_digest: str | None = None  # of the file in force
+        self._routing_refused: tuple[str, int | None] | None = None  # content, version
         if isinstance(routing, Path):
             self.routing_file = routing
             self._routing_digest = _digest(routing)
@@ -272,7 +273,9 @@ class Runtime:
 
         The new file is checked as at start (its own faults, then against the
         active model); a refused file is logged with every fault, once per
-        content, and the previous routing stays in force. The switch waits for
+        content and model version, and the previous routing stays in force (a
+        file refused for not fitting the model is tried again once another
+        version is active: one edited for a version activated elsewhere). The switch waits for
         the write in progress (the write lock): every later write, tick and
         activation routes with the new file, as after a restart with it.
         """
@@ -289,19 +292,24 @@ class Runtime:
             return False
         if digest == self._routing_digest:
             return False
-        self._routing_digest = digest  # a refused content is reported once
+        tried = (digest, self._ingestor.model_version_id)
+        if tried == self._routing_refused:  # reported once per content and model version
+            return False
         with self._write_lock:
             try:
                 config = load_routing(path)
                 _check_routing(config, self._ingestor.model)
             except ModelError as error:
+                self._routing_refused = tried
                 log.error("routing file %s changed but is refused; the previous one stays:\n%s",
                           path, error)  # fmt: skip
                 return False
             except (OSError, ValueError, RecursionError) as error:  # not UTF-8, alias loops
+                self._routing_refused = tried
                 log.error("routing file %s changed but cannot be read (%s: %s); the previous "
                           "one stays", path, type(error).__name__, error)  # fmt: skip
                 return False
+            self._routing_digest, self._routing_refused = digest, None
             self.routing = config
             self.routing_loaded_at = datetime.now(UTC)
             self.activator.routing = config
