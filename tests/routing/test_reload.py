@@ -291,3 +291,43 @@ def test_a_routing_file_refused_for_the_old_version_is_tried_again_with_the_new_
     assert "enterprise_team" in runtime.routing.teams
     refusals = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(refusals) == 1 and "changed but is refused" in refusals[0]  # only the first
+
+
+def test_a_file_in_force_that_goes_and_comes_back_unchanged_is_not_reloaded(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="leadqual.api")
+    path = tmp_path / "routing.yaml"
+    _routing(path)
+    runtime = Runtime(store, MODEL, routing=path)
+    in_force, text = runtime.routing, path.read_text()
+    path.unlink()
+    assert runtime.reload_routing() is False
+    path.write_text(text)  # back, as it was (a deploy that rewrote it)
+    assert runtime.reload_routing() is False
+    assert runtime.routing is in_force and in_force is not None and not in_force.swept
+    assert not any("reloaded" in r.getMessage() for r in caplog.records)
+
+
+def test_a_refusal_is_logged_once_per_content_and_version_however_versions_flip(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the last refused (content, version) was remembered: activations flipping
+    between two versions logged the same unchanged file again at every switch."""
+    from leadqual.model.load import EXAMPLE_MODEL, preset_path
+
+    caplog.set_level(logging.INFO, logger="leadqual.api")
+    path = tmp_path / "routing.yaml"
+    _routing(path)
+    runtime = Runtime(store, routing=path)
+    first = runtime.model_version_id
+    assert first is not None
+    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
+    second = store.add_model_version(text.replace("version: 1", "version: 2")).id
+    path.write_text(path.read_text().replace("senior_consultants", "seniors"))  # fits neither
+    ticker = Ticker(runtime, 60.0)
+    for version in (first, second, first, second, first):
+        store.activate_model_version(version)
+        ticker.turn()
+    refusals = [r for r in caplog.records if "changed but is refused" in r.getMessage()]
+    assert len(refusals) == 2  # once against each version

@@ -168,10 +168,27 @@ def _filtered(filters: QualificationFilters, after: str | None, dialect: str) ->
 
 
 def qualification_rows(
-    store: Store, filters: QualificationFilters, after: str | None, limit: int
+    store: Store,
+    filters: QualificationFilters,
+    after: str | None,
+    limit: int,
+    *,
+    held_by: bool = False,
 ) -> tuple[list[Mapping[Any, Any]], bool]:
-    """One page of stored qualifications (as rows) and whether more follow."""
+    """One page of stored qualifications (as rows) and whether more follow; ``held_by``:
+    each row's ``held_by`` is the rep of the lead's open assignment, read in the same
+    statement as the page (a queue's ``waiting`` filter and its reps agree)."""
     query = _filtered(filters, after, store.engine.dialect.name).limit(limit + 1)
+    if held_by:
+        a, q = schema.assignments, schema.qualifications
+        rep = (
+            select(a.c.rep)
+            .where(a.c.lead_id == q.c.lead_id, a.c.ended_at.is_(None))
+            .order_by(a.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = query.add_columns(rep.label("held_by"))
     with store.engine.connect() as connection:
         rows: list[Mapping[Any, Any]] = [dict(row) for row in connection.execute(query).mappings()]
     return rows[:limit], len(rows) > limit
@@ -207,19 +224,9 @@ def qualification_out(stored: StoredQualification) -> QualificationOut:
     )
 
 
-def queue_items(store: Store, rows: Sequence[Mapping[Any, Any]]) -> list[QueueItem]:
-    """A page of a queue: each lead with the rep who holds it now (its open assignment)."""
-    a = schema.assignments
-    leads = [row["lead_id"] for row in rows]
-    held: dict[str, str | None] = {}
-    if leads:
-        query = (
-            select(a.c.lead_id, a.c.rep)
-            .where(a.c.lead_id.in_(leads), a.c.ended_at.is_(None))
-            .order_by(a.c.id)  # the newest open one last, as the rep filter reads it
-        )
-        with store.engine.connect() as connection:
-            held = {lead: rep for lead, rep in connection.execute(query)}
+def queue_items(rows: Sequence[Mapping[Any, Any]]) -> list[QueueItem]:
+    """A page of a queue (rows read with ``held_by``): each lead with the rep who holds it
+    now (its open assignment)."""
     items = []
     for row in rows:
         routing = json.loads(row["routing"]) if row["routing"] else {}
@@ -231,7 +238,7 @@ def queue_items(store: Store, rows: Sequence[Mapping[Any, Any]]) -> list[QueueIt
                 total=row["total"],
                 team=routing.get("team"),
                 method=routing.get("method"),
-                rep=held.get(row["lead_id"]),
+                rep=row["held_by"],
                 as_of=row["as_of"],
             )
         )

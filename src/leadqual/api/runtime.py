@@ -96,7 +96,8 @@ class Runtime:
         self.store = store
         self.routing_file: Path | None = None
         self._routing_digest: str | None = None  # of the file in force
-        self._routing_refused: tuple[str, int | None] | None = None  # content, version
+        self._routing_refused: set[tuple[str, int | None]] = set()  # content, version
+        self._routing_unreadable = False  # reported once, until the file is back
         if isinstance(routing, Path):
             self.routing_file = routing
             self._routing_digest = _digest(routing)
@@ -108,7 +109,7 @@ class Runtime:
         self._swap_lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._model_checked_at = -MODEL_CHECK_SECONDS  # look up at the first read
-        self._fit_checked: int | None = None  # the version check_fit last looked at
+        self._fit_checked: set[int] = set()  # the versions check_fit looked at
         if model is not None:
             self._ingestor = Ingestor(store, model, None, routing)
         else:
@@ -254,9 +255,9 @@ class Runtime:
         refused. The tick calls it after loading a changed routing file (a file made to
         fit the new version raises no alarm)."""
         model, version_id = self._ingestor.model, self._ingestor.model_version_id
-        if self.routing is None or version_id is None or version_id == self._fit_checked:
+        if self.routing is None or version_id is None or version_id in self._fit_checked:
             return
-        self._fit_checked = version_id
+        self._fit_checked.add(version_id)
         try:
             check_routing(self.routing, model)
         except ModelError as error:
@@ -285,31 +286,33 @@ class Runtime:
         try:
             digest = _digest(path)
         except OSError as error:
-            if self._routing_digest != _UNREADABLE:  # reported once, until it is back
-                self._routing_digest = _UNREADABLE
+            if not self._routing_unreadable:  # reported once, until it is back
+                self._routing_unreadable = True
                 log.error("routing file %s cannot be read (%s); the previous one stays",
                           path, error)  # fmt: skip
             return False
+        self._routing_unreadable = False
         if digest == self._routing_digest:
             return False
-        tried = (digest, self._ingestor.model_version_id)
-        if tried == self._routing_refused:  # reported once per content and model version
-            return False
+        if (digest, self._ingestor.model_version_id) in self._routing_refused:
+            return False  # reported once per content and model version
         with self._write_lock:
+            tried = (digest, self._ingestor.model_version_id)  # the model it is checked against
             try:
                 config = load_routing(path)
                 _check_routing(config, self._ingestor.model)
             except ModelError as error:
-                self._routing_refused = tried
+                self._routing_refused.add(tried)
                 log.error("routing file %s changed but is refused; the previous one stays:\n%s",
                           path, error)  # fmt: skip
                 return False
             except (OSError, ValueError, RecursionError) as error:  # not UTF-8, alias loops
-                self._routing_refused = tried
+                self._routing_refused.add(tried)
                 log.error("routing file %s changed but cannot be read (%s: %s); the previous "
                           "one stays", path, type(error).__name__, error)  # fmt: skip
                 return False
-            self._routing_digest, self._routing_refused = digest, None
+            self._routing_digest = digest
+            self._routing_refused.clear()
             self.routing = config
             self.routing_loaded_at = datetime.now(UTC)
             self.activator.routing = config
@@ -323,10 +326,6 @@ class Runtime:
         with self._swap_lock:
             self._ingestor = Ingestor(self.store, model, version_id, self.routing)
         log.info("model %s version %s is active", model.name, model.version)
-
-
-_UNREADABLE = "unreadable"
-"""The digest remembered for a routing file that cannot be read (so that is logged once)."""
 
 
 def _check_routing(config: RoutingConfig, model: Model) -> None:

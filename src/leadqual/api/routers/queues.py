@@ -33,8 +33,8 @@ def _page(
         lambda model: queries.check_filters(model, filters, runtime.routing, runtime.store)
     )
     after = decode_cursor("queue", cursor, filters.as_dict())
-    rows, more = queries.qualification_rows(runtime.store, filters, after, limit)
-    items = queries.queue_items(runtime.store, rows)
+    rows, more = queries.qualification_rows(runtime.store, filters, after, limit, held_by=True)
+    items = queries.queue_items(rows)
     next_cursor = encode_cursor("queue", items[-1].lead_id, filters.as_dict()) if more else None
     return QueuePage(items=items, next_cursor=next_cursor)
 
