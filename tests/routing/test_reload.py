@@ -10,7 +10,7 @@ import pytest
 
 from leadqual.api.background import Ticker
 from leadqual.api.runtime import Runtime
-from leadqual.model.load import load_model
+from leadqual.model.load import EXAMPLE_MODEL, load_model, preset_path
 from leadqual.store import Store
 from tests.service.builders import mql_facts
 from tests.service.reads import open_assignments
@@ -32,6 +32,17 @@ teams:
 
 def _routing(path: Path, away: str = "") -> None:
     path.write_text(ROUTING.format(away=away), encoding="utf-8")
+
+
+def _version_2(store: Store, *, team: str | None = None) -> int:
+    """Stores version 2 of the example model (``team``: it routes to this team where
+    version 1 routes to account_executives); its id."""
+    text = (
+        preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8").replace("version: 1", "version: 2")
+    )
+    if team is not None:
+        text = text.replace("assign: {team: account_executives", f"assign: {{team: {team}")
+    return store.add_model_version(text).id
 
 
 def test_a_changed_routing_file_is_in_force_from_the_next_tick(
@@ -186,22 +197,16 @@ def test_a_version_another_process_activates_that_the_routing_file_refuses_is_lo
     a model routing to a team its file lacks: the service took it with no more than
     "version 2 is active", routed leads to nobody, and refused to start again. It still
     runs the active version (every process must), and says what is wrong."""
-    from leadqual.model.load import EXAMPLE_MODEL, preset_path
-
     caplog.set_level(logging.INFO, logger="leadqual.api")
     path = tmp_path / "routing.yaml"
     _routing(path)
     runtime = Runtime(store, routing=path)  # runs the store's active version
-    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
-    unfit = text.replace("version: 1", "version: 2").replace(
-        "assign: {team: account_executives", "assign: {team: enterprise_team"
-    )
-    version = store.add_model_version(unfit)
-    store.activate_model_version(version.id)  # as the CLI in another process
+    version = _version_2(store, team="enterprise_team")
+    store.activate_model_version(version)  # as the CLI in another process
     Ticker(runtime, 60.0).turn()
-    assert runtime.model_version_id == version.id
+    assert runtime.model_version_id == version
     [said] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert f"version 2 (version id {version.id}), activated by another process" in said
+    assert f"version 2 (version id {version}), activated by another process" in said
     assert "team 'enterprise_team' is not declared" in said
     Ticker(runtime, 60.0).turn()  # said once per version
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
@@ -213,23 +218,16 @@ def test_a_routing_file_changed_to_fit_a_version_activated_elsewhere_raises_no_a
     """Sales ops add the new version's team to the file, then activate the version from
     the CLI: the tick followed the version before it loaded the file, and logged that
     the version did not fit the file (it did, on disk)."""
-    from leadqual.model.load import EXAMPLE_MODEL, preset_path
-
     caplog.set_level(logging.INFO, logger="leadqual.api")
     path = tmp_path / "routing.yaml"
     _routing(path)
     runtime = Runtime(store, routing=path)
-    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
-    version = store.add_model_version(
-        text.replace("version: 1", "version: 2").replace(
-            "assign: {team: account_executives", "assign: {team: enterprise_team"
-        )
-    )
+    version = _version_2(store, team="enterprise_team")
     path.write_text(path.read_text() + "  enterprise_team: {reps: [{id: eve}]}\n")
-    store.activate_model_version(version.id)
+    store.activate_model_version(version)
     runtime.model_in_force()  # a read follows the version before any tick
     Ticker(runtime, 60.0).turn()
-    assert runtime.model_version_id == version.id
+    assert runtime.model_version_id == version
     assert runtime.routing is not None and "enterprise_team" in runtime.routing.teams
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == []
 
@@ -241,13 +239,10 @@ def test_concurrent_reads_follow_a_version_activated_elsewhere_once(
     version (6 to 16 loads, as many "is active" lines): one does, the others find it."""
     import threading
 
-    from leadqual.model.load import EXAMPLE_MODEL, preset_path
-
     caplog.set_level(logging.INFO, logger="leadqual.api")
     runtime = Runtime(store)
-    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
-    version = store.add_model_version(text.replace("version: 1", "version: 2"))
-    store.activate_model_version(version.id)
+    version = _version_2(store)
+    store.activate_model_version(version)
     start = threading.Barrier(16)
 
     def read() -> None:
@@ -260,7 +255,7 @@ def test_concurrent_reads_follow_a_version_activated_elsewhere_once(
     for thread in threads:
         thread.join()
     switched = [r for r in caplog.records if "version 2 is active" in r.getMessage()]
-    assert len(switched) == 1 and runtime.model_version_id == version.id
+    assert len(switched) == 1 and runtime.model_version_id == version
 
 
 def test_a_routing_file_refused_for_the_old_version_is_tried_again_with_the_new_one(
@@ -269,25 +264,18 @@ def test_a_routing_file_refused_for_the_old_version_is_tried_again_with_the_new_
     """The file for a new version, put in place before the version was activated in
     another process, was refused against the old version, remembered as refused, and never
     read again: the server ran the new version with the old file for good."""
-    from leadqual.model.load import EXAMPLE_MODEL, preset_path
-
     caplog.set_level(logging.INFO, logger="leadqual.api")
     path = tmp_path / "routing.yaml"
     _routing(path)
     runtime = Runtime(store, routing=path)
-    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
-    version = store.add_model_version(
-        text.replace("version: 1", "version: 2").replace(
-            "assign: {team: account_executives", "assign: {team: enterprise_team"
-        )
-    )
+    version = _version_2(store, team="enterprise_team")
     path.write_text(path.read_text().replace("account_executives", "enterprise_team"))
     ticker = Ticker(runtime, 60.0)
     ticker.turn()  # the old version routes to account_executives: refused
     assert runtime.routing is not None and "account_executives" in runtime.routing.teams
-    store.activate_model_version(version.id)
+    store.activate_model_version(version)
     ticker.turn()
-    assert runtime.model_version_id == version.id
+    assert runtime.model_version_id == version
     assert "enterprise_team" in runtime.routing.teams
     refusals = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(refusals) == 1 and "changed but is refused" in refusals[0]  # only the first
@@ -314,16 +302,13 @@ def test_a_refusal_is_logged_once_per_content_and_version_however_versions_flip(
 ) -> None:
     """Only the last refused (content, version) was remembered: activations flipping
     between two versions logged the same unchanged file again at every switch."""
-    from leadqual.model.load import EXAMPLE_MODEL, preset_path
-
     caplog.set_level(logging.INFO, logger="leadqual.api")
     path = tmp_path / "routing.yaml"
     _routing(path)
     runtime = Runtime(store, routing=path)
     first = runtime.model_version_id
     assert first is not None
-    text = preset_path(EXAMPLE_MODEL).read_text(encoding="utf-8")
-    second = store.add_model_version(text.replace("version: 1", "version: 2")).id
+    second = _version_2(store)
     path.write_text(path.read_text().replace("senior_consultants", "seniors"))  # fits neither
     ticker = Ticker(runtime, 60.0)
     for version in (first, second, first, second, first):
