@@ -670,8 +670,11 @@ def test_the_routing_in_force_says_who_takes_leads_now_and_what_waits(
     away = f"{{from: {since}, until: {until}}}"
     path = tmp_path / "routing.yaml"
     path.write_text(
-        ROUTING.replace("{id: ana,", "{id: ana, capacity: 1,").replace(
-            "{id: ben,", f"{{id: ben, away: [{away}],"
+        ROUTING.replace("{id: ana,", "{id: ana, capacity: 1,")
+        .replace("{id: ben,", f"{{id: ben, away: [{away}],")
+        .replace(
+            "{reps: [{id: dee}]}",
+            "{reps: [{id: dee, territory: {account.employees: [{gte: 200, lt: 2000.5}]}}]}",
         )
     )
     for api in start_api(database_url, tick_seconds=None, routing=path):
@@ -695,6 +698,10 @@ def test_the_routing_in_force_says_who_takes_leads_now_and_what_waits(
         # in UTC with Z, as every other time in the API (it was +00:00 here alone)
         z = {"from": since.replace("+00:00", "Z"), "until": until.replace("+00:00", "Z")}
         assert ben["absence"] == z
+        [execs] = [t for t in body["teams"] if t["team"] == "account_executives"]
+        # a band's bounds as the file gives them (they read 200.0)
+        [band] = execs["reps"][0]["territory"]["account.employees"]
+        assert band == {"gte": 200, "lt": 2000.5} and type(band["gte"]) is int  # not 200.0
         assert [(s["stage"], s["within_seconds"], s["business_hours"]) for s in body["sla"]] == [
             ("mql", 4 * 3600, False)
         ]

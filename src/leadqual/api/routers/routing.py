@@ -44,7 +44,7 @@ class RepInForce(BaseModel):
     )
     capacity: int | None = Field(description="Most open leads at once (null: no limit).")
     open_leads: int = Field(description="Open assignments in every team (what capacity counts).")
-    territory: dict[str, list[str | int | float | dict[str, float]]]
+    territory: dict[str, list[str | int | float | dict[str, int | float]]]
 
 
 class TeamInForce(BaseModel):
@@ -130,10 +130,19 @@ def _rep(rep: Rep, open_leads: int, now: datetime) -> RepInForce:
         capacity=rep.capacity,
         open_leads=open_leads,
         territory={
-            key: [v.model_dump(exclude_none=True) if isinstance(v, Range) else v for v in values]
+            key: [_bounds(v) if isinstance(v, Range) else v for v in values]
             for key, values in rep.territory.items()
         },
     )
+
+
+def _bounds(band: Range) -> dict[str, int | float]:
+    """A territory's numeric band as the file gives it: ``lt: 200``, not ``200.0`` (the
+    config reads every bound as a float)."""
+    return {
+        name: int(bound) if bound.is_integer() else bound
+        for name, bound in band.model_dump(exclude_none=True).items()
+    }
 
 
 def _absence(absences: list[Away], now: datetime) -> Absence | None:
