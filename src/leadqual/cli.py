@@ -72,10 +72,12 @@ def _database_refusal(exc: Exception) -> str | None:
         return None
     from sqlalchemy.exc import DBAPIError
 
+    from leadqual.store.store import database_locked
+
     if not isinstance(exc, DBAPIError):
         return None
     reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-    if "locked" in reason:
+    if database_locked(exc):
         reason += (
             " (another process holds the store's write lock, a rebuild perhaps: try again "
             "once it is done)"
@@ -900,9 +902,8 @@ def keys_list(database_url: ServiceDbOpt = None) -> None:
         found = store.api_keys()
     if not found:
         out.print("no API keys", markup=False)
-    for (
-        key
-    ) in found:  # tab-separated for cut and awk: typer.echo keeps the tabs (rich expands them)
+    # tab-separated for cut and awk: typer.echo keeps the tabs (rich expands them)
+    for key in found:
         status = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
         typer.echo(
             f"{key.id}\t{key.name}\tlq_{key.prefix}_…\t{','.join(key.scopes)}\t"

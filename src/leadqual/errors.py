@@ -109,6 +109,12 @@ class StoreBusyError(LeadqualError):
     lock all that time (a rebuild, a long ``recompute``). Nothing was written; the same
     write can be sent again later."""
 
+    def __init__(self) -> None:
+        super().__init__(
+            "the store is busy: another process has held its write lock for longer than the "
+            "busy timeout (a rebuild?); nothing was written, send it again later"
+        )
+
 
 class NotFoundError(LeadqualError):
     """A lead, account or model version does not exist."""

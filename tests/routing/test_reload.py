@@ -150,19 +150,34 @@ def test_the_open_leads_of_a_rep_taken_off_the_team_move_at_the_next_tick(
     """A rep taken off the team in the routing file of a running service kept their
     open leads for good (and ``GET /v1/routing`` showed them nowhere): the next tick
     moves them as for time away, once."""
+    runtime, path = _ana_holds_a_lead(store, tmp_path)
+    _take_ana_off(path)
+    Ticker(runtime, 60.0).turn()
+    _assert_handed_to_zoe(store)
+    assert runtime.routing is not None and runtime.routing.swept  # not looked for again
+
+
+def _ana_holds_a_lead(store: Store, tmp_path: Path) -> tuple[Runtime, Path]:
+    """A service with the routing file in ``tmp_path``, and L1 (DE) assigned to ana."""
     path = tmp_path / "routing.yaml"
     _routing(path)
     runtime = Runtime(store, MODEL, routing=path)
     runtime.apply(mql_facts("L1", "DE", datetime.now(UTC)))
     assert open_assignments(store)["L1"] == ("sales_reps", "ana")
+    return runtime, path
+
+
+def _take_ana_off(path: Path) -> None:
+    """Sales ops replace ana by zoe (her territory) in the routing file."""
     path.write_text(path.read_text().replace("      - id: ana\n", "      - id: zoe\n"))
-    Ticker(runtime, 60.0).turn()
+
+
+def _assert_handed_to_zoe(store: Store) -> None:
     assert open_assignments(store)["L1"] == ("sales_reps", "zoe")  # ana's territory now
     ended = store.assignments("L1")[0]
     assert (ended.rep, ended.ended_reason, ended.ended_cause) == (
         "ana", "ana is no longer in team sales_reps", "rep_removed"
     )  # fmt: skip
-    assert runtime.routing is not None and runtime.routing.swept  # not looked for again
 
 
 def test_a_rep_taken_off_the_file_while_no_server_ran_hands_over_at_the_first_tick(
@@ -172,21 +187,12 @@ def test_a_rep_taken_off_the_file_while_no_server_ran_hands_over_at_the_first_ti
     open leads for good: the store says who holds them, and the first tick of a server
     started with the new file moves the leads of reps it no longer lists in their team
     (a rep still listed in another team keeps the leads of that team)."""
-    path = tmp_path / "routing.yaml"
-    _routing(path)
-    runtime = Runtime(store, MODEL, routing=path)
-    runtime.apply(mql_facts("L1", "DE", datetime.now(UTC)))
-    assert open_assignments(store)["L1"] == ("sales_reps", "ana")
-    # the server stops; sales ops edit the file and start it again
-    path.write_text(path.read_text().replace("      - id: ana\n", "      - id: zoe\n"))
+    _, path = _ana_holds_a_lead(store, tmp_path)
+    _take_ana_off(path)  # the server stops; sales ops edit the file and start it again
     restarted = Runtime(store, MODEL, routing=path)
     assert restarted.routing is not None and not restarted.routing.swept
     Ticker(restarted, 60.0).turn()
-    assert open_assignments(store)["L1"] == ("sales_reps", "zoe")
-    ended = store.assignments("L1")[0]
-    assert (ended.rep, ended.ended_reason, ended.ended_cause) == (
-        "ana", "ana is no longer in team sales_reps", "rep_removed"
-    )  # fmt: skip
+    _assert_handed_to_zoe(store)
     assert restarted.routing.swept
 
 

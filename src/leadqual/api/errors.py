@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from leadqual.api.schemas import PATTERN_MESSAGES
 from leadqual.errors import ConflictError, FactError, ModelError, NotFoundError, StoreBusyError
 from leadqual.model.source import render_loc
+from leadqual.store.store import database_locked
 
 log = logging.getLogger("leadqual.api")
 
@@ -311,28 +313,19 @@ RETRY_AFTER_SECONDS = 5
 """What a 503 for a busy store asks the client to wait before sending again."""
 
 
-def store_busy(error: StoreBusyError) -> ApiError:
-    """A write that waited out the store's busy timeout: a 503 the client retries."""
-    message = str(error)
+def store_busy() -> ApiError:
+    """A write that waited out the store's busy timeout: a 503 the client retries (after
+    ``Retry-After``)."""
+    message = str(StoreBusyError())
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return ApiError(503, "unavailable", message, [ErrorDetail(message=message)], headers)
 
 
-def _waited_out_the_lock(exc: Exception) -> bool:
-    """SQLite's "database is locked" after its busy timeout, raised outside the write
-    path (an upload, a key's last use, a subscription): the store is busy, not broken."""
-    orig = getattr(exc, "orig", None)
-    return orig is not None and "database is locked" in str(orig)
-
-
 async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, StoreBusyError) or _waited_out_the_lock(exc):
+    # SQLite's lock outside the write path (an upload, a subscription): busy, not broken
+    if isinstance(exc, StoreBusyError) or (isinstance(exc, DBAPIError) and database_locked(exc)):
         log.warning("store busy: %s", str(exc).splitlines()[0])
-        busy = store_busy(exc if isinstance(exc, StoreBusyError) else StoreBusyError(
-            "the store is busy: another process has held its write lock for longer than the "
-            "busy timeout (a rebuild?); nothing was written, send it again later"
-        ))  # fmt: skip
-        return error_response(busy.status, busy.code, busy.message, busy.details, busy.headers)
+        return api_error_response(store_busy())
     log.error("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
 

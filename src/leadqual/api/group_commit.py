@@ -98,9 +98,8 @@ class GroupCommit:
             facts = [fact for ticket in group for fact in ticket.facts]
             try:
                 result = self._apply(facts)
-            except (
-                StoreBusyError
-            ) as error:  # about the store, not a request: none alone fares better
+            # about the store, not a request: none of them alone would fare better
+            except StoreBusyError as error:
                 self.transactions += 1
                 for ticket in group:
                     ticket.error = error

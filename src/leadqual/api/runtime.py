@@ -71,7 +71,7 @@ def _waited_out_the_lock(error: Exception, waited: float) -> bool:
     attempt took that long): another process held the lock all that time, and trying again
     would wait as long. A lock refused at once (a checkpoint, a snapshot gone stale) is
     worth another attempt."""
-    locked = isinstance(error, OperationalError) and "database is locked" in str(error.orig)
+    locked = isinstance(error, OperationalError) and store_module.database_locked(error)
     return locked and waited >= 0.9 * store_module.BUSY_TIMEOUT_MS / 1000
 
 
@@ -184,11 +184,7 @@ class Runtime:
                 self.refresh_model()
             except also_retried as error:
                 if _waited_out_the_lock(error, time.monotonic() - started):  # once is enough
-                    raise StoreBusyError(
-                        "the store is busy: another process has held its write lock for "
-                        "longer than the busy timeout (a rebuild?); nothing was written, send "
-                        "it again later"
-                    ) from error
+                    raise StoreBusyError from error
                 if attempt == WRITE_ATTEMPTS:
                     raise
                 log.warning("write attempt %d of %d failed, retrying: %s", attempt,

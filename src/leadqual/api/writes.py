@@ -42,8 +42,8 @@ def apply_facts(
         raise _conflict(error, batch) from None
     except UnknownLeadError as error:
         raise _unknown_lead(error, facts, batch, lead_in_path) from None
-    except StoreBusyError as error:
-        raise store_busy(error) from None
+    except StoreBusyError:
+        raise store_busy() from None
     except (ConflictError, NotFoundError) as error:  # not about one fact: no field to name
         status, code = (409, "conflict") if isinstance(error, ConflictError) else (404, "not_found")
         raise ApiError(status, code, str(error), [ErrorDetail(message=str(error))]) from None

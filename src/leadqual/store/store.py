@@ -63,6 +63,12 @@ def database_url(url: str | None = None, path: str | Path = DEFAULT_PATH) -> URL
     return parsed
 
 
+def database_locked(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite's "database is locked" (as SQLAlchemy's error or the
+    driver's): another connection held the write lock."""
+    return "database is locked" in str(getattr(error, "orig", None) or error)
+
+
 def _switch_to_wal(cursor: Any) -> None:
     """Put the file in WAL mode, waiting out a concurrent opener.
 
