@@ -58,6 +58,7 @@ from leadqual.facts.types import (
 from leadqual.model.schema import Model
 from leadqual.routing.config import RoutingConfig
 from leadqual.routing.router import Router, RoutingResult
+from leadqual.service.gc_pause import collector_paused
 from leadqual.store import Store, locks, reader, schema, state, versions
 from leadqual.store.statements import (
     InQuery,
@@ -945,7 +946,8 @@ class Ingestor:
         raises aborts the write, nothing written.
         """
         _require_aware(now)
-        return _retrying_ahead(lambda at: self._apply(facts, at, strict, check), now)
+        with collector_paused():
+            return _retrying_ahead(lambda at: self._apply(facts, at, strict, check), now)
 
     def _apply(
         self, facts: Sequence[Fact], now: datetime, strict: bool, check: FactCheck | None
@@ -1162,7 +1164,8 @@ def tick(
     """
     _require_aware(now)
     plan = Plan(model)
-    return _retrying_ahead(lambda at: _tick(store, plan, at, model_version_id, routing), now)
+    with collector_paused():
+        return _retrying_ahead(lambda at: _tick(store, plan, at, model_version_id, routing), now)
 
 
 def _tick(
