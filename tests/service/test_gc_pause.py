@@ -14,7 +14,7 @@ import pytest
 from leadqual.errors import LeadqualError
 from leadqual.facts.types import Fact
 from leadqual.model.schema import Model
-from leadqual.service import Ingestor, tick
+from leadqual.service import Ingestor, recompute, tick
 from leadqual.service import ingest as ingest_module
 from leadqual.service.gc_pause import collector_paused
 from leadqual.service.ingest import ApplyResult
@@ -72,6 +72,17 @@ def test_a_tick_runs_with_the_collector_paused_and_resumes_it(
     result = tick(store, MODEL, NOW + timedelta(days=400))
     assert seen == [False]
     assert "L1" in result.qualified  # the views decayed: its stage moved with time alone
+    assert gc.isenabled()
+
+
+def test_a_recompute_runs_with_the_collector_paused_and_resumes_it(store: Store) -> None:
+    Ingestor(store, MODEL).apply([_lead(), *_events(), _lead("L2"), *_events("L2")], NOW)
+    seen: list[tuple[int, int, bool]] = []
+    recompute(
+        store, MODEL, NOW + timedelta(hours=1),
+        progress=lambda done, total: seen.append((done, total, gc.isenabled())),
+    )  # fmt: skip
+    assert seen == [(0, 2, False), (2, 2, False)]
     assert gc.isenabled()
 
 

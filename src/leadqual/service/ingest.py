@@ -1250,7 +1250,7 @@ def recompute(
     if activate and model_version_id is None:
         raise ValueError("activate needs the model_version_id to activate")
     plan = Plan(model)
-    with store.transaction() as tx:
+    with collector_paused(), store.transaction() as tx:
         connection = tx.connection
         versions.hold_off_writes(connection)  # no write commits state beside this rebuild
         latest = connection.scalar(select(func.max(schema.qualifications.c.as_of)))
