@@ -320,10 +320,19 @@ def stream_and_check(kind: str, model: Model, facts: FactSet, as_of: datetime, d
             for lead, q in expected.items()
             if routed.get(lead) != _route_of(asdict(q.routing) if q.routing else None)
         }
+        logged = store.load_facts(resolve=True)
+        came_due = {  # decisions and outcomes dated after the walk, due at the tick
+            *(d.decision_id for d in logged.decisions if now < d.at <= later),
+            *(o.outcome_id for o in logged.outcomes if now < o.at <= later),
+        }
         ticked = tick(store, model, later)
         assert set(ticked.qualified) == moved | rerouted
         assert {c.lead_id for c in ticked.stage_changes} == moved
-        assert all(c.cause_kind == "time" for c in ticked.stage_changes)
+        # time moved them, or a decision or outcome dated ahead that came due (its cause)
+        for change in ticked.stage_changes:
+            assert change.cause_kind == "time" or (
+                change.cause_kind == "decision" and change.cause_fact_id in came_due
+            ), change
         after = {q.lead_id: q for q in store.qualifications()}
         assert {lead: q.stage for lead, q in after.items()} == {
             lead: q.stage for lead, q in expected.items()
