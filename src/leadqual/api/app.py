@@ -26,6 +26,7 @@ from leadqual.api.heap import HeapFreezer
 from leadqual.api.limits import DEFAULT_MAX_BODY, BodySizeLimit
 from leadqual.api.routers import (
     accounts,
+    changes,
     events,
     health,
     leads,
@@ -128,6 +129,7 @@ def create_app(
         events.router,
         sales.router,
         qualifications.router,
+        changes.router,
         queues.router,
         routing_in_force.router,
         models.router,

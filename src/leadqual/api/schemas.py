@@ -287,6 +287,33 @@ class QualificationPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: done.")
 
 
+class QualificationChange(BaseModel):
+    """A lead's latest change: its qualification as then written, or its removal."""
+
+    lead_id: str
+    change: Literal["qualified", "removed"] = Field(
+        description="`qualified`: written (new or changed); `removed`: the lead was merged "
+        "into another (`merged_into`) or, after a recompute, has no qualification."
+    )
+    qualification: QualificationOut | None = Field(
+        description="The qualification as written (`qualified`); null for `removed`."
+    )
+    merged_into: str | None = Field(
+        default=None, description="`removed` by a merge: the lead it was merged into."
+    )
+    removed_at: datetime | None = Field(default=None, description="When it was removed.")
+
+
+class QualificationChangePage(BaseModel):
+    items: list[QualificationChange]
+    next_cursor: str = Field(
+        description="Keep it, and pass it as `cursor` next time: the changes after these."
+    )
+    more: bool = Field(
+        description="More changes follow now (read again at once); false: caught up."
+    )
+
+
 class QueueItem(BaseModel):
     lead_id: str
     stage: str

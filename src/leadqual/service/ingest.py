@@ -60,9 +60,9 @@ from leadqual.routing.config import RoutingConfig
 from leadqual.routing.router import Router, RoutingResult
 from leadqual.service.gc_pause import collector_paused
 from leadqual.store import Store, locks, reader, schema, state, versions
+from leadqual.store import changes as changes_feed
 from leadqual.store.statements import (
     InQuery,
-    chunks,
     run_in,
     select_in,
     select_in_dicts,
@@ -1276,9 +1276,7 @@ def recompute(
         tx.now = datetime.now(UTC)
         before = work.stored_stages(qualified)
         stale = set(before) - set(qualified)
-        q = schema.qualifications
-        for part in chunks(sorted(stale)):
-            connection.execute(q.delete().where(q.c.lead_id.in_(part)))
+        changes_feed.remove_qualifications(connection, dict.fromkeys(stale), tx.now)
         tx.save_qualifications(list(qualified.values()), model_version_id)
         cause = "model" if activate else "recompute"
         changes = work.record_changes(qualified, before, cause, tx.now)

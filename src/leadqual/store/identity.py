@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import Executable
 
-from leadqual.store import schema
+from leadqual.store import changes, schema
 from leadqual.store.statements import InQuery, chunks, insert_many, select_in_together
 
 
@@ -181,7 +181,7 @@ class Identity:
             (schema.events, schema.events.c.resolved_lead_id),
         ):
             conn.execute(update(table).where(column == gone).values({column.key: survivor}))
-        conn.execute(schema.qualifications.delete().where(schema.qualifications.c.lead_id == gone))
+        changes.remove_qualifications(conn, {gone: survivor}, self.now)
         for cache in (self.aliases, self.emails, self.visitors):
             for key, value in cache.items():
                 if value == gone:

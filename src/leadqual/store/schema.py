@@ -233,8 +233,35 @@ qualifications = Table(
     Column("reasons", Text(), nullable=False),
     Column("as_of", UtcDateTime(), nullable=False, index=True),  # the tick's score refresh
     Column("updated_at", UtcDateTime(), nullable=False),
+    # where the write stands in commit order, and its number among the transaction's rows
+    # (leadqual.store.changes); on PostgreSQL both are the columns' defaults
+    Column("change_seq", BigInteger(), nullable=False, server_default="0"),
+    Column("change_row", BigInteger(), nullable=False, server_default="0"),
+    Index("ix_qualifications_change_seq_change_row", "change_seq", "change_row"),
 )
 """Each lead's current qualification (a cache of ``evaluate``); JSON in the Text columns."""
+
+lead_removals = Table(
+    "lead_removals",
+    metadata,
+    Column("lead_id", String(ID), primary_key=True),
+    Column("merged_into", String(ID)),
+    Column("removed_at", UtcDateTime(), nullable=False),
+    Column("change_seq", BigInteger(), nullable=False, server_default="0"),
+    Column("change_row", BigInteger(), nullable=False, server_default="0"),
+    Index("ix_lead_removals_change_seq_change_row", "change_seq", "change_row"),
+)
+"""Leads whose qualification was removed (merged into ``merged_into``, or left without a
+profile by a recompute), where that stands in commit order: the change feed's tombstones."""
+
+change_counter = Table(
+    "change_counter",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=False),
+    Column("seq", BigInteger(), nullable=False),
+)
+"""SQLite: one row, the position of the latest write in the change feed (on PostgreSQL
+the position is the writing transaction's id, and this row stays at 0)."""
 
 account_status = Table(
     "account_status",

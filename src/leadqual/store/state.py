@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, RootTransaction
 from leadqual import jsontext
 from leadqual.engine.result import Qualification, Routing
 from leadqual.errors import NotFoundError
-from leadqual.store import schema
+from leadqual.store import changes, schema
 from leadqual.store.statements import insert_many, upsert
 
 
@@ -46,6 +46,9 @@ class StoredQualification:
     reasons: list[dict[str, Any]]
     as_of: datetime
     updated_at: datetime
+    change_seq: int = 0
+    """Where its write stands in the change feed (``leadqual.store.changes``)."""
+    change_row: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ def save_qualifications(
         return
     t = schema.qualifications
     rows = [qualification_row(q, model_version_id, now) for q in qualifications]
-    upsert(connection, t, rows)
+    upsert(connection, t, rows, changes.unstamped(connection, rows))
 
 
 def _stored(row: Mapping[Any, Any]) -> StoredQualification:

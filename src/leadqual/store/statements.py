@@ -385,17 +385,24 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[dict[str, A
     _write(connection, key, statement, columns, rows)
 
 
-def upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+def upsert(
+    connection: Connection,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    defaults: tuple[str, ...] = (),
+) -> None:
     """Insert rows, replacing those with the same primary key (one statement, executemany).
 
     Every row names the same columns; on a conflict those columns are set
-    from the new row. The rows' keys must be distinct.
+    from the new row, and so are the columns named in ``defaults`` (which the
+    rows leave out) from the values their defaults give the new row. The rows'
+    keys must be distinct.
     """
     if not rows:
         return
     dialect = connection.dialect.name
     columns = tuple(rows[0])
-    key = ("upsert", dialect, table.name, *columns)
+    key = ("upsert", dialect, table.name, *columns, "defaults", *defaults)
     statement = _PREPARED.get(key)
     if statement is None:
         primary = [c.name for c in table.primary_key.columns]
@@ -407,7 +414,11 @@ def upsert(connection: Connection, table: Table, rows: Sequence[dict[str, Any]])
         proposed = insert(table)
         statement = proposed.on_conflict_do_update(
             index_elements=primary,
-            set_={name: proposed.excluded[name] for name in columns if name not in primary},
+            set_={
+                name: proposed.excluded[name]
+                for name in (*columns, *defaults)
+                if name not in primary
+            },
         )
         _PREPARED[key] = statement
     _write(connection, key, statement, columns, rows)

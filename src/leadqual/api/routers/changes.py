@@ -1,0 +1,98 @@
+"""The change feed: every lead's qualification, in the order its writes committed."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from leadqual.api import queries
+from leadqual.api.auth import RuntimeDep, require
+from leadqual.api.errors import ApiError, ErrorDetail, responses
+from leadqual.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from leadqual.api.routes import CheckedRoute
+from leadqual.api.schemas import QualificationChange, QualificationChangePage
+from leadqual.store import changes
+
+router = APIRouter(
+    prefix="/v1/qualification-changes",
+    tags=["qualifications"],
+    dependencies=[Depends(require("read"))],
+    responses=responses(400, 401, 403, 422, 500),
+    route_class=CheckedRoute,
+)
+
+LISTED = "qualification-changes"
+
+
+@router.get("", response_model=QualificationChangePage)
+def list_changes(
+    runtime: RuntimeDep,
+    cursor: Cursor = None,
+    start: Annotated[
+        Literal["beginning", "now"] | None,
+        Query(
+            description="Without a `cursor`: `beginning` (the default) reads every lead's "
+            "qualification first, `now` only the changes from now on."
+        ),
+    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> QualificationChangePage:
+    """What changed after `cursor`: each lead whose qualification was written or removed
+    since, once, at its latest change, oldest first.
+
+    For a sync tool: start without a `cursor` (every current qualification comes first),
+    keep `next_cursor` after each page and pass it back as `cursor`, at once while `more`
+    is true, then whenever you poll. The order is the order writes committed, so no change
+    is ever skipped: a write still under way is read after it commits, and a lead that
+    changes again comes again, with what it is then. A lead merged into another comes as
+    `removed`, with `merged_into`."""
+    with runtime.store.engine.connect() as connection:
+        if cursor is not None:
+            if start is not None:
+                raise _both()
+            after = _position(decode_cursor(LISTED, cursor, {}))
+        elif start == "now":
+            after = changes.latest_position(connection)
+            return QualificationChangePage(items=[], next_cursor=_cursor(after), more=False)
+        else:
+            after = changes.START
+        found, more = changes.read_changes(connection, after, limit)
+    items = [
+        QualificationChange(
+            lead_id=change.lead_id,
+            change=change.kind,
+            qualification=queries.qualification_from_row(change.row)
+            if change.row is not None
+            else None,
+            merged_into=change.merged_into,
+            removed_at=change.removed_at,
+        )
+        for change in found
+    ]
+    last = found[-1].position if found else after
+    return QualificationChangePage(items=items, next_cursor=_cursor(last), more=more)
+
+
+def _cursor(position: changes.Position) -> str:
+    return encode_cursor(LISTED, f"{position.seq}.{position.row}", {})
+
+
+def _position(after: str | None) -> changes.Position:
+    seq, _, row = (after or "").partition(".")
+    try:
+        position = changes.Position(int(seq), int(row))
+    except ValueError:
+        raise _bad("not a cursor returned by this API") from None
+    if min(position.seq, position.row) < -1 or max(position.seq, position.row) >= 2**63:
+        raise _bad("not a cursor returned by this API")
+    return position
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError(400, "invalid_cursor", message, [ErrorDetail(message=message, field="cursor")])
+
+
+def _both() -> ApiError:
+    message = "give a cursor or a start, not both: a cursor already says where to start"
+    return ApiError(400, "bad_request", message, [ErrorDetail(message=message, field="start")])

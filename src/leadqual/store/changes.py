@@ -1,0 +1,185 @@
+"""The change feed: every lead's qualification in the order its writes committed.
+
+A sync tool (a CRM connector, a warehouse load) keeps a position and asks for
+what changed after it. Ordering by a time column cannot give that: a write
+stamps its rows when it begins, so a write that began before a reader's pass
+and committed after it lands behind the position the reader kept, and is
+never read (a recompute or a tick lost every lead that way). Here every write
+of a qualification stamps it with a position that only ever grows in commit
+order, and a reader stops before any position a write still under way could
+take:
+
+* **SQLite**: writers take turns (``BEGIN IMMEDIATE``), so a counter
+  (``change_counter``) that each writing transaction moves on, once, gives
+  positions in commit order; a reader sees only committed positions.
+* **PostgreSQL**: the position is the writing transaction's id
+  (``pg_current_xact_id()``, the column's default, so a write sends nothing
+  more). Ids are handed out when transactions start writing, not when they
+  commit, so a reader first takes the oldest id still running
+  (``pg_snapshot_xmin``) and reads only positions below it: every write below
+  it has ended, and every later one gets a higher id. A long write (a
+  recompute) holds the feed back until it commits; none of it is skipped.
+
+A lead appears at the position of its latest write only: its qualification
+then (``qualified``), or, once it was merged into another lead or left without
+a profile by a recompute, its removal (``removed``, see ``lead_removals``).
+Each row also takes a number no other row of its transaction takes
+(``change_row``: on SQLite counted per transaction, on PostgreSQL from a
+sequence), so ``(change_seq, change_row)`` is a unique key, in integers (no
+collation to agree on), to continue after.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import and_, literal_column, or_, select, update
+from sqlalchemy.engine import Connection
+
+from leadqual.store import schema
+from leadqual.store.statements import chunks, upsert
+
+Kind = Literal["qualified", "removed"]
+
+_POSITION = "leadqual.change_position"
+"""``connection.info`` key: on SQLite, the transaction, its position and the next row
+number it gives."""
+
+_bump = (
+    update(schema.change_counter)
+    .where(schema.change_counter.c.id == 1)
+    .values(seq=schema.change_counter.c.seq + 1)
+    .returning(schema.change_counter.c.seq)
+)
+
+
+def stamp(connection: Connection, rows: Sequence[dict[str, Any]]) -> bool:
+    """Give each row its place in the feed: on SQLite this transaction's position (the
+    counter, moved on once per transaction) and a row number no other row of it has; on
+    PostgreSQL nothing (the columns' defaults stamp the rows). Returns whether the rows
+    were stamped here (a write must then set the columns; else take the defaults)."""
+    if connection.dialect.name == "postgresql" or not rows:
+        return False
+    transaction = connection.get_transaction()
+    memo: list[Any] | None = connection.info.get(_POSITION)
+    if transaction is None or memo is None or memo[0]() is not transaction:
+        position = int(connection.execute(_bump).scalar_one())
+        memo = [weakref.ref(transaction) if transaction is not None else None, position, 0]
+        if transaction is not None:  # a weak reference: the memo does not keep it alive
+            connection.info[_POSITION] = memo
+    first = memo[2]
+    memo[2] = first + len(rows)
+    for number, row in enumerate(rows, start=first):
+        row["change_seq"] = memo[1]
+        row["change_row"] = number
+    return True
+
+
+STAMP_COLUMNS = ("change_seq", "change_row")
+
+
+def unstamped(connection: Connection, rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """:func:`stamp` the rows; the columns their defaults stamp instead (PostgreSQL), which
+    an upsert must set from the new row's defaults (``upsert(..., defaults=...)``)."""
+    return () if stamp(connection, rows) else STAMP_COLUMNS
+
+
+def remove_qualifications(
+    connection: Connection, removed: Mapping[str, str | None], now: datetime
+) -> None:
+    """Delete these leads' qualifications and record each removal that deleted one (lead
+    id: the lead it was merged into, or None) at this transaction's position."""
+    if not removed:
+        return
+    q = schema.qualifications
+    gone: list[str] = []
+    for part in chunks(sorted(removed)):
+        deleted = connection.execute(q.delete().where(q.c.lead_id.in_(part)).returning(q.c.lead_id))
+        gone.extend(lead for (lead,) in deleted)
+    rows = [
+        {"lead_id": lead, "merged_into": removed[lead], "removed_at": now} for lead in sorted(gone)
+    ]
+    upsert(connection, schema.lead_removals, rows, unstamped(connection, rows))
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """Where a reader of the feed stands: after the change stamped ``(seq, row)``."""
+
+    seq: int
+    row: int
+
+
+START = Position(-1, -1)
+"""Before every change."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change: a lead's qualification as written (``qualified``), or its removal."""
+
+    position: Position
+    lead_id: str
+    kind: Kind
+    row: Mapping[Any, Any] | None
+    """The qualification's row (``qualified``); None for a removal."""
+    merged_into: str | None = None
+    removed_at: datetime | None = None
+
+
+def read_changes(connection: Connection, after: Position, limit: int) -> tuple[list[Change], bool]:
+    """The next ``limit`` changes after ``after`` in the feed's order, and whether more
+    committed ones follow. Run both reads in one connection: the horizon is read first."""
+    horizon = _horizon(connection)
+    q, r = schema.qualifications, schema.lead_removals
+    found = [
+        Change(Position(row["change_seq"], row["change_row"]), row["lead_id"], "qualified",
+               row)
+        for row in connection.execute(_page(select(q), q, after, horizon, limit)).mappings()
+    ]  # fmt: skip
+    found += [
+        Change(Position(row.change_seq, row.change_row), row.lead_id, "removed", None,
+               row.merged_into, row.removed_at)
+        for row in connection.execute(_page(select(r), r, after, horizon, limit))
+    ]  # fmt: skip
+    found.sort(key=lambda change: change.position)
+    return found[:limit], len(found) > limit
+
+
+def latest_position(connection: Connection) -> Position:
+    """The position of the latest change a reader may read now (:data:`START` for none):
+    where a sync that needs nothing older starts."""
+    horizon = _horizon(connection)
+    latest = START
+    for table in (schema.qualifications, schema.lead_removals):
+        seq, row = table.c.change_seq, table.c.change_row
+        query = select(seq, row).order_by(seq.desc(), row.desc()).limit(1)
+        if horizon is not None:
+            query = query.where(seq < horizon)
+        found = connection.execute(query).first()
+        if found is not None:
+            latest = max(latest, Position(found[0], found[1]))
+    return latest
+
+
+def _horizon(connection: Connection) -> int | None:
+    """The first position a reader must not reach yet (None: every committed one may be
+    read): on PostgreSQL the oldest transaction id still running, read before the rows,
+    so every write below it has ended and shows in the reads that follow."""
+    if connection.dialect.name != "postgresql":
+        return None
+    oldest: Any = literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+    return int(connection.execute(select(oldest)).scalar_one())
+
+
+def _page(query: Any, table: Any, after: Position, horizon: int | None, limit: int) -> Any:
+    """The first ``limit`` + 1 rows of ``table`` after ``after``, by position."""
+    seq, row = table.c.change_seq, table.c.change_row
+    query = query.where(or_(seq > after.seq, and_(seq == after.seq, row > after.row)))
+    if horizon is not None:
+        query = query.where(seq < horizon)
+    return query.order_by(seq, row).limit(limit + 1)

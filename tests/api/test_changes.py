@@ -1,0 +1,89 @@
+"""GET /v1/qualification-changes over HTTP: what a sync tool reads to follow every lead."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from leadqual.api.pagination import encode_cursor
+from tests.api.conftest import Api, assert_error
+from tests.api.test_reads import ev, put_lead, qualification, send
+
+FEED = "/v1/qualification-changes"
+
+
+def sync(client: httpx.Client, limit: int, **params: str) -> tuple[list[dict[str, Any]], str]:
+    """Every change after ``params``' cursor (or from the start), page by page; and the
+    cursor to keep."""
+    items: list[dict[str, Any]] = []
+    while True:
+        response = client.get(FEED, params={**params, "limit": str(limit)})
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items += page["items"]
+        params = {"cursor": page["next_cursor"]}
+        if not page["more"]:
+            return items, page["next_cursor"]
+
+
+def test_a_sync_reads_every_lead_then_only_what_changed(api: Api) -> None:
+    reader = api.as_("read")
+    for i in range(5):
+        put_lead(api, f"L-{i}", account_id=None, seniority="vp", country="US")
+    first, cursor = sync(reader, 2)
+    assert sorted(item["lead_id"] for item in first) == [f"L-{i}" for i in range(5)]
+    assert all(item["change"] == "qualified" for item in first)
+    assert first[0]["qualification"] == qualification(api, first[0]["lead_id"])
+
+    send(api, ev("E-1", "L-3", "demo_request"))
+    put_lead(api, "L-1", account_id=None, seniority="vp", country="DE")
+    changed, cursor = sync(reader, 2, cursor=cursor)
+    assert [item["lead_id"] for item in changed] == ["L-3", "L-1"]  # in the order written
+    assert changed[0]["qualification"]["engagement"] > 0  # the demo request counts
+    assert changed[0]["qualification"] == qualification(api, "L-3")
+
+    caught_up = reader.get(FEED, params={"cursor": cursor}).json()
+    assert caught_up == {"items": [], "next_cursor": cursor, "more": False}
+
+
+def test_a_merged_lead_comes_as_removed_into_its_survivor(api: Api) -> None:
+    reader = api.as_("read")
+    put_lead(api, "L-1", account_id=None)
+    put_lead(api, "L-2", account_id=None)
+    _, cursor = sync(reader, 10)
+    body = {"email": "l-1@acme.io", "attributes": {}}
+    assert api.as_("ingest").put("/v1/leads/L-2", json=body).status_code == 200
+    merged, _ = sync(reader, 10, cursor=cursor)
+    removed = [item for item in merged if item["change"] == "removed"]
+    assert len(removed) == 1 and removed[0]["qualification"] is None
+    survivor = removed[0]["merged_into"]
+    assert {removed[0]["lead_id"], survivor} == {"L-1", "L-2"}
+    assert [item["lead_id"] for item in merged if item["change"] == "qualified"] == [survivor]
+    assert removed[0]["removed_at"] is not None
+
+
+def test_start_now_skips_what_is_there_already(api: Api) -> None:
+    reader = api.as_("read")
+    put_lead(api, "L-1", account_id=None)
+    page = reader.get(FEED, params={"start": "now"}).json()
+    assert page["items"] == [] and page["more"] is False
+    put_lead(api, "L-2", account_id=None)
+    later, _ = sync(reader, 10, cursor=page["next_cursor"])
+    assert [item["lead_id"] for item in later] == ["L-2"]
+
+
+def test_bad_cursors_and_scopes_are_refused(api: Api) -> None:
+    reader = api.as_("read")
+    put_lead(api, "L-1", account_id=None)
+    cursor = reader.get(FEED).json()["next_cursor"]
+    both = reader.get(FEED, params={"cursor": cursor, "start": "now"})
+    assert "not both" in assert_error(both, 400, "bad_request")["message"]
+    listed = encode_cursor("qualifications", "L-1", {})  # another list's cursor
+    assert_error(reader.get(FEED, params={"cursor": listed}), 400, "invalid_cursor")
+    crafted = encode_cursor("qualification-changes", "7.x", {})
+    assert_error(reader.get(FEED, params={"cursor": crafted}), 400, "invalid_cursor")
+    huge = encode_cursor("qualification-changes", f"{2**70}.1", {})
+    assert_error(reader.get(FEED, params={"cursor": huge}), 400, "invalid_cursor")
+    assert_error(reader.get(FEED, params={"start": "later"}), 422)
+    assert_error(api.as_("ingest").get(FEED), 403)
