@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import and_, literal_column, or_, select, update
+from sqlalchemy import func, literal_column, select, text, tuple_, update
 from sqlalchemy.engine import Connection
 
 from leadqual.store import schema
@@ -166,6 +166,47 @@ def latest_position(connection: Connection) -> Position:
     return latest
 
 
+def newest_position(connection: Connection) -> Position:
+    """The position of the newest change stored, committed or not yet readable: no cursor
+    this store gave is beyond it (it only grows; see :func:`restamp_if_from_elsewhere`)."""
+    newest = START
+    for table in (schema.qualifications, schema.lead_removals):
+        seq, row = table.c.change_seq, table.c.change_row
+        found = connection.execute(
+            select(seq, row).order_by(seq.desc(), row.desc()).limit(1)
+        ).first()
+        if found is not None:
+            newest = max(newest, Position(found[0], found[1]))
+    return newest
+
+
+def copied_from_elsewhere(connection: Connection) -> bool:
+    """PostgreSQL: whether rows are stamped with positions this server has not given yet
+    (at or above the next transaction id it will give): the store was copied from another
+    server (``pg_dump`` and ``pg_restore``, a move to a managed service), whose ids run
+    higher. A reader would not see those rows until this server's ids passed them."""
+    if connection.dialect.name != "postgresql":
+        return False
+    following: Any = literal_column("pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+    next_id = int(connection.execute(select(following)).scalar_one())
+    return any(
+        (connection.execute(select(func.max(table.c.change_seq))).scalar() or 0) >= next_id
+        for table in (schema.qualifications, schema.lead_removals)
+    )
+
+
+def restamp_if_from_elsewhere(connection: Connection) -> bool:
+    """In a write transaction: stamp every row again with this transaction's position when
+    the store was copied from another PostgreSQL server (:func:`copied_from_elsewhere`), so the
+    feed reads them, and every cursor kept before is ahead of the feed (refused: readers
+    start again). Returns whether it did."""
+    if not copied_from_elsewhere(connection):
+        return False
+    for table in ("qualifications", "lead_removals"):
+        connection.execute(text(f"UPDATE {table} SET change_seq = DEFAULT, change_row = DEFAULT"))
+    return True
+
+
 def _horizon(connection: Connection) -> int | None:
     """The first position a reader must not reach yet (None: every committed one may be
     read): on PostgreSQL the oldest transaction id still running, read before the rows,
@@ -177,9 +218,11 @@ def _horizon(connection: Connection) -> int | None:
 
 
 def _page(query: Any, table: Any, after: Position, horizon: int | None, limit: int) -> Any:
-    """The first ``limit`` + 1 rows of ``table`` after ``after``, by position."""
+    """The first ``limit`` + 1 rows of ``table`` after ``after``, by position: a row-value
+    comparison, which the index on the two columns starts at (an ``OR`` of the two
+    conditions made PostgreSQL read every row of the position before the cursor)."""
     seq, row = table.c.change_seq, table.c.change_row
-    query = query.where(or_(seq > after.seq, and_(seq == after.seq, row > after.row)))
+    query = query.where(tuple_(seq, row) > tuple_(after.seq, after.row))
     if horizon is not None:
         query = query.where(seq < horizon)
     return query.order_by(seq, row).limit(limit + 1)

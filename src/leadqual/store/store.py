@@ -35,7 +35,17 @@ from leadqual.engine.result import Qualification
 from leadqual.errors import StoreError
 from leadqual.facts.dataset import FactSet
 from leadqual.facts.types import Fact
-from leadqual.store import identity, keys, locks, migrate, reader, schema, state, versions
+from leadqual.store import (
+    changes,
+    identity,
+    keys,
+    locks,
+    migrate,
+    reader,
+    schema,
+    state,
+    versions,
+)
 from leadqual.store.statements import driver_errors
 from leadqual.store.writer import AppendResult, append_facts
 
@@ -354,9 +364,11 @@ class Store:
         try:
             with store._read() as connection:
                 current = migrate.is_current(connection)
-            if not current:
+                copied = current and changes.copied_from_elsewhere(connection)
+            if not current or copied:
                 with store._write() as connection:
-                    migrate.upgrade(connection)
+                    migrate.upgrade(connection)  # takes the migration lock, even when current
+                    changes.restamp_if_from_elsewhere(connection)
         except OperationalError as error:  # refused, unknown role, no such directory
             store.close()
             reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)

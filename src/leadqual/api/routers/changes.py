@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -52,6 +53,12 @@ def list_changes(
             if start is not None:
                 raise _both()
             after = _position(decode_cursor(LISTED, cursor, {}))
+            if after > changes.newest_position(connection):
+                raise _bad(
+                    "the cursor is ahead of every change in this store: it was made by "
+                    "another store, or by this one before it was restored from a copy; "
+                    "start again without a cursor"
+                )
         elif start == "now":
             after = changes.latest_position(connection)
             return QualificationChangePage(items=[], next_cursor=_cursor(after), more=False)
@@ -75,18 +82,25 @@ def list_changes(
 
 
 def _cursor(position: changes.Position) -> str:
-    return encode_cursor(LISTED, f"{position.seq}.{position.row}", {})
+    return encode_cursor(LISTED, _cursor_text(position), {})
+
+
+_POSITION = re.compile(r"(0|[1-9][0-9]{0,18})\.(0|[1-9][0-9]{0,18})")
+"""What a cursor of this list holds: two integers as :func:`_cursor` writes them (or the
+start's ``-1.-1``)."""
 
 
 def _position(after: str | None) -> changes.Position:
-    seq, _, row = (after or "").partition(".")
-    try:
-        position = changes.Position(int(seq), int(row))
-    except ValueError:
-        raise _bad("not a cursor returned by this API") from None
-    if min(position.seq, position.row) < -1 or max(position.seq, position.row) >= 2**63:
+    if after == _cursor_text(changes.START):
+        return changes.START
+    found = _POSITION.fullmatch(after or "")
+    if found is None or max(int(found[1]), int(found[2])) >= 2**63:
         raise _bad("not a cursor returned by this API")
-    return position
+    return changes.Position(int(found[1]), int(found[2]))
+
+
+def _cursor_text(position: changes.Position) -> str:
+    return f"{position.seq}.{position.row}"
 
 
 def _bad(message: str) -> ApiError:
