@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, literal_column, select, text, tuple_, update
+from sqlalchemy import func, literal_column, select, text, tuple_
 from sqlalchemy.engine import Connection
 
 from leadqual.store import schema
-from leadqual.store.statements import chunks, upsert
+from leadqual.store.statements import chunks, fetch_on_cursor, upsert
 
 Kind = Literal["qualified", "removed"]
 
@@ -49,12 +49,8 @@ _POSITION = "leadqual.change_position"
 """``connection.info`` key: on SQLite, the transaction, its position and the next row
 number it gives."""
 
-_bump = (
-    update(schema.change_counter)
-    .where(schema.change_counter.c.id == 1)
-    .values(seq=schema.change_counter.c.seq + 1)
-    .returning(schema.change_counter.c.seq)
-)
+_BUMP = "UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq"
+"""SQLite: move the counter on, and read the transaction's position."""
 
 
 def stamp(connection: Connection, rows: Sequence[dict[str, Any]]) -> bool:
@@ -67,7 +63,7 @@ def stamp(connection: Connection, rows: Sequence[dict[str, Any]]) -> bool:
     transaction = connection.get_transaction()
     memo: list[Any] | None = connection.info.get(_POSITION)
     if transaction is None or memo is None or memo[0]() is not transaction:
-        position = int(connection.execute(_bump).scalar_one())
+        ((position,),) = fetch_on_cursor(connection, _BUMP)
         memo = [weakref.ref(transaction) if transaction is not None else None, position, 0]
         if transaction is not None:  # a weak reference: the memo does not keep it alive
             connection.info[_POSITION] = memo

@@ -313,6 +313,14 @@ def _on_cursor(connection: Connection, sql: str, params: Any, *, many: bool) -> 
     return None
 
 
+def fetch_on_cursor(connection: Connection, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of SQL without parameters (a select, an update ``RETURNING``) run on the
+    driver's cursor of ``connection``, in its open transaction: a fifth of the time
+    SQLAlchemy's ``execute`` takes around a statement this small."""
+    rows: list[tuple[Any, ...]] = _on_cursor(connection, sql, (), many=False)
+    return rows
+
+
 def _send(connection: Connection, sql: str, params: Any, *, prepare: bool = False) -> Sent:
     """Execute a select on the driver's cursor (``prepare``: as a prepared statement,
     on PostgreSQL).
