@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from leadqual.api.pagination import encode_cursor
+from leadqual.store import changes
 from tests.api.conftest import Api, assert_error
 from tests.api.test_reads import ev, put_lead, qualification, send
 
@@ -91,12 +92,24 @@ def test_bad_cursors_and_scopes_are_refused(api: Api) -> None:
     assert "not both" in assert_error(both, 400, "bad_request")["message"]
     listed = encode_cursor("qualifications", "L-1", {})  # another list's cursor
     assert_error(reader.get(FEED, params={"cursor": listed}), 400, "invalid_cursor")
-    for inner in ("7.x", "-1.5", " 3.4", "+3.4", "1_0.2", "\u0661.2", "03.4", "3"):
-        crafted = encode_cursor("qualification-changes", inner, {})
-        assert_error(reader.get(FEED, params={"cursor": crafted}), 400, "invalid_cursor")
-    ahead = encode_cursor("qualification-changes", "999999999999.0", {})
+    with api.store.engine.connect() as connection:
+        epoch = changes.epoch(connection)
+    crafted = [
+        f"{epoch}.{inner}"
+        for inner in ("7.x", "-1.5", " 3.4", "+3.4", "1_0.2", "\u0661.2", "03.4", "3", "-1.-1.")
+    ]
+    crafted += ["3.4", "-1.-1", f"{epoch}", f"0{epoch}.3.4", f"{epoch}.{2**63}.1"]  # fmt: skip
+    for text in crafted:
+        made = encode_cursor("qualification-changes", text, {})
+        assert_error(reader.get(FEED, params={"cursor": made}), 400, "invalid_cursor")
+    ahead = encode_cursor("qualification-changes", f"{epoch}.999999999999.0", {})
     message = assert_error(reader.get(FEED, params={"cursor": ahead}), 400, "invalid_cursor")
     assert "ahead of every change" in message["message"]
+    other = encode_cursor("qualification-changes", f"{epoch + 1}.-1.-1", {})  # another store's
+    message = assert_error(reader.get(FEED, params={"cursor": other}), 400, "invalid_cursor")
+    assert "another store" in message["message"]
+    start = encode_cursor("qualification-changes", f"{epoch}.-1.-1", {})
+    assert reader.get(FEED, params={"cursor": start}).status_code == 200
     huge = encode_cursor("qualification-changes", f"{2**70}.1", {})
     assert_error(reader.get(FEED, params={"cursor": huge}), 400, "invalid_cursor")
     assert_error(reader.get(FEED, params={"start": "later"}), 422)

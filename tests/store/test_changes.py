@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -157,6 +158,9 @@ def test_a_store_copied_from_another_server_is_stamped_again_when_opened() -> No
             for table in (schema.qualifications, schema.lead_removals):
                 tx.connection.execute(update(table).values(change_seq=ahead))
         assert read(store, START) == ([], False)  # hidden behind this server's ids
+        with store.engine.connect() as connection:
+            assert changes.copied_from_elsewhere(connection)
+            copied_epoch = changes.epoch(connection)
         url = store.engine.url.render_as_string(hide_password=False)
         reopened = Store.open(url)
         try:
@@ -166,5 +170,43 @@ def test_a_store_copied_from_another_server_is_stamped_again_when_opened() -> No
             with reopened.engine.connect() as connection:
                 assert changes.newest_position(connection) == cursor
                 assert not changes.copied_from_elsewhere(connection)
+                assert changes.epoch(connection) != copied_epoch  # kept cursors are refused
         finally:
             reopened.close()
+
+
+@pytest.mark.postgres
+def test_a_store_being_written_is_never_taken_for_a_copy() -> None:
+    """Writers commit while the check runs: what it reads and the ids it compares them with
+    must come from one snapshot (read apart, a write committed between them looked like a
+    position this server had not given yet)."""
+    from tests.service.conftest import fresh_store
+
+    with fresh_store("postgres") as store:
+        ingestor = Ingestor(store, MODEL)
+        leads = [f"L{i}" for i in range(4)]
+        ingestor.apply([profile(lead, f"{lead.lower()}.io") for lead in leads], NOW)
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def write(lead: str) -> None:
+            try:
+                for n in range(60):
+                    ingestor.apply([view(lead, n)], NOW + timedelta(seconds=n))
+            except BaseException as error:
+                errors.append(error)
+            finally:
+                done.set()
+
+        writers = [threading.Thread(target=write, args=(lead,)) for lead in leads[:2]]
+        for writer in writers:
+            writer.start()
+        checks = []
+        with store.engine.connect() as connection:
+            while not done.is_set():
+                checks.append(changes.copied_from_elsewhere(connection))
+                connection.rollback()  # a new snapshot for the next check
+        for writer in writers:
+            writer.join(60)
+        assert not errors
+        assert len(checks) > 20 and not any(checks)

@@ -10,7 +10,7 @@ order, and a reader stops before any position a write still under way could
 take:
 
 * **SQLite**: writers take turns (``BEGIN IMMEDIATE``), so a counter
-  (``change_counter``) that each writing transaction moves on, once, gives
+  (``change_feed.seq``) that each writing transaction moves on, once, gives
   positions in commit order; a reader sees only committed positions.
 * **PostgreSQL**: the position is the writing transaction's id
   (``pg_current_xact_id()``, the column's default, so a write sends nothing
@@ -31,13 +31,14 @@ collation to agree on), to continue after.
 
 from __future__ import annotations
 
+import secrets
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, literal_column, select, text, tuple_
+from sqlalchemy import func, literal_column, select, text, tuple_, update
 from sqlalchemy.engine import Connection
 
 from leadqual.store import schema
@@ -49,7 +50,7 @@ _POSITION = "leadqual.change_position"
 """``connection.info`` key: on SQLite, the transaction, its position and the next row
 number it gives."""
 
-_BUMP = "UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq"
+_BUMP = "UPDATE change_feed SET seq = seq + 1 WHERE id = 1 RETURNING seq"
 """SQLite: move the counter on, and read the transaction's position."""
 
 
@@ -177,30 +178,46 @@ def newest_position(connection: Connection) -> Position:
 
 
 def copied_from_elsewhere(connection: Connection) -> bool:
-    """PostgreSQL: whether rows are stamped with positions this server has not given yet
-    (at or above the next transaction id it will give): the store was copied from another
-    server (``pg_dump`` and ``pg_restore``, a move to a managed service), whose ids run
-    higher. A reader would not see those rows until this server's ids passed them."""
+    """PostgreSQL: whether rows are stamped with positions this server has not given
+    (at or above the ``xmax`` of a snapshot: every transaction this server finished has
+    a lower id): the store was copied from another server (``pg_dump`` and
+    ``pg_restore``, a move to a managed service), whose ids run higher. A reader would
+    not see those rows until this server's ids passed them.
+
+    One statement, so one snapshot: the rows it sees were written by transactions that
+    finished before it, all below its ``xmax``. (Read in two statements, a writer
+    committing between them was taken for a copy.)"""
     if connection.dialect.name != "postgresql":
         return False
-    following: Any = literal_column("pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-    next_id = int(connection.execute(select(following)).scalar_one())
-    return any(
-        (connection.execute(select(func.max(table.c.change_seq))).scalar() or 0) >= next_id
-        for table in (schema.qualifications, schema.lead_removals)
+    q, r = schema.qualifications, schema.lead_removals
+    newest = func.greatest(
+        select(func.max(q.c.change_seq)).scalar_subquery(),
+        select(func.max(r.c.change_seq)).scalar_subquery(),
     )
+    following: Any = literal_column("pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+    return bool(connection.execute(select(func.coalesce(newest >= following, False))).scalar())
 
 
 def restamp_if_from_elsewhere(connection: Connection) -> bool:
     """In a write transaction: stamp every row again with this transaction's position when
-    the store was copied from another PostgreSQL server (:func:`copied_from_elsewhere`), so the
-    feed reads them, and every cursor kept before is ahead of the feed (refused: readers
-    start again). Returns whether it did."""
+    the store was copied from another PostgreSQL server (:func:`copied_from_elsewhere`), so
+    the feed reads them, and draw a new :func:`epoch`, so every cursor kept before is
+    refused (readers start again). Returns whether it did."""
     if not copied_from_elsewhere(connection):
         return False
     for table in ("qualifications", "lead_removals"):
         connection.execute(text(f"UPDATE {table} SET change_seq = DEFAULT, change_row = DEFAULT"))
+    feed = schema.change_feed
+    connection.execute(update(feed).where(feed.c.id == 1).values(epoch=secrets.randbelow(2**62)))
     return True
+
+
+def epoch(connection: Connection) -> int:
+    """The store's random number that every cursor of the feed carries: a cursor with
+    another was made by another store, or by this one before it was copied from another
+    server."""
+    feed = schema.change_feed
+    return int(connection.execute(select(feed.c.epoch).where(feed.c.id == 1)).scalar_one())
 
 
 def _horizon(connection: Connection) -> int | None:

@@ -254,14 +254,17 @@ lead_removals = Table(
 """Leads whose qualification was removed (merged into ``merged_into``, or left without a
 profile by a recompute), where that stands in commit order: the change feed's tombstones."""
 
-change_counter = Table(
-    "change_counter",
+change_feed = Table(
+    "change_feed",
     metadata,
     Column("id", Integer(), primary_key=True, autoincrement=False),
     Column("seq", BigInteger(), nullable=False),
+    Column("epoch", BigInteger(), nullable=False),
 )
-"""SQLite: one row, the position of the latest write in the change feed (on PostgreSQL
-the position is the writing transaction's id, and this row stays at 0)."""
+"""One row: on SQLite the position of the latest write in the change feed (on
+PostgreSQL the position is the writing transaction's id, and ``seq`` stays 0); and the
+store's random ``epoch``, which every cursor of the feed carries (drawn again when a
+copy from another PostgreSQL server is stamped again)."""
 
 account_status = Table(
     "account_status",

@@ -49,19 +49,24 @@ def list_changes(
     changes again comes again, with what it is then. A lead merged into another comes as
     `removed`, with `merged_into`."""
     with runtime.store.engine.connect() as connection:
+        epoch = changes.epoch(connection)
         if cursor is not None:
             if start is not None:
                 raise _both()
-            after = _position(decode_cursor(LISTED, cursor, {}))
+            made_by, after = _position(decode_cursor(LISTED, cursor, {}))
+            if made_by != epoch:
+                raise _bad(
+                    "the cursor was made by another store, or by this one before it was "
+                    "copied from another PostgreSQL server: start again without a cursor"
+                )
             if after > changes.newest_position(connection):
                 raise _bad(
-                    "the cursor is ahead of every change in this store: it was made by "
-                    "another store, or by this one before it was restored from a copy; "
-                    "start again without a cursor"
+                    "the cursor is ahead of every change in this store: start again "
+                    "without a cursor"
                 )
         elif start == "now":
             after = changes.latest_position(connection)
-            return QualificationChangePage(items=[], next_cursor=_cursor(after), more=False)
+            return QualificationChangePage(items=[], next_cursor=_cursor(epoch, after), more=False)
         else:
             after = changes.START
         found, more = changes.read_changes(connection, after, limit)
@@ -78,29 +83,31 @@ def list_changes(
         for change in found
     ]
     last = found[-1].position if found else after
-    return QualificationChangePage(items=items, next_cursor=_cursor(last), more=more)
+    return QualificationChangePage(items=items, next_cursor=_cursor(epoch, last), more=more)
 
 
-def _cursor(position: changes.Position) -> str:
-    return encode_cursor(LISTED, _cursor_text(position), {})
+def _cursor(epoch: int, position: changes.Position) -> str:
+    """The store's epoch and the position, as text in an opaque cursor."""
+    return encode_cursor(LISTED, f"{epoch}.{position.seq}.{position.row}", {})
 
 
-_POSITION = re.compile(r"(0|[1-9][0-9]{0,18})\.(0|[1-9][0-9]{0,18})")
-"""What a cursor of this list holds: two integers as :func:`_cursor` writes them (or the
-start's ``-1.-1``)."""
+_NUMBER = "(0|[1-9][0-9]{0,18})"
+_CURSOR = re.compile(rf"{_NUMBER}\.(?:-1\.-1|{_NUMBER}\.{_NUMBER})")
+"""What a cursor of this list holds: the epoch and a position (the start's is ``-1.-1``),
+integers as :func:`_cursor` writes them."""
 
 
-def _position(after: str | None) -> changes.Position:
-    if after == _cursor_text(changes.START):
-        return changes.START
-    found = _POSITION.fullmatch(after or "")
-    if found is None or max(int(found[1]), int(found[2])) >= 2**63:
+def _position(after: str | None) -> tuple[int, changes.Position]:
+    """The epoch and the position a cursor holds; a 400 for anything else."""
+    found = _CURSOR.fullmatch(after or "")
+    if found is None:
         raise _bad("not a cursor returned by this API")
-    return changes.Position(int(found[1]), int(found[2]))
-
-
-def _cursor_text(position: changes.Position) -> str:
-    return f"{position.seq}.{position.row}"
+    numbers = [int(n) for n in found.groups() if n is not None]
+    if max(numbers) >= 2**63:
+        raise _bad("not a cursor returned by this API")
+    if len(numbers) == 1:
+        return numbers[0], changes.START
+    return numbers[0], changes.Position(numbers[1], numbers[2])
 
 
 def _bad(message: str) -> ApiError:

@@ -1,5 +1,5 @@
-"""The change feed of qualifications: ``qualifications.change_seq``, ``lead_removals``,
-``change_counter``.
+"""The change feed of qualifications: ``qualifications.change_seq`` and ``change_row``,
+``lead_removals``, ``change_feed``.
 
 Every write of a lead's qualification stamps it with the position of its
 transaction in commit order (``change_seq``) and a number unique among the rows
@@ -8,11 +8,14 @@ merged into another, or left without a profile by a recompute) leaves a row in
 ``lead_removals`` stamped the same way. ``GET /v1/qualification-changes``
 reads both in that order, so a sync tool that keeps its position reads every
 change once and misses none (see ``leadqual.store.changes``). On SQLite the
-position is a counter (``change_counter``) that each write transaction moves
+position is a counter (``change_feed.seq``) that each write transaction moves
 on: writers take turns, so their order is the commit order. On PostgreSQL it
 is the writing transaction's id (``pg_current_xact_id()``), and the row number
 comes from a sequence (``change_rows``): both are the columns' defaults. A
-reader stops short of the oldest transaction still running.
+reader stops short of the oldest transaction still running. ``change_feed.epoch``
+is a random number each store draws here (and again when a copy from another
+PostgreSQL server is stamped again): a cursor carries it, so one made by
+another store or before such a copy is refused.
 
 Qualifications stored before this revision are at position 0, numbered in turn:
 a sync from the start reads them first.
@@ -24,6 +27,7 @@ Create Date: 2026-12-07 07:30:00.000000
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -81,16 +85,19 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_table(
-        "change_counter",
+        "change_feed",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_change_counter")),
+        sa.Column("epoch", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_change_feed")),
     )
-    op.execute("INSERT INTO change_counter (id, seq) VALUES (1, 0)")
+    op.execute(
+        f"INSERT INTO change_feed (id, seq, epoch) VALUES (1, 0, {secrets.randbelow(2**62)})"
+    )
 
 
 def downgrade() -> None:
-    op.drop_table("change_counter")
+    op.drop_table("change_feed")
     op.drop_index(op.f("ix_lead_removals_change_seq_change_row"), table_name="lead_removals")
     op.drop_table("lead_removals")
     op.drop_index(op.f("ix_qualifications_change_seq_change_row"), table_name="qualifications")
