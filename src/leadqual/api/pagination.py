@@ -63,13 +63,17 @@ def decode_cursor(listed: str, cursor: str | None, filters: Mapping[str, object]
         data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         after, made_for = data["after"], data["filters"]
     except (ValueError, UnicodeError, binascii.Error, KeyError, TypeError, RecursionError):
-        raise _bad("not a cursor returned by this API") from None  # RecursionError: [[[[...
+        raise invalid_cursor(
+            "not a cursor returned by this API"
+        ) from None  # RecursionError: [[[[...
     if not isinstance(after, str) or not _an_id(after):
-        raise _bad("not a cursor returned by this API")
+        raise invalid_cursor("not a cursor returned by this API")
     if data.get("v") != CURSOR_VERSION:  # made before cursors named their list
-        raise _bad("a cursor of an earlier release of leadqual: start again from the first page")
+        raise invalid_cursor(
+            "a cursor of an earlier release of leadqual: start again from the first page"
+        )
     if made_for != fingerprint(listed, filters):
-        raise _bad(
+        raise invalid_cursor(
             "the cursor was made for another list or other filters: repeat the filters of "
             "the first page"
         )
@@ -88,5 +92,6 @@ def _an_id(text: str) -> bool:
     return True
 
 
-def _bad(message: str) -> ApiError:
+def invalid_cursor(message: str) -> ApiError:
+    """The 400 of a cursor this API cannot take, saying why."""
     return ApiError(400, "invalid_cursor", message, [ErrorDetail(message=message, field="cursor")])

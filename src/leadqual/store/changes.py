@@ -54,7 +54,7 @@ _BUMP = "UPDATE change_feed SET seq = seq + 1 WHERE id = 1 RETURNING seq"
 """SQLite: move the counter on, and read the transaction's position."""
 
 
-def stamp(connection: Connection, rows: Sequence[dict[str, Any]]) -> bool:
+def _stamp(connection: Connection, rows: Sequence[dict[str, Any]]) -> bool:
     """Give each row its place in the feed: on SQLite this transaction's position (the
     counter, moved on once per transaction) and a row number no other row of it has; on
     PostgreSQL nothing (the columns' defaults stamp the rows). Returns whether the rows
@@ -80,9 +80,9 @@ STAMP_COLUMNS = ("change_seq", "change_row")
 
 
 def unstamped(connection: Connection, rows: Sequence[dict[str, Any]]) -> tuple[str, ...]:
-    """:func:`stamp` the rows; the columns their defaults stamp instead (PostgreSQL), which
+    """:func:`_stamp` the rows; the columns their defaults stamp instead (PostgreSQL), which
     an upsert must set from the new row's defaults (``upsert(..., defaults=...)``)."""
-    return () if stamp(connection, rows) else STAMP_COLUMNS
+    return () if _stamp(connection, rows) else STAMP_COLUMNS
 
 
 def remove_qualifications(
@@ -150,28 +150,24 @@ def read_changes(connection: Connection, after: Position, limit: int) -> tuple[l
 def latest_position(connection: Connection) -> Position:
     """The position of the latest change a reader may read now (:data:`START` for none):
     where a sync that needs nothing older starts."""
-    horizon = _horizon(connection)
-    latest = START
+    return _newest(connection, _horizon(connection))
+
+
+def newest_position(connection: Connection) -> Position:
+    """The position of the newest change stored, committed or not yet readable: no cursor
+    this store gave is beyond it (it only grows; see :func:`restamp_if_from_elsewhere`)."""
+    return _newest(connection, None)
+
+
+def _newest(connection: Connection, horizon: int | None) -> Position:
+    """The highest position stored below ``horizon`` (None: any), or :data:`START`."""
+    newest = START
     for table in (schema.qualifications, schema.lead_removals):
         seq, row = table.c.change_seq, table.c.change_row
         query = select(seq, row).order_by(seq.desc(), row.desc()).limit(1)
         if horizon is not None:
             query = query.where(seq < horizon)
         found = connection.execute(query).first()
-        if found is not None:
-            latest = max(latest, Position(found[0], found[1]))
-    return latest
-
-
-def newest_position(connection: Connection) -> Position:
-    """The position of the newest change stored, committed or not yet readable: no cursor
-    this store gave is beyond it (it only grows; see :func:`restamp_if_from_elsewhere`)."""
-    newest = START
-    for table in (schema.qualifications, schema.lead_removals):
-        seq, row = table.c.change_seq, table.c.change_row
-        found = connection.execute(
-            select(seq, row).order_by(seq.desc(), row.desc()).limit(1)
-        ).first()
         if found is not None:
             newest = max(newest, Position(found[0], found[1]))
     return newest

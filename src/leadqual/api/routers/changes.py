@@ -10,7 +10,14 @@ from fastapi import APIRouter, Depends, Query
 from leadqual.api import queries
 from leadqual.api.auth import RuntimeDep, require
 from leadqual.api.errors import ApiError, ErrorDetail, responses
-from leadqual.api.pagination import DEFAULT_LIMIT, Cursor, Limit, decode_cursor, encode_cursor
+from leadqual.api.pagination import (
+    DEFAULT_LIMIT,
+    Cursor,
+    Limit,
+    decode_cursor,
+    encode_cursor,
+    invalid_cursor,
+)
 from leadqual.api.routes import CheckedRoute
 from leadqual.api.schemas import QualificationChange, QualificationChangePage
 from leadqual.store import changes
@@ -55,12 +62,12 @@ def list_changes(
                 raise _both()
             made_by, after = _position(decode_cursor(LISTED, cursor, {}))
             if made_by != epoch:
-                raise _bad(
+                raise invalid_cursor(
                     "the cursor was made by another store, or by this one before it was "
                     "copied from another PostgreSQL server: start again without a cursor"
                 )
             if after > changes.newest_position(connection):
-                raise _bad(
+                raise invalid_cursor(
                     "the cursor is ahead of every change in this store: start again "
                     "without a cursor"
                 )
@@ -101,17 +108,13 @@ def _position(after: str | None) -> tuple[int, changes.Position]:
     """The epoch and the position a cursor holds; a 400 for anything else."""
     found = _CURSOR.fullmatch(after or "")
     if found is None:
-        raise _bad("not a cursor returned by this API")
+        raise invalid_cursor("not a cursor returned by this API")
     numbers = [int(n) for n in found.groups() if n is not None]
     if max(numbers) >= 2**63:
-        raise _bad("not a cursor returned by this API")
+        raise invalid_cursor("not a cursor returned by this API")
     if len(numbers) == 1:
         return numbers[0], changes.START
     return numbers[0], changes.Position(numbers[1], numbers[2])
-
-
-def _bad(message: str) -> ApiError:
-    return ApiError(400, "invalid_cursor", message, [ErrorDetail(message=message, field="cursor")])
 
 
 def _both() -> ApiError:
