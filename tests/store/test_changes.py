@@ -116,6 +116,23 @@ def test_removing_a_lead_without_a_qualification_records_nothing(store: Store) -
     assert [(c.lead_id, c.kind, c.merged_into) for c in found] == [("L1", "removed", None)]
 
 
+def test_a_lead_removed_and_qualified_again_comes_once_as_qualified(store: Store) -> None:
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([profile("L1", "acme.io"), profile("L2", "beta.io")], NOW)
+    with store.transaction() as tx:
+        changes.remove_qualifications(tx.connection, {"L1": None}, tx.now)
+    removed, cursor = walk(store, START, 10, expect=2)
+    assert sorted((c.lead_id, c.kind) for c in removed) == [("L1", "removed"), ("L2", "qualified")]
+
+    ingestor.apply([view("L1", 1)], NOW + timedelta(minutes=1))
+    # a reader that saw the removal reads the new qualification after it
+    later, _ = walk(store, cursor, 10, expect=1)
+    assert [(c.lead_id, c.kind) for c in later] == [("L1", "qualified")]
+    # a sync from the start gets each lead once, at its latest change
+    found, _ = walk(store, START, 1, expect=2)
+    assert sorted((c.lead_id, c.kind) for c in found) == [("L1", "qualified"), ("L2", "qualified")]
+
+
 @pytest.mark.postgres
 def test_a_reader_waits_for_a_write_that_began_first_and_commits_last() -> None:
     """PostgreSQL stamps a write with its transaction id when it writes, and transactions

@@ -138,10 +138,14 @@ def read_changes(connection: Connection, after: Position, limit: int) -> tuple[l
                row)
         for row in connection.execute(_page(select(q), q, after, horizon, limit)).mappings()
     ]  # fmt: skip
+    # a removal whose lead has a qualification again (written later: the removal deleted
+    # the one before) is superseded: the lead comes once, at its latest change
+    requalified = select(q.c.lead_id).where(q.c.lead_id == r.c.lead_id).exists()
     found += [
         Change(Position(row.change_seq, row.change_row), row.lead_id, "removed", None,
                row.merged_into, row.removed_at)
-        for row in connection.execute(_page(select(r), r, after, horizon, limit))
+        for row in connection.execute(_page(select(r).where(~requalified), r, after, horizon,
+                                            limit))
     ]  # fmt: skip
     found.sort(key=lambda change: change.position)
     return found[:limit], len(found) > limit
