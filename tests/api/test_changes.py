@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import httpx
+from sqlalchemy import literal_column, select
 
 from leadqual.api.pagination import encode_cursor
 from leadqual.store import changes
@@ -54,7 +55,33 @@ def test_a_sync_reads_every_lead_then_only_what_changed(api: Api) -> None:
     assert changed[0]["qualification"] == qualification(api, "L-3")
 
     caught_up = reader.get(FEED, params={"cursor": cursor}).json()
-    assert caught_up == {"items": [], "next_cursor": cursor, "more": False}
+    assert caught_up == {"items": [], "next_cursor": cursor, "more": False, "held_back": False}
+
+
+def test_a_transaction_left_open_on_the_server_shows_as_held_back(api: Api) -> None:
+    """PostgreSQL: any transaction on the server that got an id before a write holds that
+    write back from the feed until it ends; the page says so instead of looking caught
+    up. SQLite has no such wait."""
+    reader = api.as_("read")
+    put_lead(api, "L-1", account_id=None)
+    _, cursor = sync(reader, 10, expect=1)
+    if api.store.engine.dialect.name != "postgresql":
+        put_lead(api, "L-2", account_id=None)
+        page = reader.get(FEED, params={"cursor": cursor}).json()
+        assert [item["lead_id"] for item in page["items"]] == ["L-2"]
+        assert page["held_back"] is False
+        return
+    with api.store.engine.connect() as other:  # another session, idle in a transaction
+        other.execute(select(literal_column("pg_current_xact_id()")))  # it has an id now
+        put_lead(api, "L-2", account_id=None)  # committed, with a later id
+        page = reader.get(FEED, params={"cursor": cursor}).json()
+        assert page["items"] == [] and page["more"] is False
+        assert page["held_back"] is True
+        assert reader.get(FEED, params={"start": "now"}).json()["held_back"] is True
+        other.rollback()
+    later, _ = sync(reader, 10, expect=1, cursor=cursor)
+    assert [item["lead_id"] for item in later] == ["L-2"]
+    assert reader.get(FEED, params={"cursor": cursor}).json()["held_back"] is False
 
 
 def test_a_merged_lead_comes_as_removed_into_its_survivor(api: Api) -> None:

@@ -35,7 +35,8 @@ def view(lead: str, n: int) -> Event:
 
 def read(store: Store, after: Position, limit: int = 100) -> tuple[list[Change], bool]:
     with store.engine.connect() as connection:
-        return changes.read_changes(connection, after, limit)
+        found, more, _ = changes.read_changes(connection, after, limit)
+        return found, more
 
 
 def walk(
@@ -156,9 +157,13 @@ def test_a_reader_waits_for_a_write_that_began_first_and_commits_last() -> None:
                 q = schema.qualifications
                 l2 = connection.execute(select(q.c.change_seq).where(q.c.lead_id == "L2"))
                 assert l2.scalar_one() > xid  # a later id, committed before the earlier one
-            assert read(store, cursor) == ([], False)  # L2 waits behind the write under way
+            with store.engine.connect() as connection:  # L2 waits behind the write under way
+                assert changes.read_changes(connection, cursor, 100) == ([], False, True)
+                assert changes.held_back(connection)
         found, _ = walk(store, cursor, 1, expect=2)
         assert [c.lead_id for c in found] == ["L1", "L2"]
+        with store.engine.connect() as connection:
+            assert not changes.held_back(connection)  # every row of this store is read
 
 
 @pytest.mark.postgres

@@ -312,6 +312,12 @@ class QualificationChangePage(BaseModel):
     more: bool = Field(
         description="More changes follow now (read again at once); false: caught up."
     )
+    held_back: bool = Field(
+        description="Caught up as far as the feed may read, but changes already committed "
+        "wait behind a transaction still running on the PostgreSQL server (begun before "
+        "they were written): they come once it ends. Always false on SQLite and while "
+        "`more` is true. True for long: look for a long or idle-in-transaction session."
+    )
 
 
 class QueueItem(BaseModel):

@@ -36,7 +36,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import func, literal_column, select, text, tuple_, update
 from sqlalchemy.engine import Connection
@@ -128,9 +128,23 @@ class Change:
     removed_at: datetime | None = None
 
 
-def read_changes(connection: Connection, after: Position, limit: int) -> tuple[list[Change], bool]:
-    """The next ``limit`` changes after ``after`` in the feed's order, and whether more
-    committed ones follow. Run both reads in one connection: the horizon is read first."""
+class Page(NamedTuple):
+    """A page of the feed."""
+
+    changes: list[Change]
+    more: bool
+    """More changes follow now (read again at once)."""
+    held_back: bool
+    """Caught up as far as the feed may read, but committed changes wait beyond that
+    (PostgreSQL): a transaction still running on the server, which began writing
+    before they were written, holds them back until it ends (always false on SQLite,
+    and while ``more``)."""
+
+
+def read_changes(connection: Connection, after: Position, limit: int) -> Page:
+    """The next ``limit`` changes after ``after`` in the feed's order, whether more
+    committed ones follow, and whether a running transaction holds others back. Run both
+    reads in one connection: the horizon is read first."""
     horizon = _horizon(connection)
     q, r = schema.qualifications, schema.lead_removals
     found = [
@@ -148,7 +162,17 @@ def read_changes(connection: Connection, after: Position, limit: int) -> tuple[l
                                             limit))
     ]  # fmt: skip
     found.sort(key=lambda change: change.position)
-    return found[:limit], len(found) > limit
+    more = len(found) > limit
+    return Page(found[:limit], more, not more and _held_back(connection, horizon))
+
+
+def held_back(connection: Connection) -> bool:
+    """Whether committed changes wait beyond what the feed may read now (:attr:`Page.held_back`)."""
+    return _held_back(connection, _horizon(connection))
+
+
+def _held_back(connection: Connection, horizon: int | None) -> bool:
+    return horizon is not None and _newest(connection, None).seq >= horizon
 
 
 def latest_position(connection: Connection) -> Position:

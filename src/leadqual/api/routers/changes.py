@@ -54,7 +54,8 @@ def list_changes(
     is true, then whenever you poll. The order is the order writes committed, so no change
     is ever skipped: a write still under way is read after it commits, and a lead that
     changes again comes again, with what it is then. A lead merged into another comes as
-    `removed`, with `merged_into`."""
+    `removed`, with `merged_into`. `held_back`: changes already committed wait behind a
+    transaction still running on the PostgreSQL server; they come once it ends."""
     with runtime.store.engine.connect() as connection:
         epoch = changes.epoch(connection)
         if cursor is not None:
@@ -73,10 +74,13 @@ def list_changes(
                 )
         elif start == "now":
             after = changes.latest_position(connection)
-            return QualificationChangePage(items=[], next_cursor=_cursor(epoch, after), more=False)
+            return QualificationChangePage(
+                items=[], next_cursor=_cursor(epoch, after), more=False,
+                held_back=changes.held_back(connection),
+            )  # fmt: skip
         else:
             after = changes.START
-        found, more = changes.read_changes(connection, after, limit)
+        found, more, held_back = changes.read_changes(connection, after, limit)
     items = [
         QualificationChange(
             lead_id=change.lead_id,
@@ -90,7 +94,9 @@ def list_changes(
         for change in found
     ]
     last = found[-1].position if found else after
-    return QualificationChangePage(items=items, next_cursor=_cursor(epoch, last), more=more)
+    return QualificationChangePage(
+        items=items, next_cursor=_cursor(epoch, last), more=more, held_back=held_back
+    )
 
 
 def _cursor(epoch: int, position: changes.Position) -> str:
