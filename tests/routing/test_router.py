@@ -627,11 +627,18 @@ def _plan(store: Store, query: Any) -> str:
 
 def test_routing_reads_assignments_by_index_not_by_history(store: Store) -> None:
     """Territory turns read max(id) per rep of a team's assignments, with no index on
-    team: the query read the team's whole history (and capacity every open lead)."""
+    team: the query read the team's whole history (and capacity every open lead). Then
+    by ``GROUP BY rep`` on the index, which still read every entry of the team; now each
+    rep's latest is one lookup from the end of the index."""
     from leadqual.routing.router import open_leads_query, turns_query
 
     Ingestor(store, MODEL, routing=ROUTING).apply(mql_facts("L1", "DE", NOW), NOW)
-    assert "ix_assignments_team_rep_id" in _plan(store, turns_query("sales_reps"))
+    turns = _plan(store, turns_query("sales_reps", ["ana", "ben"]))
+    assert "ix_assignments_team_rep_id" in turns
+    if store.engine.dialect.name == "sqlite":
+        assert turns.count("(team=? AND rep=?)") == 2, turns  # a lookup per rep
+    else:
+        assert turns.count("Index Scan Backward") == 2, turns
     assert "ix_assignments_rep_ended_at" in _plan(store, open_leads_query(["ana", "ben"]))
 
 
@@ -1918,6 +1925,24 @@ def test_a_merge_s_survivor_keeps_the_rep_who_had_the_merged_lead(store: Store) 
     assert _cursor(store, "sales_reps") == "ben"  # the round robin did not pick ana
     (clock,) = _timers(store, "A1")
     assert (clock["stage"], clock["rep"], clock["started_at"]) == ("mql", "ana", merged)
+
+
+def test_a_kept_rep_takes_no_territory_turn(store: Store) -> None:
+    """Ana and cy share DE and took a lead each, ana first: the next DE lead is ana's.
+    Keeping the person of her lead D1 when it merges into A1 gives her no new lead, so it
+    is still her turn (the kept assignment was counted as her latest turn: cy got it)."""
+    ingestor = Ingestor(store, MODEL, routing=MERGE_ROUTING)
+    _cold_lead(ingestor)
+    ingestor.apply(mql_facts("D1", "DE", NOW), NOW)
+    ingestor.apply(mql_facts("D2", "DE", NOW), NOW + timedelta(minutes=1))
+    assert open_assignments(store) == {"D1": ("sales_reps", "ana"), "D2": ("sales_reps", "cy")}
+    _same_person(ingestor, NOW + timedelta(minutes=2), "D1")
+    (kept,) = [a for a in store.assignments("A1") if a.lead_id == "A1"]
+    assert (kept.rep, kept.method) == ("ana", "kept")
+    ingestor.apply(mql_facts("D3", "DE", NOW), NOW + timedelta(minutes=3))
+    assert open_assignments(store)["D3"] == ("sales_reps", "ana")
+    (turn,) = [a for a in store.assignments("D3")]
+    assert "ana covers lead.country = DE" in turn.reason
 
 
 def test_a_kept_rep_at_capacity_keeps_the_lead(store: Store) -> None:
