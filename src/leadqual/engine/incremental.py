@@ -817,6 +817,14 @@ def flags_to_json(flags: MemberFlags, until: datetime | None) -> str:
     return jsontext.dumps([flags.engaged, list(flags.roles), _text(until)])
 
 
+DORMANT_FLAGS = (
+    flags_to_json(MemberFlags(False, ()), None),
+    flags_to_json(MemberFlags(None, ()), None),
+)
+"""The stored text of member flags that add nothing to an account's status (not engaged,
+or no MQA rule; no committee role) and hold until the lead's next fact."""
+
+
 NO_BOUND = object()
 """What :func:`flags_from_json` gives for flags stored without a bound of their own
 (before it was stored): they hold until the lead's ``next_change_at``."""

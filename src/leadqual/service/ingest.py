@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.engine import Connection
 
 from leadqual import jsontext
 from leadqual.engine.engagement import Engagement
 from leadqual.engine.incremental import (
+    DORMANT_FLAGS,
     NO_BOUND,
     AccountState,
     Evaluation,
@@ -400,15 +401,51 @@ class _Work:
         return out
 
     def members_query(self, account_ids: Collection[str]) -> InQuery:
-        """The select of the members of these accounts (none without account rules)."""
+        """The select of the members of these accounts that can count for their status
+        (none without account rules): every member but the dormant ones, whose stored
+        flags for this model say not engaged, no committee role, until their next fact
+        (:data:`DORMANT_FLAGS`). Those add nothing to the status (``account_status``
+        reads only engaged members and roles' holders) and hold until a fact of their
+        own brings them into a transaction, so an event costs the same in an account of
+        ten leads or of ten thousand mostly quiet ones (:meth:`all_members` lists them
+        when every member must be qualified again)."""
         t = schema.lead_state
+        key = self.plan.key
         return InQuery(
-            ("ingest.members",),
+            ("ingest.members", key),
             lambda ids: select(
                 t.c.lead_id, t.c.account_id, t.c.member_flags, t.c.next_change_at, t.c.model_key
-            ).where(t.c.account_id.in_(ids), t.c.has_profile),
+            ).where(
+                t.c.account_id.in_(ids),
+                t.c.has_profile,
+                or_(
+                    t.c.member_flags.is_(None),
+                    t.c.model_key != key,
+                    t.c.member_flags.not_in(DORMANT_FLAGS),
+                ),
+            ),
             account_ids if self.plan.has_account_rules else (),
         )
+
+    def all_members(self, account_ids: Collection[str]) -> dict[str, set[str]]:
+        """Every lead with a profile counting for each of these accounts, as stored (the
+        dormant members too, see :meth:`members_query`), but those at hand in this
+        transaction: where they count is their ``account_of`` (a lead merged away, or
+        moving to another account, no longer counts here), as in :meth:`members`."""
+        t = schema.lead_state
+        out: dict[str, set[str]] = {account: set() for account in account_ids}
+        rows = select_in(
+            self.connection,
+            ("ingest.all_members",),
+            lambda ids: select(t.c.account_id, t.c.lead_id).where(
+                t.c.account_id.in_(ids), t.c.has_profile
+            ),
+            account_ids,
+        )
+        for account, lead in rows:
+            if lead not in self.leads:
+                out[account].add(lead)
+        return out
 
     def catch_up(self) -> None:
         """Move this transaction's time to the latest state read, if one is ahead of it.
@@ -452,15 +489,18 @@ class _Work:
         reasons = {account: _reasons_text(r) for account, (_, r) in evaluation.statuses.items()}
         out: dict[str, Qualification] = {}
         everyone: set[str] = set()
-        for account, key in keys.items():
-            stored = stored_status.get(account)
-            if (
-                account in self.changed_accounts
-                or account in extra_accounts
-                or stored is None
-                or _seen_by_members(self.plan, key) != _seen_by_members(self.plan, stored[0])
-            ):
-                everyone.update(members[account])
+        changed = [
+            account
+            for account, key in keys.items()
+            if account in self.changed_accounts
+            or account in extra_accounts
+            or (stored := stored_status.get(account)) is None
+            or _seen_by_members(self.plan, key) != _seen_by_members(self.plan, stored[0])
+        ]
+        listed = self.all_members(changed) if changed else {}
+        for account in changed:  # the dormant members too: they see the account change
+            everyone.update(members[account])
+            everyone.update(listed[account])
         ordered = sorted(set(lead_ids) | everyone)
         missing = everyone - self.leads.keys()
         self.load_leads_readonly(missing)
@@ -492,7 +532,7 @@ class _Work:
             for a, key in keys.items()
             if stored_status.get(a) == (key, self.model_version_id, reasons[a])
         }
-        self._save_status(evaluation.statuses, reasons, members, unchanged)
+        self._save_status(evaluation.statuses, reasons, members, listed, unchanged)
         return out
 
     def _refresh_members(
@@ -570,16 +610,20 @@ class _Work:
         statuses: dict[str, tuple[AccountStatus, list[Reason]]],
         reasons: dict[str, str],
         members: dict[str, Members],
+        listed: Mapping[str, set[str]],
         unchanged: Collection[str],
     ) -> None:
         """Write each status that changed, or whose reasons did (``reasons``: their text;
         the row's ``as_of`` is when it last changed); delete the status of an account left
-        without members."""
+        without members (``listed``: every member of some accounts, the dormant ones too;
+        the others' are looked up when none that can count is left)."""
         t = schema.account_status
         rows = []
+        quiet = [a for a in statuses if not members[a] and a not in listed]
+        everyone = {**self.all_members(quiet), **listed} if quiet else listed
         empty: list[str] = []  # an account left without members has no status
         for account, (status, _) in statuses.items():
-            if not members[account]:
+            if not members[account] and not everyone[account]:
                 empty.append(account)
                 continue
             if account in unchanged:
