@@ -123,9 +123,8 @@ class ApplyResult:
     """When a rebuild evaluated (``recompute``: its ``as_of``, or the latest stored
     qualification's time when that is later)."""
     refreshed: tuple[str, ...] = ()
-    """Leads whose qualification a tick wrote again without a stage change: it was old
-    (:data:`REFRESH_AFTER`; their scores and ``as_of`` moved), or they now count for
-    another account (a profile dated ahead came due)."""
+    """Leads a tick evaluated again only because their stored qualification was old
+    (:data:`REFRESH_AFTER`): their scores and ``as_of`` moved, nothing else did."""
 
 
 def _fact_id(fact: Fact) -> str | None:
@@ -1245,12 +1244,7 @@ def _tick(
             for lead, q in qualified.items()
             if before.get(lead) != q.stage or work.route_moved(lead, q)
         }  # a stage, or a routing that score alone moved (a team, a nurture track)
-        relinked = {
-            lead
-            for lead in qualified.keys() - moved.keys()
-            if work.account_of.get(lead) != work.stored_account.get(lead)
-        }  # a profile dated ahead came due and moved it: lists filter on its account
-        refreshed = sorted((stale & qualified.keys() | relinked) - moved.keys())
+        refreshed = sorted(stale & qualified.keys() - moved.keys())
         saved = [*moved.values(), *(qualified[lead] for lead in refreshed)]
         tx.save_qualifications(saved, model_version_id)
         changes = work.record_changes(moved, before, "time", tx.now)
