@@ -492,35 +492,6 @@ def test_an_account_left_with_dormant_members_only_keeps_its_status(store: Store
     _as_reference(store, "L1", NOW)
 
 
-def test_a_move_to_another_company_dated_ahead_counts_from_its_time(store: Store) -> None:
-    """L1's profile dated an hour ahead says it moved from acme.io to beta.io: until then
-    it counts for acme.io, as the reference says as of then (it counted for beta.io at
-    once, in every executor: a backtest over a period in which leads changed company saw
-    their later account); the tick at that time moves it."""
-    from leadqual.service import qualify_from_state
-
-    ingestor = Ingestor(store, MODEL)
-    ingestor.apply([_lead("L1"), _lead("L2")], NOW - timedelta(hours=2))
-    moved = LeadProfile("L1", "l1@beta.io", None, {}, NOW + timedelta(hours=1))
-    ingestor.apply([moved], NOW)
-    t = schema.lead_state
-
-    def accounts(at: datetime) -> dict[str, str | None]:
-        live = {q.lead_id: q.account_id for q in qualify_from_state(store, MODEL, at)}
-        facts = store.load_facts(resolve=True)
-        assert live == {q.lead_id: q.account_id for q in evaluate_all(MODEL, facts, at)}
-        return live
-
-    assert accounts(NOW) == {"L1": "domain:acme.io", "L2": "domain:acme.io"}
-    assert store.qualification("L1").account_id == "domain:acme.io"
-    later = NOW + timedelta(hours=2)
-    tick(store, MODEL, later)
-    with store.engine.connect() as connection:
-        stored = dict(connection.execute(select(t.c.lead_id, t.c.account_id)).all())
-    assert stored == {"L1": "domain:beta.io", "L2": "domain:acme.io"}
-    assert accounts(later) == {"L1": "domain:beta.io", "L2": "domain:acme.io"}
-
-
 DECAY_MODEL = load_model_text(
     """
 name: decaying

@@ -347,10 +347,10 @@ class _Work:
         by_domain: dict[str, str] = {}
         for lead in lead_ids:
             s = self.leads[lead]
-            domain = s.link_domain(self.now) if s.has_profile else None
+            domain = s.link_domain() if s.has_profile and s.link_account is None else None
             stored = self.stored_account.get(lead)
             if domain is None:  # an account id of its own, or none to link by
-                self.account_of[lead] = s.link(self.domains, self.now) if s.has_profile else None
+                self.account_of[lead] = s.link(self.domains) if s.has_profile else None
             elif (
                 domain not in self.domains
                 and domain not in self.changed_domains
@@ -362,7 +362,7 @@ class _Work:
                 by_domain[lead] = domain
         self.load_domains(by_domain.values())
         for lead in by_domain:
-            self.account_of[lead] = self.leads[lead].link(self.domains, self.now)
+            self.account_of[lead] = self.leads[lead].link(self.domains)
 
     def members(
         self, account_ids: Collection[str], rows: Iterable[tuple[Any, ...]] | None = None
@@ -759,7 +759,7 @@ class _Work:
                 {
                     "lead_id": lead,
                     "account_id": self.account_of.get(lead),
-                    "link_domain": s.link_domain(self.now),
+                    "link_domain": s.link_domain() if s.link_account is None else None,
                     "has_profile": s.has_profile,
                     "next_change_at": self.next_at.get(lead),
                     "model_key": self.plan.key,
