@@ -492,6 +492,34 @@ def test_an_account_left_with_dormant_members_only_keeps_its_status(store: Store
     _as_reference(store, "L1", NOW)
 
 
+NO_ACCOUNT_RULES = load_model_text(
+    """
+name: firmographic
+version: 1
+fit:
+  rules:
+    - {id: software, when: {account.industry: software}, points: 30}
+    - {id: mid_market, when: {account.employees: {between: [50, 1000]}}, points: 10}
+stages:
+  - {id: cold}
+"""
+)
+
+
+def test_an_account_change_requalifies_its_leads_without_account_rules(store: Store) -> None:
+    """Fit reads the account's attributes, and the model has no MQA or committee: the
+    account's new profile left its leads' stored fit as it was (their re-qualification
+    was tied to the account's status, which such a model has none of)."""
+    ingestor = Ingestor(store, NO_ACCOUNT_RULES)
+    account = AccountProfile("A1", "acme.io", {"industry": "retail"}, NOW - timedelta(days=2))
+    ingestor.apply([account, _lead("L1"), _quiet("Q1")], NOW - timedelta(days=1))
+    grown = AccountProfile("A1", "acme.io", {"industry": "software", "employees": 200}, NOW)
+    assert sorted(ingestor.apply([grown], NOW).qualified) == ["L1", "Q1"]
+    expected = {q.lead_id: q for q in evaluate_all(NO_ACCOUNT_RULES, store.load_facts(), NOW)}
+    for lead in ("L1", "Q1"):
+        assert store.qualification(lead).fit == expected[lead].fit == 40.0
+
+
 DECAY_MODEL = load_model_text(
     """
 name: decaying

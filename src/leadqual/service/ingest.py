@@ -489,14 +489,15 @@ class _Work:
         reasons = {account: _reasons_text(r) for account, (_, r) in evaluation.statuses.items()}
         out: dict[str, Qualification] = {}
         everyone: set[str] = set()
-        changed = [
+        # every member sees an account whose attributes changed (with account rules or
+        # without: fit rules read account attributes), or whose status changed as they see it
+        changed = {a for a in accounts if a in self.changed_accounts or a in extra_accounts}
+        changed.update(
             account
             for account, key in keys.items()
-            if account in self.changed_accounts
-            or account in extra_accounts
-            or (stored := stored_status.get(account)) is None
+            if (stored := stored_status.get(account)) is None
             or _seen_by_members(self.plan, key) != _seen_by_members(self.plan, stored[0])
-        ]
+        )
         listed = self.all_members(changed) if changed else {}
         for account in changed:  # the dormant members too: they see the account change
             everyone.update(members[account])

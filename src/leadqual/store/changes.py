@@ -163,16 +163,30 @@ def read_changes(connection: Connection, after: Position, limit: int) -> Page:
     ]  # fmt: skip
     found.sort(key=lambda change: change.position)
     more = len(found) > limit
-    return Page(found[:limit], more, not more and _held_back(connection, horizon))
+    return Page(found[:limit], more, not more and held_back(connection))
 
 
 def held_back(connection: Connection) -> bool:
-    """Whether committed changes wait beyond what the feed may read now (:attr:`Page.held_back`)."""
-    return _held_back(connection, _horizon(connection))
+    """Whether committed changes wait beyond what the feed may read now (:attr:`Page.held_back`):
+    a stored position at or above the oldest transaction still running on the server
+    (PostgreSQL), read in one statement, so one snapshot: such a row committed before it,
+    after a transaction that still runs began. (Read in two, a write committing between
+    them looked held back.)"""
+    return _stored_at_or_above(connection, "pg_snapshot_xmin(pg_current_snapshot())")
 
 
-def _held_back(connection: Connection, horizon: int | None) -> bool:
-    return horizon is not None and _newest(connection, None).seq >= horizon
+def _stored_at_or_above(connection: Connection, bound: str) -> bool:
+    """PostgreSQL: whether a position stored in either table is at or above ``bound``, a
+    transaction id of the statement's own snapshot (always false elsewhere)."""
+    if connection.dialect.name != "postgresql":
+        return False
+    q, r = schema.qualifications, schema.lead_removals
+    newest = func.greatest(
+        select(func.max(q.c.change_seq)).scalar_subquery(),
+        select(func.max(r.c.change_seq)).scalar_subquery(),
+    )
+    snapshot: Any = literal_column(f"{bound}::text::bigint")
+    return bool(connection.execute(select(func.coalesce(newest >= snapshot, False))).scalar())
 
 
 def latest_position(connection: Connection) -> Position:
@@ -211,15 +225,7 @@ def copied_from_elsewhere(connection: Connection) -> bool:
     One statement, so one snapshot: the rows it sees were written by transactions that
     finished before it, all below its ``xmax``. (Read in two statements, a writer
     committing between them was taken for a copy.)"""
-    if connection.dialect.name != "postgresql":
-        return False
-    q, r = schema.qualifications, schema.lead_removals
-    newest = func.greatest(
-        select(func.max(q.c.change_seq)).scalar_subquery(),
-        select(func.max(r.c.change_seq)).scalar_subquery(),
-    )
-    following: Any = literal_column("pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
-    return bool(connection.execute(select(func.coalesce(newest >= following, False))).scalar())
+    return _stored_at_or_above(connection, "pg_snapshot_xmax(pg_current_snapshot())")
 
 
 def restamp_if_from_elsewhere(connection: Connection) -> bool:
