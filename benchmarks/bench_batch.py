@@ -373,16 +373,16 @@ def _profiles(
         lead = row["lead_id"]
         key = (stamp is not None, stamp or 0)
         email = (row["email"] or "").strip().lower() or None
-        link = links.setdefault(lead, {})
+        link = links.setdefault(lead, {})  # an email-only event's lead: every profile
         if email is not None:
             offer(link, lead, "email", key, email)
-        if row["account_id"]:
-            offer(link, lead, "account_id", key, row["account_id"])
         merged = attrs.setdefault(lead, {})
         if stamp is not None and stamp > as_of_us:
             continue
         if email is not None:
             offer(merged, lead, "email", key, email)
+        if row["account_id"]:  # the account: the profiles known at as_of
+            offer(merged, lead, "_account_id", key, row["account_id"])
         for name in ("seniority", "country", "timeframe", "budget_usd"):
             if row[name] is not None:
                 offer(merged, lead, name, key, row[name])
@@ -401,9 +401,11 @@ def _profiles(
         email = link.get("email")
         if email is not None and (email not in owner or lead < owner[email]):
             owner[email] = lead
-        if link.get("account_id"):
-            lead_account[lead] = link["account_id"]
+        known = attrs[lead]
+        if known.get("_account_id"):
+            lead_account[lead] = known.pop("_account_id")
             continue
+        email = known.get("email")
         domain = email.rsplit("@", 1)[1].strip() or None if email and "@" in email else None
         if domain is None or domain in FREE:
             lead_account[lead] = None

@@ -9,9 +9,10 @@
 --     aggregate, no window and no sort), summed with list_sum;
 --   * profile merging is arg_max per attribute ordered by (time, value): the
 --     latest non-null value, undated profiles first, the greatest at the same instant;
---   * linking: an event's lead_id, else the smallest lead with its email; a lead's
---     account_id, else the account with its email domain (the smallest id),
---     else the implicit account domain:<domain>; free mail never links.
+--   * linking: an event's lead_id, else the smallest lead with its email (over every
+--     profile); a lead's account_id known at as_of, else the account with the domain
+--     of its email known at as_of (the smallest id), else the implicit account
+--     domain:<domain>; free mail never links.
 -- {as_of} is a TIMESTAMPTZ literal and {free_mail_domains} the quoted list of
 -- leadqual.facts.freemail.FREE_MAIL_DOMAINS, both filled in by the benchmark.
 WITH
@@ -22,12 +23,10 @@ lead_rows AS (
         coalesce(epoch_us(updated_at), -9223372036854775807) AS k
     FROM leads
 ),
-lead_links AS (  -- linking looks at every profile, whatever its time
+lead_links AS (  -- an email-only event's lead looks at every profile, whatever its time
     SELECT
         lead_id,
-        arg_max(address, {{'k': k, 'v': address}}) FILTER (WHERE address IS NOT NULL) AS email,
-        arg_max(account_id, {{'k': k, 'v': account_id}})
-            FILTER (WHERE nullif(account_id, '') IS NOT NULL) AS account_id
+        arg_max(address, {{'k': k, 'v': address}}) FILTER (WHERE address IS NOT NULL) AS email
     FROM lead_rows
     GROUP BY lead_id
 ),
@@ -38,6 +37,8 @@ lead_attrs AS (  -- attributes known at as_of
     SELECT
         lead_id,
         arg_max(address, {{'k': k, 'v': address}}) FILTER (WHERE address IS NOT NULL) AS email,
+        arg_max(account_id, {{'k': k, 'v': account_id}})
+            FILTER (WHERE nullif(account_id, '') IS NOT NULL) AS account_id,
         arg_max(seniority, {{'k': k, 'v': seniority}})
             FILTER (WHERE seniority IS NOT NULL) AS seniority,
         arg_max(country, {{'k': k, 'v': country}}) FILTER (WHERE country IS NOT NULL) AS country,
@@ -82,7 +83,7 @@ lead_account AS (
             *,
             CASE WHEN contains(email, '@') THEN nullif(trim(string_split(email, '@')[-1]), '') END
                 AS domain
-        FROM lead_links
+        FROM lead_attrs
     ) ll
     LEFT JOIN account_domains ad ON ad.domain = ll.domain
 ),

@@ -425,7 +425,7 @@ def explain(
         "outcomes": outcomes,
     }
     spec, facts = _read(data, files, model)
-    for lead_facts in facts.group():
+    for lead_facts in facts.group(when):
         if lead_facts.lead.lead_id == lead_id:
             print_explanation(out, evaluate(spec, lead_facts, when))
             return

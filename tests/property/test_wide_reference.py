@@ -70,13 +70,17 @@ def test_results_do_not_depend_on_fact_order(case: WideCase, rnd: random.Random)
 def test_facts_after_as_of_change_nothing(case: WideCase) -> None:
     """Dropping later events, answers, decisions and outcomes, or changing later profiles' values.
 
-    Later profiles stay (with other attribute values): linking a lead to its
-    account and an email to its lead looks at every profile, whatever its time.
+    Later lead profiles lose their attributes and account ids: a lead counts
+    for the account it was at then. They keep their emails, which attribute
+    events sent with an email only whatever their time (as the live store does
+    when they come), and later account profiles keep the domains they claim.
     """
     facts, as_of = case.facts, case.as_of
     known = FactSet(
         leads=[
-            p if p.at is None or p.at <= as_of else dataclasses.replace(p, attributes={})
+            p
+            if p.at is None or p.at <= as_of
+            else dataclasses.replace(p, attributes={}, account_id=None)
             for p in facts.leads
         ],
         accounts=[

@@ -492,6 +492,29 @@ def test_an_account_left_with_dormant_members_only_keeps_its_status(store: Store
     _as_reference(store, "L1", NOW)
 
 
+def test_a_write_after_a_move_came_due_takes_the_lead_along(store: Store) -> None:
+    """L1 (a vp: the economic buyer) moves from acme.io to beta.io by a profile dated an
+    hour ahead. A write to B1 at beta.io two hours later, before any tick, counts L1 in
+    beta.io's status, and moves L1's stored account: an account's members are found by
+    their stored account, which still said acme.io (beta.io's status missed L1, and
+    acme.io's later counted it)."""
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead("L1"), _lead("L2"), _quiet("B1")], NOW - timedelta(hours=2))
+    ingestor.apply([LeadProfile("B1", "b1@beta.io", None, {}, NOW - timedelta(hours=2))],
+                   NOW - timedelta(hours=2))  # fmt: skip
+    ingestor.apply([LeadProfile("L1", "l1@beta.io", None, {}, NOW + timedelta(hours=1))], NOW)
+    later = NOW + timedelta(hours=2)
+    ingestor.apply([Event("B1-V", "page_view", later, "B1")], later)
+    t, s = schema.lead_state, schema.account_status
+    with store.engine.connect() as connection:
+        stored = dict(connection.execute(select(t.c.lead_id, t.c.account_id)).all())
+        statuses = dict(connection.execute(select(s.c.account_id, s.c.roles)).all())
+    assert stored == {"L1": "domain:beta.io", "L2": "domain:acme.io", "B1": "domain:beta.io"}
+    assert json.loads(statuses["domain:beta.io"])["economic_buyer"] is True  # L1's role
+    _as_reference(store, "B1", later)
+    _as_reference(store, "L1", later)
+
+
 NO_ACCOUNT_RULES = load_model_text(
     """
 name: firmographic
@@ -518,6 +541,36 @@ def test_an_account_change_requalifies_its_leads_without_account_rules(store: St
     expected = {q.lead_id: q for q in evaluate_all(NO_ACCOUNT_RULES, store.load_facts(), NOW)}
     for lead in ("L1", "Q1"):
         assert store.qualification(lead).fit == expected[lead].fit == 40.0
+
+
+def test_a_move_to_another_company_dated_ahead_counts_from_its_time(store: Store) -> None:
+    """L1's profile dated an hour ahead says it moved from acme.io to beta.io: until then
+    it counts for acme.io, as the reference says as of then (it counted for beta.io at
+    once, in every executor: a backtest over a period in which leads changed company saw
+    their later account); the tick at that time moves it."""
+    from leadqual.service import qualify_from_state
+
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead("L1"), _lead("L2")], NOW - timedelta(hours=2))
+    moved = LeadProfile("L1", "l1@beta.io", None, {}, NOW + timedelta(hours=1))
+    ingestor.apply([moved], NOW)
+    t = schema.lead_state
+
+    def accounts(at: datetime) -> dict[str, str | None]:
+        live = {q.lead_id: q.account_id for q in qualify_from_state(store, MODEL, at)}
+        facts = store.load_facts(resolve=True)
+        assert live == {q.lead_id: q.account_id for q in evaluate_all(MODEL, facts, at)}
+        return live
+
+    assert accounts(NOW) == {"L1": "domain:acme.io", "L2": "domain:acme.io"}
+    assert store.qualification("L1").account_id == "domain:acme.io"
+    later = NOW + timedelta(hours=2)
+    assert tick(store, MODEL, later).refreshed == ("L1",)  # its stage did not move
+    assert store.qualification("L1").account_id == "domain:beta.io"  # what lists filter on
+    with store.engine.connect() as connection:
+        stored = dict(connection.execute(select(t.c.lead_id, t.c.account_id)).all())
+    assert stored == {"L1": "domain:beta.io", "L2": "domain:acme.io"}
+    assert accounts(later) == {"L1": "domain:beta.io", "L2": "domain:acme.io"}
 
 
 DECAY_MODEL = load_model_text(

@@ -95,7 +95,7 @@ from leadqual.model.conditions import (
 from leadqual.model.schema import Model
 from leadqual.timetext import IsoText
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 MICROSECOND = timedelta(microseconds=1)
 LN2 = math.log(2.0)
 FAR_DAYS = 36_500.0
@@ -361,10 +361,26 @@ def _offer(best: dict[str, _Best], name: str, candidate: _Best) -> None:
 def _link_offer(
     current: tuple[datetime | None, str] | None, at: datetime | None, value: str
 ) -> Any:
-    """Linking's tie-break: the latest by (profile time, value) over every profile."""
+    """Linking's tie-break: the latest by (profile time, value) over the profiles known."""
     if current is None or (profile_time(at), value) > (profile_time(current[0]), current[1]):
         return (at, value)
     return current
+
+
+def _link_offers(profile: LeadProfile, email: Any, account: Any) -> tuple[Any, Any]:
+    """The linking email and account id once ``profile`` is known too."""
+    address = profile.email.strip().lower() if profile.email else None
+    if address:
+        email = _link_offer(email, profile.at, address)
+    if profile.account_id:
+        account = _link_offer(account, profile.at, profile.account_id)
+    return email, account
+
+
+def _company_domain(email: tuple[datetime | None, str] | None) -> str | None:
+    """The company domain of a linking email (None: none, or free mail)."""
+    domain = email_domain(email[1] if email else None)
+    return None if domain is None or is_free_mail(domain) else domain
 
 
 def profile_id_of(profile: LeadProfile | AccountProfile) -> str:
@@ -419,11 +435,6 @@ class LeadState:
         """Take in one fact of this lead (in any order); dated after the horizon, it waits."""
         if isinstance(fact, LeadProfile):
             self.has_profile = True
-            email = fact.email.strip().lower() if fact.email else None
-            if email:
-                self.link_email = _link_offer(self.link_email, fact.at, email)
-            if fact.account_id:
-                self.link_account = _link_offer(self.link_account, fact.at, fact.account_id)
         at = _fact_time(fact)
         if at is not None and (self.horizon is None or at > self.horizon):
             self.pending.append((fact, profile_id))
@@ -433,6 +444,9 @@ class LeadState:
     def _fold(self, fact: LeadFact, profile_id: str | None) -> None:
         match fact:
             case LeadProfile():
+                self.link_email, self.link_account = _link_offers(
+                    fact, self.link_email, self.link_account
+                )
                 pid = profile_id if profile_id is not None else profile_id_of(fact)
                 for name, value in fact.attributes.items():
                     if value is not None:
@@ -530,19 +544,41 @@ class LeadState:
         times += [s.at for s in self.steps.values()]
         return max(times) if times else self.first_dated
 
-    def link(self, domains: dict[str, str]) -> str | None:
-        """The account this lead counts for, given each domain's account (``FactSet`` rules)."""
-        if self.link_account is not None:
-            return self.link_account[1]
-        domain = self.link_domain()
+    def _links(self, as_of: datetime) -> tuple[Any, Any]:
+        """The linking email and account id as of ``as_of`` (not before the horizon): the
+        folded profiles' and those pending that are due then."""
+        email, account = self.link_email, self.link_account
+        for fact, _ in self.pending:
+            if isinstance(fact, LeadProfile) and (fact.at is None or fact.at <= as_of):
+                email, account = _link_offers(fact, email, account)
+        return email, account
+
+    def link(self, domains: dict[str, str], as_of: datetime) -> str | None:
+        """The account this lead counts for at ``as_of``, given each domain's account
+        (``FactSet`` rules: from its profiles known then)."""
+        email, account = self._links(as_of)
+        if account is not None:
+            return str(account[1])
+        domain = _company_domain(email)
         if domain is None:
             return None
         return domains.get(domain, f"domain:{domain}")
 
-    def link_domain(self) -> str | None:
-        """The company domain of the linking email (None: none, or free mail)."""
-        domain = email_domain(self.link_email[1] if self.link_email else None)
-        return None if domain is None or is_free_mail(domain) else domain
+    def link_domain(self, as_of: datetime) -> str | None:
+        """The company domain this lead is linked by at ``as_of`` (None: an account id of
+        its own, no email, or free mail)."""
+        email, account = self._links(as_of)
+        return _company_domain(email) if account is None else None
+
+    def next_relink(self) -> datetime | None:
+        """When the earliest profile dated ahead that names an email or an account comes
+        due (None: none waits): it may move the lead to another account then."""
+        times = [
+            f.at
+            for f, _ in self.pending
+            if isinstance(f, LeadProfile) and f.at is not None and (f.email or f.account_id)
+        ]
+        return min(times) if times else None
 
     def next_pending(self) -> datetime | None:
         times = [f.at for f, _ in self.pending if f.at is not None]

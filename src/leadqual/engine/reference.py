@@ -107,7 +107,7 @@ def evaluate_all(
     """
     _require_aware(as_of)
     evaluator = _Evaluator(model, as_of)
-    grouped = list(facts.group())
+    grouped = list(facts.group(as_of))
     results = []
     for i, lead_facts in enumerate(grouped, 1):
         results.append(evaluator.qualify(lead_facts))

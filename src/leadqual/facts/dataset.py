@@ -1,9 +1,13 @@
 """Group a set of facts by lead and account, ready for evaluation.
 
 A lead links to its account by ``account_id`` or, failing that, by the
-domain of its email address. A free-mail domain never creates or matches an
+domain of its email address, as its profiles known at the evaluation's
+``as_of`` give them (a lead who moved to another company later still counts
+for the one it was at then). A free-mail domain never creates or matches an
 account. A company domain with no account record makes an implicit account
-(``domain:<domain>``) so that colleagues are counted together.
+(``domain:<domain>``) so that colleagues are counted together. Which account
+claims a domain, and which lead an event sent with an email only belongs to,
+look at every profile, whatever its time.
 """
 
 from __future__ import annotations
@@ -96,9 +100,10 @@ class FactSet:
         """Every lead id with a profile, in first-seen order."""
         return list(dict.fromkeys(p.lead_id for p in self.leads))
 
-    def group(self) -> Iterator[Facts]:
-        """Yield one ``Facts`` per lead (leads with a profile), with its account."""
-        lead_account = self._link_accounts()
+    def group(self, as_of: datetime | None = None) -> Iterator[Facts]:
+        """Yield one ``Facts`` per lead (leads with a profile), with its account as of
+        ``as_of`` (None: from every profile, whatever its time)."""
+        lead_account = self._link_accounts(as_of)
         by_email = self._lead_by_email()
         events: dict[str, list[Event]] = defaultdict(list)
         for event in self.events:
@@ -149,14 +154,19 @@ class FactSet:
                 by_email[email] = lead_id
         return by_email
 
-    def _linking_profile(self) -> dict[str, tuple[str | None, str | None]]:
-        """Each lead's email and account id for linking: the latest non-null of each.
+    def _linking_profile(
+        self, as_of: datetime | None = None
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """Each lead's email and account id for linking: the latest non-null of each
+        among its profiles known at ``as_of`` (dated then or before, or undated; None:
+        every profile, whatever its time).
 
-        Linking looks at every profile, whatever its time. Values set at the same
-        instant are ordered by value and the greatest wins.
+        Values set at the same instant are ordered by value and the greatest wins.
         """
         best: dict[tuple[str, str], tuple[tuple[bool, float], str]] = {}
         for profile in self.leads:
+            if as_of is not None and profile.at is not None and profile.at > as_of:
+                continue
             when = profile_time(profile.at)
             email = profile.email.strip().lower() if profile.email else None
             for name, value in (("email", email), ("account_id", profile.account_id or None)):
@@ -175,10 +185,12 @@ class FactSet:
             )
         return out
 
-    def _link_accounts(self) -> dict[str, str | None]:
-        """Map each lead to its account id: explicit id first, then email domain.
+    def _link_accounts(self, as_of: datetime | None) -> dict[str, str | None]:
+        """Map each lead to its account id as of ``as_of``: explicit id first, then
+        email domain.
 
-        A domain shared by several accounts links to the smallest account id.
+        A domain shared by several accounts links to the smallest account id,
+        whatever the time of the account profiles that name it.
         """
         by_domain: dict[str, str] = {}
         for account in self.accounts:
@@ -190,7 +202,7 @@ class FactSet:
             if known not in by_domain or account.account_id < by_domain[known]:
                 by_domain[known] = account.account_id
         linked: dict[str, str | None] = {}
-        for lead_id, (address, account_id) in self._linking_profile().items():
+        for lead_id, (address, account_id) in self._linking_profile(as_of).items():
             if account_id is not None:
                 linked[lead_id] = account_id
                 continue

@@ -123,8 +123,9 @@ class ApplyResult:
     """When a rebuild evaluated (``recompute``: its ``as_of``, or the latest stored
     qualification's time when that is later)."""
     refreshed: tuple[str, ...] = ()
-    """Leads a tick evaluated again only because their stored qualification was old
-    (:data:`REFRESH_AFTER`): their scores and ``as_of`` moved, nothing else did."""
+    """Leads whose qualification a tick wrote again without a stage change: it was old
+    (:data:`REFRESH_AFTER`; their scores and ``as_of`` moved), or they now count for
+    another account (a profile dated ahead came due)."""
 
 
 def _fact_id(fact: Fact) -> str | None:
@@ -321,6 +322,15 @@ class _Work:
         for row in self._rows(t, t.c.domain, wanted):
             self.domains[row["domain"]] = row["account_id"]
 
+    def due_relinks(self) -> set[str]:
+        """Leads a profile dated ahead may have moved to another account by ``now``
+        (``lead_state.relink_at``): every write takes them along until one writes them
+        (a lead counts for the account its profiles known at the time give, and an
+        account's members are found by their stored account)."""
+        t = schema.lead_state
+        query = select(t.c.lead_id).where(t.c.relink_at <= self.now, t.c.has_profile)
+        return {lead for (lead,) in self.connection.execute(query)}
+
     def relinked_by_domain(self) -> set[str]:
         """Leads linked by a domain whose account just changed."""
         if not self.changed_domains:
@@ -347,10 +357,10 @@ class _Work:
         by_domain: dict[str, str] = {}
         for lead in lead_ids:
             s = self.leads[lead]
-            domain = s.link_domain() if s.has_profile and s.link_account is None else None
+            domain = s.link_domain(self.now) if s.has_profile else None
             stored = self.stored_account.get(lead)
             if domain is None:  # an account id of its own, or none to link by
-                self.account_of[lead] = s.link(self.domains) if s.has_profile else None
+                self.account_of[lead] = s.link(self.domains, self.now) if s.has_profile else None
             elif (
                 domain not in self.domains
                 and domain not in self.changed_domains
@@ -362,7 +372,7 @@ class _Work:
                 by_domain[lead] = domain
         self.load_domains(by_domain.values())
         for lead in by_domain:
-            self.account_of[lead] = self.leads[lead].link(self.domains)
+            self.account_of[lead] = self.leads[lead].link(self.domains, self.now)
 
     def members(
         self, account_ids: Collection[str], rows: Iterable[tuple[Any, ...]] | None = None
@@ -741,6 +751,7 @@ class _Work:
                 "b_model_key": self.plan.key,
                 "state": self.leads[lead].to_json(),
                 "member_flags": flags_to_json(flags, until),
+                "relink_at": self.leads[lead].next_relink(),
                 "updated_at": wall,
             }
             for lead, (flags, until) in sorted(self.refreshed.items())
@@ -760,7 +771,8 @@ class _Work:
                 {
                     "lead_id": lead,
                     "account_id": self.account_of.get(lead),
-                    "link_domain": s.link_domain() if s.link_account is None else None,
+                    "link_domain": s.link_domain(self.now),
+                    "relink_at": s.next_relink(),
                     "has_profile": s.has_profile,
                     "next_change_at": self.next_at.get(lead),
                     "model_key": self.plan.key,
@@ -1028,7 +1040,7 @@ class Ingestor:
                     s.add(fact, profile_id_of(fact) if isinstance(fact, LeadProfile) else None)
                 work.changed.add(lead)
             work.add_account_profiles(account_profiles)
-            relinked = work.relinked_by_domain() - touched - gone
+            relinked = (work.relinked_by_domain() | work.due_relinks()) - touched - gone
             work.load_leads_readonly(relinked)
             now = work.serialise_time(now)  # one may be ahead: written while this one waited
             for account in work.changed_accounts:  # written: fold what is due, keep the rest
@@ -1231,6 +1243,7 @@ def _tick(
         due |= stale
         model_check.require()
         work = _Work(tx.connection, plan, model_version_id, now)
+        due |= work.due_relinks()  # next_change_at covers them already: never left behind
         unbuilt = work.load_leads(due)
         now = work.serialise_time(now)
         work.rebuild(unbuilt)
@@ -1245,7 +1258,12 @@ def _tick(
             for lead, q in qualified.items()
             if before.get(lead) != q.stage or work.route_moved(lead, q)
         }  # a stage, or a routing that score alone moved (a team, a nurture track)
-        refreshed = sorted(stale & qualified.keys() - moved.keys())
+        relinked = {
+            lead
+            for lead in qualified.keys() - moved.keys()
+            if work.account_of.get(lead) != work.stored_account.get(lead)
+        }  # a profile dated ahead came due and moved it: lists filter on its account
+        refreshed = sorted((stale & qualified.keys() | relinked) - moved.keys())
         saved = [*moved.values(), *(qualified[lead] for lead in refreshed)]
         tx.save_qualifications(saved, model_version_id)
         changes = work.record_changes(moved, before, "time", tx.now)
@@ -1358,9 +1376,10 @@ def qualify_from_state(
             t = schema.lead_state
             lead_ids = {lead for (lead,) in connection.execute(select(t.c.lead_id))}
         work = _Work(connection, plan, None, as_of)
-        work.load_leads_readonly(set(lead_ids))
-        work.link(lead_ids)
-        accounts = {a for lead in lead_ids if (a := work.account_of.get(lead)) is not None}
+        at_hand = set(lead_ids) | work.due_relinks()  # their stored account may be old
+        work.load_leads_readonly(at_hand)
+        work.link(at_hand)
+        accounts = {a for lead in at_hand if (a := work.account_of.get(lead)) is not None}
         evaluation, _, _ = work.evaluation(accounts)
         out = []
         for lead in sorted(lead_ids):

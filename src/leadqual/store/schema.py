@@ -417,6 +417,7 @@ lead_state = Table(
     Column("state", Text(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("member_flags", Text()),
+    Column("relink_at", UtcDateTime(), index=True),
 )
 """Each lead's incremental state (``leadqual.engine.incremental``), JSON in ``state``.
 
@@ -430,7 +431,10 @@ as of its last qualification, or of its last evaluation for that status alone
 (``reference.MemberFlags``): still true until ``until`` (``incremental.flags_change``;
 null: until the lead's next fact; rows written before it was stored have no
 third item and hold while ``next_change_at`` has not come), so an account's
-status needs only its changed members evaluated."""
+status needs only its changed members evaluated. ``relink_at`` (revision 0010) is
+when the earliest profile of the lead dated ahead of its state comes due
+(``LeadState.next_relink``): it may move the lead to another account then, so every
+write from that time on takes the lead along until one writes it again."""
 
 account_state = Table(
     "account_state",

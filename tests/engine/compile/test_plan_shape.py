@@ -12,6 +12,7 @@ email only, and printing the same plan in several dialects.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 from leadqual import load_model, load_model_text
@@ -122,13 +123,16 @@ def test_email_domains_of_unusual_addresses_agree() -> None:
             LeadProfile("L4", "@acme.com"),
             LeadProfile("L5", "no-at"),
             LeadProfile("L6", "old@gmail.com", at=days_ago(5)),
-            LeadProfile("L6", "new@acme.com", at=days_ago(-5)),  # links, not known at as_of
+            LeadProfile("L6", "new@acme.com", at=days_ago(-5)),  # not known at as_of
         ],
         accounts=[AccountProfile("A1", "acme.com")],
     )
     rows = {r["lead_id"]: r for r in assert_same(model, fs, AS_OF)}
-    assert rows["L1"]["account_id"] == "A1" and rows["L6"]["account_id"] == "A1"
-    assert rows["L6"]["score_fit"] == -5.0
+    assert rows["L1"]["account_id"] == "A1"
+    # at as_of L6 had a free-mail address: no account yet (its later one links it later)
+    assert rows["L6"]["account_id"] is None and rows["L6"]["score_fit"] == -5.0
+    later = {r["lead_id"]: r for r in assert_same(model, fs, AS_OF + timedelta(days=6))}
+    assert later["L6"]["account_id"] == "A1" and later["L6"]["score_fit"] == 3.0
 
 
 def test_printing_is_cached_and_leaves_the_plan_untouched() -> None:

@@ -9,12 +9,14 @@ Mirrors ``reference.merge_profiles`` and ``FactSet._linking_profile`` /
   window and no sort: the latest time (``order_us``, undated as a time before
   any date) at which each attribute is non-null, then the greatest value
   among the rows at that time;
-* linking ignores ``as_of``: the latest non-null account id over all
-  profiles, else the domain of the latest non-null email (never a free-mail
-  one), mapped to the smallest account id with that domain or to the
-  implicit account ``domain:<d>``;
+* a lead's account is as of ``as_of``: the latest non-null account id among
+  the profiles known then, else the domain of the email known then (the
+  ``email`` attribute; never a free-mail domain), mapped to the smallest
+  account id with that domain (whatever the time of the account profiles
+  that name it) or to the implicit account ``domain:<d>``;
 * an event without a lead id belongs to the smallest lead id whose linking
-  email is the event's email.
+  email (the latest non-null over all its profiles, whatever their time) is
+  the event's email.
 
 Python's ``str.strip`` removes every kind of white space; SQL's TRIM removes
 spaces only.
@@ -251,7 +253,7 @@ def _lead_merged(build: Build, rows: exp.Table, types: dict[str, str]) -> exp.Ex
     values = [
         _Latest(lead_attribute_column("email"), "email_norm", "string"),
         _Latest("link_email", "email_norm", "string", as_of_only=False),
-        _Latest("link_account", "account_norm", "string", as_of_only=False),
+        _Latest("link_account", "account_norm", "string"),
         *[
             _Latest(lead_attribute_column(name), lead_attribute_column(name), logical)
             for name, logical in types.items()
@@ -299,7 +301,7 @@ def free_mail(domain: exp.Expr) -> exp.Expr:
 
 
 def _linked_leads(merged: exp.Table, domains: exp.Table, types: dict[str, str]) -> exp.Expr:
-    link_domain = email_domain(v.col("link_email", "lq_m"))
+    link_domain = email_domain(v.col(lead_attribute_column("email"), "lq_m"))  # as of as_of
     by_domain = v.case(
         [
             (
@@ -323,12 +325,7 @@ def _linked_leads(merged: exp.Table, domains: exp.Table, types: dict[str, str]) 
         copy=False,
     ).from_(merged.as_("lq_m", quoted=True), copy=False)
     domain_join = exp.EQ(this=v.col("domain", "lq_d"), expression=v.col("link_domain", "lq_x"))
-    # The email known at as_of is almost always the linking email: reuse its domain.
-    email = v.col(lead_attribute_column("email"), "lq_x")
-    same_email = exp.EQ(this=email, expression=v.col("link_email", "lq_x"))
-    email_domain_col = v.case(
-        [(same_email, v.col("link_domain", "lq_x"))], email_domain(email.copy())
-    )
+    email_domain_col = v.col("link_domain", "lq_x")  # the email known at as_of links
     return (
         exp.select(
             v.col(LEAD_KEY, "lq_x"),
