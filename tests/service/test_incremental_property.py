@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from leadqual.engine.incremental import NO_BOUND, flags_from_json
 from leadqual.engine.reference import MemberFlags, _Evaluator, evaluate_all
@@ -207,9 +207,15 @@ def assert_stable_until_next_change(
     stay true until each member's ``next_change_at``), must hold from ``now``
     until the earliest ``next_change_at`` among its account's members: the
     tick looks at no lead before its edge. Probed just before that edge and at
-    drawn times between; a lead with no edge at all, far into the future.
+    drawn times between; a lead with no edge at all, far into the future. A lead
+    whose profile dated ahead may move it to another account (``relink_at``) can
+    join any account then: that time bounds every account too (the tick takes
+    the lead at its own edge, and its new account's status with it).
     """
     edges = stored_edges(store)
+    t = schema.lead_state
+    with store.engine.connect() as connection:
+        joins = connection.execute(select(func.min(t.c.relink_at))).scalar()
     expected = reference(store, model, now)
     members: dict[str | None, list[str]] = {}
     for lead, q in expected.items():
@@ -218,6 +224,8 @@ def assert_stable_until_next_change(
     for lead, q in sorted(expected.items()):
         group = members[q.account_id] if q.account_id is not None else [lead]
         known = [edge for m in group if (edge := edges.get(m)) is not None]
+        if q.account_id is not None and joins is not None:
+            known.append(joins)
         horizon = min(known, default=None)
         if horizon is None:
             times = [now + timedelta(days=d) for d in NEVER_PROBES_DAYS]

@@ -64,10 +64,13 @@ from leadqual.store import Store, locks, reader, schema, state, versions
 from leadqual.store import changes as changes_feed
 from leadqual.store.statements import (
     InQuery,
+    Sent,
+    rows_of,
     run_in,
     select_in,
     select_in_dicts,
     select_in_together,
+    send_select_of,
     upsert,
 )
 
@@ -322,14 +325,26 @@ class _Work:
         for row in self._rows(t, t.c.domain, wanted):
             self.domains[row["domain"]] = row["account_id"]
 
-    def due_relinks(self) -> set[str]:
-        """Leads a profile dated ahead may have moved to another account by ``now``
-        (``lead_state.relink_at``): every write takes them along until one writes them
-        (a lead counts for the account its profiles known at the time give, and an
-        account's members are found by their stored account)."""
+    def send_due_relinks(self) -> Sent:
+        """Ask which leads a profile dated ahead may have moved to another account by
+        ``now`` (``lead_state.relink_at``, by its index): every write takes them along
+        until one writes them (a lead counts for the account its profiles known at the
+        time give, and an account's members are found by their stored account). Sent
+        without waiting: its rows come with the next round trip (:meth:`due_relinks_of`)."""
         t = schema.lead_state
-        query = select(t.c.lead_id).where(t.c.relink_at <= self.now, t.c.has_profile)
-        return {lead for (lead,) in self.connection.execute(query)}
+        return send_select_of(
+            self.connection,
+            ("ingest.due_relinks",),
+            lambda: select(t.c.lead_id).where(t.c.relink_at <= bindparam("now"), t.c.has_profile),
+            {"now": self.now},
+        )
+
+    def due_relinks_of(self, sent: Sent) -> set[str]:
+        return {lead for (lead,) in rows_of(self.connection, sent)}
+
+    def due_relinks(self) -> set[str]:
+        """:meth:`send_due_relinks`, waiting for the answer."""
+        return self.due_relinks_of(self.send_due_relinks())
 
     def relinked_by_domain(self) -> set[str]:
         """Leads linked by a domain whose account just changed."""
@@ -1028,7 +1043,9 @@ class Ingestor:
                 elif lead is not None:
                     by_lead[lead].append(fact)
             touched = (set(by_lead) | rebuild) - gone
+            due = work.send_due_relinks()  # its rows come with the states'
             stale = work.load_leads(touched | gone)
+            due_relinks = work.due_relinks_of(due)
             now = work.serialise_time(now)
             work.rebuild(rebuild | stale)
             for lead, items in by_lead.items():
@@ -1040,7 +1057,7 @@ class Ingestor:
                     s.add(fact, profile_id_of(fact) if isinstance(fact, LeadProfile) else None)
                 work.changed.add(lead)
             work.add_account_profiles(account_profiles)
-            relinked = (work.relinked_by_domain() | work.due_relinks()) - touched - gone
+            relinked = (work.relinked_by_domain() | due_relinks) - touched - gone
             work.load_leads_readonly(relinked)
             now = work.serialise_time(now)  # one may be ahead: written while this one waited
             for account in work.changed_accounts:  # written: fold what is due, keep the rest

@@ -293,6 +293,44 @@ def send_select_with(connection: Connection, sql: str, params: Any) -> Sent:
     return _send(connection, sql, params, prepare=True)
 
 
+class _Compiled:
+    """A select compiled for one dialect, with how to make its driver parameters."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        self.compiled = statement.compile(dialect=dialect)
+        self.sql = self.compiled.string
+        self.processors = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, bind in self.compiled.binds.items()
+        }
+
+    def parameters(self, values: dict[str, Any]) -> Any:
+        made = self.compiled.construct_params(values)
+        done = {n: p(v) if (p := self.processors.get(n)) else v for n, v in made.items()}
+        order = self.compiled.positiontup
+        return tuple(done[n] for n in order) if order is not None else done
+
+
+_COMPILED: dict[tuple[str, ...], _Compiled] = {}
+
+
+def send_select_of(
+    connection: Connection,
+    key: tuple[str, ...],
+    build: Callable[[], Select[Any]],
+    values: dict[str, Any],
+) -> Sent:
+    """:func:`send_select` for a SQLAlchemy select with named parameters (``values``,
+    through their columns' types), compiled once per ``key`` and dialect and prepared on
+    PostgreSQL: sent without waiting, so in a pipelined transaction its rows come with
+    the next wait. Read them with :func:`rows_of` (no result conversion)."""
+    slot = (*key, connection.dialect.name)
+    compiled = _COMPILED.get(slot)
+    if compiled is None:
+        compiled = _COMPILED[slot] = _Compiled(build(), connection.dialect)
+    return _send(connection, compiled.sql, compiled.parameters(values), prepare=True)
+
+
 def rows_of(connection: Connection, sent: Sent) -> list[tuple[Any, ...]]:
     """The rows of a select :func:`send_select` executed."""
     rows: list[tuple[Any, ...]] = _receive(connection, sent)
