@@ -1060,3 +1060,103 @@ def test_an_account_state_keeps_pending_only_the_profiles_still_to_come(store: S
     assert (stored_q.fit, stored_q.grade, stored_q.account_id) == (
         expected.fit, expected.grade, "A-1"
     )  # fmt: skip
+
+
+@pytest.mark.postgres
+def test_a_write_taking_a_due_mover_along_takes_turns_with_its_new_account_s_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """L1 (engaged) moves from acme.io to beta.io by a profile dated T. W1 writes A2
+    (acme.io) just after T and takes L1 along; W2 engages B1 (beta.io) just before T,
+    so it does not. W1 held no lock of beta.io: it made beta.io's status before W2
+    committed and wrote it after, without B1 (2 engaged leads, not an MQA, where the
+    reference says 3, an MQA; no tick repaired it). Now W1 takes the locks of the
+    accounts its movers leave and join before it reads their members."""
+    import threading
+    import time
+
+    T = NOW
+    old = T - timedelta(days=5)
+    quiet = {"seniority": "individual"}
+    with fresh_store("postgres") as store:
+        Ingestor(store, MODEL).apply(
+            [
+                LeadProfile("L1", "l1@acme.io", None, quiet, old),
+                LeadProfile("A2", "a2@acme.io", None, quiet, old),
+                LeadProfile("B1", "b1@beta.io", None, quiet, old),
+                LeadProfile("B2", "b2@beta.io", None, quiet, old),
+                Event("L1-D", "demo_request", T - timedelta(hours=4), "L1"),
+                Event("B2-D", "demo_request", T - timedelta(hours=4), "B2"),
+                LeadProfile("L1", "l1@beta.io", None, {}, T),
+            ],
+            T - timedelta(hours=3),
+        )
+        w2_done = threading.Event()
+        evaluation = ingest_module._Work.evaluation
+
+        def w1_waits_for_w2(self: Any, accounts: Any, *args: Any, **kwargs: Any) -> Any:
+            out = evaluation(self, accounts, *args, **kwargs)
+            if threading.current_thread().name == "W1" and "domain:beta.io" in accounts:
+                w2_done.wait(3)  # W2 commits now, unless W1 holds beta.io's lock
+            return out
+
+        monkeypatch.setattr(ingest_module._Work, "evaluation", w1_waits_for_w2)
+        errors: list[BaseException] = []
+
+        def write(facts: list[Fact], now: datetime, done: threading.Event | None) -> None:
+            try:
+                Ingestor(store, MODEL).apply(facts, now)
+            except BaseException as error:  # reported by the assertion below
+                errors.append(error)
+            finally:
+                if done is not None:
+                    done.set()
+
+        skew = timedelta(seconds=1)
+        view = Event("A2-V", "page_view", T - timedelta(minutes=5), "A2", None, {"url": "/x"})
+        demo = Event("B1-D", "demo_request", T - timedelta(minutes=5), "B1")
+        w1 = threading.Thread(target=write, name="W1", args=([view], T + skew, None))
+        w2 = threading.Thread(target=write, name="W2", args=([demo], T - skew, w2_done))
+        w1.start()
+        time.sleep(0.5)
+        w2.start()
+        w1.join()
+        w2.join()
+        assert errors == []
+        expected = {q.lead_id: q for q in evaluate_all(MODEL, store.load_facts(), T + skew)}
+        s = schema.account_status
+        with store.engine.connect() as connection:
+            query = select(s.c.mqa, s.c.engaged_leads).where(s.c.account_id == "domain:beta.io")
+            stored = tuple(connection.execute(query).one())
+        account = expected["B1"].account
+        assert account is not None and (account.mqa, account.engaged_leads) == (True, 3)
+        assert stored == (True, 3)
+
+
+def test_a_recompute_removes_the_status_of_an_account_a_move_emptied(store: Store) -> None:
+    """L1, the one lead of gamma.io, names account A1 in a profile dated ahead; by the
+    recompute that profile has come due: gamma.io has no lead left, and its status goes
+    (the recompute looked only at accounts some lead counted for, so it stayed)."""
+    ingestor = Ingestor(store, MODEL)
+    gamma = LeadProfile("L1", "l1@gamma.io", None, {}, NOW - timedelta(days=1))
+    moved = LeadProfile("L1", None, "A1", {}, NOW)
+    ingestor.apply([_quiet("L1"), gamma, moved], NOW - timedelta(hours=3))
+    s = schema.account_status
+    with store.engine.connect() as connection:
+        before = {a for (a,) in connection.execute(select(s.c.account_id))}
+    assert before == {"domain:gamma.io"}
+    recompute(store, MODEL, NOW + timedelta(hours=1))
+    with store.engine.connect() as connection:
+        after = {a for (a,) in connection.execute(select(s.c.account_id))}
+    assert after == {"A1"}
+    _as_reference(store, "L1", NOW + timedelta(hours=1))
+
+
+def test_a_blank_email_unlinks_the_lead_as_the_reference_says(store: Store) -> None:
+    """The latest email is blank: the reference links the lead to no account; the live
+    state skipped the blank one and kept the earlier address's domain."""
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([LeadProfile("L1", "l1@acme.io", None, {}, NOW - timedelta(hours=10)),
+                    LeadProfile("L1", "   ", None, {}, NOW - timedelta(hours=5))], NOW)  # fmt: skip
+    assert store.qualification("L1").account_id is None
+    _as_reference(store, "L1", NOW)

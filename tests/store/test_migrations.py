@@ -228,3 +228,29 @@ def test_a_search_path_naming_no_schema_that_exists_is_a_clear_error(tmp_path: P
     assert result.exit_code == 2
     assert "no schema to create leadqual's tables in" in result.output
     assert "Traceback" not in result.output
+
+
+def test_revision_0010_makes_states_with_facts_waiting_due_at_once(store_url: str) -> None:
+    """States written before 0010 linked their lead with profiles dated ahead too: those
+    with facts waiting in them are due at once (the next write takes them along and
+    rebuilds them), the others are left as they are."""
+    at = datetime(2026, 7, 6, 10, tzinfo=UTC)
+    t = schema.lead_state
+    states = {"L1": '{"v":2,"pending":[[{"k":"lead"},null]]}', "L2": '{"v":2,"pending":[]}'}
+    engine = create_engine(store_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0009")
+            for lead, state in states.items():
+                row = {"lead_id": lead, "has_profile": True, "model_key": "k", "state": state,
+                       "updated_at": at}  # fmt: skip
+                connection.execute(insert(t).values(row))
+    finally:
+        engine.dispose()
+    store = Store.open(store_url)
+    try:
+        with store.engine.connect() as connection:
+            due = dict(connection.execute(select(t.c.lead_id, t.c.relink_at)).all())
+        assert due == {"L1": datetime(1970, 1, 1, tzinfo=UTC), "L2": None}
+    finally:
+        store.close()

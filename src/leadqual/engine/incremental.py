@@ -370,7 +370,7 @@ def _link_offer(
 def _link_offers(profile: LeadProfile, email: Any, account: Any) -> tuple[Any, Any]:
     """The linking email and account id once ``profile`` is known too."""
     address = profile.email.strip().lower() if profile.email else None
-    if address:
+    if address is not None:  # blank too: the latest email, blank, links to no account
         email = _link_offer(email, profile.at, address)
     if profile.account_id:
         account = _link_offer(account, profile.at, profile.account_id)

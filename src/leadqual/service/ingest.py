@@ -342,6 +342,21 @@ class _Work:
     def due_relinks_of(self, sent: Sent) -> set[str]:
         return {lead for (lead,) in rows_of(self.connection, sent)}
 
+    def lock_moved_accounts(self, lead_ids: Iterable[str]) -> None:
+        """PostgreSQL: take the locks of the accounts these leads (taken along because a
+        move dated ahead came due, once linked) leave and join, before their members
+        are read: a write to either account's members takes turns with this one (the
+        batch's own locks name only the accounts its leads were stored with). One round
+        trip, only when there are such leads."""
+        accounts = {
+            a
+            for lead in lead_ids
+            for a in (self.stored_account.get(lead), self.account_of.get(lead))
+            if a is not None
+        }
+        if accounts:
+            locks.lock_identities(self.connection, locks.identity_keys(accounts=accounts))
+
     def due_relinks(self) -> set[str]:
         """:meth:`send_due_relinks`, waiting for the answer."""
         return self.due_relinks_of(self.send_due_relinks())
@@ -1066,6 +1081,7 @@ class Ingestor:
             for lead in touched:
                 work.leads[lead].advance(now, self.plan)
             work.link(touched | gone)
+            work.lock_moved_accounts(due_relinks - gone)
             for lead in gone:
                 work.account_of[lead] = None
             extra = {a for a in work.changed_accounts} | {
@@ -1260,13 +1276,15 @@ def _tick(
         due |= stale
         model_check.require()
         work = _Work(tx.connection, plan, model_version_id, now)
-        due |= work.due_relinks()  # next_change_at covers them already: never left behind
+        relinking = work.due_relinks()  # next_change_at covers them already
+        due |= relinking
         unbuilt = work.load_leads(due)
         now = work.serialise_time(now)
         work.rebuild(unbuilt)
         for lead in due:
             work.leads[lead].advance(now, plan)
         work.link(due)
+        work.lock_moved_accounts(relinking)
         qualified = work.qualify(due)
         now = work.now
         before = work.stored_stages(qualified)
@@ -1350,7 +1368,10 @@ def recompute(
         everyone = set(work.leads)
         if progress is not None:  # the log is read: how many leads there are is known
             progress(0, len(everyone))
-        qualified = work.qualify(everyone, set(work.accounts), progress)
+        # every account with a stored status is looked at too: one that time emptied (its
+        # last member's move dated ahead came due) has its status removed
+        with_status = {a for (a,) in connection.execute(select(schema.account_status.c.account_id))}
+        qualified = work.qualify(everyone, set(work.accounts) | with_status, progress)
         # What the rebuild writes (its stage changes, the switch's activated_at) is dated
         # when its state is complete, just before it commits, not when it began reading.
         tx.now = datetime.now(UTC)
