@@ -342,6 +342,10 @@ class _Work:
     def due_relinks_of(self, sent: Sent) -> set[str]:
         return {lead for (lead,) in rows_of(self.connection, sent)}
 
+    def due_relinks(self) -> set[str]:
+        """:meth:`send_due_relinks`, waiting for the answer."""
+        return self.due_relinks_of(self.send_due_relinks())
+
     def lock_moved_accounts(self, lead_ids: Iterable[str]) -> None:
         """PostgreSQL: take the locks of the accounts these leads (taken along because a
         move dated ahead came due, once linked) leave and join, before their members
@@ -356,10 +360,6 @@ class _Work:
         }
         if accounts:
             locks.lock_identities(self.connection, locks.identity_keys(accounts=accounts))
-
-    def due_relinks(self) -> set[str]:
-        """:meth:`send_due_relinks`, waiting for the answer."""
-        return self.due_relinks_of(self.send_due_relinks())
 
     def relinked_by_domain(self) -> set[str]:
         """Leads linked by a domain whose account just changed."""
