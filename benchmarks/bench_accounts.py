@@ -24,6 +24,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks import engine_build
 from leadqual.facts.types import AccountProfile, Event, Fact, LeadProfile
 from leadqual.model.load import load_model
 from leadqual.service import Ingestor
@@ -69,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 2000, 5000])
     args = parser.parse_args()
+    print(f"Measuring the {engine_build()}.")
     sizes = sorted(set([10, *args.sizes]))
     measured = {size: measure(size) for size in sizes}
     base = statistics.median(measured[10])

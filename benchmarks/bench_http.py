@@ -47,6 +47,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks import engine_build
 from benchmarks.bench_store import BASELINE_DDL, SERVER, _row, baseline_postgres, baseline_sqlite
 from leadqual.demo.generate import generate_sample
 from leadqual.facts.types import Event
@@ -323,6 +324,7 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--workers", type=int, default=1, help="leadqual serve --workers")
     args = parser.parse_args()
+    print(f"Measuring the {engine_build()}.")
     results = []
     with tempfile.TemporaryDirectory(prefix="lq-bench-http-") as tmp:
         results.append(

@@ -38,6 +38,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks import engine_build
 from benchmarks.bench_store import END, SERVER, baseline_postgres, baseline_sqlite
 from leadqual.demo.generate import generate_sample
 from leadqual.facts.types import Event, Fact
@@ -177,6 +178,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=300, help="events applied one by one")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
+    print(f"Measuring the {engine_build()}.")
     facts = generate_sample(leads=args.leads, accounts=args.accounts, events=args.events, end=END)
     model = load_model("b2b_example")
     profiles: list[Fact] = [*facts.leads, *facts.accounts]

@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
+from benchmarks import engine_build
 from leadqual import evaluate_all, load_model
 from leadqual.demo.generate import generate_sample
 from leadqual.facts.dataset import FactSet
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    print(f"Measuring the {engine_build()}.")
     facts = generate_sample(leads=args.leads, accounts=args.accounts, events=args.events, end=END)
     model = load_model("b2b_example")
     reference = best_of(args.runs, lambda: evaluate_all(model, facts, END))
