@@ -52,9 +52,32 @@ def test_an_editable_install_an_sdist_and_a_pure_request_compile_nothing(
     target: str, version: str, pure: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LEADQUAL_PURE_PYTHON", pure)
+    hook = _hook(target)
+    compiles: list[str] = []
+
+    def compile_recorded() -> dict[Path, str]:
+        compiles.append(version)
+        return {}
+
+    monkeypatch.setattr(hook, "_compile", compile_recorded)
     build_data: dict[str, Any] = {"force_include": {}, "artifacts": []}
-    _hook(target).initialize(version, build_data)
+    hook.initialize(version, build_data)
+    assert compiles == []
     assert build_data == {"force_include": {}, "artifacts": []}
+
+
+def test_a_wheel_compiles_and_includes_what_was_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEADQUAL_PURE_PYTHON", raising=False)
+    hook = _hook()
+    built = {ROOT / "x.so": "leadqual/engine/reference.so"}
+    monkeypatch.setattr(hook, "_compile", lambda: built)
+    monkeypatch.setattr(HOOK.shutil, "which", lambda _name: "/usr/bin/cc")
+    build_data: dict[str, Any] = {"force_include": {}, "artifacts": []}
+    hook.initialize("standard", build_data)
+    assert build_data["pure_python"] is False and build_data["infer_tag"] is True
+    assert build_data["force_include"] == {str(ROOT / "x.so"): "leadqual/engine/reference.so"}
+    hook.finalize("standard", build_data, "")  # removes its work directory
+    assert not hook.work.exists()
 
 
 def test_compiled_says_whether_the_engine_runs_as_an_extension() -> None:
