@@ -7,8 +7,8 @@ engine's tests and the property tests against both builds). ``pip install -e .``
 (an editable install, for working on the code) stays pure Python, so an edit
 takes effect at once.
 
-Without a C compiler, or when compiling fails, the wheel is pure Python and
-the build says why; ``LEADQUAL_PURE_PYTHON=1`` asks for a pure wheel.
+When compiling fails (no C compiler, no Python headers), the wheel is pure
+Python and the build says why; ``LEADQUAL_PURE_PYTHON=1`` asks for a pure wheel.
 Which build is running: ``python -c "import leadqual.engine as e; print(e.compiled())"``.
 """
 
@@ -73,9 +73,6 @@ class MypycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         if os.environ.get("LEADQUAL_PURE_PYTHON", "") not in ("", "0"):
             self.app.display_info("leadqual: LEADQUAL_PURE_PYTHON is set: a pure Python wheel")
             return
-        if sysconfig.get_config_var("CC") is None and shutil.which("cc") is None:
-            self.app.display_warning("leadqual: no C compiler found: a pure Python wheel")
-            return
         self.work = Path(tempfile.mkdtemp(prefix="leadqual-mypyc-"))
         try:
             built = self._compile()
@@ -93,7 +90,8 @@ class MypycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         self.app.display_info(f"leadqual: compiled {len(COMPILED)} engine modules with mypyc")
 
     def _compile(self) -> dict[Path, str]:
-        """Run mypyc in a copy of the sources; the built extensions by their wheel paths."""
+        """Run mypyc in a copy of the sources (its cache and generated C stay out of the
+        project); the built extensions by their wheel paths."""
         src = Path(self.root) / "src"
         copy = self.work / "src"
         shutil.copytree(src / "leadqual", copy / "leadqual")

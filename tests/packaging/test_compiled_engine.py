@@ -71,7 +71,6 @@ def test_a_wheel_compiles_and_includes_what_was_built(monkeypatch: pytest.Monkey
     hook = _hook()
     built = {ROOT / "x.so": "leadqual/engine/reference.so"}
     monkeypatch.setattr(hook, "_compile", lambda: built)
-    monkeypatch.setattr(HOOK.shutil, "which", lambda _name: "/usr/bin/cc")
     build_data: dict[str, Any] = {"force_include": {}, "artifacts": []}
     hook.initialize("standard", build_data)
     assert build_data["pure_python"] is False and build_data["infer_tag"] is True
