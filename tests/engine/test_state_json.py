@@ -4,11 +4,21 @@ orjson refuses) exactly: every value, time and kind of fact comes back equal."""
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from leadqual.engine.incremental import LeadState, Plan
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leadqual import jsontext
+from leadqual.engine.incremental import Evaluation, LeadState, Plan, _encode
+from leadqual.facts.dataset import LeadFacts
 from leadqual.facts.types import Decision, Event, LeadProfile, Outcome, SalesAnswer, Value
 from leadqual.model.load import load_model
+from leadqual.model.schema import Model
+from tests.builders import AS_OF
+from tests.property import strategies
 
 PLAN = Plan(load_model("b2b_example"))
 T0 = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -74,3 +84,54 @@ def test_the_sorted_events_follow_every_event_folded_after_they_were_read() -> N
     lead.add(Event("E3", "email_open", T0 + timedelta(days=3), "L1", None, {}))  # pending
     lead.advance(T0 + timedelta(days=3), PLAN)
     assert [e.event_id for e in lead.sorted_events()] == ["E0", "E1", "E3"]
+
+
+def _uncached_json(lead: LeadState) -> str:
+    """The state's text made afresh, every event encoded again (no remembered text)."""
+    return jsontext.dumps(lead._json_data([_encode(e) for e in lead.events.values()]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model=strategies.models(),
+    facts=strategies.lead_facts(),
+    order=st.randoms(use_true_random=False),
+    steps=st.lists(st.floats(0, 60, allow_nan=False), min_size=2, max_size=4),
+)
+def test_a_state_and_its_text_read_back_qualify_a_lead_alike(
+    model: Model, facts: LeadFacts, order: random.Random, steps: list[float]
+) -> None:
+    """What ``StateCache`` relies on: a state kept as an object after it was written is
+    the state its text reads back as. Its text is the same made afresh or from the events'
+    remembered texts, again after more facts and time; and the object and the state read
+    back give one qualification and one set of member flags."""
+    plan = Plan(model)
+    pending: list[Any] = [*facts.profiles, *facts.events, *facts.answers, *facts.decisions]
+    order.shuffle(pending)
+    lead = LeadState(facts.lead_id)
+    now = AS_OF - timedelta(days=120)
+    for days in steps:
+        for fact in pending[: len(pending) // len(steps) + 1]:
+            lead.add(fact)
+        pending = pending[len(pending) // len(steps) + 1 :]
+        now += timedelta(days=days)
+        lead.advance(now, plan)
+        text = lead.to_json()
+        assert text == _uncached_json(lead)
+        assert lead.to_json() == text  # the remembered texts give it again
+        back = LeadState.from_json(text)
+        assert back.to_json() == text
+        ours, theirs = Evaluation(plan, now), Evaluation(plan, now)
+        for evaluation in (ours, theirs):
+            evaluation.set_account("A1", None, {})
+        assert ours.qualify(lead, "A1") == theirs.qualify(back, "A1")
+        assert ours.member_flags(lead) == theirs.member_flags(back)
+
+
+def test_an_event_replaced_under_its_id_is_written_as_it_is_now() -> None:
+    lead = _lead({"page": "/pricing"})
+    lead.to_json()
+    replaced = Event("E1", "demo_request", T0 + timedelta(hours=1), "L1", None, {"page": "/x"})
+    lead.events["E1"] = replaced
+    assert '"/x"' in lead.to_json()
+    assert lead.to_json() == _uncached_json(lead)

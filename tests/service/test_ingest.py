@@ -1160,3 +1160,81 @@ def test_a_blank_email_unlinks_the_lead_as_the_reference_says(store: Store) -> N
                     LeadProfile("L1", "   ", None, {}, NOW - timedelta(hours=5))], NOW)  # fmt: skip
     assert store.qualification("L1").account_id is None
     _as_reference(store, "L1", NOW)
+
+
+def _kept(ingestor: Ingestor, lead: str) -> object:
+    """The state object the ingestor keeps for ``lead`` (see ``StateCache``)."""
+    kept = ingestor.states._states.get(lead)
+    assert kept is not None, f"no state kept for {lead}"
+    return kept[1]
+
+
+def test_a_state_this_ingestor_wrote_is_taken_back_without_decoding(store: Store) -> None:
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead(), *_events(n=2)], NOW)
+    first = _kept(ingestor, "L1")
+    later = NOW + timedelta(hours=1)
+    ingestor.apply([Event("L1-X", "demo_request", later, "L1")], later)
+    assert _kept(ingestor, "L1") is first  # the same object, folded on and kept again
+    fresh = Ingestor(store, MODEL)  # decodes every state it reads: the same answers
+    then = later + timedelta(hours=1)
+    ingestor.apply([Event("L1-Y", "page_view", then, "L1", None, {"url": "/pricing"})], then)
+    ours = store.qualification("L1")
+    recompute(store, MODEL, then)
+    assert store.qualification("L1").reasons == ours.reasons
+    assert fresh.states._states == {}
+
+
+def test_a_state_another_writer_changed_is_decoded_from_the_store(store: Store) -> None:
+    ours, theirs = Ingestor(store, MODEL), Ingestor(store, MODEL)
+    ours.apply([_lead(), *_events(n=2)], NOW)
+    kept = _kept(ours, "L1")
+    later = NOW + timedelta(hours=1)
+    theirs.apply([Event("L1-T", "demo_request", later, "L1")], later)
+    then = later + timedelta(hours=1)
+    result = ours.apply([Event("L1-O", "webinar_attended", then, "L1")], then)
+    assert _kept(ours, "L1") is not kept  # the text stored was the other writer's
+    expected = {q.lead_id: q for q in evaluate_all(MODEL, store.load_facts(resolve=True), then)}
+    assert result.qualified == ("L1",)
+    stored = store.qualification("L1")
+    assert stored.stage == expected["L1"].stage
+    assert "L1-T" in json.dumps(stored.reasons)  # the other writer's event counts
+
+
+def test_a_state_taken_by_a_failed_write_is_not_kept(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead(), *_events(n=2)], NOW)
+    before = dump(store)
+    later = NOW + timedelta(hours=1)
+
+    def fail(_work: _Work, _wall: datetime) -> None:  # a failure at the end of the write
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(_Work, "write_accounts", fail)
+        with pytest.raises(RuntimeError, match="disk full"):
+            ingestor.apply([Event("L1-X", "demo_request", later, "L1")], later)
+    assert "L1" not in ingestor.states._states  # folded on by the write that failed
+    assert dump(store) == before
+    ingestor.apply([Event("L1-X", "demo_request", later, "L1")], later)
+    expected = evaluate_all(MODEL, store.load_facts(resolve=True), later)
+    assert store.qualification("L1").stage == expected[0].stage
+    assert "L1-X" in json.dumps(store.qualification("L1").reasons)
+
+
+def test_the_state_cache_drops_the_least_recently_written_states() -> None:
+    from leadqual.engine.incremental import LeadState
+    from leadqual.service.ingest import StateCache
+
+    cache = StateCache(size=2)
+    states = {lead: LeadState(lead) for lead in ("A", "B", "C")}
+    cache.keep([(lead, states[lead].to_json(), states[lead]) for lead in ("A", "B")])
+    cache.keep([("A", states["A"].to_json(), states["A"])])  # A written again: newest
+    cache.keep([("C", states["C"].to_json(), states["C"])])
+    assert len(cache) == 2
+    assert cache.take("B", states["B"].to_json()) is None
+    assert cache.take("A", "other text") is None  # and taken out
+    assert cache.take("A", states["A"].to_json()) is None
+    assert cache.take("C", states["C"].to_json()) is states["C"]

@@ -428,6 +428,12 @@ class LeadState:
     pending: list[tuple[LeadFact, str | None]] = field(default_factory=list)
     _sorted: list[Event] | None = field(default=None, compare=False, repr=False)
     """``events`` by (time, id), made when first asked for after they changed."""
+    _written: dict[str, tuple[Event, orjson.Fragment]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """The JSON text of each kept event as :meth:`to_json` last wrote it, by id (with the
+    event it is of): a lead keeps its events for weeks and is written on every fact it
+    receives, so each event is turned into text once, not on every write."""
 
     # -- folding facts
 
@@ -587,22 +593,42 @@ class LeadState:
     # -- serialisation
 
     def to_json(self) -> str:
-        return jsontext.dumps(
-            {
-                "v": STATE_VERSION,
-                "lead": self.lead_id,
-                "horizon": _text(self.horizon),
-                "has_profile": self.has_profile,
-                "attrs": {n: [_text(b.at), b.value, b.profile_id] for n, b in self.attrs.items()},
-                "first_dated": _text(self.first_dated),
-                "link_email": _pair(self.link_email),
-                "link_account": _pair(self.link_account),
-                "events": [_encode(e) for e in self.events.values()],
-                "answers": [_encode(a) for a in self.answers.values()],
-                "steps": [_encode(s) for s in self.steps.values()],
-                "pending": [[_encode(f), p] for f, p in self.pending],
-            }
-        )
+        """The state as compact JSON text (:meth:`from_json` reads it back).
+
+        Each kept event's text is made once (:attr:`_written`) and spliced in
+        as an ``orjson.Fragment``; what orjson refuses (an integer wider than
+        64 bits) is written by ``json`` instead, with the same text otherwise.
+        """
+        written: dict[str, tuple[Event, orjson.Fragment]] = {}
+        done = self._written
+        for event in self.events.values():
+            known = done.get(event.event_id)
+            if known is None or known[0] is not event:
+                known = (event, _fragment(_encode(event)))
+            written[event.event_id] = known
+        self._written = written
+        try:
+            return orjson.dumps(
+                self._json_data([f for _, f in written.values()]), default=str
+            ).decode()
+        except orjson.JSONEncodeError:
+            return jsontext.dumps(self._json_data([_encode(e) for e in self.events.values()]))
+
+    def _json_data(self, events: list[Any]) -> dict[str, Any]:
+        return {
+            "v": STATE_VERSION,
+            "lead": self.lead_id,
+            "horizon": _text(self.horizon),
+            "has_profile": self.has_profile,
+            "attrs": {n: [_text(b.at), b.value, b.profile_id] for n, b in self.attrs.items()},
+            "first_dated": _text(self.first_dated),
+            "link_email": _pair(self.link_email),
+            "link_account": _pair(self.link_account),
+            "events": events,
+            "answers": [_encode(a) for a in self.answers.values()],
+            "steps": [_encode(s) for s in self.steps.values()],
+            "pending": [[_encode(f), p] for f, p in self.pending],
+        }
 
     @classmethod
     def from_json(cls, text: str) -> LeadState:
@@ -672,6 +698,11 @@ def _encode(fact: Fact) -> list[Any]:
         case AccountProfile():
             return ["c", fact.account_id, fact.domain, dict(fact.attributes), _text(fact.at)]
     raise TypeError(f"not a fact: {fact!r}")  # pragma: no cover
+
+
+def _fragment(item: list[Any]) -> orjson.Fragment:
+    """The JSON text of an encoded fact, as :func:`jsontext.dumps` writes it."""
+    return orjson.Fragment(jsontext.dumps(item))
 
 
 def _decode(item: list[Any]) -> Fact:

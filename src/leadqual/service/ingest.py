@@ -18,6 +18,7 @@ state from the log: the only path whose cost follows the lead's history.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -73,6 +74,7 @@ from leadqual.store.statements import (
     send_select_of,
     upsert,
 )
+from leadqual.store.store import Transaction
 
 STAGE_CHANGED = "stage_changed"
 """The webhook event kind of a stage change."""
@@ -144,13 +146,58 @@ def _fact_id(fact: Fact) -> str | None:
     return None
 
 
+class StateCache:
+    """The lead states a process wrote last, kept as objects: a transaction that reads a
+    lead's state back takes the object instead of decoding the text, when the stored text
+    is still the text that object was written as (another writer, a rollback or a rebuild
+    left other text, which is decoded as always).
+
+    A state reads back as it was written (``LeadState.from_json`` of ``to_json``), so the
+    object and the decoded text qualify a lead alike; a test checks it for generated
+    facts. An object is taken out while a transaction changes it and put back only once
+    that transaction has committed. At most ``size`` states are kept, the least recently
+    written dropped first.
+    """
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._states: dict[str, tuple[str, LeadState]] = {}
+
+    def take(self, lead_id: str, text: str) -> LeadState | None:
+        """The kept state of this lead if it was written as ``text`` (taken out either way)."""
+        kept = self._states.pop(lead_id, None)
+        if kept is None or kept[0] != text:
+            return None
+        return kept[1]
+
+    def keep(self, written: Iterable[tuple[str, str, LeadState]]) -> None:
+        """Keep states just committed: (lead, the text stored, the state it is of)."""
+        states = self._states
+        for lead, text, lead_state in written:
+            states.pop(lead, None)
+            states[lead] = (text, lead_state)
+        for lead in list(itertools.islice(states, max(0, len(states) - self.size))):
+            states.pop(lead, None)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+
 class _Work:
     """One transaction's view of the incremental tables: load, change, qualify, write back."""
 
     def __init__(
-        self, connection: Connection, plan: Plan, model_version_id: int | None, now: datetime
+        self,
+        connection: Connection,
+        plan: Plan,
+        model_version_id: int | None,
+        now: datetime,
+        cache: StateCache | None = None,
     ) -> None:
         self.connection = connection
+        self.cache = cache
+        self.written: list[tuple[str, str, LeadState]] = []
+        """(lead, text, state) of each state written: kept by :attr:`cache` after commit."""
         self.plan = plan
         self.model_version_id = model_version_id
         self.now = now
@@ -241,7 +288,9 @@ class _Work:
             if row["model_key"] != self.plan.key:
                 stale.add(lead)
                 continue
-            self.leads[lead] = LeadState.from_json(row["state"])
+            text = row["state"]
+            kept = self.cache.take(lead, text) if self.cache is not None else None
+            self.leads[lead] = kept if kept is not None else LeadState.from_json(text)
             self.read_horizon[lead] = self.leads[lead].horizon
         for lead in wanted - self.leads.keys():
             self.stored_account.setdefault(lead, None)
@@ -779,7 +828,7 @@ class _Work:
             {
                 "b_lead_id": lead,
                 "b_model_key": self.plan.key,
-                "state": self.leads[lead].to_json(),
+                "state": self._written(lead),
                 "member_flags": flags_to_json(flags, until),
                 "relink_at": self.leads[lead].next_relink(),
                 "updated_at": wall,
@@ -806,7 +855,7 @@ class _Work:
                     "has_profile": s.has_profile,
                     "next_change_at": self.next_at.get(lead),
                     "model_key": self.plan.key,
-                    "state": s.to_json(),
+                    "state": self._written(lead),
                     "updated_at": wall,
                     "member_flags": (
                         flags_to_json(f, self.flags_until[lead])
@@ -816,6 +865,14 @@ class _Work:
                 }
             )
         upsert(self.connection, t, rows)
+
+    def _written(self, lead: str) -> str:
+        """The text of this lead's state, noted for :attr:`cache`."""
+        lead_state = self.leads[lead]
+        text = lead_state.to_json()
+        if self.cache is not None:
+            self.written.append((lead, text, lead_state))
+        return text
 
     def write_accounts(self, wall: datetime) -> None:
         t = schema.account_state
@@ -1015,6 +1072,8 @@ class Ingestor:
         self.routing = routing
         self.router = Router(routing) if routing is not None else None
         self.plan = Plan(model)
+        self.states = StateCache()
+        """The states this ingestor wrote last (see :class:`StateCache`)."""
 
     def apply(
         self,
@@ -1040,79 +1099,91 @@ class Ingestor:
         self, facts: Sequence[Fact], now: datetime, strict: bool, check: FactCheck | None
     ) -> ApplyResult:
         with self.store.transaction() as tx:
-            model_check = _ModelCheck(tx.connection, self.model_version_id)
-            result = tx.append(facts, strict=strict)
-            model_check.require()
-            if check is not None:
-                for index, _ in result.new_facts:
-                    check(self.model, facts[index])
-            work = _Work(tx.connection, self.plan, self.model_version_id, now)
-            gone = {g for g, _ in result.merges}
-            rebuild = ({s for _, s in result.merges} | set(result.reattributed)) - gone
-            by_lead: dict[str, list[Fact]] = defaultdict(list)
-            account_profiles: list[AccountProfile] = []
-            for index, lead in result.new_facts:
-                fact = facts[index]
-                if isinstance(fact, AccountProfile):
-                    account_profiles.append(fact)
-                elif lead is not None:
-                    by_lead[lead].append(fact)
-            touched = (set(by_lead) | rebuild) - gone
-            due = work.send_due_relinks()  # its rows come with the states'
-            stale = work.load_leads(touched | gone)
-            due_relinks = work.due_relinks_of(due)
-            now = work.serialise_time(now)
-            work.rebuild(rebuild | stale)
-            for lead, items in by_lead.items():
-                if lead in rebuild or lead in stale or lead in gone:
-                    continue
-                s = work.leads[lead]
-                for fact in items:
-                    assert not isinstance(fact, AccountProfile)
-                    s.add(fact, profile_id_of(fact) if isinstance(fact, LeadProfile) else None)
-                work.changed.add(lead)
-            work.add_account_profiles(account_profiles)
-            relinked = (work.relinked_by_domain() | due_relinks) - touched - gone
-            work.load_leads_readonly(relinked)
-            now = work.serialise_time(now)  # one may be ahead: written while this one waited
-            for account in work.changed_accounts:  # written: fold what is due, keep the rest
-                work.accounts[account].advance(now)
-            touched |= relinked
-            for lead in touched:
-                work.leads[lead].advance(now, self.plan)
-            work.link(touched | gone)
-            work.lock_moved_accounts(due_relinks - gone)
-            for lead in gone:
-                work.account_of[lead] = None
-            extra = {a for a in work.changed_accounts} | {
-                a for lead in gone if (a := work.stored_account.get(lead)) is not None
-            }
-            qualified = work.qualify(touched, extra)
-            now = work.now
-            before = work.stored_stages(qualified)
-            tx.save_qualifications(list(qualified.values()), self.model_version_id)
-            survivors = _survivors(result.merges)
-            changes = work.record_changes(qualified, before, "fact", tx.now, by_lead, survivors)
-            work.record_nurture_changes(qualified, tx.now)
-            routed = (
-                self.router.route(
-                    tx.connection, qualified, before, now, by_lead, self.model_version_id,
-                    merged=survivors, wall=tx.now,
-                )
-                if self.router is not None
-                else None
-            )  # fmt: skip
-            work.write_states(touched | (qualified.keys() - touched), tx.now)
-            _delete_states(tx.connection, gone)
-            work.write_accounts(tx.now)
-            return ApplyResult(
-                result.accepted,
-                result.duplicates,
-                tuple(sorted(qualified)),
-                tuple(changes),
-                routed,
-                result.new_facts,
+            applied, work = self._apply_in(tx, facts, now, strict, check)
+        self.states.keep(work.written)  # committed
+        return applied
+
+    def _apply_in(
+        self,
+        tx: Transaction,
+        facts: Sequence[Fact],
+        now: datetime,
+        strict: bool,
+        check: FactCheck | None,
+    ) -> tuple[ApplyResult, _Work]:
+        model_check = _ModelCheck(tx.connection, self.model_version_id)
+        result = tx.append(facts, strict=strict)
+        model_check.require()
+        if check is not None:
+            for index, _ in result.new_facts:
+                check(self.model, facts[index])
+        work = _Work(tx.connection, self.plan, self.model_version_id, now, self.states)
+        gone = {g for g, _ in result.merges}
+        rebuild = ({s for _, s in result.merges} | set(result.reattributed)) - gone
+        by_lead: dict[str, list[Fact]] = defaultdict(list)
+        account_profiles: list[AccountProfile] = []
+        for index, lead in result.new_facts:
+            fact = facts[index]
+            if isinstance(fact, AccountProfile):
+                account_profiles.append(fact)
+            elif lead is not None:
+                by_lead[lead].append(fact)
+        touched = (set(by_lead) | rebuild) - gone
+        due = work.send_due_relinks()  # its rows come with the states'
+        stale = work.load_leads(touched | gone)
+        due_relinks = work.due_relinks_of(due)
+        now = work.serialise_time(now)
+        work.rebuild(rebuild | stale)
+        for lead, items in by_lead.items():
+            if lead in rebuild or lead in stale or lead in gone:
+                continue
+            s = work.leads[lead]
+            for fact in items:
+                assert not isinstance(fact, AccountProfile)
+                s.add(fact, profile_id_of(fact) if isinstance(fact, LeadProfile) else None)
+            work.changed.add(lead)
+        work.add_account_profiles(account_profiles)
+        relinked = (work.relinked_by_domain() | due_relinks) - touched - gone
+        work.load_leads_readonly(relinked)
+        now = work.serialise_time(now)  # one may be ahead: written while this one waited
+        for account in work.changed_accounts:  # written: fold what is due, keep the rest
+            work.accounts[account].advance(now)
+        touched |= relinked
+        for lead in touched:
+            work.leads[lead].advance(now, self.plan)
+        work.link(touched | gone)
+        work.lock_moved_accounts(due_relinks - gone)
+        for lead in gone:
+            work.account_of[lead] = None
+        extra = {a for a in work.changed_accounts} | {
+            a for lead in gone if (a := work.stored_account.get(lead)) is not None
+        }
+        qualified = work.qualify(touched, extra)
+        now = work.now
+        before = work.stored_stages(qualified)
+        tx.save_qualifications(list(qualified.values()), self.model_version_id)
+        survivors = _survivors(result.merges)
+        changes = work.record_changes(qualified, before, "fact", tx.now, by_lead, survivors)
+        work.record_nurture_changes(qualified, tx.now)
+        routed = (
+            self.router.route(
+                tx.connection, qualified, before, now, by_lead, self.model_version_id,
+                merged=survivors, wall=tx.now,
             )
+            if self.router is not None
+            else None
+        )  # fmt: skip
+        work.write_states(touched | (qualified.keys() - touched), tx.now)
+        _delete_states(tx.connection, gone)
+        work.write_accounts(tx.now)
+        return ApplyResult(
+            result.accepted,
+            result.duplicates,
+            tuple(sorted(qualified)),
+            tuple(changes),
+            routed,
+            result.new_facts,
+        ), work
 
     def tick(self, now: datetime) -> ApplyResult:
         return tick(self.store, self.model, now, self.model_version_id, self.routing)

@@ -133,7 +133,7 @@ def qualification_row(
         "stage": q.stage,
         "frameworks": jsontext.dumps(_frameworks(q), sort_keys=True),
         # JSON text: the API's team filter reads its "team" with the database's JSON function
-        "routing": json.dumps(routing, sort_keys=True, default=str) if routing else None,
+        "routing": jsontext.dumps(routing, sort_keys=True) if routing else None,
         "reasons": jsontext.dumps([reason.to_dict() for reason in q.reasons]),
         "as_of": q.as_of,
         "updated_at": now,
