@@ -49,6 +49,13 @@ def test_territory_prefers_reps_covering_the_value() -> None:
     assert "nobody available covers lead.country = FR" in choice.reason
 
 
+def test_a_territory_reason_shows_a_whole_number_as_one() -> None:
+    size = choose_rep("sdr", TEAM, "territory", "account.employees", 250.0, {}, "ana", AT)
+    assert "covers account.employees = 250;" in size.reason
+    share = choose_rep("sdr", TEAM, "territory", "account.share", 0.25, {}, "ana", AT)
+    assert "covers account.share = 0.25;" in share.reason
+
+
 def test_territory_takes_turns_among_the_covering_reps_by_their_latest_lead() -> None:
     later = datetime(2026, 7, 20, tzinfo=UTC)  # cy is back: ana and cy cover DE
 

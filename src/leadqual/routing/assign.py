@@ -122,13 +122,14 @@ def _choose(
             chosen = min(covering, key=lambda r: (turns.get(r.id, -1), roster.index(r)))
             return Choice(
                 chosen.id,
-                f"team {team_name}, territory: {chosen.id} covers {key} = {key_value}"
+                f"team {team_name}, territory: {chosen.id} covers {key} = {_value_text(key_value)}"
                 f"{_suffix(skipped)}",
             )
         chosen = _next_after(roster, free, last_rep)
         return Choice(
             chosen.id,
-            f"team {team_name}, territory: nobody available covers {key} = {key_value}; "
+            f"team {team_name}, territory: nobody available covers {key} = "
+            f"{_value_text(key_value)}; "
             f"round robin gave {chosen.id}{_suffix(skipped)}",
         )
     chosen = _next_after(roster, free, last_rep)
@@ -165,3 +166,11 @@ def _skipped(away: list[str], full: list[str], breached: str | None = None) -> s
 
 def _suffix(skipped: str) -> str:
     return f" (skipped {skipped})" if skipped else ""
+
+
+def _value_text(value: Any) -> str:
+    """A routing key's value as a reason shows it: a whole number without ``.0`` (every
+    number in a profile is a float: 250 employees is ``250.0``)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
