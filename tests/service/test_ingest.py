@@ -1238,3 +1238,41 @@ def test_the_state_cache_drops_the_least_recently_written_states() -> None:
     assert cache.take("A", "other text") is None  # and taken out
     assert cache.take("A", states["A"].to_json()) is None
     assert cache.take("C", states["C"].to_json()) is states["C"]
+
+
+def test_writes_in_several_threads_share_one_ingestor_s_states(store: Store) -> None:
+    """The API applies requests in a thread pool with one ingestor: threads writing the
+    same leads at once take and keep states in turn, and every state kept is the one
+    stored (or is not taken: its text differs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from leadqual.engine.incremental import LeadState
+
+    ingestor = Ingestor(store, MODEL)
+    ingestor.apply([_lead("L1"), _lead("L2"), *_events("L1", 2), *_events("L2", 2)], NOW)
+
+    def write(thread: int) -> None:
+        for i in range(8):
+            at = NOW + timedelta(minutes=1 + i)
+            lead = ("L1", "L2")[(thread + i) % 2]
+            url = "/pricing" if i % 2 else "/docs"
+            event = Event(f"T{thread}-{i}", "page_view", at, lead, None, {"url": url})
+            ingestor.apply([event], at)
+
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(write, range(3)))
+    end = NOW + timedelta(minutes=10)
+    ingestor.apply([Event("last", "email_open", end, "L1")], end)
+    expected = {q.lead_id: q for q in evaluate_all(MODEL, store.load_facts(resolve=True), end)}
+    t = schema.lead_state
+    with store.engine.connect() as connection:
+        stored = dict(connection.execute(select(t.c.lead_id, t.c.state)).all())
+    for lead, (text, kept) in ingestor.states._states.items():
+        if text == stored[lead]:  # the one a write will take
+            assert kept.to_json() == text
+            assert kept.events.keys() == LeadState.from_json(text).events.keys()
+    assert {q.lead_id: q.stage for q in store.qualifications()} == {
+        lead: q.stage for lead, q in expected.items()
+    }
+    live = {q.lead_id: q for q in ingest_module.qualify_from_state(store, MODEL, end)}
+    assert live == expected

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -156,28 +157,31 @@ class StateCache:
     object and the decoded text qualify a lead alike; a test checks it for generated
     facts. An object is taken out while a transaction changes it and put back only once
     that transaction has committed. At most ``size`` states are kept, the least recently
-    written dropped first.
+    written dropped first. Writes in several threads share one cache (a lock guards it).
     """
 
     def __init__(self, size: int = 100_000) -> None:
         self.size = size
         self._states: dict[str, tuple[str, LeadState]] = {}
+        self._lock = threading.Lock()
 
     def take(self, lead_id: str, text: str) -> LeadState | None:
         """The kept state of this lead if it was written as ``text`` (taken out either way)."""
-        kept = self._states.pop(lead_id, None)
+        with self._lock:
+            kept = self._states.pop(lead_id, None)
         if kept is None or kept[0] != text:
             return None
         return kept[1]
 
     def keep(self, written: Iterable[tuple[str, str, LeadState]]) -> None:
         """Keep states just committed: (lead, the text stored, the state it is of)."""
-        states = self._states
-        for lead, text, lead_state in written:
-            states.pop(lead, None)
-            states[lead] = (text, lead_state)
-        for lead in list(itertools.islice(states, max(0, len(states) - self.size))):
-            states.pop(lead, None)
+        with self._lock:
+            states = self._states
+            for lead, text, lead_state in written:
+                states.pop(lead, None)
+                states[lead] = (text, lead_state)
+            for lead in list(itertools.islice(states, max(0, len(states) - self.size))):
+                del states[lead]
 
     def __len__(self) -> int:
         return len(self._states)
