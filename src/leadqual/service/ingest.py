@@ -147,6 +147,11 @@ def _fact_id(fact: Fact) -> str | None:
     return None
 
 
+STATE_CACHE_SIZE = 10_000
+"""Lead states an ingestor keeps as objects (:class:`StateCache`): about 11 KB each with
+the demo's leads (the objects and their text), so about 110 MB at most."""
+
+
 class StateCache:
     """The lead states a process wrote last, kept as objects: a transaction that reads a
     lead's state back takes the object instead of decoding the text, when the stored text
@@ -160,7 +165,7 @@ class StateCache:
     written dropped first. Writes in several threads share one cache (a lock guards it).
     """
 
-    def __init__(self, size: int = 100_000) -> None:
+    def __init__(self, size: int = STATE_CACHE_SIZE) -> None:
         self.size = size
         self._states: dict[str, tuple[str, LeadState]] = {}
         self._lock = threading.Lock()
@@ -832,7 +837,7 @@ class _Work:
             {
                 "b_lead_id": lead,
                 "b_model_key": self.plan.key,
-                "state": self._written(lead),
+                "state": self._state_text(lead),
                 "member_flags": flags_to_json(flags, until),
                 "relink_at": self.leads[lead].next_relink(),
                 "updated_at": wall,
@@ -859,7 +864,7 @@ class _Work:
                     "has_profile": s.has_profile,
                     "next_change_at": self.next_at.get(lead),
                     "model_key": self.plan.key,
-                    "state": self._written(lead),
+                    "state": self._state_text(lead),
                     "updated_at": wall,
                     "member_flags": (
                         flags_to_json(f, self.flags_until[lead])
@@ -870,7 +875,7 @@ class _Work:
             )
         upsert(self.connection, t, rows)
 
-    def _written(self, lead: str) -> str:
+    def _state_text(self, lead: str) -> str:
         """The text of this lead's state, noted for :attr:`cache`."""
         lead_state = self.leads[lead]
         text = lead_state.to_json()
