@@ -515,6 +515,33 @@ def test_a_write_after_a_move_came_due_takes_the_lead_along(store: Store) -> Non
     _as_reference(store, "L1", later)
 
 
+def test_a_write_that_waited_behind_a_later_one_takes_along_the_moves_due_by_then(
+    store: Store,
+) -> None:
+    """A writer took ``now`` before it waited (PostgreSQL): the state it reads is already
+    two hours later, so it evaluates then. L1's move to beta.io, dated an hour ahead of
+    ``now``, is due by then: the write takes L1 along into beta.io's status (it asked
+    which moves were due at the ``now`` it took, found none, and left beta.io's status
+    without L1 until another write came)."""
+    ingestor = Ingestor(store, MODEL)
+    before = NOW - timedelta(hours=2)
+    ingestor.apply([_lead("L1"), _lead("L2"), _quiet("B1")], before)
+    ingestor.apply([LeadProfile("B1", "b1@beta.io", None, {}, before)], before)
+    later = NOW + timedelta(hours=2)
+    ingestor.apply([Event("B1-V", "page_view", later, "B1")], later)  # B1's state: later
+    ingestor.apply([LeadProfile("L1", "l1@beta.io", None, {}, NOW + timedelta(hours=1))], NOW)
+    result = ingestor.apply([Event("B1-W", "page_view", NOW, "B1")], NOW)  # took NOW earlier
+    assert store.qualification("B1").as_of == later
+    assert "L1" in result.qualified
+    t, s = schema.lead_state, schema.account_status
+    with store.engine.connect() as connection:
+        stored = dict(connection.execute(select(t.c.lead_id, t.c.account_id)).all())
+        statuses = dict(connection.execute(select(s.c.account_id, s.c.roles)).all())
+    assert stored["L1"] == "domain:beta.io"
+    assert json.loads(statuses["domain:beta.io"])["economic_buyer"] is True  # L1's role
+    _as_reference(store, "B1", later)
+
+
 NO_ACCOUNT_RULES = load_model_text(
     """
 name: firmographic

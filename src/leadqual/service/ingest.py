@@ -1138,6 +1138,7 @@ class Ingestor:
             elif lead is not None:
                 by_lead[lead].append(fact)
         touched = (set(by_lead) | rebuild) - gone
+        asked = now  # when the moves due were asked for
         due = work.send_due_relinks()  # its rows come with the states'
         stale = work.load_leads(touched | gone)
         due_relinks = work.due_relinks_of(due)
@@ -1155,6 +1156,16 @@ class Ingestor:
         relinked = (work.relinked_by_domain() | due_relinks) - touched - gone
         work.load_leads_readonly(relinked)
         now = work.serialise_time(now)  # one may be ahead: written while this one waited
+        while now > asked:  # a state read was ahead: the moves due by its time come too
+            asked = now
+            more = work.due_relinks() - due_relinks
+            due_relinks |= more
+            more -= touched | gone | relinked
+            if not more:
+                break
+            relinked |= more
+            work.load_leads_readonly(more)
+            now = work.serialise_time(now)
         for account in work.changed_accounts:  # written: fold what is due, keep the rest
             work.accounts[account].advance(now)
         touched |= relinked
