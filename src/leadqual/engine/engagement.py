@@ -16,7 +16,7 @@ from leadqual.model.conditions import EventFilter
 from leadqual.model.schema import EngagementRule, Model
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RuleScore:
     rule: EngagementRule
     points: float
@@ -24,13 +24,39 @@ class RuleScore:
     events: tuple[Event, ...]
     capped: bool
 
+    def __init__(
+        self,
+        rule: EngagementRule,
+        points: float,
+        undecayed: float,
+        events: tuple[Event, ...],
+        capped: bool,
+    ) -> None:
+        object.__setattr__(self, "rule", rule)
+        object.__setattr__(self, "points", points)
+        object.__setattr__(self, "undecayed", undecayed)
+        object.__setattr__(self, "events", events)
+        object.__setattr__(self, "capped", capped)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class Engagement:
     total: float
     groups: dict[str, float]
     rules: tuple[RuleScore, ...]
     reasons: tuple[Reason, ...]
+
+    def __init__(
+        self,
+        total: float,
+        groups: dict[str, float],
+        rules: tuple[RuleScore, ...],
+        reasons: tuple[Reason, ...],
+    ) -> None:
+        object.__setattr__(self, "total", total)
+        object.__setattr__(self, "groups", groups)
+        object.__setattr__(self, "rules", rules)
+        object.__setattr__(self, "reasons", reasons)
 
 
 def known_events(lead: LeadFacts, as_of: datetime) -> list[Event]:

@@ -850,7 +850,7 @@ def account_values(status: AccountStatus) -> Mapping[str, Value]:
     return values
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class MemberFlags:
     """What one member lead brings to its account's status at an ``as_of``.
 
@@ -861,6 +861,10 @@ class MemberFlags:
 
     engaged: bool | None
     roles: tuple[str, ...]
+
+    def __init__(self, engaged: bool | None, roles: tuple[str, ...]) -> None:
+        object.__setattr__(self, "engaged", engaged)
+        object.__setattr__(self, "roles", roles)
 
 
 def account_status(
