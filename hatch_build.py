@@ -35,8 +35,10 @@ COMPILED = (
     "leadqual/engine/output.py",
     "leadqual/engine/reference.py",
     "leadqual/engine/result.py",
+    "leadqual/timetext.py",
 )
-"""The modules compiled (paths under ``src``): what evaluates and folds facts."""
+"""The modules compiled (paths under ``src``): what evaluates and folds facts, and the
+text of instants it writes."""
 
 FLAGS = ["--no-site-packages", "--ignore-missing-imports", "--follow-imports=silent"]
 """mypy's options for the compile: the installed packages are not looked at, so the build

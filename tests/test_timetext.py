@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from leadqual.engine.explain import format_day
-from leadqual.timetext import IsoText
+from leadqual.timetext import IsoText, utc_isoformat
 
 ZONES = st.sampled_from(
     [UTC, timezone(timedelta(0)), timezone(timedelta(hours=2)), timezone(-timedelta(hours=5.5))]
@@ -16,7 +16,9 @@ ZONES = st.sampled_from(
 INSTANTS = st.datetimes(
     min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=ZONES
 )
-FORMATS = st.sampled_from([("T", "auto"), (" ", "microseconds"), ("T", "seconds")])
+FORMATS = st.sampled_from(
+    [("T", "auto"), (" ", "microseconds"), ("T", "seconds"), (" ", "auto"), ("T", "microseconds")]
+)
 
 
 @given(st.lists(INSTANTS, max_size=40), FORMATS)
@@ -25,6 +27,25 @@ def test_the_text_is_isoformat_s(instants: list[datetime], fmt: tuple[str, str])
     text = IsoText(sep, timespec, size=8)
     for at in instants * 2:  # the second time round, from memory where remembered
         assert text(at) == at.isoformat(sep, timespec)
+
+
+@given(INSTANTS, FORMATS, st.booleans())
+def test_utc_isoformat_is_isoformat_s_text(at: datetime, fmt: tuple[str, str], whole: bool) -> None:
+    sep, timespec = fmt
+    if whole:  # a whole second: "auto" leaves the fraction out
+        at = at.replace(microsecond=0)
+    assert utc_isoformat(at, sep, timespec) == at.isoformat(sep, timespec)
+    assert utc_isoformat(at.astimezone(UTC), sep, timespec) == at.astimezone(UTC).isoformat(
+        sep, timespec
+    )
+
+
+def test_utc_isoformat_pads_early_years_and_small_fractions() -> None:
+    at = datetime(7, 2, 3, 4, 5, 6, 42, tzinfo=UTC)
+    assert utc_isoformat(at) == "0007-02-03T04:05:06.000042+00:00"
+    assert utc_isoformat(at.replace(microsecond=0), " ", "microseconds") == (
+        "0007-02-03 04:05:06.000000+00:00"
+    )
 
 
 def test_equal_instants_in_other_zones_keep_their_own_text() -> None:

@@ -93,7 +93,7 @@ from leadqual.model.conditions import (
     Test,
 )
 from leadqual.model.schema import Model
-from leadqual.timetext import IsoText
+from leadqual.timetext import iso_text
 
 STATE_VERSION = 3
 MICROSECOND = timedelta(microseconds=1)
@@ -400,11 +400,8 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text is not None else None
 
 
-_iso = IsoText()
-
-
 def _text(at: datetime | None) -> str | None:
-    return _iso(at) if at is not None else None
+    return iso_text(at) if at is not None else None
 
 
 def _fact_time(fact: LeadFact) -> datetime | None:

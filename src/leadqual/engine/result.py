@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
 from leadqual.facts.types import Verdict
+from leadqual.timetext import iso_text
 
 ReasonKind: TypeAlias = Literal[
     "fit", "grade", "engagement", "limit", "framework", "account", "stage", "routing"
@@ -59,7 +60,7 @@ class Reason:
             "text": self.text,
             "points": self.points,
             "facts": list(self.facts),
-            "at": self.at.isoformat() if self.at else None,
+            "at": iso_text(self.at) if self.at else None,
         }
 
 

@@ -39,6 +39,7 @@ from leadqual.facts.types import (
     Value,
 )
 from leadqual.store import schema
+from leadqual.timetext import utc_isoformat
 
 MAX_ID = schema.ID
 MAX_EMAIL = schema.EMAIL
@@ -72,7 +73,7 @@ def utc_text(at: datetime) -> str:
     """An instant as canonical text: UTC, microseconds, ``+00:00``."""
     if at.tzinfo is not UTC:
         at = at.astimezone(UTC)
-    return at.isoformat(timespec="microseconds")
+    return utc_isoformat(at, timespec="microseconds")
 
 
 _json_text = json.JSONEncoder(

@@ -24,6 +24,7 @@ from leadqual.engine.result import Qualification, Routing
 from leadqual.errors import NotFoundError
 from leadqual.store import changes, schema
 from leadqual.store.statements import insert_many, upsert
+from leadqual.timetext import iso_text
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def _frameworks(q: Qualification) -> dict[str, Any]:
                     "verdict": c.verdict,
                     "source": c.source,
                     "fact_id": c.fact_id,
-                    "at": c.at.isoformat() if c.at else None,
+                    "at": iso_text(c.at) if c.at else None,
                 }
                 for criterion, c in result.criteria.items()
             },
