@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Insert, Select, Table, bindparam
@@ -167,6 +168,10 @@ class _Direct:
         self.processors: tuple[Callable[[Any], Any] | None, ...] | None = (
             tuple(processors) if any(p is not None for p in processors) else None
         )
+        self._converting: list[tuple[int, Callable[[Any], Any]]] = [
+            (i, p) for i, p in enumerate(processors) if p is not None
+        ]
+        """(position, processor) of each column that has one."""
         self._sizes: dict[int, tuple[str, Callable[[Sequence[Any]], Any]]] = {}
 
     @classmethod
@@ -216,13 +221,19 @@ class _Direct:
     def receive(self, connection: Connection, sent: Sent) -> list[tuple[Any, ...]]:
         """The rows of a select :meth:`send` executed, through the columns' processors."""
         rows: list[tuple[Any, ...]] = _receive(connection, sent)
-        processors = self.processors
-        if processors is None:
+        if self.processors is None:
             return rows
-        return [
-            tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
-            for row in rows
-        ]
+        return [_converted(row, self._converting) for row in rows]
+
+
+def _converted(
+    values: Sequence[Any], converting: list[tuple[int, Callable[[Any], Any]]]
+) -> tuple[Any, ...]:
+    """``values`` with the value at each position put through that position's processor."""
+    out = list(values)
+    for position, processor in converting:
+        out[position] = processor(out[position])
+    return tuple(out)
 
 
 class _DirectWrite:
@@ -238,6 +249,11 @@ class _DirectWrite:
         self.sql = sql
         self.order = order
         self.processors = processors
+        self._values = itemgetter(*order) if order else None
+        """A row's values in the statement's order (one value when there is one column)."""
+        self._converting: list[tuple[int, Callable[[Any], Any]]] = [
+            (i, processors[name]) for i, name in enumerate(order or ()) if name in processors
+        ]
 
     @classmethod
     def make(
@@ -259,9 +275,16 @@ class _DirectWrite:
     def run(self, connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
         processors = self.processors
         params: list[Any]
-        if self.order is not None:
-            steps = [(name, processors.get(name)) for name in self.order]
-            params = [tuple(row[n] if p is None else p(row[n]) for n, p in steps) for row in rows]
+        if self.order is not None and self._values is not None:
+            values, converting = self._values, self._converting
+            if len(self.order) == 1:
+                params = [_converted((values(row),), converting) for row in rows]
+            elif converting:
+                params = [_converted(values(row), converting) for row in rows]
+            else:
+                params = [values(row) for row in rows]
+        elif self.order is not None:  # no columns at all
+            params = [() for _ in rows]
         elif processors:
             params = [
                 {n: v if (p := processors.get(n)) is None else p(v) for n, v in row.items()}
