@@ -191,3 +191,26 @@ def test_a_select_whose_parameters_need_conversion_is_left_to_sqlalchemy(store: 
     dialect = store.engine.dialect
     assert _Direct.make(by_time, dialect) is None  # a time is converted on the way in
     assert _Direct.make(by_id, dialect) is not None
+
+
+def test_insert_many_of_one_column_and_of_columns_without_processors(store: Store) -> None:
+    """The direct write takes a row's values by position: one column (a value, not a
+    tuple, from its getter) and columns none of which converts are written as given."""
+    metadata = MetaData()
+    one = Table("lq_test_one_column", metadata, Column("name", String, primary_key=True))
+    plain = Table(
+        "lq_test_plain_columns", metadata,
+        Column("a", String, primary_key=True), Column("b", String), Column("c", String),
+    )  # fmt: skip
+    metadata.create_all(store.engine)
+    try:
+        with store.engine.begin() as connection:
+            insert_many(connection, one, [{"name": "x"}, {"name": "y"}])
+            insert_many(connection, plain, [{"c": "3", "a": "1", "b": "2"}, {"b": None, "a": "4",
+                                                                            "c": "6"}])  # fmt: skip
+        with store.engine.connect() as connection:
+            assert sorted(connection.execute(select(one.c.name)).scalars()) == ["x", "y"]
+            rows = connection.execute(select(plain).order_by(plain.c.a)).all()
+        assert [tuple(r) for r in rows] == [("1", "2", "3"), ("4", None, "6")]
+    finally:
+        metadata.drop_all(store.engine)
