@@ -205,11 +205,11 @@ def test_insert_many_of_one_column_and_of_columns_without_processors(store: Stor
     metadata.create_all(store.engine)
     try:
         with store.engine.begin() as connection:
-            insert_many(connection, one, [{"name": "x"}, {"name": "y"}])
+            insert_many(connection, one, [{"name": "first"}, {"name": "second"}])
             insert_many(connection, plain, [{"c": "3", "a": "1", "b": "2"}, {"b": None, "a": "4",
                                                                             "c": "6"}])  # fmt: skip
         with store.engine.connect() as connection:
-            assert sorted(connection.execute(select(one.c.name)).scalars()) == ["x", "y"]
+            assert sorted(connection.execute(select(one.c.name)).scalars()) == ["first", "second"]
             rows = connection.execute(select(plain).order_by(plain.c.a)).all()
         assert [tuple(r) for r in rows] == [("1", "2", "3"), ("4", None, "6")]
     finally:
