@@ -139,6 +139,38 @@ def merge_profiles(
     same instant are ordered by value, and the greatest wins, so the result never
     depends on the order facts arrive in (and SQL can say the same).
     """
+    known = [p for p in profiles if p.at is None or p.at <= as_of]
+    if len(known) == 1:  # most leads and accounts: nothing to order, unless a name repeats
+        single = _single_profile(known[0])
+        if single is not None:
+            return single
+    return _merge_in_order(known)
+
+
+def _single_profile(profile: LeadProfile | AccountProfile) -> dict[str, Value] | None:
+    """What :func:`merge_profiles` gives for this one profile, made without ordering
+    values; None when a name has two values (the email or domain among the attributes
+    too), which only the ordering can settle."""
+    if isinstance(profile, LeadProfile):
+        name, own = "email", profile.email
+    else:
+        name, own = "domain", profile.domain
+    if own and profile.attributes.get(name) is not None:
+        return None
+    merged: dict[str, Value] = {}
+    for key, value in profile.attributes.items():
+        if value is None:
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # a number is a float, as every fact file gives it
+        merged[key] = value
+    if own:
+        merged[name] = own.strip().lower()
+    return merged
+
+
+def _merge_in_order(profiles: Iterable[LeadProfile | AccountProfile]) -> dict[str, Value]:
+    """:func:`merge_profiles` of profiles known at its ``as_of``, every value ordered."""
     best: dict[str, tuple[tuple[bool, float], tuple[int, Any]]] = {}
     merged: dict[str, Value] = {}
 
@@ -152,8 +184,6 @@ def merge_profiles(
             merged[name] = value
 
     for profile in profiles:
-        if profile.at is not None and profile.at > as_of:
-            continue
         when = profile_time(profile.at)
         for name, value in profile.attributes.items():
             if value is not None:
