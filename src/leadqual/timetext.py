@@ -9,7 +9,7 @@ in other zones can be equal (and hash alike) while their text differs.
 
 A UTC instant seen for the first time is written by :func:`utc_isoformat`,
 which assembles the same text from the instant's fields: compiled with the
-engine (``hatch_build.py``), it runs in about a quarter of ``isoformat``'s
+engine (``hatch_build.py``), it runs in about half of ``isoformat``'s
 instructions (most of those are ``printf``'s parsing of its format).
 """
 
