@@ -770,8 +770,11 @@ class AccountState:
             if profile.at is not None and profile.at <= as_of:
                 probe = AccountState(self.account_id, attrs=best)
                 probe._fold(profile, pid)
+        by_time: dict[datetime | None, dict[str, Value]] = {}
+        for name, b in best.items():  # one winning value per name: grouping is safe
+            by_time.setdefault(b.at, {})[name] = b.value
         return tuple(
-            AccountProfile(self.account_id, None, {name: b.value}, b.at) for name, b in best.items()
+            AccountProfile(self.account_id, None, values, at) for at, values in by_time.items()
         )
 
     def next_pending(self, after: datetime) -> datetime | None:
