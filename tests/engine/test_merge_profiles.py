@@ -3,8 +3,11 @@ value gives (``_merge_in_order``), for any attributes, email or domain."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,26 +25,27 @@ OWN = st.sampled_from([None, "", "  ", "Pat@Acme.COM ", "acme.com"])
 WHEN = st.one_of(st.none(), st.sampled_from([AS_OF - timedelta(days=3), AS_OF + timedelta(days=1)]))
 
 
-@given(ATTRIBUTES, OWN, WHEN)
-def test_one_lead_profile_merges_as_ordered(
-    attributes: dict, own: str | None, at: datetime | None
+def _lead(attributes: dict[str, Any], own: str | None, at: datetime | None) -> LeadProfile:
+    return LeadProfile("L1", email=own, attributes=attributes, at=at)
+
+
+def _account(attributes: dict[str, Any], own: str | None, at: datetime | None) -> AccountProfile:
+    return AccountProfile("A1", domain=own, attributes=attributes, at=at)
+
+
+@pytest.mark.parametrize("make", [_lead, _account], ids=["lead", "account"])
+@given(attributes=ATTRIBUTES, own=OWN, at=WHEN)
+def test_one_profile_merges_as_ordered(
+    make: Callable[..., LeadProfile | AccountProfile],
+    attributes: dict[str, Any],
+    own: str | None,
+    at: datetime | None,
 ) -> None:
-    profile = LeadProfile("L1", email=own, attributes=attributes, at=at)
+    profile = make(attributes, own, at)
     merged = merge_profiles([profile], AS_OF)
     known = [profile] if at is None or at <= AS_OF else []
     assert merged == _merge_in_order(known)
     assert list(merged) == list(_merge_in_order(known))  # the same order of names too
-
-
-@given(ATTRIBUTES, OWN, WHEN)
-def test_one_account_profile_merges_as_ordered(
-    attributes: dict, own: str | None, at: datetime | None
-) -> None:
-    profile = AccountProfile("A1", domain=own, attributes=attributes, at=at)
-    merged = merge_profiles([profile], AS_OF)
-    known = [profile] if at is None or at <= AS_OF else []
-    assert merged == _merge_in_order(known)
-    assert list(merged) == list(_merge_in_order(known))
 
 
 def test_an_email_among_the_attributes_too_is_ordered_by_value() -> None:

@@ -352,6 +352,15 @@ class _Best:
         return mine > theirs or (mine == theirs and self.profile_id < other.profile_id)
 
 
+def _values_by_time(attrs: dict[str, _Best]) -> dict[datetime | None, dict[str, Value]]:
+    """The winning values grouped by the time each was set: one synthetic profile per time
+    merges to the same attributes (each name has one winning value, so nothing to order)."""
+    by_time: dict[datetime | None, dict[str, Value]] = {}
+    for name, best in attrs.items():
+        by_time.setdefault(best.at, {})[name] = best.value
+    return by_time
+
+
 def _offer(best: dict[str, _Best], name: str, candidate: _Best) -> None:
     current = best.get(name)
     if current is None or candidate.beats(current):
@@ -523,11 +532,9 @@ class LeadState:
 
     def view(self) -> LeadFacts:
         """The sub-log as reference facts (valid for ``as_of`` >= the horizon, no due pending)."""
-        by_time: dict[datetime | None, dict[str, Value]] = {}
-        for name, best in self.attrs.items():  # one winning value per name: grouping is safe
-            by_time.setdefault(best.at, {})[name] = best.value
         profiles = [
-            LeadProfile(self.lead_id, None, None, values, at) for at, values in by_time.items()
+            LeadProfile(self.lead_id, None, None, values, at)
+            for at, values in _values_by_time(self.attrs).items()
         ]
         if self.first_dated is not None:
             profiles.append(LeadProfile(self.lead_id, None, None, {}, self.first_dated))
@@ -770,11 +777,9 @@ class AccountState:
             if profile.at is not None and profile.at <= as_of:
                 probe = AccountState(self.account_id, attrs=best)
                 probe._fold(profile, pid)
-        by_time: dict[datetime | None, dict[str, Value]] = {}
-        for name, b in best.items():  # one winning value per name: grouping is safe
-            by_time.setdefault(b.at, {})[name] = b.value
         return tuple(
-            AccountProfile(self.account_id, None, values, at) for at, values in by_time.items()
+            AccountProfile(self.account_id, None, values, at)
+            for at, values in _values_by_time(best).items()
         )
 
     def next_pending(self, after: datetime) -> datetime | None:

@@ -131,7 +131,7 @@ def _require_aware(as_of: datetime) -> None:
 
 
 def merge_profiles(
-    profiles: Iterable[LeadProfile] | Iterable[AccountProfile], as_of: datetime
+    profiles: Iterable[LeadProfile | AccountProfile], as_of: datetime
 ) -> dict[str, Value]:
     """Attributes known at ``as_of``: per attribute, the latest non-null value wins.
 
@@ -151,22 +151,28 @@ def _single_profile(profile: LeadProfile | AccountProfile) -> dict[str, Value] |
     """What :func:`merge_profiles` gives for this one profile, made without ordering
     values; None when a name has two values (the email or domain among the attributes
     too), which only the ordering can settle."""
-    if isinstance(profile, LeadProfile):
-        name, own = "email", profile.email
-    else:
-        name, own = "domain", profile.domain
-    if own and profile.attributes.get(name) is not None:
+    name, own = _own_value(profile)
+    if own is not None and profile.attributes.get(name) is not None:
         return None
-    merged: dict[str, Value] = {}
-    for key, value in profile.attributes.items():
-        if value is None:
-            continue
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)  # a number is a float, as every fact file gives it
-        merged[key] = value
-    if own:
-        merged[name] = own.strip().lower()
+    merged = {k: _as_float(v) for k, v in profile.attributes.items() if v is not None}
+    if own is not None:
+        merged[name] = own
     return merged
+
+
+def _own_value(profile: LeadProfile | AccountProfile) -> tuple[str, str | None]:
+    """The attribute a profile sets besides its attributes (a lead's email, an account's
+    domain), as merged: trimmed and lower case (None: not set)."""
+    if isinstance(profile, LeadProfile):
+        return "email", profile.email.strip().lower() if profile.email else None
+    return "domain", profile.domain.strip().lower() if profile.domain else None
+
+
+def _as_float(value: Value) -> Value:
+    """A number is a float, as every fact file gives it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _merge_in_order(profiles: Iterable[LeadProfile | AccountProfile]) -> dict[str, Value]:
@@ -175,8 +181,7 @@ def _merge_in_order(profiles: Iterable[LeadProfile | AccountProfile]) -> dict[st
     merged: dict[str, Value] = {}
 
     def offer(name: str, when: tuple[bool, float], value: Value) -> None:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)  # a number is a float, as every fact file gives it
+        value = _as_float(value)
         key = (when, value_order(value))
         current = best.get(name)
         if current is None or key > current:
@@ -188,11 +193,9 @@ def _merge_in_order(profiles: Iterable[LeadProfile | AccountProfile]) -> dict[st
         for name, value in profile.attributes.items():
             if value is not None:
                 offer(name, when, value)
-        if isinstance(profile, LeadProfile):
-            if profile.email:
-                offer("email", when, profile.email.strip().lower())
-        elif profile.domain:
-            offer("domain", when, profile.domain.strip().lower())
+        own_name, own = _own_value(profile)
+        if own is not None:
+            offer(own_name, when, own)
     return merged
 
 

@@ -165,9 +165,6 @@ class _Direct:
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
         ]
-        self.processors: tuple[Callable[[Any], Any] | None, ...] | None = (
-            tuple(processors) if any(p is not None for p in processors) else None
-        )
         self._converting: list[tuple[int, Callable[[Any], Any]]] = [
             (i, p) for i, p in enumerate(processors) if p is not None
         ]
@@ -221,7 +218,7 @@ class _Direct:
     def receive(self, connection: Connection, sent: Sent) -> list[tuple[Any, ...]]:
         """The rows of a select :meth:`send` executed, through the columns' processors."""
         rows: list[tuple[Any, ...]] = _receive(connection, sent)
-        if self.processors is None:
+        if not self._converting:
             return rows
         return [_converted(row, self._converting) for row in rows]
 
