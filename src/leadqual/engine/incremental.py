@@ -67,7 +67,7 @@ import orjson
 from leadqual import jsontext
 from leadqual.engine.decay import age_days
 from leadqual.engine.engagement import Engagement, events_by_type, score_rule
-from leadqual.engine.operators import event_matches, matching_events
+from leadqual.engine.operators import apply_check, event_matches
 from leadqual.engine.reference import MemberFlags, _Evaluator, account_status, sequence_run
 from leadqual.engine.result import AccountStatus, Qualification, Reason
 from leadqual.facts.dataset import AccountFacts, Facts, LeadFacts, profile_time, value_order
@@ -178,12 +178,45 @@ class _PredicateNeed:
     last: bool
 
 
+class PassMasks:
+    """Each event's :meth:`Plan.pass_mask`, by event id, for one plan: what
+    :meth:`Plan.needed` would otherwise test again on every call."""
+
+    def __init__(self) -> None:
+        self._plan: Plan | None = None
+        self._masks: dict[str, tuple[Event, int]] = {}
+
+    def of(self, plan: Plan, events: list[Event]) -> dict[str, tuple[Event, int]]:
+        """Each of ``events``' mask (with the event it is of), by id: worked out for the
+        events not seen before; the events not among them are forgotten."""
+        if self._plan is not plan:
+            self._plan, self._masks = plan, {}
+        known = self._masks
+        if len(known) == len(events) and all(
+            (entry := known.get(e.event_id)) is not None and entry[0] is e for e in events
+        ):
+            return known
+        masks: dict[str, tuple[Event, int]] = {}
+        for event in events:
+            entry = known.get(event.event_id)
+            if entry is None or entry[0] is not event:
+                entry = (event, plan.pass_mask(event))
+            masks[event.event_id] = entry
+        self._masks = masks
+        return masks
+
+
 class Plan:
     """What a model needs from a lead's events, and what makes its stage move with time."""
 
     def __init__(self, model: Model) -> None:
         self.model = model
         self.key = model_key(model)
+        self._filters: list[tuple[EventFilter, tuple[str, ...]]] = []
+        """Every event filter :meth:`needed` reads, bit ``1 << i`` of a pass mask: with its
+        distinct types."""
+        self._filters_of_type: dict[str, list[tuple[int, EventFilter]]] = {}
+        """Per event type, the filters an event of that type can pass, with their bits."""
         self.rules = [
             _RuleNeed(EventFilter(r.event_types, r.where), r.max_count, r.within_days)
             for r in model.engagement.rules
@@ -253,6 +286,9 @@ class Plan:
         """Decay can only lower scores (no decaying rule has negative points): between
         window edges every score falls or stays, so only thresholds at or under a score
         can be crossed by time alone."""
+        self._rule_bits = [self._bit(need.filter) for need in self.rules]
+        self._predicate_bits = [self._bit(need.filter) for need in self.predicates]
+        self._step_bits = [[self._bit(step) for step in seq.steps] for seq in self.sequences]
         self.time_only_lowers_engagement = self.decay_only_lowers and all(
             rule.points >= 0 for rule in model.engagement.rules if rule.within_days is not None
         )
@@ -283,36 +319,77 @@ class Plan:
             True,  # the latest: last_seen_days_ago needs it, and a reason names it
         )
 
-    def needed(self, events: list[Event], now: datetime) -> set[str]:
-        """The ids of the events (sorted by time, id) that any ``as_of >= now`` can need."""
+    def _bit(self, flt: EventFilter) -> int:
+        """The bit of ``flt`` in a pass mask (a filter met twice has one bit)."""
+        for index, (known, _) in enumerate(self._filters):
+            if known is flt or known == flt:
+                return 1 << index
+        self._filters.append((flt, tuple(dict.fromkeys(flt.types))))
+        self._filters_of_type.clear()
+        return 1 << (len(self._filters) - 1)
+
+    def pass_mask(self, event: Event) -> int:
+        """The filters of :meth:`needed` that ``event`` passes, one bit each (an event's type
+        and properties never change, so this is worked out once per event)."""
+        candidates = self._filters_of_type.get(event.type)
+        if candidates is None:
+            candidates = [
+                (1 << index, flt)
+                for index, (flt, types) in enumerate(self._filters)
+                if not types or event.type in types
+            ]
+            self._filters_of_type[event.type] = candidates
+        mask = 0
+        for bit, flt in candidates:  # of the event's type: only the property tests are left
+            where = flt.where
+            if not where:
+                mask |= bit
+            elif len(where) == 1 and len(where[0].checks) == 1:  # the usual one test
+                if apply_check(event.properties.get(where[0].prop), where[0].checks[0]) is True:
+                    mask |= bit
+            elif event_matches(event, flt):
+                mask |= bit
+        return mask
+
+    def needed(
+        self, events: list[Event], now: datetime, masks: PassMasks | None = None
+    ) -> set[str]:
+        """The ids of the events (sorted by time, id) that any ``as_of >= now`` can need.
+
+        ``masks`` remembers each event's :meth:`pass_mask` from one call to the next
+        (a lead's state keeps one); the result is the same without it.
+        """
         if not events:
             return set()
+        if masks is None:
+            masks = PassMasks()
+        passes = masks.of(self, events)
         latest_first = events[::-1]
         keep = {latest_first[0].event_id}
         by_type = events_by_type(latest_first)
 
-        def matching(flt: EventFilter, within: float | None) -> list[Event]:
-            if flt.types:  # the events of its types, latest first
-                types = dict.fromkeys(flt.types)
+        def matching(bit: int, within: float | None) -> list[Event]:
+            types = self._filters[bit.bit_length() - 1][1]
+            if types:  # the events of its types, latest first
                 candidates = (
-                    by_type.get(next(iter(types)), [])
+                    by_type.get(types[0], [])
                     if len(types) == 1
                     else [e for e in latest_first if e.type in types]
                 )
             else:
                 candidates = latest_first
-            found = matching_events(candidates, flt)
+            found = [e for e in candidates if passes[e.event_id][1] & bit]
             if within is not None:
                 found = [e for e in found if age_days(e.at, now) <= within]
             return found
 
-        for rule in self.rules:
-            found = matching(rule.filter, rule.within_days)
+        for rule, bit in zip(self.rules, self._rule_bits, strict=True):
+            found = matching(bit, rule.within_days)
             if rule.max_count is not None:
                 found = found[: rule.max_count]
             keep.update(e.event_id for e in found)
-        for pred in self.predicates:
-            found = matching(pred.filter, pred.within_days)
+        for pred, bit in zip(self.predicates, self._predicate_bits, strict=True):
+            found = matching(bit, pred.within_days)
             if not found:
                 continue
             if pred.within_days is not None or pred.count_all:
@@ -324,13 +401,13 @@ class Plan:
                 keep.add(found[-1].event_id)
             if pred.last:
                 keep.add(found[0].event_id)
-        for seq in self.sequences:
+        for seq, bits in zip(self.sequences, self._step_bits, strict=True):
             # the search reads no event after the run it finds (see sequence_run): every
             # step event up to the run's last gives the same run, and a reason names it
             run = sequence_run(seq.steps, seq.within_days, events)
             last = (run[-1].at, run[-1].event_id) if run is not None else None
-            for step in seq.steps:
-                found = matching(step, None)
+            for bit in bits:
+                found = matching(bit, None)
                 keep.update(e.event_id for e in found if last is None or (e.at, e.event_id) <= last)
         return keep
 
@@ -440,6 +517,8 @@ class LeadState:
     """The JSON text of each kept event as :meth:`to_json` last wrote it, by id (with the
     event it is of): a lead keeps its events for weeks and is written on every fact it
     receives, so each event is turned into text once, not on every write."""
+    _passes: PassMasks = field(default_factory=PassMasks, compare=False, repr=False)
+    """Which of the plan's event filters each kept event passes (see :meth:`Plan.needed`)."""
 
     # -- folding facts
 
@@ -497,7 +576,7 @@ class LeadState:
 
     def _prune(self, now: datetime, plan: Plan) -> None:
         events = self.sorted_events()
-        keep = plan.needed(events, now)
+        keep = plan.needed(events, now, self._passes)
         if len(keep) < len(events):
             self._sorted = [e for e in events if e.event_id in keep]  # still in order
             self.events = {e.event_id: e for e in self._sorted}
