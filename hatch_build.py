@@ -3,7 +3,7 @@
 ``pip install .`` (a wheel) compiles the modules in :data:`COMPILED` to C
 extensions with mypyc (part of mypy), from the same typed source: ingest with
 scoring runs a fifth fewer instructions, with the same results (CI runs the
-engine's tests and the property tests against both builds). ``pip install -e .``
+engine's tests, the property tests and the fact codec's tests against both builds). ``pip install -e .``
 (an editable install, for working on the code) stays pure Python, so an edit
 takes effect at once.
 
@@ -36,9 +36,10 @@ COMPILED = (
     "leadqual/engine/reference.py",
     "leadqual/engine/result.py",
     "leadqual/timetext.py",
+    "leadqual/store/codec.py",
 )
-"""The modules compiled (paths under ``src``): what evaluates and folds facts, and the
-text of instants it writes."""
+"""The modules compiled (paths under ``src``): what evaluates and folds facts, the text
+of instants it writes, and the codec that checks and encodes each fact for the log."""
 
 FLAGS = ["--no-site-packages", "--ignore-missing-imports", "--follow-imports=silent"]
 """mypy's options for the compile: the installed packages are not looked at, so the build
