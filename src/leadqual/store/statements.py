@@ -26,6 +26,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Insert, Select, Table, bindparam
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -472,11 +473,7 @@ def upsert(
     statement = _PREPARED.get(key)
     if statement is None:
         primary = [c.name for c in table.primary_key.columns]
-        insert: Any
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
         proposed = insert(table)
         statement = proposed.on_conflict_do_update(
             index_elements=primary,
