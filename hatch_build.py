@@ -2,7 +2,7 @@
 
 ``pip install .`` (a wheel) compiles the modules in :data:`COMPILED` to C
 extensions with mypyc (part of mypy), from the same typed source: ingest with
-scoring runs about a quarter fewer instructions, with the same results (CI runs
+scoring runs about a third fewer instructions, with the same results (CI runs
 the engine's tests, the property tests and the store's tests against both
 builds). ``pip install -e .`` (an editable install, for working on the code)
 stays pure Python, so an edit takes effect at once.
