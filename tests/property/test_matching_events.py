@@ -56,7 +56,7 @@ def test_pass_masks_are_event_matches_and_needed_keeps_the_same(case: WideCase) 
     for event in events:
         mask = plan.pass_mask(event)
         for flt in _filters(plan):
-            assert bool(mask & plan._bit(flt)) == event_matches(event, flt)
+            assert bool(mask & 1 << plan._filter_index(flt)) == event_matches(event, flt)
     now = max((e.at for e in events), default=datetime(2026, 1, 1, tzinfo=UTC))
     masks = PassMasks()
     # growing, then every other event (as a prune leaves), then each event replaced by

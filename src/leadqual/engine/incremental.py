@@ -67,7 +67,7 @@ import orjson
 from leadqual import jsontext
 from leadqual.engine.decay import age_days
 from leadqual.engine.engagement import Engagement, events_by_type, score_rule
-from leadqual.engine.operators import apply_check, event_matches
+from leadqual.engine.operators import event_matches
 from leadqual.engine.reference import MemberFlags, _Evaluator, account_status, sequence_run
 from leadqual.engine.result import AccountStatus, Qualification, Reason
 from leadqual.facts.dataset import AccountFacts, Facts, LeadFacts, profile_time, value_order
@@ -192,10 +192,6 @@ class PassMasks:
         if self._plan is not plan:
             self._plan, self._masks = plan, {}
         known = self._masks
-        if len(known) == len(events) and all(
-            (entry := known.get(e.event_id)) is not None and entry[0] is e for e in events
-        ):
-            return known
         masks: dict[str, tuple[Event, int]] = {}
         for event in events:
             entry = known.get(event.event_id)
@@ -213,8 +209,8 @@ class Plan:
         self.model = model
         self.key = model_key(model)
         self._filters: list[tuple[EventFilter, tuple[str, ...]]] = []
-        """Every event filter :meth:`needed` reads, bit ``1 << i`` of a pass mask: with its
-        distinct types."""
+        """Every event filter :meth:`needed` reads, with its distinct types: the one at
+        index ``i`` is bit ``1 << i`` of a pass mask."""
         self._filters_of_type: dict[str, list[tuple[int, EventFilter]]] = {}
         """Per event type, the filters an event of that type can pass, with their bits."""
         self.rules = [
@@ -286,9 +282,11 @@ class Plan:
         """Decay can only lower scores (no decaying rule has negative points): between
         window edges every score falls or stays, so only thresholds at or under a score
         can be crossed by time alone."""
-        self._rule_bits = [self._bit(need.filter) for need in self.rules]
-        self._predicate_bits = [self._bit(need.filter) for need in self.predicates]
-        self._step_bits = [[self._bit(step) for step in seq.steps] for seq in self.sequences]
+        self._rule_filters = [self._filter_index(need.filter) for need in self.rules]
+        self._predicate_filters = [self._filter_index(need.filter) for need in self.predicates]
+        self._step_filters = [
+            [self._filter_index(step) for step in seq.steps] for seq in self.sequences
+        ]
         self.time_only_lowers_engagement = self.decay_only_lowers and all(
             rule.points >= 0 for rule in model.engagement.rules if rule.within_days is not None
         )
@@ -319,14 +317,14 @@ class Plan:
             True,  # the latest: last_seen_days_ago needs it, and a reason names it
         )
 
-    def _bit(self, flt: EventFilter) -> int:
-        """The bit of ``flt`` in a pass mask (a filter met twice has one bit)."""
+    def _filter_index(self, flt: EventFilter) -> int:
+        """The index of ``flt`` among :attr:`_filters` (a filter met twice has one)."""
         for index, (known, _) in enumerate(self._filters):
             if known is flt or known == flt:
-                return 1 << index
+                return index
         self._filters.append((flt, tuple(dict.fromkeys(flt.types))))
         self._filters_of_type.clear()
-        return 1 << (len(self._filters) - 1)
+        return len(self._filters) - 1
 
     def pass_mask(self, event: Event) -> int:
         """The filters of :meth:`needed` that ``event`` passes, one bit each (an event's type
@@ -340,14 +338,8 @@ class Plan:
             ]
             self._filters_of_type[event.type] = candidates
         mask = 0
-        for bit, flt in candidates:  # of the event's type: only the property tests are left
-            where = flt.where
-            if not where:
-                mask |= bit
-            elif len(where) == 1 and len(where[0].checks) == 1:  # the usual one test
-                if apply_check(event.properties.get(where[0].prop), where[0].checks[0]) is True:
-                    mask |= bit
-            elif event_matches(event, flt):
+        for bit, flt in candidates:
+            if event_matches(event, flt):
                 mask |= bit
         return mask
 
@@ -368,8 +360,8 @@ class Plan:
         keep = {latest_first[0].event_id}
         by_type = events_by_type(latest_first)
 
-        def matching(bit: int, within: float | None) -> list[Event]:
-            types = self._filters[bit.bit_length() - 1][1]
+        def matching(index: int, within: float | None) -> list[Event]:
+            types, bit = self._filters[index][1], 1 << index
             if types:  # the events of its types, latest first
                 candidates = (
                     by_type.get(types[0], [])
@@ -383,13 +375,13 @@ class Plan:
                 found = [e for e in found if age_days(e.at, now) <= within]
             return found
 
-        for rule, bit in zip(self.rules, self._rule_bits, strict=True):
-            found = matching(bit, rule.within_days)
+        for rule, index in zip(self.rules, self._rule_filters, strict=True):
+            found = matching(index, rule.within_days)
             if rule.max_count is not None:
                 found = found[: rule.max_count]
             keep.update(e.event_id for e in found)
-        for pred, bit in zip(self.predicates, self._predicate_bits, strict=True):
-            found = matching(bit, pred.within_days)
+        for pred, index in zip(self.predicates, self._predicate_filters, strict=True):
+            found = matching(index, pred.within_days)
             if not found:
                 continue
             if pred.within_days is not None or pred.count_all:
@@ -401,13 +393,13 @@ class Plan:
                 keep.add(found[-1].event_id)
             if pred.last:
                 keep.add(found[0].event_id)
-        for seq, bits in zip(self.sequences, self._step_bits, strict=True):
+        for seq, indices in zip(self.sequences, self._step_filters, strict=True):
             # the search reads no event after the run it finds (see sequence_run): every
             # step event up to the run's last gives the same run, and a reason names it
             run = sequence_run(seq.steps, seq.within_days, events)
             last = (run[-1].at, run[-1].event_id) if run is not None else None
-            for bit in bits:
-                found = matching(bit, None)
+            for index in indices:
+                found = matching(index, None)
                 keep.update(e.event_id for e in found if last is None or (e.at, e.event_id) <= last)
         return keep
 

@@ -148,7 +148,10 @@ def event_matches(event: Event, flt: EventFilter) -> bool:
     """Whether an event passes a filter; a missing property fails its test."""
     if flt.types and event.type not in flt.types:
         return False
-    return all(_property_holds(event, test) for test in flt.where)
+    where = flt.where
+    if len(where) == 1 and len(where[0].checks) == 1:  # the usual one test, without a loop
+        return apply_check(event.properties.get(where[0].prop), where[0].checks[0]) is True
+    return all(_property_holds(event, test) for test in where)
 
 
 def matching_events(events: Iterable[Event], flt: EventFilter) -> list[Event]:
