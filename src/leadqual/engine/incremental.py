@@ -178,6 +178,10 @@ class _PredicateNeed:
     last: bool
 
 
+_RULE, _PREDICATE, _SEQUENCE_STEP = 0, 1, 2
+"""The kinds of need :meth:`Plan.needed` keeps events for."""
+
+
 class PassMasks:
     """Each event's :meth:`Plan.pass_mask`, by event id, for one plan: what
     :meth:`Plan.needed` would otherwise test again on every call."""
@@ -287,6 +291,15 @@ class Plan:
         self._step_filters = [
             [self._filter_index(step) for step in seq.steps] for seq in self.sequences
         ]
+        self._needs_of_filter: list[list[tuple[int, int]]] = [[] for _ in self._filters]
+        """Per filter (by index), the needs that read it: (kind, index among its kind)."""
+        for n, index in enumerate(self._rule_filters):
+            self._needs_of_filter[index].append((_RULE, n))
+        for n, index in enumerate(self._predicate_filters):
+            self._needs_of_filter[index].append((_PREDICATE, n))
+        for n, indices in enumerate(self._step_filters):
+            for index in dict.fromkeys(indices):
+                self._needs_of_filter[index].append((_SEQUENCE_STEP, n))
         self.time_only_lowers_engagement = self.decay_only_lowers and all(
             rule.points >= 0 for rule in model.engagement.rules if rule.within_days is not None
         )
@@ -348,59 +361,68 @@ class Plan:
     ) -> set[str]:
         """The ids of the events (sorted by time, id) that any ``as_of >= now`` can need.
 
-        ``masks`` remembers each event's :meth:`pass_mask` from one call to the next
-        (a lead's state keeps one); the result is the same without it.
+        One pass over the events, latest first: each event is looked at only by the
+        needs of the filters it passes (its :meth:`pass_mask`), and each need keeps
+        what it reads: an engagement rule its latest ``max_count`` events in its
+        window; an event test every event in its window (or counted whole), else its
+        latest ``count_cap``, its latest and, for ``first_seen_days_ago``, its
+        earliest; a sequence the events of its steps up to the run it finds (the
+        search reads no later event, see :func:`sequence_run`, and a reason names it).
+        ``masks`` remembers each event's mask from one call to the next (a lead's
+        state keeps one); the result is the same without it.
         """
         if not events:
             return set()
         if masks is None:
             masks = PassMasks()
         passes = masks.of(self, events)
-        latest_first = events[::-1]
-        keep = {latest_first[0].event_id}
-        by_type = events_by_type(latest_first)
-
-        def matching(index: int, within: float | None) -> list[Event]:
-            types, bit = self._filters[index][1], 1 << index
-            if types:  # the events of its types, latest first
-                candidates = (
-                    by_type.get(types[0], [])
-                    if len(types) == 1
-                    else [e for e in latest_first if e.type in types]
-                )
-            else:
-                candidates = latest_first
-            found = [e for e in candidates if passes[e.event_id][1] & bit]
-            if within is not None:
-                found = [e for e in found if age_days(e.at, now) <= within]
-            return found
-
-        for rule, index in zip(self.rules, self._rule_filters, strict=True):
-            found = matching(index, rule.within_days)
-            if rule.max_count is not None:
-                found = found[: rule.max_count]
-            keep.update(e.event_id for e in found)
-        for pred, index in zip(self.predicates, self._predicate_filters, strict=True):
-            found = matching(index, pred.within_days)
-            if not found:
-                continue
-            if pred.within_days is not None or pred.count_all:
-                keep.update(e.event_id for e in found)
-                continue
-            if pred.count_cap is not None:
-                keep.update(e.event_id for e in found[: pred.count_cap])
-            if pred.first:
-                keep.add(found[-1].event_id)
-            if pred.last:
-                keep.add(found[0].event_id)
-        for seq, indices in zip(self.sequences, self._step_filters, strict=True):
-            # the search reads no event after the run it finds (see sequence_run): every
-            # step event up to the run's last gives the same run, and a reason names it
+        keep = {events[-1].event_id}
+        rules, predicates = self.rules, self.predicates
+        runs: list[tuple[datetime, str] | None] = []
+        for seq in self.sequences:
             run = sequence_run(seq.steps, seq.within_days, events)
-            last = (run[-1].at, run[-1].event_id) if run is not None else None
-            for index in indices:
-                found = matching(index, None)
-                keep.update(e.event_id for e in found if last is None or (e.at, e.event_id) <= last)
+            runs.append((run[-1].at, run[-1].event_id) if run is not None else None)
+        rule_seen = [0] * len(rules)
+        predicate_seen = [0] * len(predicates)
+        earliest: dict[int, str] = {}
+        needs_of = self._needs_of_filter
+        for event in reversed(events):
+            mask = passes[event.event_id][1]
+            age: float | None = None
+            while mask:
+                low = mask & -mask
+                mask ^= low
+                for kind, n in needs_of[low.bit_length() - 1]:
+                    if kind == _SEQUENCE_STEP:
+                        last = runs[n]
+                        if last is None or (event.at, event.event_id) <= last:
+                            keep.add(event.event_id)
+                        continue
+                    within = rules[n].within_days if kind == _RULE else predicates[n].within_days
+                    if within is not None:
+                        if age is None:
+                            age = age_days(event.at, now)
+                        if age > within:
+                            continue
+                    if kind == _RULE:
+                        rule_seen[n] += 1
+                        cap = rules[n].max_count
+                        if cap is None or rule_seen[n] <= cap:
+                            keep.add(event.event_id)
+                        continue
+                    pred = predicates[n]
+                    predicate_seen[n] += 1
+                    seen = predicate_seen[n]
+                    if (
+                        within is not None
+                        or pred.count_all
+                        or (pred.last and seen == 1)
+                        or (pred.count_cap is not None and seen <= pred.count_cap)
+                    ):
+                        keep.add(event.event_id)
+                    if pred.first:
+                        earliest[n] = event.event_id
+        keep.update(earliest.values())
         return keep
 
 
