@@ -20,6 +20,7 @@ from leadqual.service.gc_pause import collector_paused
 from leadqual.service.ingest import ApplyResult
 from leadqual.store import Store
 from tests.service.builders import lead_profile, pricing_views
+from tests.service.conftest import replaces_ingest_internals
 from tests.service.test_ingest import MODEL, NOW
 
 _lead = partial(lead_profile, now=NOW)
@@ -57,6 +58,7 @@ def test_a_failing_batch_resumes_the_collector(store: Store) -> None:
     assert gc.isenabled()
 
 
+@replaces_ingest_internals
 def test_a_tick_runs_with_the_collector_paused_and_resumes_it(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

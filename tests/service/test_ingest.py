@@ -27,7 +27,7 @@ from leadqual.service.ingest import StateCache, _Work
 from leadqual.store import Store, schema, state
 from leadqual.store.locks import MIGRATION_LOCK, TICK_LOCK, VERSION_LOCK, lock, try_lock
 from tests.service.builders import lead_profile, mql_facts, pricing_views
-from tests.service.conftest import fresh_store
+from tests.service.conftest import fresh_store, replaces_ingest_internals
 from tests.store.conftest import dump
 
 NOW = datetime(2026, 6, 30, 12, tzinfo=UTC)
@@ -804,6 +804,7 @@ def test_tick_stores_and_announces_a_nurture_track_that_decay_alone_moved(store:
     assert tick(store, TRACKS, t0 + timedelta(days=6)).qualified == ()  # nothing due again
 
 
+@replaces_ingest_internals
 def test_the_tick_refreshes_the_scores_of_qualifications_over_a_day_old(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1090,6 +1091,7 @@ def test_an_account_state_keeps_pending_only_the_profiles_still_to_come(store: S
     )  # fmt: skip
 
 
+@replaces_ingest_internals
 @pytest.mark.postgres
 def test_a_write_taking_a_due_mover_along_takes_turns_with_its_new_account_s_writes(
     monkeypatch: pytest.MonkeyPatch,
@@ -1227,6 +1229,7 @@ def test_a_state_another_writer_changed_is_decoded_from_the_store(store: Store) 
     assert "L1-T" in json.dumps(stored.reasons)  # the other writer's event counts
 
 
+@replaces_ingest_internals
 def test_a_state_taken_by_a_failed_write_is_not_kept(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,9 +29,9 @@ from leadqual.model.load import load_model
 from leadqual.service import ApplyResult, Ingestor, ingest
 from leadqual.store import Store, schema
 from tests.service.builders import lead_profile
-from tests.service.conftest import fresh_store
+from tests.service.conftest import fresh_store, replaces_ingest_internals
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, replaces_ingest_internals]
 
 MODEL = load_model("b2b_example")
 NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
