@@ -1229,6 +1229,44 @@ def test_a_state_another_writer_changed_is_decoded_from_the_store(store: Store) 
     assert "L1-T" in json.dumps(stored.reasons)  # the other writer's event counts
 
 
+def _kept_account(ingestor: Ingestor, account: str) -> tuple[str, AccountState]:
+    """The text and state object the ingestor keeps for ``account``."""
+    kept = ingestor.account_states._states.get(account)
+    assert kept is not None, f"no state kept for {account}"
+    return kept
+
+
+def _stored_account_text(store: Store, account: str) -> str:
+    t = schema.account_state
+    with store.engine.connect() as connection:
+        text = connection.scalar(select(t.c.state).where(t.c.account_id == account))
+    assert isinstance(text, str)
+    return text
+
+
+def test_an_account_state_read_and_left_unchanged_is_taken_back_without_decoding(
+    store: Store,
+) -> None:
+    """Events of a member read their account's state and do not change it: the ingestor
+    keeps the object with the text it was read as, and takes it back while the stored
+    text is the same; an account changed by another writer is decoded from the store."""
+    ours, theirs = Ingestor(store, MODEL), Ingestor(store, MODEL)
+    account = AccountProfile("A1", "acme.io", {"industry": "retail"}, NOW - timedelta(days=30))
+    ours.apply([account, _lead("L1")], NOW - timedelta(hours=3))
+    assert "A1" not in ours.account_states._states  # changed by that write: not kept
+    ours.apply([Event("L1-X", "demo_request", NOW - timedelta(hours=2), "L1")], NOW)
+    text, first = _kept_account(ours, "A1")
+    assert text == _stored_account_text(store, "A1") == first.to_json()
+    ours.apply([Event("L1-Y", "webinar_attend", NOW - timedelta(hours=1), "L1")], NOW)
+    assert _kept_account(ours, "A1")[1] is first  # taken back, unchanged, kept again
+    grown = AccountProfile("A1", "acme.io", {"industry": "software", "employees": 200}, NOW)
+    theirs.apply([grown], NOW)
+    ours.apply([Event("L1-Z", "page_view", NOW, "L1", None, {"url": "/pricing"})], NOW)
+    text, again = _kept_account(ours, "A1")
+    assert again is not first and text == _stored_account_text(store, "A1") == again.to_json()
+    _as_reference(store, "L1", NOW)  # the fit reads the other writer's industry
+
+
 @replaces_ingest_internals
 def test_a_state_taken_by_a_failed_write_is_not_kept(
     store: Store, monkeypatch: pytest.MonkeyPatch
@@ -1254,7 +1292,7 @@ def test_a_state_taken_by_a_failed_write_is_not_kept(
 
 
 def test_the_state_cache_drops_the_least_recently_written_states() -> None:
-    cache = StateCache(size=2)
+    cache: StateCache[LeadState] = StateCache(size=2)
     states = {lead: LeadState(lead) for lead in ("A", "B", "C")}
     cache.keep([(lead, states[lead].to_json(), states[lead]) for lead in ("A", "B")])
     cache.keep([("A", states["A"].to_json(), states["A"])])  # A written again: newest

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.engine import Connection
@@ -149,44 +149,49 @@ def _fact_id(fact: Fact) -> str | None:
 
 STATE_CACHE_SIZE = 10_000
 """Lead states an ingestor keeps as objects (:class:`StateCache`): about 11 KB each with
-the demo's leads (the objects and their text), so about 110 MB at most."""
+the demo's leads (the objects and their text), so about 110 MB at most; as many account
+states at most, which are smaller."""
+
+S = TypeVar("S")
 
 
-class StateCache:
-    """The lead states a process wrote last, kept as objects: a transaction that reads a
-    lead's state back takes the object instead of decoding the text, when the stored text
-    is still the text that object was written as (another writer, a rollback or a rebuild
-    left other text, which is decoded as always).
+class StateCache(Generic[S]):
+    """The states (of leads, or of accounts) a process wrote or read last, kept as
+    objects: a transaction that reads a state back takes the object instead of decoding
+    the text, when the stored text is still the text that object is of (another writer, a
+    rollback or a rebuild left other text, which is decoded as always).
 
-    A state reads back as it was written (``LeadState.from_json`` of ``to_json``), so the
-    object and the decoded text qualify a lead alike; a test checks it for generated
-    facts. An object is taken out while a transaction changes it and put back only once
-    that transaction has committed. At most ``size`` states are kept, the least recently
-    written dropped first. Writes in several threads share one cache (a lock guards it).
+    A lead's state reads back as it was written (``LeadState.from_json`` of ``to_json``),
+    so the object and the decoded text qualify a lead alike; a test checks it for
+    generated facts. An account's state is kept only as it was read, unchanged (see
+    :meth:`_Work.unchanged_accounts`). An object is taken out while a transaction uses
+    it and put back only once that transaction has committed. At most ``size`` states are
+    kept, the least recently kept dropped first. Writes in several threads share one
+    cache (a lock guards it).
     """
 
     def __init__(self, size: int = STATE_CACHE_SIZE) -> None:
         self.size = size
-        self._states: dict[str, tuple[str, LeadState]] = {}
+        self._states: dict[str, tuple[str, S]] = {}
         self._lock = threading.Lock()
 
-    def take(self, lead_id: str, text: str) -> LeadState | None:
-        """The kept state of this lead if it was written as ``text`` (taken out either way)."""
+    def take(self, key: str, text: str) -> S | None:
+        """The kept state under ``key`` if it is of ``text`` (taken out either way)."""
         with self._lock:
-            kept = self._states.pop(lead_id, None)
+            kept = self._states.pop(key, None)
         if kept is None or kept[0] != text:
             return None
         return kept[1]
 
-    def keep(self, written: Iterable[tuple[str, str, LeadState]]) -> None:
-        """Keep states just committed: (lead, the text stored, the state it is of)."""
+    def keep(self, states: Iterable[tuple[str, str, S]]) -> None:
+        """Keep states just committed: (key, the text stored, the state it is of)."""
         with self._lock:
-            states = self._states
-            for lead, text, lead_state in written:
-                states.pop(lead, None)
-                states[lead] = (text, lead_state)
-            for lead in list(itertools.islice(states, max(0, len(states) - self.size))):
-                del states[lead]
+            kept = self._states
+            for key, text, state in states:
+                kept.pop(key, None)
+                kept[key] = (text, state)
+            for key in list(itertools.islice(kept, max(0, len(kept) - self.size))):
+                del kept[key]
 
     def __len__(self) -> int:
         return len(self._states)
@@ -201,10 +206,14 @@ class _Work:
         plan: Plan,
         model_version_id: int | None,
         now: datetime,
-        cache: StateCache | None = None,
+        cache: StateCache[LeadState] | None = None,
+        account_cache: StateCache[AccountState] | None = None,
     ) -> None:
         self.connection = connection
         self.cache = cache
+        self.account_cache = account_cache
+        self.account_texts: dict[str, str] = {}
+        """The stored text of each account state read (see :meth:`unchanged_accounts`)."""
         self.written: list[tuple[str, str, LeadState]] = []
         """(lead, text, state) of each state written: kept by :attr:`cache` after commit."""
         self.plan = plan
@@ -351,11 +360,26 @@ class _Work:
         )
 
     def take_accounts(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        cache = self.account_cache
         for account, stored in rows:
-            state = AccountState.from_json(stored)
+            kept = cache.take(account, stored) if cache is not None else None
+            state = kept if kept is not None else AccountState.from_json(stored)
             if state.horizon is not None and state.horizon > self.now:
                 raise StateAhead(state.horizon)  # its profiles are folded up to a later time
             self.accounts[account] = state
+            self.account_texts[account] = stored
+
+    def unchanged_accounts(self) -> list[tuple[str, str, AccountState]]:
+        """(account, stored text, state) of each account state read and left unchanged:
+        the state is the one its text decodes to (only :meth:`add_account_profiles` and
+        the advance of :attr:`changed_accounts` change a state), so a cache can give it
+        back for that text. A changed one is decoded again when next read."""
+        texts = self.account_texts
+        return [
+            (account, texts[account], state)
+            for account, state in self.accounts.items()
+            if account in texts and account not in self.changed_accounts
+        ]
 
     def add_account_profiles(self, profiles: Sequence[AccountProfile]) -> None:
         self.load_accounts(p.account_id for p in profiles)
@@ -1081,8 +1105,10 @@ class Ingestor:
         self.routing = routing
         self.router = Router(routing) if routing is not None else None
         self.plan = Plan(model)
-        self.states = StateCache()
-        """The states this ingestor wrote last (see :class:`StateCache`)."""
+        self.states: StateCache[LeadState] = StateCache()
+        """The lead states this ingestor wrote last (see :class:`StateCache`)."""
+        self.account_states: StateCache[AccountState] = StateCache()
+        """The account states this ingestor read last and left unchanged."""
 
     def apply(
         self,
@@ -1110,6 +1136,7 @@ class Ingestor:
         with self.store.transaction() as tx:
             applied, work = self._apply_in(tx, facts, now, strict, check)
         self.states.keep(work.written)  # committed
+        self.account_states.keep(work.unchanged_accounts())
         return applied
 
     def _apply_in(
@@ -1126,7 +1153,9 @@ class Ingestor:
         if check is not None:
             for index, _ in result.new_facts:
                 check(self.model, facts[index])
-        work = _Work(tx.connection, self.plan, self.model_version_id, now, self.states)
+        work = _Work(
+            tx.connection, self.plan, self.model_version_id, now, self.states, self.account_states
+        )
         gone = {g for g, _ in result.merges}
         rebuild = ({s for _, s in result.merges} | set(result.reattributed)) - gone
         by_lead: dict[str, list[Fact]] = defaultdict(list)
