@@ -140,23 +140,28 @@ def merge_profiles(
     depends on the order facts arrive in (and SQL can say the same).
     """
     known = [p for p in profiles if p.at is None or p.at <= as_of]
-    if len(known) == 1:  # most leads and accounts: nothing to order, unless a name repeats
-        single = _single_profile(known[0])
-        if single is not None:
-            return single
-    return _merge_in_order(known)
+    merged = _union(known)  # most leads and accounts: each name set once, nothing to order
+    return merged if merged is not None else _merge_in_order(known)
 
 
-def _single_profile(profile: LeadProfile | AccountProfile) -> dict[str, Value] | None:
-    """What :func:`merge_profiles` gives for this one profile, made without ordering
-    values; None when a name has two values (the email or domain among the attributes
-    too), which only the ordering can settle."""
-    name, own = _own_value(profile)
-    if own is not None and profile.attributes.get(name) is not None:
-        return None
-    merged = {k: _as_float(v) for k, v in profile.attributes.items() if v is not None}
-    if own is not None:
-        merged[name] = own
+def _union(profiles: list[LeadProfile | AccountProfile]) -> dict[str, Value] | None:
+    """What :func:`merge_profiles` gives for profiles that give each name one value at
+    most (nulls aside), made without ordering values: every value wins; None when a name
+    has two values (the email or domain among the attributes too), which only the
+    ordering can settle. An incremental state's view of a lead is such profiles (one per
+    time its winning values were set)."""
+    merged: dict[str, Value] = {}
+    for profile in profiles:
+        for name, value in profile.attributes.items():
+            if value is not None:
+                if name in merged:
+                    return None
+                merged[name] = _as_float(value)
+        name, own = _own_value(profile)
+        if own is not None:
+            if name in merged:
+                return None
+            merged[name] = own
     return merged
 
 
