@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
+from leadqual import timetext
 from leadqual.engine.explain import format_day
 from leadqual.timetext import IsoText, utc_isoformat
 
@@ -84,3 +85,25 @@ def test_format_day_is_the_instant_s_own_date(at: datetime) -> None:
     assert format_day(at) == f"{at.year:04d}-{at.month:02d}-{at.day:02d}"
     if at.year >= 1000:
         assert format_day(at) == f"{at:%Y-%m-%d}"
+
+
+@given(st.lists(INSTANTS, max_size=20), st.permutations(range(5)))
+def test_every_form_cut_from_a_remembered_instant_is_isoformat_s(
+    instants: list[datetime], order: list[int]
+) -> None:
+    """The first form asked for is assembled (and remembered); the others are cut from it."""
+    formats = [("T", "auto"), (" ", "microseconds"), (" ", "auto"), ("T", "microseconds"),
+               ("T", "seconds")]  # fmt: skip
+    for at in instants:
+        utc = at.astimezone(UTC)
+        for whole in (utc.replace(microsecond=0), utc):
+            for i in order:
+                sep, timespec = formats[i]
+                assert utc_isoformat(whole, sep, timespec) == whole.isoformat(sep, timespec)
+
+
+def test_the_remembered_texts_are_bounded() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(timetext.CANONICAL_SIZE + 10):
+        utc_isoformat(start + timedelta(microseconds=i))
+    assert 0 < len(timetext._CANONICAL) <= timetext.CANONICAL_SIZE

@@ -10,35 +10,61 @@ in other zones can be equal (and hash alike) while their text differs.
 A UTC instant seen for the first time is written by :func:`utc_isoformat`,
 which assembles the same text from the instant's fields: compiled with the
 engine (``hatch_build.py``), it runs in about half of ``isoformat``'s
-instructions (most of those are ``printf``'s parsing of its format).
+instructions (most of those are ``printf``'s parsing of its format). It
+remembers that text (with ``T`` and microseconds) too, and cuts the other forms
+the store writes from it: a new event's time is written in three.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Final
 
-_TWO = tuple(f"{n:02d}" for n in range(100))
+_TWO: Final = tuple(f"{n:02d}" for n in range(100))
 """Two-digit text of 0 to 99."""
+
+_UTC: Final = UTC
+
+_CANONICAL: dict[datetime, str] = {}
+"""The text of each plain UTC instant seen lately, ``T`` and microseconds: the store's
+codec, its SQLite columns and the states' JSON each write an instant in a form of their
+own, and each form is a cut of this one."""
+
+CANONICAL_SIZE: Final = 65536
+"""Instants :data:`_CANONICAL` keeps at most (it starts afresh when full)."""
+
+
+def _canonical(at: datetime) -> str:
+    """``at.isoformat("T", "microseconds")`` of a plain ``datetime`` in UTC, remembered."""
+    text = _CANONICAL.get(at)
+    if text is None:
+        year = at.year
+        text = (
+            f"{str(year) if year >= 1000 else str(year).zfill(4)}-{_TWO[at.month]}-"
+            f"{_TWO[at.day]}T{_TWO[at.hour]}:{_TWO[at.minute]}:{_TWO[at.second]}."
+            f"{str(at.microsecond).zfill(6)}+00:00"
+        )
+        if len(_CANONICAL) >= CANONICAL_SIZE:
+            _CANONICAL.clear()
+        _CANONICAL[at] = text
+    return text
 
 
 def utc_isoformat(at: datetime, sep: str = "T", timespec: str = "auto") -> str:
     """``at.isoformat(sep, timespec)`` for a plain ``datetime`` in UTC, with ``timespec``
     ``auto`` or ``microseconds``; anything else is handed to ``isoformat``."""
     if (
-        at.tzinfo is not UTC
+        at.tzinfo is not _UTC
         or type(at) is not datetime
         or (timespec != "auto" and timespec != "microseconds")
     ):
         return at.isoformat(sep, timespec)
-    year = at.year
-    text = (
-        f"{str(year) if year >= 1000 else str(year).zfill(4)}-{_TWO[at.month]}-{_TWO[at.day]}"
-        f"{sep}{_TWO[at.hour]}:{_TWO[at.minute]}:{_TWO[at.second]}"
-    )
-    micro = at.microsecond
-    if micro or timespec == "microseconds":
-        return f"{text}.{str(micro).zfill(6)}+00:00"
-    return f"{text}+00:00"
+    text = _canonical(at)
+    if timespec == "auto" and text[20:26] == "000000":  # a whole second: no fraction
+        text = text[:19] + "+00:00"
+    if sep != "T":
+        text = text[:10] + sep + text[11:]
+    return text
 
 
 class IsoText:
