@@ -11,6 +11,7 @@ answering, or that answered what it must pass on, fails here too.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import re
@@ -20,10 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from leadqual.api import facts as api_facts
+from leadqual.api import fast_ingest
 from leadqual.api.fast_ingest import FastPathCounts
+from leadqual.facts.types import Event
 from tests.api.conftest import Api, ago, start_api
 
 
@@ -236,3 +241,28 @@ def test_generated_event_bodies_get_the_same_answer_from_both_paths(tmp_path: Pa
         assert pair.counts.answered > 0 and pair.counts.passed_on > 0  # both paths were taken
         stored = [pair.fast.store.load_facts(), pair.plain.store.load_facts()]
         assert stored[0].events == stored[1].events
+
+
+def test_a_body_is_parsed_with_the_collector_paused_and_it_resumes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parse allocates a batch's objects with the cyclic collector off (as a write
+    does), and turns it back on, after a refused body too."""
+    seen: list[bool] = []
+    made = api_facts.event
+
+    def recording(body: Any) -> Any:
+        seen.append(gc.isenabled())
+        return made(body)
+
+    monkeypatch.setattr(api_facts, "event", recording)  # looked up by the parse
+    event = {"event_id": "E1", "type": "page_view", "at": "2026-01-01T00:00:00Z",
+             "lead_id": "L1"}  # fmt: skip
+    parsed = fast_ingest._parse(json.dumps({"events": [event, event | {"event_id": "E2"}]})
+                                .encode(), True)  # fmt: skip
+    assert parsed is not None
+    assert [f.event_id for f in parsed if isinstance(f, Event)] == ["E1", "E2"]
+    assert seen == [False, False]
+    assert gc.isenabled()
+    assert fast_ingest._parse(b'{"events": [{"event_id": "E3"}]}', True) is None
+    assert gc.isenabled()

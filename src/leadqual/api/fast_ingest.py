@@ -38,6 +38,7 @@ from leadqual.api.runtime import Runtime
 from leadqual.api.schemas import EventBatchIn, EventIn, WriteResult
 from leadqual.api.writes import apply_facts
 from leadqual.facts.types import Fact
+from leadqual.service.gc_pause import collector_paused
 
 EVENT_PATH = "/v1/events"
 BATCH_PATH = "/v1/events/batch"
@@ -127,14 +128,20 @@ def _allowed(scopes: frozenset[str] | None) -> bool:
 
 def _parse(body: bytes, batch: bool) -> list[Fact] | None:
     """The events of a body the route would accept (parsed and validated as the route
-    does: :func:`parse_json`, then the schema on the Python value); None for any other."""
+    does: :func:`parse_json`, then the schema on the Python value); None for any other.
+
+    With the cyclic collector paused, as a write is (:mod:`leadqual.service.gc_pause`):
+    a batch's JSON, models and facts are some ten thousand objects without a cycle,
+    and the collector, started every 700 allocations, walked the heap over and over:
+    two thirds of the parse's time (docs/service.md, twenty-sixth measurement)."""
     if not body:
         return None
     try:
-        value: Any = parse_json(body)
-        if batch:
-            return [facts.event(item) for item in EventBatchIn.model_validate(value).events]
-        return [facts.event(EventIn.model_validate(value))]
+        with collector_paused():
+            value: Any = parse_json(body)
+            if batch:
+                return [facts.event(item) for item in EventBatchIn.model_validate(value).events]
+            return [facts.event(EventIn.model_validate(value))]
     except (ApiError, ValidationError, RecursionError):  # the route words the refusal
         return None
 
