@@ -18,7 +18,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -60,13 +60,17 @@ VISITOR_PROPERTY = "visitor_id"
 Row: TypeAlias = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
 class Encoded:
-    """One fact ready to write: its table, id and row (with ``payload_hash``)."""
+    """One fact ready to write: its table, id and row (with ``payload_hash``); not changed
+    once made. A plain class, which the compiled codec makes without a call to
+    ``__init__`` through Python (a frozen dataclass's ``__init__`` is interpreted)."""
 
-    table: str
-    fact_id: str
-    row: Row
+    __slots__ = ("fact_id", "row", "table")
+
+    def __init__(self, table: str, fact_id: str, row: Row) -> None:
+        self.table = table
+        self.fact_id = fact_id
+        self.row = row
 
 
 def utc_text(at: datetime) -> str:
