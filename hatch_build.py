@@ -40,12 +40,14 @@ COMPILED = (
     "leadqual/store/statements.py",
     "leadqual/store/writer.py",
     "leadqual/service/ingest.py",
+    "leadqual/store/state.py",
     "leadqual/jsontext.py",
 )
 """The modules compiled (paths under ``src``): what evaluates and folds facts, the text
 of instants it writes, the store's write path (the codec that checks and encodes each
-fact, the log's append, the statements run on the driver's cursor, compact JSON) and the
-service's ingest, which drives them for every write."""
+fact, the log's append, the statements run on the driver's cursor, compact JSON, the rows
+of qualifications and stage history) and the service's ingest, which drives them for
+every write."""
 
 FLAGS = ["--no-site-packages", "--ignore-missing-imports", "--follow-imports=silent"]
 """mypy's options for the compile: the installed packages are not looked at, so the build

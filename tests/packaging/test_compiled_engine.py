@@ -41,10 +41,11 @@ def test_it_compiles_every_module_of_the_evaluating_engine() -> None:
     engine = ROOT / "src" / "leadqual" / "engine"
     modules = {f"leadqual/engine/{p.name}" for p in engine.glob("*.py") if p.name != "__init__.py"}
     # the text of instants, which the engine's states and reasons are written with, and
-    # the store's write path every fact goes through on its way to the log, and the
-    # service's ingest that drives them
+    # the store's write path every fact goes through on its way to the log, the rows of
+    # qualifications and stage history, and the service's ingest that drives them
     write_path = {
         "leadqual/service/ingest.py",
+        "leadqual/store/state.py",
         "leadqual/timetext.py",
         "leadqual/jsontext.py",
         "leadqual/store/codec.py",

@@ -274,21 +274,15 @@ def active_subscriptions(connection: Connection) -> list[tuple[int, frozenset[st
         return memo[1]
     s = schema.webhook_subscriptions
     rows = connection.execute(select(s.c.id, s.c.event_kinds).where(s.c.active.is_(True)))
-    found = [(int(sub_id), _every_kind(json.loads(kinds))) for sub_id, kinds in rows]
+    found = [(int(sub_id), frozenset(json.loads(kinds))) for sub_id, kinds in rows]
     if transaction is not None:  # a weak reference: the memo does not keep it alive
         connection.info[_SUBSCRIPTIONS] = (weakref.ref(transaction), found)
     return found
 
 
-class _EveryKind(frozenset[str]):
-    """The event kinds of a ``"*"`` subscription: it contains every kind."""
-
-    def __contains__(self, _kind: object) -> bool:
-        return True
-
-
-def _every_kind(kinds: list[str]) -> frozenset[str]:
-    return _EveryKind(kinds) if "*" in kinds else frozenset(kinds)
+def _subscribes(kinds: frozenset[str], event_kind: str) -> bool:
+    """Whether a subscription to ``kinds`` gets ``event_kind`` (``"*"``: every kind)."""
+    return "*" in kinds or event_kind in kinds
 
 
 def forget_subscriptions(connection: Connection) -> None:
@@ -335,7 +329,7 @@ def enqueue_webhooks(
             "created_at": now,
         }
         for sub_id, kinds in rows
-        if event_kind in kinds
+        if _subscribes(kinds, event_kind)
     ]
     if outbox:
         connection.execute(schema.webhook_outbox.insert(), outbox)
@@ -354,7 +348,11 @@ def enqueue_webhooks_many(
     """``enqueue_webhooks`` for many payloads: one subscription look-up, one executemany."""
     if not payloads:
         return 0
-    targets = [sub_id for sub_id, kinds in active_subscriptions(connection) if event_kind in kinds]
+    targets = [
+        sub_id
+        for sub_id, kinds in active_subscriptions(connection)
+        if _subscribes(kinds, event_kind)
+    ]
     outbox = [
         {
             "subscription_id": sub_id,
